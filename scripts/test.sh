@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# One command: install everything the tests need (Python packages, Debian's chromium), run them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh requirements-dev.txt
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+exec python -m pytest "$@"
