@@ -243,3 +243,14 @@ def _lite(n: int, top1: float, size: int, gflops: float, params: float) -> Backb
 _lite(0, 75.5, 224, 0.40, 4.7)
 _lite(1, 76.6, 240, 0.62, 5.4)
 _lite(2, 77.5, 260, 0.90, 6.1)
+
+
+def freeze_options(name: str) -> list:
+    """What each freeze depth means for this backbone (FreezePlan per depth 0..stages), for the UI.
+
+    Built from the bare architecture, so it needs no weights and works for every registered backbone.
+    """
+    from .freezing import describe_freeze
+
+    net = build_network(name, 2, pretrained=False)
+    return [describe_freeze(net, depth) for depth in range(net.num_stages + 1)]

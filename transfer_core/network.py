@@ -56,4 +56,7 @@ class TransferNet(nn.Module):
         return self.pool(self.run_stages(x, start))
 
     def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """start = num_stages + 1 means x is already a pooled feature vector (cached features)."""
+        if start > self.num_stages:
+            return self.head(x)
         return self.head(self.features(x, start))

@@ -1,0 +1,163 @@
+"""Command line: the same engine as the app, for scripts and machines without a screen.
+
+    python -m transfer_core backbones
+    python -m transfer_core train DATA --backbone mobilenet_v2 --freeze 3 --epochs 5 --out runs [--json]
+    python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import fields
+
+from .backbones import list_backbones
+from .callbacks import Callback
+from .config import ConfigError, TrainConfig
+from .events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
+
+_DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
+
+
+def _freeze(text: str):
+    return "all" if text == "all" else int(text)
+
+
+def _epochs_list(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    d = _DEFAULTS
+    p.add_argument("data", help="image folder (one sub-folder per class, or train/ and val/), or a .zip")
+    p.add_argument("--backbone", default=d["backbone"])
+    p.add_argument("--freeze", type=_freeze, default=d["freeze"], help="stages kept frozen: a number or 'all'")
+    p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--out", default="runs", help="runs directory; each run gets a folder inside")
+    p.add_argument("--lr", type=float, default=d["lr"])
+    p.add_argument("--batch-size", type=int, default=d["batch_size"])
+    p.add_argument("--image-size", type=int, default=d["image_size"])
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument("--val-split", type=float, default=d["val_split"])
+    p.add_argument("--augment", choices=["none", "light", "strong"], default=d["augment"])
+    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d["optimizer"])
+    p.add_argument("--weight-decay", type=float, default=d["weight_decay"])
+    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
+    p.add_argument("--early-stopping", type=int, default=d["early_stopping"], metavar="PATIENCE")
+    p.add_argument("--weights", dest="weights_file", default=None, help="your own weights file (.pth/.safetensors)")
+    p.add_argument("--max-images", type=int, default=None, help="use at most this many training images")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    p.add_argument("--head", choices=["linear", "mlp"], default=d["head"])
+    p.add_argument("--l2sp", type=float, default=d["l2sp"], metavar="LAMBDA")
+    p.add_argument("--teacher", default=None, metavar="RUN_DIR")
+    p.add_argument("--distill-temperature", type=float, default=d["distill_temperature"])
+    p.add_argument("--distill-alpha", type=float, default=d["distill_alpha"])
+    p.add_argument("--target-data", default=None, metavar="DIR")
+    p.add_argument("--adapt", choices=["dann", "coral", "adabn"], default=None)
+    p.add_argument("--scratch-baseline", action="store_true",
+                   help="also train the same network from random weights, for comparison")
+    p.add_argument("--unfreeze-at", type=_epochs_list, default=(), metavar="E1,E2,...")
+    p.add_argument("--lr-group-factor", type=float, default=d["lr_group_factor"])
+    p.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    names = {f.name for f in fields(TrainConfig)}
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+
+
+class ProgressPrinter(Callback):
+    """A one-line progress bar on stderr, and one line per epoch."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+
+    def on_event(self, trainer, event):
+        if isinstance(event, Progress):
+            frac = event.step / max(event.steps, 1)
+            bar = "#" * int(frac * 30)
+            rate = f" {event.images_per_sec:.1f} img/s, {event.eta_seconds:.0f}s left" if event.images_per_sec else ""
+            label = "preparing" if event.phase == "preparing" else f"epoch {event.epoch}"
+            self.stream.write(f"\r{label:>10} [{bar:<30}] {frac:4.0%}{rate}   ")
+        elif isinstance(event, DataReady):
+            self.stream.write(f"\n{event.num_train} training / {event.num_val} validation images, "
+                              f"{len(event.classes)} classes. {event.plan}\n")
+        elif isinstance(event, EpochEnd):
+            self.stream.write(f"\repoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, "
+                              f"val loss {event.val_loss:.3f}, val accuracy {event.val_accuracy:.3f} "
+                              f"({event.seconds:.1f}s){' ' * 20}\n")
+        elif isinstance(event, RunFailed):
+            self.stream.write(f"\nFAILED: {event.error}\n")
+        elif isinstance(event, (RunFinished, RunStopped)):
+            self.stream.write(f"\n{event.kind}: best validation accuracy {event.best_val_accuracy:.3f}\n")
+        self.stream.flush()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .trainer import train  # imported here so `backbones` and `--help` stay quick
+
+    config = config_from_args(args)
+    t0 = time.time()
+    result = train(config, runs_dir=args.out, callbacks=[ProgressPrinter()])
+    final = result.final
+    summary = {"run_dir": str(result.run_dir), "status": final.kind,
+               "best_val_accuracy": getattr(final, "best_val_accuracy", None),
+               "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2)}
+    if isinstance(final, RunFailed):
+        summary["error"] = final.error
+    if args.json:
+        print(json.dumps(summary))
+    return 0 if isinstance(final, RunFinished) else 1
+
+
+def run_backbones(args: argparse.Namespace) -> int:
+    rows = [{"name": s.name, "weights": s.availability(), "params_millions": s.params_millions,
+             "imagenet_top1": s.imagenet_top1, "gflops": s.gflops, "title": s.title} for s in list_backbones()]
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for r in rows:
+        print(f"{r['name']:<20} {r['params_millions']:>6.1f}M  top-1 {r['imagenet_top1']:5.1f}%  "
+              f"{r['gflops']:5.2f} GFLOPs  {r['weights']}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .predict import load_model, predict
+
+    model = load_model(args.run_dir)
+    results = predict(model, args.images, k=args.top_k)
+    for path, top in zip(args.images, results):
+        if args.json:
+            print(json.dumps({"image": path, "top": [{"class": c, "probability": round(p, 6)} for c, p in top]}))
+        else:
+            print(f"{path}: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m transfer_core", description="Transfer Studio engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("backbones", help="list the pretrained backbones and whether they work offline")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(fn=run_backbones)
+    t = sub.add_parser("train", help="fine-tune a backbone on an image folder")
+    add_train_arguments(t)
+    t.set_defaults(fn=run_train)
+    p = sub.add_parser("predict", help="classify images with a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=run_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except (ConfigError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

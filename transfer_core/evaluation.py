@@ -1,0 +1,44 @@
+"""A finished run's validation results: figures, confusion matrix, the images it got wrong."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .metrics import Evaluation, evaluate_predictions
+from .runs import RunFolder
+
+
+@dataclass(frozen=True)
+class Mistake:
+    path: str
+    name: str  # path inside the data set, for display
+    true: str
+    predicted: str
+    confidence: float
+
+
+@dataclass(frozen=True)
+class RunEvaluation:
+    evaluation: Evaluation
+    mistakes: list[Mistake]
+    probs: torch.Tensor
+    labels: torch.Tensor
+
+
+def evaluate_run(run_dir: str | Path) -> RunEvaluation:
+    """Read the best model's validation predictions saved with the run (no model needed)."""
+    run = RunFolder(run_dir)
+    val = run.read_json("validation.json")
+    if not val:
+        raise FileNotFoundError(f"Run {run.id} has no validation results (it did not finish).")
+    classes = run.read_json("classes.json")
+    probs = torch.tensor(val["probs"], dtype=torch.float32).view(-1, len(classes))
+    labels = torch.tensor(val["labels"], dtype=torch.long)
+    evaluation = evaluate_predictions(labels, probs, classes)
+    conf, pred = probs.max(1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
+    mistakes = [Mistake(val["paths"][i], val["names"][i], classes[labels[i]], classes[pred[i]], float(conf[i]))
+                for i in range(len(labels)) if pred[i] != labels[i]]
+    mistakes.sort(key=lambda m: -m.confidence)  # the most confident mistakes first: most worth a look
+    return RunEvaluation(evaluation, mistakes, probs, labels)

@@ -1,0 +1,144 @@
+"""One training job at a time per process, the rest queued in order: for the app's many browser sessions.
+
+Training threads never touch the UI: each job records its events in a thread-safe EventLog that any
+session (a refreshed tab, a second tab) reads by job id.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .callbacks import Callback, EventLog
+from .config import TrainConfig
+from .events import Event
+from .runs import new_run_id
+from .trainer import Trainer
+
+
+@dataclass
+class Job:
+    id: str  # also the run folder's name
+    config: TrainConfig
+    runs_dir: Path
+    owner: str  # who may stop it (the app uses the browser session's workspace id)
+    submitted: float = field(default_factory=time.time)
+    state: str = "queued"  # queued | running | done | cancelled
+    stop: threading.Event = field(default_factory=threading.Event)
+    log: EventLog = field(default_factory=EventLog)
+    final: Event | None = None
+    extra_callbacks: list[Callback] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.runs_dir / self.id
+
+    def events(self) -> list[Event]:
+        return self.log.snapshot()
+
+
+class JobQueue:
+    def __init__(self):
+        self._lock = threading.Condition()
+        self._jobs: dict[str, Job] = {}
+        self._waiting: list[str] = []
+        self._worker: threading.Thread | None = None
+
+    def submit(self, config: TrainConfig, runs_dir: str | Path, owner: str = "",
+               callbacks: list[Callback] = ()) -> Job:
+        job = Job(id=new_run_id(config.backbone), config=config, runs_dir=Path(runs_dir), owner=owner,
+                  extra_callbacks=list(callbacks))
+        with self._lock:
+            self._jobs[job.id] = job
+            self._waiting.append(job.id)
+            self._ensure_worker()
+            self._lock.notify_all()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.submitted)
+
+    def running(self) -> Job | None:
+        with self._lock:
+            return next((j for j in self._jobs.values() if j.state == "running"), None)
+
+    def position(self, job_id: str) -> int | None:
+        """0 while training, 1.. for the place in the queue, None once it is over."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.state in ("done", "cancelled"):
+                return None
+            if job.state == "running":
+                return 0
+            return self._waiting.index(job_id) + 1
+
+    def stop(self, job_id: str, owner: str | None = None) -> bool:
+        """Stop a running job within one batch, or take a queued one out of the queue.
+
+        With `owner`, only that owner's job is touched: one user cannot stop another's training.
+        """
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or (owner is not None and job.owner != owner):
+                return False
+            if job.state == "queued":
+                self._waiting.remove(job_id)
+                job.state = "cancelled"
+            job.stop.set()
+            return True
+
+    def wait(self, job_id: str, timeout: float | None = None) -> bool:
+        """Block until the job is over; True if it is."""
+        deadline = None if timeout is None else time.time() + timeout
+        with self._lock:
+            while self._jobs[job_id].state not in ("done", "cancelled"):
+                left = None if deadline is None else deadline - time.time()
+                if left is not None and left <= 0:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    # ---- the worker ------------------------------------------------------------------------------
+    def _ensure_worker(self) -> None:
+        if self._worker is None or not self._worker.is_alive():
+            self._worker = threading.Thread(target=self._work, name="transfer-studio-trainer", daemon=True)
+            self._worker.start()
+
+    def _next(self) -> Job:
+        with self._lock:
+            while not self._waiting:
+                self._lock.wait()
+            job = self._jobs[self._waiting.pop(0)]
+            job.state = "running"
+            return job
+
+    def _work(self) -> None:
+        while True:
+            job = self._next()
+            try:
+                trainer = Trainer(job.config, runs_dir=job.runs_dir, callbacks=[job.log, *job.extra_callbacks],
+                                  stop=job.stop, run_id=job.id)
+                job.final = trainer.run_training().final
+            finally:  # whatever happened, the queue moves on and waiters wake up
+                with self._lock:
+                    job.state = "done"
+                    self._lock.notify_all()
+
+
+_DEFAULT: JobQueue | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def default_queue() -> JobQueue:
+    """The process-wide queue: one job trains at a time on this machine's device."""
+    global _DEFAULT
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = JobQueue()
+        return _DEFAULT

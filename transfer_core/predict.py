@@ -1,0 +1,78 @@
+"""Predicting with a trained run: its folder alone is enough (no pretrained download, no training code)."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Union
+
+import torch
+from PIL import Image
+
+from .backbones import build_network
+from .datasets import load_rgb
+from .device import pick_device
+from .network import TransferNet
+from .preprocessing import Preprocessing
+from .runs import RunFolder
+
+ImageInput = Union[str, Path, bytes, Image.Image]
+
+
+@dataclass
+class LoadedModel:
+    run: RunFolder
+    net: TransferNet
+    classes: list[str]
+    prep: Preprocessing
+    device: torch.device
+
+    def tensor(self, image: ImageInput) -> torch.Tensor:
+        return self.prep.eval_tensor(to_rgb(image))
+
+
+def to_rgb(image: ImageInput) -> Image.Image:
+    if isinstance(image, Image.Image):
+        return image.convert("RGB") if image.mode != "RGB" else image
+    if isinstance(image, bytes):
+        return load_rgb(io.BytesIO(image))
+    return load_rgb(image)
+
+
+def load_model(run_dir: str | Path, device: str | torch.device | None = None) -> LoadedModel:
+    run = RunFolder(run_dir)
+    if not run.has_model():
+        raise FileNotFoundError(f"{run.path} has no trained model yet (it needs best.pt and model.json).")
+    desc = run.read_json("model.json")
+    net = build_network(desc["backbone"], desc["num_classes"], pretrained=False, head=desc["head"],
+                        hidden=desc["mlp_hidden"], dropout=desc["dropout"])
+    net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
+    dev = pick_device(str(device) if device else None)
+    return LoadedModel(run, net.to(dev).eval(), run.read_json("classes.json"),
+                       Preprocessing.from_dict(run.read_json("preprocessing.json")), dev)
+
+
+@torch.no_grad()
+def predict_probs(model: LoadedModel, images: Iterable[ImageInput], batch_size: int = 32) -> torch.Tensor:
+    """Class probabilities, one row per image (N x classes)."""
+    rows, batch = [], []
+    for img in images:
+        batch.append(model.tensor(img))
+        if len(batch) == batch_size:
+            rows.append(model.net(torch.stack(batch).to(model.device)).softmax(1).cpu())
+            batch = []
+    if batch:
+        rows.append(model.net(torch.stack(batch).to(model.device)).softmax(1).cpu())
+    return torch.cat(rows) if rows else torch.zeros(0, len(model.classes))
+
+
+def top_k(probs: torch.Tensor, classes: list[str], k: int) -> list[list[tuple[str, float]]]:
+    k = max(1, min(k, len(classes)))
+    values, indices = probs.topk(k, dim=1)
+    return [[(classes[i], float(v)) for v, i in zip(vs, ix)] for vs, ix in zip(values.tolist(), indices.tolist())]
+
+
+def predict(run: str | Path | LoadedModel, images: Iterable[ImageInput], k: int = 3) -> list[list[tuple[str, float]]]:
+    """Top-k (class, probability) for each image, most likely first."""
+    model = run if isinstance(run, LoadedModel) else load_model(run)
+    return top_k(predict_probs(model, images), model.classes, k)

@@ -1,0 +1,151 @@
+"""Runs on disk: one folder per run, enough to predict with nothing else.
+
+    runs/<id>/config.json        the TrainConfig
+              events.jsonl       every event, appended as it happens
+              classes.json       class names, in label order
+              preprocessing.json what images must go through before the model
+              model.json         how to rebuild the network (backbone, head, number of classes)
+              best.pt            state dict of the best epoch (by validation accuracy)
+              checkpoint.pt      last finished epoch, with optimizer state, to resume an interrupted run
+              validation.json    the best model's predictions on the validation images
+              process.json       which process is training it (to tell "running" from "interrupted")
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import TrainConfig
+from .events import FINAL_EVENTS, Event, EpochEnd, event_from_dict
+
+DEFAULT_RUNS_DIR = Path(os.environ.get("TRANSFER_STUDIO_RUNS", "runs"))
+
+
+def new_run_id(backbone: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{backbone}-{secrets.token_hex(2)}"
+
+
+def write_json(path: Path, obj) -> None:
+    """Write atomically, so a crash never leaves half a file where a whole one was."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False))
+    tmp.replace(path)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class RunFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.id = self.path.name
+
+    # ---- creation / writing ---------------------------------------------------------------------
+    @classmethod
+    def create(cls, runs_dir: str | Path, config: TrainConfig, run_id: str | None = None) -> "RunFolder":
+        runs_dir = Path(runs_dir)
+        runs_dir.mkdir(parents=True, exist_ok=True)
+        run = cls(runs_dir / (run_id or new_run_id(config.backbone)))
+        run.path.mkdir()  # never reuses (and so never overwrites) an existing run
+        config.save(run.path / "config.json")
+        run.claim()
+        return run
+
+    def claim(self) -> None:
+        write_json(self.path / "process.json", {"pid": os.getpid(), "since": time.time()})
+
+    def append_event(self, event: Event) -> None:
+        with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+
+    # ---- reading --------------------------------------------------------------------------------
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.load(self.path / "config.json")
+
+    def read_json(self, name: str, default=None):
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return default
+
+    def events(self) -> list[Event]:
+        """All events; a half-written last line (the process was killed mid-write) is ignored."""
+        out = []
+        try:
+            lines = (self.path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                out.append(event_from_dict(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                continue
+        return out
+
+    def epochs(self) -> list[EpochEnd]:
+        return [e for e in self.events() if isinstance(e, EpochEnd)]
+
+    def final_event(self, events: list[Event] | None = None) -> Event | None:
+        events = self.events() if events is None else events
+        return next((e for e in reversed(events) if isinstance(e, FINAL_EVENTS)), None)
+
+    def status(self, events: list[Event] | None = None) -> str:
+        """finished | stopped | failed | running | interrupted."""
+        final = self.final_event(events)
+        if final is not None:
+            return {"RunFinished": "finished", "RunStopped": "stopped", "RunFailed": "failed"}[final.kind]
+        owner = self.read_json("process.json", {})
+        if owner.get("pid") and _pid_alive(int(owner["pid"])):
+            return "running"
+        return "interrupted"
+
+    def has_model(self) -> bool:
+        return (self.path / "best.pt").is_file() and (self.path / "model.json").is_file()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: str
+    path: Path
+    status: str
+    backbone: str
+    best_val_accuracy: float | None
+    epochs_run: int
+    created: float
+    config: TrainConfig | None
+    has_model: bool
+
+
+def summarize(run: RunFolder) -> RunSummary:
+    events = run.events()
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    try:
+        config = run.config
+    except (OSError, ValueError, TypeError):
+        config = None
+    best = max((e.val_accuracy for e in epochs), default=None)
+    return RunSummary(id=run.id, path=run.path, status=run.status(events),
+                      backbone=config.backbone if config else "?", best_val_accuracy=best,
+                      epochs_run=len(epochs), created=events[0].time if events else run.path.stat().st_mtime,
+                      config=config, has_model=run.has_model())
+
+
+def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
+    """Every run folder under runs_dir, newest first. Folders that are not runs are ignored."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    runs = [RunFolder(p) for p in runs_dir.iterdir() if (p / "config.json").is_file()]
+    return sorted((summarize(r) for r in runs), key=lambda s: s.created, reverse=True)

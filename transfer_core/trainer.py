@@ -1,0 +1,357 @@
+"""The training loop: one readable loop, extended through callbacks, that reports typed events.
+
+Speed comes from not repeating work (see imagecache.py and features.py): images are decoded once;
+frozen stages run without autograd, and their outputs are cached when nothing random sits before them.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .augment import eval_view, train_view
+from .backbones import build_network, get_backbone
+from .callbacks import Batch, Callback
+from .config import TrainConfig
+from .datasets import DatasetReport, scan_dataset
+from .device import pick_device, use_amp
+from .events import (DataReady, EpochEnd, Event, Progress, RunFailed, RunFinished, RunStarted, RunStopped)
+from .failures import Diverged, explain
+from .features import FeatureCache
+from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
+from .imagecache import ImageStore, Stopped
+from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
+from .runs import DEFAULT_RUNS_DIR, RunFolder, write_json
+
+_PROGRESS_EVERY_S = 0.25
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path | None
+    final: Event
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR,
+                 callbacks: list[Callback] = (), stop: threading.Event | None = None,
+                 run_id: str | None = None):
+        self.config = config
+        self.runs_dir = Path(runs_dir)
+        self.callbacks = list(callbacks)
+        self.stop = stop or threading.Event()
+        self.run_id = run_id
+        self.device = pick_device(config.device)
+        self.run: RunFolder | None = None
+        self.t0 = time.time()
+        self._last_progress = 0.0
+
+    # ------------------------------------------------------------------ events
+    def emit(self, event: Event) -> None:
+        if self.run is not None:
+            self.run.append_event(event)
+        for cb in self.callbacks:
+            cb.on_event(self, event)
+
+    def _event(self, cls, **fields) -> Event:
+        return cls(run_id=self.run_id or "", time=time.time(), **fields)
+
+    def _check_stop(self) -> None:
+        if self.stop.is_set():
+            raise Stopped()
+
+    # ------------------------------------------------------------------ the whole run
+    def run_training(self) -> RunResult:
+        """Never raises for a training problem: it ends in exactly one RunFinished/RunStopped/RunFailed."""
+        final: Event | None = None
+        try:
+            self.run = RunFolder.create(self.runs_dir, self.config, self.run_id)
+            self.run_id = self.run.id
+            self.emit(self._event(RunStarted, backbone=self.config.backbone, device=str(self.device),
+                                  run_dir=str(self.run.path)))
+            self._prepare()
+            final = self._fit()
+        except Stopped:
+            final = self._event(RunStopped, best_val_accuracy=getattr(self, "best_acc", 0.0),
+                                epochs_run=getattr(self, "epoch", 0), seconds=time.time() - self.t0)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
+            final = self._event(RunFailed, error=explain(exc, self.config),
+                                detail="".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:],
+                                seconds=time.time() - self.t0)
+        finally:
+            final = final or self._event(RunFailed, error="Training ended unexpectedly.")
+            self._emit_final(final)
+            self._release_memory()
+        return RunResult(self.run.path if self.run else None, final)
+
+    def _emit_final(self, final: Event) -> None:
+        try:
+            self.emit(final)
+        except Exception:  # noqa: BLE001 - a disk or callback error must not hide the run's real end
+            for cb in self.callbacks:
+                try:
+                    cb.on_event(self, final)
+                except Exception:  # noqa: BLE001
+                    pass
+
+    def _release_memory(self) -> None:
+        for name in ("train_store", "val_store", "feature_cache"):
+            setattr(self, name, None)
+
+    # ------------------------------------------------------------------ preparation
+    def _prepare(self) -> None:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self._progress("preparing", 0, 1)
+        self.report = self._scan()
+        self.classes = list(self.report.classes)
+        self.spec = get_backbone(cfg.backbone)
+        size = self.spec.preprocessing.crop if (cfg.image_size is None or self.spec.fixed_size) else cfg.image_size
+        self.prep = self.spec.preprocessing.at_size(size)
+        self.net = build_network(cfg.backbone, len(self.classes), pretrained=cfg.pretrained,
+                                 weights_file=cfg.weights_file, head=cfg.head, hidden=cfg.mlp_hidden,
+                                 dropout=cfg.dropout).to(self.device)
+        if self.device.type == "cuda":
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.depth = resolve_depth(cfg.freeze, self.net.num_stages)
+        apply_freeze(self.net, self.depth)
+        self._save_model_description()
+        self._load_images()
+        for cb in self.callbacks:
+            cb.before_fit(self)
+        self.feature_cache = FeatureCache(self)
+        self.feature_cache.prepare(self.depth)
+        plan = describe_freeze(self.net, self.depth)
+        self.emit(self._event(DataReady, classes=tuple(self.classes), num_train=len(self.train_samples),
+                              num_val=len(self.val_samples), skipped=len(self.report.skipped),
+                              trainable_params=plan.trainable_params, total_params=plan.total_params,
+                              plan=f"{plan.describe()} {self.feature_cache.describe()}"))
+
+    def _scan(self) -> DatasetReport:
+        cfg = self.config
+        report = scan_dataset(cfg.data, val_split=cfg.val_split, seed=cfg.seed, extract_to=self.run.path / "data")
+        self.train_samples = list(report.train)
+        self.val_samples = list(report.val)
+        if cfg.max_images and len(self.train_samples) > cfg.max_images:
+            order = torch.randperm(len(self.train_samples), generator=self.gen)[:cfg.max_images]
+            self.train_samples = [self.train_samples[i] for i in sorted(order.tolist())]
+        write_json(self.run.path / "dataset.json", report.to_dict())
+        return report
+
+    def _save_model_description(self) -> None:
+        cfg = self.config
+        write_json(self.run.path / "classes.json", self.classes)
+        write_json(self.run.path / "preprocessing.json", self.prep.to_dict())
+        write_json(self.run.path / "model.json", {"backbone": cfg.backbone, "num_classes": len(self.classes),
+                                                  "head": cfg.head, "mlp_hidden": cfg.mlp_hidden,
+                                                  "dropout": cfg.dropout})
+
+    def _load_images(self) -> None:
+        budget = self.config.cache_mb * 2 ** 20
+        n_train, n_val = len(self.train_samples), len(self.val_samples)
+        total = n_train + n_val
+
+        def progress(offset):
+            return lambda done, _n: self._progress("preparing", offset + done, total)
+
+        self.train_store = ImageStore([s.path for s in self.train_samples], self.prep, budget_bytes=budget,
+                                      progress=progress(0), stop=self.stop)
+        self.val_store = ImageStore([s.path for s in self.val_samples], self.prep,
+                                    budget_bytes=max(0, budget - self.train_store.nbytes),
+                                    progress=progress(n_train), stop=self.stop)
+        self.train_y = torch.tensor([s.label for s in self.train_samples])
+        self.val_y = torch.tensor([s.label for s in self.val_samples])
+
+    # ------------------------------------------------------------------ batches
+    def train_batch(self, idx: torch.Tensor, epoch: int) -> Batch:
+        y = self.train_y[idx].to(self.device, non_blocking=True)
+        cached = self.feature_cache.train_inputs(idx, epoch)
+        if cached is not None:
+            return Batch(cached[0].to(self.device, non_blocking=True), cached[1], y, idx)
+        images = train_view(self.train_store.batch(idx).to(self.device, non_blocking=True), self.prep,
+                            self.config.augment, self.gen)
+        x, start = self.feature_cache.run_frozen(images, self.depth)
+        keep = any(cb.needs_images for cb in self.callbacks)
+        return Batch(x, start, y, idx, images if keep else None)
+
+    def val_batches(self):
+        bs = max(64, self.config.batch_size)
+        for i in range(0, len(self.val_samples), bs):
+            idx = torch.arange(i, min(i + bs, len(self.val_samples)))
+            cached = self.feature_cache.val_inputs(idx)
+            if cached is None:
+                images = eval_view(self.val_store.batch(idx).to(self.device, non_blocking=True), self.prep)
+                cached = self.feature_cache.run_frozen(images, self.depth)
+            yield cached[0].to(self.device), cached[1], self.val_y[idx].to(self.device)
+
+    def _steps(self) -> list[torch.Tensor]:
+        perm = torch.randperm(len(self.train_samples), generator=self.gen)
+        chunks = list(perm.split(self.config.batch_size))
+        if len(chunks) > 1 and len(chunks[-1]) < 2:  # BatchNorm cannot train on a batch of one
+            chunks.pop()
+        return chunks
+
+    # ------------------------------------------------------------------ fitting
+    def _fit(self) -> Event:
+        cfg = self.config
+        self.optimizer = build_optimizer(self.net, cfg, self.depth)
+        steps_per_epoch = max(1, len(self._steps()))
+        self.total_steps = steps_per_epoch * cfg.epochs
+        self.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+        self.step = 0
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp(self.device))
+        self.best_acc, self.best_epoch, self.bad_epochs = -1.0, 0, 0
+        self.best_loss = self.loss_at_best = float("inf")
+        reason = "completed"
+        for self.epoch in range(1, cfg.epochs + 1):
+            self._maybe_unfreeze(self.epoch)
+            for cb in self.callbacks:
+                cb.before_epoch(self, self.epoch)
+            if self._one_epoch(self.epoch):
+                reason = f"early stopping: no better validation loss for {cfg.early_stopping} epochs"
+                break
+        self._finish()
+        return self._event(RunFinished, best_val_accuracy=self.best_acc, best_epoch=self.best_epoch,
+                           epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason)
+
+    def _maybe_unfreeze(self, epoch: int) -> None:
+        """Gradual unfreezing: at each milestone epoch the last frozen stage starts to learn."""
+        if epoch not in self.config.unfreeze_at or self.depth == 0:
+            return
+        self.depth -= 1
+        apply_freeze(self.net, self.depth)
+        add_stage(self.optimizer, self.net, self.config, self.depth)
+        self.feature_cache.prepare(self.depth)
+
+    def _one_epoch(self, epoch: int) -> bool:
+        """Train and validate once; True when early stopping says to end the run."""
+        t_epoch = time.time()
+        set_train_mode(self.net, self.depth)
+        loss_sum, correct, seen, t_train = 0.0, 0, 0, 0.0
+        steps = self._steps()
+        for i, idx in enumerate(steps):
+            self._check_stop()
+            t = time.time()
+            loss, n_correct = self._train_step(self.train_batch(idx, epoch))
+            t_train += time.time() - t
+            loss_sum, correct, seen = loss_sum + loss * len(idx), correct + n_correct, seen + len(idx)
+            self._progress("train", i + 1, len(steps), epoch=epoch, rate=seen / max(t_train, 1e-9))
+        val_loss, val_acc, _ = self.evaluate()
+        extra: dict = {}
+        for cb in self.callbacks:
+            cb.after_epoch(self, epoch, extra)
+        self.emit(self._event(EpochEnd, epoch=epoch, epochs=self.config.epochs, train_loss=loss_sum / max(seen, 1),
+                              train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
+                              lr=self.optimizer.param_groups[0]["lr"], seconds=time.time() - t_epoch,
+                              images_per_sec=seen / max(t_train, 1e-9), extra=extra))
+        return self._after_validation(epoch, val_loss, val_acc)
+
+    def _train_step(self, batch: Batch) -> tuple[float, int]:
+        cfg = self.config
+        set_lr(self.optimizer, lr_multiplier(self.step, self.total_steps, self.warmup_steps))
+        with torch.autocast(self.device.type, enabled=use_amp(self.device)):
+            logits = self.net(batch.x, batch.start)
+            loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+            for cb in self.callbacks:
+                extra = cb.extra_loss(self, batch, logits)
+                if extra is not None:
+                    loss = loss + extra
+        if not torch.isfinite(loss):
+            raise Diverged(epoch=self.epoch, step=self.step)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return float(loss.detach()), int((logits.argmax(1) == batch.y).sum())
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float, torch.Tensor]:
+        """Validation loss, accuracy and class probabilities (one row per validation image)."""
+        self.net.eval()
+        probs, loss_sum = [], 0.0
+        for x, start, y in self.val_batches():
+            self._check_stop()
+            with torch.autocast(self.device.type, enabled=use_amp(self.device)):
+                logits = self.net(x, start).float()
+            loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
+            probs.append(logits.softmax(1).cpu())
+        p = torch.cat(probs) if probs else torch.zeros(0, len(self.classes))
+        n = max(1, len(self.val_samples))
+        if not torch.isfinite(torch.tensor(loss_sum)):
+            raise Diverged(epoch=getattr(self, "epoch", 0), step=getattr(self, "step", 0))
+        return loss_sum / n, float((p.argmax(1) == self.val_y).float().mean()) if len(p) else 0.0, p
+
+    def _after_validation(self, epoch: int, val_loss: float, val_acc: float) -> bool:
+        # Best = highest validation accuracy; among equals, the lower validation loss.
+        if val_acc > self.best_acc or (val_acc == self.best_acc and val_loss < self.loss_at_best):
+            self.best_acc, self.best_epoch, self.loss_at_best = val_acc, epoch, val_loss
+            self._save_weights(self.run.path / "best.pt")
+        self.bad_epochs = 0 if val_loss < self.best_loss else self.bad_epochs + 1
+        self.best_loss = min(self.best_loss, val_loss)
+        self._save_checkpoint(epoch)
+        return self.config.early_stopping > 0 and self.bad_epochs >= self.config.early_stopping
+
+    def _save_weights(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, tmp)
+        tmp.replace(path)
+
+    def _save_checkpoint(self, epoch: int) -> None:
+        """The last finished epoch, so an interrupted run can be resumed."""
+        state = {"epoch": epoch, "model": {k: v.cpu() for k, v in self.net.state_dict().items()},
+                 "optimizer": self.optimizer.state_dict(), "best_acc": self.best_acc, "best_epoch": self.best_epoch,
+                 "best_loss": self.best_loss, "bad_epochs": self.bad_epochs, "depth": self.depth,
+                 "step": self.step, "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
+        tmp = self.run.path / "checkpoint.pt.tmp"
+        torch.save(state, tmp)
+        tmp.replace(self.run.path / "checkpoint.pt")
+
+    def _finish(self) -> None:
+        """Put the best epoch's weights back, let methods adjust them, save them with validation results."""
+        best = self.run.path / "best.pt"
+        if best.is_file():
+            self.net.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
+        for cb in self.callbacks:
+            cb.after_fit(self)
+        self._save_weights(best)
+        _, acc, probs = self.evaluate()
+        self.best_acc = acc
+        root = self.report.root
+        write_json(self.run.path / "validation.json", {
+            "paths": [str(s.path) for s in self.val_samples],
+            "names": [_relative(s.path, root) for s in self.val_samples],
+            "labels": self.val_y.tolist(), "probs": [[round(float(v), 6) for v in row] for row in probs]})
+
+    # ------------------------------------------------------------------ progress
+    def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0) -> None:
+        now = time.time()
+        if step < steps and now - self._last_progress < _PROGRESS_EVERY_S:
+            return
+        self._last_progress = now
+        eta = 0.0
+        if phase == "train" and rate > 0:
+            per_epoch = len(self.train_samples)
+            left = (steps - step) / max(steps, 1) * per_epoch + (self.config.epochs - epoch) * per_epoch
+            eta = left / rate
+        self.emit(self._event(Progress, phase=phase, epoch=epoch, step=step, steps=steps,
+                              images_per_sec=rate, eta_seconds=eta))
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).relative_to(root))
+    except ValueError:
+        return Path(path).name
+
+
+def train(config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR, callbacks: list[Callback] = (),
+          stop: threading.Event | None = None) -> RunResult:
+    """Train one run to its end; see Trainer. The engine's main entry point."""
+    return Trainer(config, runs_dir=runs_dir, callbacks=callbacks, stop=stop).run_training()
