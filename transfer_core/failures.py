@@ -13,7 +13,7 @@ class Diverged(ArithmeticError):
     """The loss became NaN or infinite: training blew up."""
 
     def __init__(self, epoch: int, step: int):
-        super().__init__(f"loss is not a finite number at epoch {epoch}, step {step}")
+        super().__init__(f"the loss exploded (too large or not a number) at epoch {epoch}, step {step}")
         self.epoch, self.step = epoch, step
 
 

@@ -55,7 +55,7 @@ class Preprocessing:
         nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
         img = img.resize((nw, nh), _PIL_MODES[self.interpolation])
         left, top = (nw - side) // 2, (nh - side) // 2
-        return np.asarray(img.crop((left, top, left + side, top + side)), dtype=np.uint8)
+        return np.array(img.crop((left, top, left + side, top + side)), dtype=np.uint8)  # writable copy
 
     def eval_tensor(self, img: Image.Image) -> torch.Tensor:
         """One RGB PIL image -> normalised 3xCxC float tensor, as used for validation and prediction."""

@@ -5,6 +5,7 @@ frozen stages run without autograd, and their outputs are cached when nothing ra
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 import traceback
@@ -205,6 +206,8 @@ class Trainer:
         self.total_steps = steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
         self.step = 0
+        # A loss 50x that of guessing at random means the weights have blown up, even if still finite.
+        self.divergence_limit = 50 * math.log(max(2, len(self.classes)))
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp(self.device))
         self.best_acc, self.best_epoch, self.bad_epochs = -1.0, 0, 0
         self.best_loss = self.loss_at_best = float("inf")
@@ -262,14 +265,15 @@ class Trainer:
                 extra = cb.extra_loss(self, batch, logits)
                 if extra is not None:
                     loss = loss + extra
-        if not torch.isfinite(loss):
+        value = float(loss.detach())
+        if not math.isfinite(value) or value > self.divergence_limit:
             raise Diverged(epoch=self.epoch, step=self.step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.step += 1
-        return float(loss.detach()), int((logits.argmax(1) == batch.y).sum())
+        return value, int((logits.argmax(1) == batch.y).sum())
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, torch.Tensor]:
