@@ -32,10 +32,11 @@ class Snapshot(Callback):
         self.trainer = trainer
 
 
-@pytest.mark.parametrize("augment", ["none", "light"])
-def test_frozen_stages_are_bit_identical_and_the_rest_learns(textile_small, tmp_path, augment):
+@pytest.mark.parametrize("augment,views", [("none", 1), ("light", 2), ("strong", 0)])
+def test_frozen_stages_are_bit_identical_and_the_rest_learns(textile_small, tmp_path, augment, views):
     snap = Snapshot()
-    result = train(TrainConfig(data=str(textile_small), freeze=3, augment=augment, **FAST), runs_dir=tmp_path,
+    result = train(TrainConfig(data=str(textile_small), freeze=3, augment=augment, feature_views=views, **FAST),
+                   runs_dir=tmp_path,
                    callbacks=[snap])
     assert isinstance(result.final, RunFinished), result.final
     net = snap.trainer.net

@@ -22,13 +22,13 @@ class TrainConfig:
     # How many of the backbone's stages keep their ImageNet weights unchanged: an int, or "all" for
     # feature extraction (only the new head trains). Default chosen by measurement (README, "Defaults").
     freeze: int | str = 3
-    epochs: int = 5
+    epochs: int = 4
     lr: float = 1e-3
     batch_size: int = 32
-    image_size: int | None = 160  # None: the backbone's own size (224 for most)
+    image_size: int | None = None  # None: the backbone's own size (224 for most)
     seed: int = 0
     val_split: float = 0.2
-    augment: str = "light"
+    augment: str = "none"
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
     momentum: float = 0.9
@@ -53,7 +53,9 @@ class TrainConfig:
     # --- engine
     device: str | None = None  # None: CUDA when available, else CPU
     cache_mb: int = 3000  # memory for decoded images and cached features; beyond it, images stream from disk
-    feature_views: int = 1  # augmented views cached per image when everything is frozen
+    # With augmentation and frozen stages: how many augmented views of each image to run through the
+    # frozen stages once and reuse (0 = a fresh view every batch, slower). See features.py.
+    feature_views: int = 2
     max_images: int | None = None  # use at most this many training images (quick trials, tests)
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
 
@@ -79,7 +81,7 @@ class TrainConfig:
                    "distillation alpha must be in [0, 1] and temperature > 0")
         check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
         check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
-        check.that(self.feature_views >= 1, "feature_views must be >= 1")
+        check.that(self.feature_views >= 0, "feature_views must be >= 0")
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
 

@@ -1,11 +1,11 @@
 """Outputs of the frozen part of the network, computed once wherever that gives the same result.
 
-- Everything frozen (feature extraction): pooled features are computed once per view (one view
-  without augmentation, `feature_views` augmented views with it); an epoch is then a pass of the
-  small head over a tensor in memory.
-- Partly frozen without augmentation: the frozen stages' output for every training image is cached.
-- Partly frozen with augmentation: the frozen stages still run every batch (the input is new each
-  time), but without autograd, so no graph is kept and no gradient is computed for them.
+- Without augmentation: the frozen stages' output (pooled features when everything is frozen) for
+  every training image is computed once; an epoch then runs only the layers that learn.
+- With augmentation and `feature_views` = V > 0: V augmented views of each image go through the frozen
+  stages once, and every epoch each image is shown one of its V views at random. Cheap variety.
+- With augmentation and `feature_views` = 0: a fresh view every batch; the frozen stages then run on
+  every batch, but without autograd, so no graph is kept and no gradient is computed for them.
 - Validation images are never augmented, so their frozen-part output is always cached.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ class FeatureCache:
     def __init__(self, trainer: "Trainer"):
         self.t = trainer
         self.depth = -1
-        self.train: list[torch.Tensor] | None = None  # one tensor per view
+        self.train: torch.Tensor | None = None  # views x images x (activation shape)
         self.val: torch.Tensor | None = None
         self.start = 0
 
@@ -40,18 +40,16 @@ class FeatureCache:
         per_item = self._bytes_per_item()
         views = self._train_views()
         if per_item * len(self.t.val_samples) <= budget:
-            self.val = self._compute(self.t.val_store, lambda b: eval_view(b, self.t.prep), "validation")
+            self.val = self._compute(self.t.val_store, lambda b: eval_view(b, self.t.prep))
             budget -= per_item * len(self.t.val_samples)
         if views and per_item * len(self.t.train_samples) * views <= budget:
-            self.train = [self._compute(self.t.train_store, self._view_fn(), f"view {v + 1}") for v in range(views)]
+            self.train = torch.stack([self._compute(self.t.train_store, self._view_fn()) for _ in range(views)])
 
     def _train_views(self) -> int:
         """How many training views to cache: 0 means the frozen part must run on every batch."""
         if any(cb.needs_images for cb in self.t.callbacks):
             return 0
-        if self.depth >= self.t.net.num_stages:
-            return 1 if self.t.config.augment == "none" else self.t.config.feature_views
-        return 1 if self.t.config.augment == "none" else 0
+        return 1 if self.t.config.augment == "none" else self.t.config.feature_views
 
     def _view_fn(self):
         cfg = self.t.config
@@ -69,9 +67,9 @@ class FeatureCache:
         return out.numel() * out.element_size()
 
     @torch.no_grad()
-    def _compute(self, store, view_fn, what: str) -> torch.Tensor:
+    def _compute(self, store, view_fn) -> torch.Tensor:
         self.t.net.eval()
-        bs, n, parts = 64, len(store), []
+        bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
             self.t._check_stop()
             idx = torch.arange(i, min(i + bs, n))
@@ -85,7 +83,8 @@ class FeatureCache:
             return "Every batch goes through the whole network."
         if self.train is not None:
             what = "features" if self.start > self.t.net.num_stages else "frozen-layer outputs"
-            return f"The {what} were computed once, so each epoch only runs the layers that learn."
+            views = f" for {len(self.train)} augmented views of each image" if len(self.train) > 1 else ""
+            return f"The {what} were computed once{views}, so each epoch only runs the layers that learn."
         return "Frozen layers run without gradients on each freshly augmented batch."
 
     # ---- use ------------------------------------------------------------------------------------
@@ -104,7 +103,10 @@ class FeatureCache:
     def train_inputs(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, int] | None:
         if self.train is None:
             return None
-        return self.train[(epoch - 1) % len(self.train)][idx], self.start
+        if len(self.train) == 1:
+            return self.train[0][idx], self.start
+        view = torch.randint(len(self.train), (len(idx),), generator=self.t.gen)
+        return self.train[view, idx], self.start
 
     def val_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, int] | None:
         return None if self.val is None else (self.val[idx], self.start)
