@@ -148,3 +148,19 @@ def test_cli_lists_backbones_with_availability():
     rows = {r["name"]: r for r in json.loads(out.stdout)}
     assert rows["mobilenet_v2"]["weights"] == "works offline"
     assert rows["vgg16"]["weights"].startswith("needs download")
+
+
+@pytest.mark.slow
+def test_pretrained_clearly_beats_random_initialisation(tmp_path):
+    """Shortened version of the README's figure: same data, budget and settings, only the start differs."""
+    from conftest import copy_textile
+
+    data = copy_textile(tmp_path / "data", 60)
+    common = dict(data=str(data), seed=1)  # the one-click defaults otherwise
+    pre = train(TrainConfig(**common), runs_dir=tmp_path / "runs")
+    scratch = train(TrainConfig(**common, pretrained=False), runs_dir=tmp_path / "runs")
+    assert isinstance(pre.final, RunFinished) and isinstance(scratch.final, RunFinished)
+    print(f"pretrained {pre.final.best_val_accuracy:.3f} vs scratch {scratch.final.best_val_accuracy:.3f}")
+    # On 144 training images (the full 1,600 reach 0.97: README) pretrained measured 0.69, scratch 0.33.
+    assert pre.final.best_val_accuracy >= 0.6
+    assert pre.final.best_val_accuracy >= scratch.final.best_val_accuracy + 0.2
