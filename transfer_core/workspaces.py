@@ -1,0 +1,134 @@
+"""Who may change what, when many people share one server (a teacher's class, a team).
+
+The model:
+- Each person (a browser session; the app keeps the token in the URL so a refresh keeps it) has a
+  workspace folder `workspaces/<token>/`: their uploads and choices live there, and nowhere else.
+- Runs live in one shared runs folder, so everyone can look at, evaluate and predict with every run
+  (read-only), but a run records a hash of its owner's token, and only that owner may delete it.
+  The token itself is never written into a run, so seeing a run never gives its owner's rights.
+- Server-side folders can be read only below configured roots (TRANSFER_STUDIO_DATA_ROOTS, a list
+  separated by os.pathsep; by default just the bundled demo data).
+
+API used by the app (ui/session.py): Workspace(root, token) with .token .path .uploads_dir() .read_json()
+.write_json(); new_token(); valid_token(); OwnerTag(token) callback; run_owner_is(); delete_run();
+resolve_server_folder(); data_roots().
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+from .callbacks import Callback
+from .events import RunStarted
+
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+OWNER_FILE = "owner.json"
+
+
+class NotAllowed(PermissionError):
+    """This person may not do that; the message says why in plain words."""
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(18)  # 24 characters, 144 random bits
+
+
+def valid_token(token: str) -> bool:
+    """Only letters, digits, '-' and '_': a token can never name a path outside the workspaces folder."""
+    return isinstance(token, str) and bool(_TOKEN.match(token))
+
+
+def owner_hash(token: str) -> str:
+    return hashlib.sha256(f"transfer-studio-owner:{token}".encode()).hexdigest()[:32]
+
+
+class Workspace:
+    def __init__(self, root: str | Path, token: str):
+        if not valid_token(token):
+            raise NotAllowed("This workspace link is not valid. Open the app's start page to get a new one.")
+        self.token = token
+        self.path = Path(root) / token
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def uploads_dir(self) -> Path:
+        """A new, empty folder for one upload, so two uploads never mix."""
+        path = self.path / "uploads" / f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        path.mkdir(parents=True)
+        return path
+
+    def read_json(self, name: str, default=None):
+        try:
+            return json.loads((self.path / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return default
+
+    def write_json(self, name: str, obj) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+        tmp.replace(self.path / name)
+
+
+# ---------------------------------------------------------------------------------------------- run ownership
+class OwnerTag(Callback):
+    """Records who started a run as soon as its folder exists (pass it to JobQueue.submit)."""
+
+    def __init__(self, token: str):
+        self.hash = owner_hash(token)
+
+    def on_event(self, trainer, event) -> None:
+        if isinstance(event, RunStarted) and event.run_dir:
+            (Path(event.run_dir) / OWNER_FILE).write_text(json.dumps({"owner": self.hash}))
+
+
+def run_owner_is(run_dir: str | Path, token: str) -> bool:
+    try:
+        recorded = json.loads((Path(run_dir) / OWNER_FILE).read_text())["owner"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False  # runs from the command line belong to no browser session: read-only in the app
+    return secrets.compare_digest(str(recorded), owner_hash(token))
+
+
+def delete_run(run_dir: str | Path, token: str, runs_dir: str | Path) -> None:
+    """Delete a run folder, only for its owner, only inside the runs folder, never a running one."""
+    from .runs import RunFolder
+
+    run_dir, runs_dir = Path(run_dir).resolve(), Path(runs_dir).resolve()
+    if run_dir.parent != runs_dir or not (run_dir / "config.json").is_file():
+        raise NotAllowed("That is not a run in this app's runs folder.")
+    if not run_owner_is(run_dir, token):
+        raise NotAllowed("This run was started by someone else (or from the command line), so you can look at it "
+                         "and use it, but not delete it.")
+    if RunFolder(run_dir).status() == "running":
+        raise NotAllowed("This run is still training. Stop it first, then delete it.")
+    shutil.rmtree(run_dir)
+
+
+# ---------------------------------------------------------------------------------------------- server folders
+def data_roots() -> list[Path]:
+    """Folders on the server that users may train from by name (besides their own uploads)."""
+    configured = os.environ.get("TRANSFER_STUDIO_DATA_ROOTS", "")
+    roots = [Path(p) for p in configured.split(os.pathsep) if p.strip()]
+    if not roots:
+        from .datasets import DatasetError, demo_dataset_path
+
+        try:
+            roots = [demo_dataset_path()]
+        except DatasetError:
+            roots = []
+    return [r.resolve() for r in roots]
+
+
+def resolve_server_folder(path: str | Path, roots: list[Path] | None = None) -> Path:
+    """The real folder for `path`, if it lies inside an allowed root (after following links and '..')."""
+    roots = data_roots() if roots is None else [Path(r).resolve() for r in roots]
+    real = Path(path).expanduser().resolve()
+    if any(real == r or r in real.parents for r in roots):
+        return real
+    allowed = ", ".join(str(r) for r in roots) or "none are configured"
+    raise NotAllowed(f"'{path}' is outside the folders this server shares ({allowed}). Upload your images instead.")
