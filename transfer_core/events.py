@@ -53,6 +53,7 @@ class Progress(Event):
     steps: int = 0
     images_per_sec: float = 0.0
     eta_seconds: float = 0.0  # time left for the whole run
+    train_loss: float = 0.0  # running mean of this epoch's training loss so far (for live curves)
 
 
 @dataclass(frozen=True)

@@ -244,7 +244,8 @@ class Trainer:
             loss, n_correct = self._train_step(self.train_batch(idx, epoch))
             t_train += time.time() - t
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + n_correct, seen + len(idx)
-            self._progress("train", i + 1, len(steps), epoch=epoch, rate=seen / max(t_train, 1e-9))
+            self._progress("train", i + 1, len(steps), epoch=epoch, rate=seen / max(t_train, 1e-9),
+                           loss=loss_sum / seen)
         val_loss, val_acc, _ = self.evaluate()
         extra: dict = {}
         for cb in self.callbacks:
@@ -334,7 +335,8 @@ class Trainer:
             "labels": self.val_y.tolist(), "probs": [[round(float(v), 6) for v in row] for row in probs]})
 
     # ------------------------------------------------------------------ progress
-    def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0) -> None:
+    def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
+                  loss: float = 0.0) -> None:
         now = time.time()
         if step < steps and now - self._last_progress < _PROGRESS_EVERY_S:
             return
@@ -345,7 +347,7 @@ class Trainer:
             left = (steps - step) / max(steps, 1) * per_epoch + (self.config.epochs - epoch) * per_epoch
             eta = left / rate
         self.emit(self._event(Progress, phase=phase, epoch=epoch, step=step, steps=steps,
-                              images_per_sec=rate, eta_seconds=eta))
+                              images_per_sec=rate, eta_seconds=eta, train_loss=loss))
 
 
 def _relative(path: Path, root: Path) -> str:
