@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from .backbones import build_network
+from .calibration import load_temperature
 from .datasets import load_rgb
 from .device import pick_device
 from .network import TransferNet
@@ -26,6 +27,7 @@ class LoadedModel:
     classes: list[str]
     prep: Preprocessing
     device: torch.device
+    temperature: float = 1.0  # from calibration.json: logits are divided by it (1.0 = as trained)
 
     def tensor(self, image: ImageInput) -> torch.Tensor:
         return self.prep.eval_tensor(to_rgb(image))
@@ -49,20 +51,22 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
     net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
     dev = pick_device(str(device) if device else None)
     return LoadedModel(run, net.to(dev).eval(), run.read_json("classes.json"),
-                       Preprocessing.from_dict(run.read_json("preprocessing.json")), dev)
+                       Preprocessing.from_dict(run.read_json("preprocessing.json")), dev, load_temperature(run.path))
 
 
 @torch.no_grad()
-def predict_probs(model: LoadedModel, images: Iterable[ImageInput], batch_size: int = 32) -> torch.Tensor:
-    """Class probabilities, one row per image (N x classes)."""
+def predict_probs(model: LoadedModel, images: Iterable[ImageInput], batch_size: int = 32,
+                  calibrated: bool = True) -> torch.Tensor:
+    """Class probabilities, one row per image (N x classes); calibrated=False: the network's raw softmax."""
+    t = model.temperature if calibrated else 1.0
     rows, batch = [], []
     for img in images:
         batch.append(model.tensor(img))
         if len(batch) == batch_size:
-            rows.append(model.net(torch.stack(batch).to(model.device)).softmax(1).cpu())
+            rows.append((model.net(torch.stack(batch).to(model.device)) / t).softmax(1).cpu())
             batch = []
     if batch:
-        rows.append(model.net(torch.stack(batch).to(model.device)).softmax(1).cpu())
+        rows.append((model.net(torch.stack(batch).to(model.device)) / t).softmax(1).cpu())
     return torch.cat(rows) if rows else torch.zeros(0, len(model.classes))
 
 
@@ -76,3 +80,32 @@ def predict(run: str | Path | LoadedModel, images: Iterable[ImageInput], k: int 
     """Top-k (class, probability) for each image, most likely first."""
     model = run if isinstance(run, LoadedModel) else load_model(run)
     return top_k(predict_probs(model, images), model.classes, k)
+
+
+NOT_SURE = "not sure"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One image's answer: its most likely class, or "not sure" when below the user's confidence threshold."""
+
+    label: str  # a class name, or NOT_SURE
+    confidence: float  # calibrated probability of the most likely class
+    sure: bool
+    top: list[tuple[str, float]]  # the top-k (class, probability), whatever the answer
+
+
+def answer(run: str | Path | LoadedModel, images: Iterable[ImageInput], threshold: float = 0.0,
+           k: int = 3) -> list[Answer]:
+    """Like predict, but answers "not sure" when the calibrated top probability is below `threshold`.
+
+    calibration.ThresholdEffect shows what a threshold does on the validation images.
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}")
+    model = run if isinstance(run, LoadedModel) else load_model(run)
+    out = []
+    for top in top_k(predict_probs(model, images), model.classes, k):
+        sure = top[0][1] >= threshold
+        out.append(Answer(top[0][0] if sure else NOT_SURE, top[0][1], sure, top))
+    return out

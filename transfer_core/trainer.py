@@ -6,6 +6,8 @@ frozen stages run without autograd, and their outputs are cached when nothing ra
 from __future__ import annotations
 
 import math
+import shutil
+import tempfile
 import threading
 import time
 import traceback
@@ -15,19 +17,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import distributed
 from .augment import eval_view, train_view
 from .backbones import build_network, get_backbone
+from .calibration import save_calibration
 from .callbacks import Batch, Callback
 from .config import TrainConfig
 from .datasets import DatasetReport, scan_dataset
-from .device import pick_device, use_amp
+from .device import pick_device, plan_for, use_amp
 from .events import (DataReady, EpochEnd, Event, Progress, RunFailed, RunFinished, RunStarted, RunStopped)
 from .failures import Diverged, explain
 from .features import FeatureCache
 from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
 from .imagecache import ImageStore, Stopped
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
-from .runs import DEFAULT_RUNS_DIR, RunFolder, write_json
+from .runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically, write_json
 
 _PROGRESS_EVERY_S = 0.25
 
@@ -41,13 +45,20 @@ class RunResult:
 class Trainer:
     def __init__(self, config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR,
                  callbacks: list[Callback] = (), stop: threading.Event | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, resume: bool = False):
         self.config = config
         self.runs_dir = Path(runs_dir)
-        self.callbacks = list(callbacks)
+        self.resume = resume  # continue runs_dir/run_id from its checkpoint (see Trainer.resuming)
+        self.checkpoint: dict | None = None
+        from .methods import callbacks_for  # imported here: methods.lr_finder imports this module
+
+        # The config's methods (L2-SP, distillation, domain adaptation) are callbacks too, built in one place.
+        self.callbacks = list(callbacks) + callbacks_for(config)
+        self.final_extra: dict = {}  # end-of-run method figures (e.g. target accuracy), sent with RunFinished
         self.stop = stop or threading.Event()
         self.run_id = run_id
-        self.device = pick_device(config.device)
+        self.device = pick_device(config.device or distributed.local_device())
+        self.scratch: Path | None = None  # under torchrun, ranks > 0 write here, not in the run folder
         self.run: RunFolder | None = None
         self.t0 = time.time()
         self._last_progress = 0.0
@@ -66,12 +77,17 @@ class Trainer:
         if self.stop.is_set():
             raise Stopped()
 
+    def _check_stop_all_ranks(self) -> None:
+        """In the step loop: under torchrun one rank's Stop stops every rank, so none waits for a rank that left."""
+        if distributed.any_rank(self.stop.is_set()):
+            raise Stopped()
+
     # ------------------------------------------------------------------ the whole run
     def run_training(self) -> RunResult:
         """Never raises for a training problem: it ends in exactly one RunFinished/RunStopped/RunFailed."""
         final: Event | None = None
         try:
-            self.run = RunFolder.create(self.runs_dir, self.config, self.run_id)
+            self.run = self._open_resumed() if self.resume else self._create_run()
             self.run_id = self.run.id
             self.emit(self._event(RunStarted, backbone=self.config.backbone, device=str(self.device),
                                   run_dir=str(self.run.path)))
@@ -88,7 +104,22 @@ class Trainer:
             final = final or self._event(RunFailed, error="Training ended unexpectedly.")
             self._emit_final(final)
             self._release_memory()
-        return RunResult(self.run.path if self.run else None, final)
+            self._drop_scratch()
+        return RunResult(self.run.path if self.run and not self.scratch else None, final)
+
+    def _create_run(self) -> RunFolder:
+        """Rank 0 (the only rank without torchrun) writes the run folder; other ranks use a scratch copy."""
+        if distributed.is_main():
+            run = RunFolder.create(self.runs_dir, self.config, self.run_id)
+            distributed.broadcast_object(run.id)
+            return run
+        run_id = distributed.broadcast_object(None)
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"transfer-rank{distributed.rank()}-"))
+        return RunFolder.create(self.scratch, self.config, run_id)
+
+    def _drop_scratch(self) -> None:
+        if self.scratch is not None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
 
     def _emit_final(self, final: Event) -> None:
         try:
@@ -118,7 +149,7 @@ class Trainer:
         self.net = build_network(cfg.backbone, len(self.classes), pretrained=cfg.pretrained,
                                  weights_file=cfg.weights_file, head=cfg.head, hidden=cfg.mlp_hidden,
                                  dropout=cfg.dropout).to(self.device)
-        if self.device.type == "cuda":
+        if plan_for(self.device).channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.depth = resolve_depth(cfg.freeze, self.net.num_stages)
         apply_freeze(self.net, self.depth)
@@ -127,7 +158,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.before_fit(self)
         self.feature_cache = FeatureCache(self)
-        self.feature_cache.prepare(self.depth)
+        self._prepare_cache()
         plan = describe_freeze(self.net, self.depth)
         self.emit(self._event(DataReady, classes=tuple(self.classes), num_train=len(self.train_samples),
                               num_val=len(self.val_samples), skipped=len(self.report.skipped),
@@ -161,11 +192,12 @@ class Trainer:
         def progress(offset):
             return lambda done, _n: self._progress("preparing", offset + done, total)
 
+        pin = plan_for(self.device).pin_memory
         self.train_store = ImageStore([s.path for s in self.train_samples], self.prep, budget_bytes=budget,
-                                      progress=progress(0), stop=self.stop)
+                                      progress=progress(0), stop=self.stop, pin_memory=pin)
         self.val_store = ImageStore([s.path for s in self.val_samples], self.prep,
                                     budget_bytes=max(0, budget - self.train_store.nbytes),
-                                    progress=progress(n_train), stop=self.stop)
+                                    progress=progress(n_train), stop=self.stop, pin_memory=pin)
         self.train_y = torch.tensor([s.label for s in self.train_samples])
         self.val_y = torch.tensor([s.label for s in self.val_samples])
 
@@ -193,6 +225,8 @@ class Trainer:
 
     def _steps(self) -> list[torch.Tensor]:
         perm = torch.randperm(len(self.train_samples), generator=self.gen)
+        if distributed.active():  # as DistributedSampler: one shuffle for all ranks, each takes its share
+            perm = distributed.shard(distributed.broadcast_tensor(perm), distributed.rank(), distributed.world_size())
         chunks = list(perm.split(self.config.batch_size))
         if len(chunks) > 1 and len(chunks[-1]) < 2:  # BatchNorm cannot train on a batch of one
             chunks.pop()
@@ -202,6 +236,7 @@ class Trainer:
     def _fit(self) -> Event:
         cfg = self.config
         self.optimizer = build_optimizer(self.net, cfg, self.depth)
+        self.model = self._parallel()
         steps_per_epoch = max(1, len(self._steps()))
         self.total_steps = steps_per_epoch * cfg.epochs
         self.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
@@ -212,25 +247,41 @@ class Trainer:
         self.best_acc, self.best_epoch, self.bad_epochs = -1.0, 0, 0
         self.best_loss = self.loss_at_best = float("inf")
         reason = "completed"
-        for self.epoch in range(1, cfg.epochs + 1):
+        self.epoch = self._restore() if self.resume else 0
+        for self.epoch in range(self.epoch + 1, cfg.epochs + 1):
             self._maybe_unfreeze(self.epoch)
             for cb in self.callbacks:
                 cb.before_epoch(self, self.epoch)
-            if self._one_epoch(self.epoch):
+            if distributed.any_rank(self._one_epoch(self.epoch)):  # all ranks stop together
                 reason = f"early stopping: no better validation loss for {cfg.early_stopping} epochs"
                 break
         self._finish()
         return self._event(RunFinished, best_val_accuracy=self.best_acc, best_epoch=self.best_epoch,
-                           epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason)
+                           epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason,
+                           extra=self.final_extra)
 
     def _maybe_unfreeze(self, epoch: int) -> None:
         """Gradual unfreezing: at each milestone epoch the last frozen stage starts to learn."""
         if epoch not in self.config.unfreeze_at or self.depth == 0:
             return
+        self._thaw_one_stage()
+        self._prepare_cache()
+
+    def _thaw_one_stage(self) -> None:
         self.depth -= 1
         apply_freeze(self.net, self.depth)
         add_stage(self.optimizer, self.net, self.config, self.depth)
+        self.model = self._parallel()  # DDP synchronises the parameters that learned at wrapping time
+
+    def _prepare_cache(self) -> None:
+        # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
+        self.cache_gen_state = self.gen.get_state()
         self.feature_cache.prepare(self.depth)
+
+    def _parallel(self) -> torch.nn.Module:
+        """What the training step calls: under torchrun, DDP around the network (gradients averaged over ranks)."""
+        model = distributed.FeaturesAndLogits(self.net)
+        return distributed.wrap(model, self.device) if distributed.active() else model
 
     def _one_epoch(self, epoch: int) -> bool:
         """Train and validate once; True when early stopping says to end the run."""
@@ -239,15 +290,19 @@ class Trainer:
         loss_sum, correct, seen, t_train = 0.0, 0, 0, 0.0
         steps = self._steps()
         for i, idx in enumerate(steps):
-            self._check_stop()
+            self._check_stop_all_ranks()
             t = time.time()
             loss, n_correct = self._train_step(self.train_batch(idx, epoch))
             t_train += time.time() - t
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + n_correct, seen + len(idx)
-            self._progress("train", i + 1, len(steps), epoch=epoch, rate=seen / max(t_train, 1e-9),
+            self._progress("train", i + 1, len(steps), epoch=epoch,
+                           rate=seen * distributed.world_size() / max(t_train, 1e-9),
                            loss=loss_sum / seen)
+        loss_sum, correct, seen = distributed.sum_over_ranks([loss_sum, correct, seen])  # whole-epoch figures
         val_loss, val_acc, _ = self.evaluate()
         extra: dict = {}
+        if distributed.active():
+            extra["processes"] = distributed.world_size()
         for cb in self.callbacks:
             cb.after_epoch(self, epoch, extra)
         self.emit(self._event(EpochEnd, epoch=epoch, epochs=self.config.epochs, train_loss=loss_sum / max(seen, 1),
@@ -260,14 +315,17 @@ class Trainer:
         cfg = self.config
         set_lr(self.optimizer, lr_multiplier(self.step, self.total_steps, self.warmup_steps))
         with torch.autocast(self.device.type, enabled=use_amp(self.device)):
-            logits = self.net(batch.x, batch.start)
-            loss = F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
+            # Same as self.net(x, start), but the pooled features stay at hand for feature-level methods.
+            # self.model returns both; under torchrun it is DDP-wrapped (DDP only syncs through forward()).
+            batch.features, logits = self.model(batch.x, batch.start)
+            label_weight = math.prod(cb.label_weight for cb in self.callbacks)  # distillation lowers it
+            loss = label_weight * F.cross_entropy(logits.float(), batch.y, label_smoothing=cfg.label_smoothing)
             for cb in self.callbacks:
                 extra = cb.extra_loss(self, batch, logits)
                 if extra is not None:
                     loss = loss + extra
         value = float(loss.detach())
-        if not math.isfinite(value) or value > self.divergence_limit:
+        if distributed.any_rank(not math.isfinite(value) or value > self.divergence_limit):
             raise Diverged(epoch=self.epoch, step=self.step)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -304,19 +362,59 @@ class Trainer:
         return self.config.early_stopping > 0 and self.bad_epochs >= self.config.early_stopping
 
     def _save_weights(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, tmp)
-        tmp.replace(path)
+        save_atomically({k: v.detach().cpu() for k, v in self.net.state_dict().items()}, path)
 
     def _save_checkpoint(self, epoch: int) -> None:
         """The last finished epoch, so an interrupted run can be resumed."""
         state = {"epoch": epoch, "model": {k: v.cpu() for k, v in self.net.state_dict().items()},
                  "optimizer": self.optimizer.state_dict(), "best_acc": self.best_acc, "best_epoch": self.best_epoch,
                  "best_loss": self.best_loss, "bad_epochs": self.bad_epochs, "depth": self.depth,
-                 "step": self.step, "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state()}
-        tmp = self.run.path / "checkpoint.pt.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.run.path / "checkpoint.pt")
+                 "step": self.step, "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
+                 "loss_at_best": self.loss_at_best, "cache_generator": self.cache_gen_state,
+                 "scaler": self.scaler.state_dict()}
+        save_atomically(state, self.run.path / "checkpoint.pt")
+
+    # ------------------------------------------------------------------ resuming an interrupted run
+    @classmethod
+    def resuming(cls, run_dir: str | Path, *, callbacks: list[Callback] = (),
+                 stop: threading.Event | None = None) -> "Trainer":
+        """A trainer that continues `run_dir` from its last finished epoch; raises CannotResume, in words."""
+        run = check_resumable(run_dir)
+        return cls(run.config, runs_dir=run.path.parent, callbacks=callbacks, stop=stop, run_id=run.id, resume=True)
+
+    def _open_resumed(self) -> RunFolder:
+        run = RunFolder(self.runs_dir / self.run_id)
+        path = run.path / "checkpoint.pt"
+        # weights_only: a checkpoint is read like any file from outside, without running code from it.
+        self.checkpoint = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
+        run.keep_events_through_epoch(self.checkpoint["epoch"] if self.checkpoint else 0)
+        run.claim()
+        return run
+
+    def _restore(self) -> int:
+        """Put back everything the checkpoint saved, so the remaining epochs run exactly as they would have."""
+        state = self.checkpoint
+        if state is None:  # interrupted before its first epoch ended: start over, in the same folder
+            return 0
+        self.net.load_state_dict(state["model"])
+        for epoch in range(1, state["epoch"] + 1):  # thaw the same stages, so the optimizer has the same groups
+            if epoch in self.config.unfreeze_at and self.depth > 0:
+                self._thaw_one_stage()
+        if self.depth != self.feature_cache.depth:
+            self.gen.set_state(state["cache_generator"])
+            self._prepare_cache()
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.best_acc, self.best_epoch, self.best_loss = state["best_acc"], state["best_epoch"], state["best_loss"]
+        self.loss_at_best = state.get("loss_at_best", state["best_loss"])
+        self.bad_epochs, self.step = state["bad_epochs"], state["step"]
+        self.gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        for event in self.run.epochs():  # watchers (the app's live curves) get the whole history
+            for cb in self.callbacks:
+                cb.on_event(self, event)
+        return state["epoch"]
 
     def _finish(self) -> None:
         """Put the best epoch's weights back, let methods adjust them, save them with validation results."""
@@ -333,6 +431,8 @@ class Trainer:
             "paths": [str(s.path) for s in self.val_samples],
             "names": [_relative(s.path, root) for s in self.val_samples],
             "labels": self.val_y.tolist(), "probs": [[round(float(v), 6) for v in row] for row in probs]})
+        # Fitted once here, so the run folder alone predicts with calibrated confidence (predict.py).
+        save_calibration(self.run.path, probs, self.val_y)
 
     # ------------------------------------------------------------------ progress
     def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
@@ -355,6 +455,29 @@ def _relative(path: Path, root: Path) -> str:
         return str(Path(path).relative_to(root))
     except ValueError:
         return Path(path).name
+
+
+class CannotResume(ValueError):
+    """This run cannot be continued; the message says why in plain words."""
+
+
+def check_resumable(run_dir: str | Path) -> RunFolder:
+    run = RunFolder(run_dir)
+    if not (run.path / "config.json").is_file():
+        raise CannotResume(f"'{run_dir}' is not a run folder (it has no config.json).")
+    status = run.status()
+    if status == "running":
+        raise CannotResume("This run is still training in another window or process; wait for it or stop it first.")
+    if status == "finished":
+        raise CannotResume("This run already finished all its epochs, so there is nothing to resume. "
+                           "Start a new run with more epochs to train longer.")
+    return run
+
+
+def resume(run_dir: str | Path, *, callbacks: list[Callback] = (), stop: threading.Event | None = None) -> RunResult:
+    """Continue an interrupted, stopped or failed run from its last finished epoch (checkpoint.pt) to its
+    planned number of epochs, ending where the same run without the interruption would have ended."""
+    return Trainer.resuming(run_dir, callbacks=callbacks, stop=stop).run_training()
 
 
 def train(config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR, callbacks: list[Callback] = (),
