@@ -1,0 +1,64 @@
+"""Data: choose the pictures to learn from, and see what the engine found in them."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.datasets import demo_dataset_path, write_uploads
+from ui import charts, session
+from ui.common import friendly_errors, page
+from ui.data_view import scan, show_report
+
+page("Your pictures", "📁")
+st.markdown("Give the model **one folder per class**: e.g. `good/` and `scratched/`, each full of photos. "
+            "The folder names become the class names.")
+
+SOURCES = {"demo": "Demo pictures: fabric with and without defects (2,000 images, 3 classes)",
+           "folder": "Upload a folder from my computer",
+           "zip": "Upload a .zip file"}
+source = st.radio("Where are your pictures?", list(SOURCES), format_func=SOURCES.get, key="data_source",
+                  help="The demo pictures are real photos of woven fabric: 'nominal' (fine), 'local' (one small "
+                       "defect) and 'global' (the whole texture is off). They work without internet.")
+
+choice = session.data_choice()
+if source == "demo":
+    if st.button("Use the demo pictures", type="primary"):
+        with friendly_errors("Loading the demo pictures"):
+            session.set_data_choice(session.DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
+            choice = session.data_choice()
+else:
+    kind = "directory" if source == "folder" else False
+    files = st.file_uploader(
+        "Choose the folder that holds one sub-folder per class" if source == "folder" else "Choose a .zip file",
+        type=None if source == "folder" else ["zip"], accept_multiple_files=kind, key=f"upload_{source}",
+        help="Files other than pictures are skipped and listed below. Nothing leaves this server.")
+    files = [f for f in (files if isinstance(files, list) else [files]) if f is not None]
+    if files and st.button(f"Use these {len(files)} file(s)" if len(files) > 1 else "Use this file",
+                           type="primary"):
+        with friendly_errors("Reading your upload"), st.spinner("Saving your files..."):
+            folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
+            name = files[0].name.replace("\\", "/").split("/")[0] if source == "folder" else files[0].name
+            session.set_data_choice(session.DataChoice(str(folder), f"Upload: {name}"))
+            choice = session.data_choice()
+
+if choice is None:
+    st.info("Choose where your pictures are, above. The demo pictures are a good first try.")
+    st.stop()
+
+st.divider()
+st.subheader(f"Using: {choice.label}")
+with st.expander("Validation split", expanded=False):
+    val_split = st.slider("Share of pictures kept aside to check the model", 0.1, 0.5, choice.val_split, 0.05,
+                          help="These pictures are never trained on; the accuracy you see is measured on them. "
+                               "More is a fairer score, less leaves more to learn from. 0.2 suits most data sets.")
+    seed = st.number_input("Shuffle number", 0, 10_000, choice.seed,
+                           help="Which pictures land in the validation share. The same number gives the same "
+                                "split, so two runs are compared on the same pictures.")
+if (val_split, seed) != (choice.val_split, choice.seed):
+    session.set_data_choice(session.DataChoice(choice.path, choice.label, val_split, int(seed)))
+    choice = session.data_choice()
+
+with friendly_errors("Checking your pictures"):
+    report = scan(choice.path, choice.val_split, choice.seed)
+    show_report(report)
+    st.plotly_chart(charts.class_counts(report.counts()), width="stretch")
+    st.page_link("pages/2_Train.py", label="Next: train a model", icon="🏋️")

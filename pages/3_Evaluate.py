@@ -1,0 +1,54 @@
+"""Evaluate: how good is a trained model, class by class, and which pictures does it get wrong."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.evaluation import evaluate_run
+from transfer_core.runs import list_runs
+from ui import charts, session
+from ui.common import friendly_errors, page, pick_run
+from ui.data_view import thumbnail
+
+page("Evaluate", "📊")
+runs = [r for r in list_runs(session.runs_dir()) if r.has_model and (r.path / "validation.json").is_file()]
+run = pick_run("Trained model", runs, "evaluate_run",
+               "Every finished run is listed, newest first. Scores are measured on the validation pictures, "
+               "which the model never trained on.")
+if run is None:
+    st.stop()
+
+with friendly_errors("Reading this run's results"):
+    result = evaluate_run(run.path)
+    ev = result.evaluation
+    low, high = ev.interval
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Accuracy", f"{ev.accuracy:.1%}",
+              help="Share of validation pictures classified right. With few pictures this figure is rough: "
+                   "the range below says how rough.")
+    c2.metric("Macro F1", f"{ev.macro_f1:.2f}", help="The average of the per-class F1 scores (1.0 is perfect). "
+                                                      "Unlike accuracy, a small class counts as much as a big one.")
+    c3.metric("Validation pictures", ev.total)
+    st.caption(f"95% confidence range for the accuracy: {low:.1%} to {high:.1%} (Wilson interval on "
+               f"{ev.total} pictures). Two runs whose ranges overlap a lot may not really differ.")
+
+    st.subheader("Per class")
+    st.dataframe([{"class": s.name, "precision": round(s.precision, 3), "recall": round(s.recall, 3),
+                   "F1": round(s.f1, 3), "pictures": s.support} for s in ev.scores],
+                 hide_index=True, width="stretch")
+    st.caption("Precision: when the model says this class, how often it is right. Recall: of the pictures of "
+               "this class, how many it finds. F1 balances the two.")
+    st.plotly_chart(charts.confusion(ev.confusion, ev.classes), width="stretch")
+
+    st.subheader(f"Pictures it got wrong ({len(result.mistakes)})")
+    if not result.mistakes:
+        st.success("None: every validation picture was classified right.")
+    shown = result.mistakes[:24]
+    cols = st.columns(6)
+    for i, m in enumerate(shown):
+        with cols[i % 6]:
+            thumb = thumbnail(m.path, 240)
+            caption = f"{m.name}: is {m.true}, predicted {m.predicted} ({m.confidence:.0%})"
+            st.image(thumb, width="stretch", caption=caption) if thumb else st.caption(caption)
+    if len(result.mistakes) > len(shown):
+        st.caption(f"The {len(shown)} most confident mistakes are shown; they are the most worth a look (a wrong "
+                   "label in your data often shows up here).")

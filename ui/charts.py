@@ -1,0 +1,80 @@
+"""Plotly figures for the pages: pure functions of engine results, no Streamlit calls."""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+from transfer_core.events import EpochEnd, Progress
+
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
+
+
+def class_counts(counts: dict[str, dict[str, int]]) -> go.Figure:
+    names = list(counts)
+    fig = go.Figure([go.Bar(name="training", x=names, y=[counts[c]["train"] for c in names]),
+                     go.Bar(name="validation", x=names, y=[counts[c]["val"] for c in names])])
+    fig.update_layout(barmode="stack", title="Images per class", yaxis_title="images", **_LAYOUT)
+    return fig
+
+
+def _epoch_axis(epochs: list[EpochEnd]) -> list[int]:
+    return [e.epoch for e in epochs]
+
+
+def loss_curves(epochs: list[EpochEnd], live: list[tuple[float, float]] = (), label: str = "") -> go.Figure:
+    """Training and validation loss per epoch; `live` adds the running training loss within epochs."""
+    fig = go.Figure()
+    add_loss_traces(fig, epochs, live, label)
+    fig.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_title="loss", **_LAYOUT)
+    return fig
+
+
+def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str = "") -> None:
+    prefix = f"{label}: " if label else ""
+    if live:
+        fig.add_trace(go.Scatter(x=[x for x, _ in live], y=[y for _, y in live], mode="lines",
+                                 name=f"{prefix}training (live)", line=dict(width=1), opacity=0.5))
+    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.train_loss for e in epochs], mode="lines+markers",
+                             name=f"{prefix}training"))
+    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.val_loss for e in epochs], mode="lines+markers",
+                             name=f"{prefix}validation"))
+
+
+def accuracy_curves(epochs: list[EpochEnd], label: str = "") -> go.Figure:
+    fig = go.Figure()
+    add_accuracy_traces(fig, epochs, label)
+    fig.update_layout(title="Accuracy (higher is better)", xaxis_title="epoch", yaxis_title="accuracy",
+                      yaxis_range=[0, 1.02], **_LAYOUT)
+    return fig
+
+
+def add_accuracy_traces(fig: go.Figure, epochs: list[EpochEnd], label: str = "") -> None:
+    prefix = f"{label}: " if label else ""
+    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.train_accuracy for e in epochs], mode="lines+markers",
+                             name=f"{prefix}training"))
+    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.val_accuracy for e in epochs], mode="lines+markers",
+                             name=f"{prefix}validation"))
+
+
+def live_points(progress: list[Progress]) -> list[tuple[float, float]]:
+    """(fractional epoch, running training loss) from the progress events of the training phase."""
+    return [(p.epoch - 1 + p.step / max(p.steps, 1), p.train_loss) for p in progress
+            if p.phase == "train" and p.steps and p.train_loss > 0]
+
+
+def confusion(matrix, classes: list[str]) -> go.Figure:
+    z = matrix.tolist()
+    fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=z, texttemplate="%{text}",
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
+    fig.update_layout(title="Confusion matrix", xaxis_title="predicted class", yaxis_title="true class",
+                      yaxis_autorange="reversed", **{**_LAYOUT, "height": 120 + 45 * len(classes)})
+    return fig
+
+
+def probabilities(top: list[tuple[str, float]]) -> go.Figure:
+    names = [c for c, _ in top][::-1]
+    values = [p for _, p in top][::-1]
+    fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.0%}" for v in values],
+                           textposition="auto"))
+    fig.update_layout(xaxis_range=[0, 1], xaxis_tickformat=".0%", margin=dict(l=10, r=10, t=10, b=10),
+                      height=60 + 30 * len(top))
+    return fig

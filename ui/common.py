@@ -1,0 +1,74 @@
+"""What every page does first: page settings, the sidebar status, and errors in plain words."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import streamlit as st
+
+from transfer_core.datasets import demo_dataset_path
+from transfer_core.jobs import default_queue
+from transfer_core.runs import RunSummary
+
+from . import session
+
+
+def page(title: str, icon: str) -> None:
+    st.set_page_config(page_title=f"{title} · Transfer Studio", page_icon=icon, layout="wide")
+    session.workspace()  # creates the token before any widget, so the URL is stable from the start
+    st.title(f"{icon} {title}")
+    _sidebar_status()
+
+
+def _sidebar_status() -> None:
+    queue = default_queue()
+    running = queue.running()
+    waiting = [j for j in queue.jobs() if j.state == "queued"]
+    with st.sidebar:
+        if running is None:
+            st.caption("No training is running right now.")
+        else:
+            mine = running.owner == session.workspace().token
+            st.caption(f"Training now: {running.config.backbone}" + (" (yours)" if mine else " (someone else's)")
+                       + (f", {len(waiting)} waiting" if waiting else ""))
+        data = session.data_choice()
+        st.caption(f"Data: {data.label}" if data else "Data: none chosen yet")
+
+
+@contextmanager
+def friendly_errors(what: str):
+    """Show a failure as a sentence, never a traceback; the page keeps working."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - the user sees a message instead of a stack trace
+        st.error(f"{what} did not work: {exc}")
+
+
+def need_data() -> session.DataChoice | None:
+    data = session.data_choice()
+    if data is None:
+        st.info("No pictures chosen yet. Choose yours on the **Data** page, or try the demo pictures now.")
+        st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
+        if st.button("Use the demo pictures", key="use_demo_here"):
+            with friendly_errors("Loading the demo pictures"):
+                session.set_data_choice(session.DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
+                st.rerun()
+    return data
+
+
+def pick_run(label: str, runs: list[RunSummary], key: str, help: str) -> RunSummary | None:
+    """A run chooser that starts on this session's newest run; None (with a hint) when there are none."""
+    if not runs:
+        st.info("No trained model yet. Train one on the **Train** page first.")
+        st.page_link("pages/2_Train.py", label="Go to Train", icon="🏋️")
+        return None
+    ids = [r.id for r in runs]
+    followed = st.session_state.get(session.KEY_JOB)
+    index = ids.index(followed) if followed in ids else 0
+    by_id = {r.id: r for r in runs}
+    chosen = st.selectbox(label, ids, index=index, key=key, help=help, format_func=lambda i: run_label(by_id[i]))
+    return by_id[chosen]
+
+
+def run_label(r: RunSummary) -> str:
+    acc = f"{r.best_val_accuracy:.1%}" if r.best_val_accuracy is not None else "-"
+    return f"{r.id} · {r.status} · best accuracy {acc}"

@@ -1,0 +1,87 @@
+"""Everything a page remembers, in one place: the user's workspace, chosen data, current job.
+
+A browser session's workspace token lives in the URL (`?ws=...`), so a refresh or a bookmarked tab finds
+the same data and runs again, and nothing needs a login. The token only names folders; what another
+token's owner may do with a run is decided by the engine (transfer_core.workspaces).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from transfer_core.jobs import Job, default_queue
+from transfer_core.workspaces import Workspace, new_token, valid_token
+
+
+
+def runs_dir() -> Path:
+    """Where runs are kept (TRANSFER_STUDIO_RUNS, default ./runs): shared by everyone, read at each use."""
+    return Path(os.environ.get("TRANSFER_STUDIO_RUNS", "runs"))
+
+
+def workspaces_dir() -> Path:
+    return Path(os.environ.get("TRANSFER_STUDIO_WORKSPACES", "workspaces"))
+
+# Session-state keys (one place, so pages never disagree on a name).
+KEY_TOKEN = "workspace_token"
+KEY_JOB = "job_id"
+KEY_DATA = "data_choice"
+
+
+@dataclass(frozen=True)
+class DataChoice:
+    """The data set the user picked on the Data page, remembered across pages and refreshes."""
+
+    path: str
+    label: str  # what the user recognises: "Demo: textile defects", "Upload: my_photos"
+    val_split: float = 0.2
+    seed: int = 0
+
+
+def workspace() -> Workspace:
+    """This browser session's workspace, created on first visit; its token is kept in the URL."""
+    token = st.session_state.get(KEY_TOKEN) or st.query_params.get("ws")
+    if not token or not valid_token(token):
+        token = new_token()
+    st.session_state[KEY_TOKEN] = token
+    if st.query_params.get("ws") != token:
+        st.query_params["ws"] = token
+    return Workspace(workspaces_dir(), token)
+
+
+def data_choice() -> DataChoice | None:
+    if KEY_DATA not in st.session_state:
+        saved = workspace().read_json("data_choice.json")
+        st.session_state[KEY_DATA] = DataChoice(**saved) if saved else None
+    return st.session_state[KEY_DATA]
+
+
+def set_data_choice(choice: DataChoice) -> None:
+    st.session_state[KEY_DATA] = choice
+    workspace().write_json("data_choice.json", choice.__dict__)
+
+
+def my_jobs() -> list[Job]:
+    """This workspace's queued or running jobs, oldest first (found again after a refresh)."""
+    token = workspace().token
+    return [j for j in default_queue().jobs() if j.owner == token and j.state in ("queued", "running")]
+
+
+def current_job() -> Job | None:
+    """The job this session follows: the one it started, else any of its workspace's live jobs."""
+    queue = default_queue()
+    job = queue.get(st.session_state.get(KEY_JOB, ""))
+    if job is not None and job.owner == workspace().token:
+        return job
+    live = my_jobs()
+    if live:
+        st.session_state[KEY_JOB] = live[0].id
+        return live[0]
+    return None
+
+
+def follow_job(job: Job) -> None:
+    st.session_state[KEY_JOB] = job.id

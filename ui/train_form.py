@@ -1,0 +1,122 @@
+"""The Train page's choices: each widget returns a value and explains what it does to training."""
+from __future__ import annotations
+
+import streamlit as st
+
+from transfer_core.backbones import freeze_options, get_backbone, list_backbones
+from transfer_core.config import TrainConfig
+
+DEFAULTS = TrainConfig(data="")
+
+
+def _speed(gflops: float) -> str:
+    return "fast" if gflops < 0.5 else "medium" if gflops < 2 else "slow" if gflops < 6 else "very slow"
+
+
+@st.cache_data(show_spinner=False)
+def backbone_rows() -> list[dict]:
+    return [{"network": s.name, "what it is": s.title, "size (million weights)": s.params_millions,
+             "speed on a laptop": _speed(s.gflops), "ImageNet accuracy": f"{s.imagenet_top1:.1f}%",
+             "weights": s.availability()} for s in list_backbones()]
+
+
+@st.cache_resource(show_spinner="Measuring the network's layers...")
+def freeze_plans(name: str) -> list:
+    return freeze_options(name)
+
+
+def choose_backbone() -> str:
+    rows = backbone_rows()
+    st.dataframe(rows, hide_index=True, width="stretch")
+    names = [r["network"] for r in rows]
+    offline = {r["network"]: r["weights"] for r in rows}
+    name = st.selectbox(
+        "Pretrained network", names, index=names.index(DEFAULTS.backbone),
+        format_func=lambda n: f"{n} ({offline[n]})", key="backbone",
+        help="The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
+             "accurate but train slower. 'works offline' means its weights are on this machine.")
+    if offline[name] != "works offline":
+        st.warning(f"{name}'s pretrained weights are not on this machine ({offline[name]}). Without internet this "
+                   "run will stop with a message; pick one marked 'works offline' to be sure.")
+    return name
+
+
+def _depth_label(depth: int, total: int) -> str:
+    if depth == 0:
+        return "0: train everything"
+    if depth == total:
+        return f"{depth}: all (only the new classifier)"
+    return str(depth)
+
+
+def choose_freeze(name: str) -> int | str:
+    plans = freeze_plans(name)
+    total = len(plans) - 1
+    default = min(DEFAULTS.freeze, total) if isinstance(DEFAULTS.freeze, int) else total
+    depth = st.select_slider(
+        "How many layers to keep frozen", options=list(range(total + 1)), value=default,
+        format_func=lambda d: _depth_label(d, total), key=f"freeze_{name}",
+        help="Frozen layers keep what they learned on ImageNet (edges, textures, shapes) and are not changed. "
+             "More frozen: faster and safer with few pictures. Fewer frozen: the network adapts more to "
+             "pictures unlike everyday photos, but needs more pictures and time.")
+    plan = plans[depth]
+    st.caption(plan.describe())
+    st.caption("Kept as they are: " + (", ".join(plan.frozen) or "nothing") + " · Learning: "
+               + ", ".join(plan.training))
+    return "all" if depth == total else depth
+
+
+def choose_basics() -> dict:
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("Epochs", 1, 100, DEFAULTS.epochs, key="epochs",
+                             help="How many times the model sees every training picture. More can help, until "
+                                  "the validation curve stops improving.")
+    lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], DEFAULTS.lr,
+                          format_func=lambda v: f"{v:g}", key="lr",
+                          help="How big each correction step is. Too high and training blows up; too low and "
+                               "it learns slowly. 0.001 suits most cases.")
+    batch = c3.select_slider("Batch size", [4, 8, 16, 32, 64, 128], DEFAULTS.batch_size, key="batch_size",
+                             help="Pictures per step. Larger is smoother and faster per picture but needs more "
+                                  "memory. Lower it if you see an out-of-memory message.")
+    augment = c4.selectbox("Augmentation", ["none", "light", "strong"], key="augment",
+                           format_func={"none": "none", "light": "light (flip + crop)",
+                                        "strong": "strong (also colour, rotation)"}.get,
+                           help="Shows the model slightly changed copies of your pictures so it learns what "
+                                "does not matter. Helps with few pictures; can hide small details (tiny "
+                                "defects) when cropping cuts them off.")
+    return {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch), "augment": augment}
+
+
+def choose_advanced(name: str) -> dict:
+    spec = get_backbone(name)
+    with st.expander("Advanced settings"):
+        c1, c2, c3 = st.columns(3)
+        optimizer = c1.selectbox("Optimizer", ["adamw", "sgd"], key="optimizer",
+                                 format_func={"adamw": "AdamW (adapts step sizes)",
+                                              "sgd": "SGD with momentum (classic)"}.get,
+                                 help="The rule that turns mistakes into weight changes. AdamW works with "
+                                      "little tuning; SGD can generalise slightly better with a tuned rate.")
+        decay = c2.select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2], DEFAULTS.weight_decay,
+                                 format_func=lambda v: f"{v:g}", key="weight_decay",
+                                 help="Gently pulls weights toward zero so the model does not memorise your "
+                                      "pictures. Raise it if training accuracy is far above validation.")
+        smoothing = c3.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05, key="label_smoothing",
+                              help="Tells the model not to be 100% sure of any label. Helps when some labels "
+                                   "may be wrong and keeps confidence honest.")
+        c4, c5, c6 = st.columns(3)
+        size = c4.select_slider("Image size (pixels)", [96, 128, 160, 192, 224, 256, 288],
+                                spec.preprocessing.crop, key=f"image_size_{name}", disabled=spec.fixed_size,
+                                help="Pictures are resized to this square. Smaller trains much faster; larger "
+                                     "keeps small details. The network's own size is the default.")
+        patience = c5.number_input("Early stopping (epochs without progress, 0 = off)", 0, 50,
+                                   DEFAULTS.early_stopping, key="early_stopping",
+                                   help="Ends the run when the validation loss has not improved for this many "
+                                        "epochs, saving time; the best model is kept either way.")
+        head = c6.selectbox("New classifier", ["linear", "mlp"], key="head",
+                            format_func={"linear": "one layer (linear)", "mlp": "small network (512 units + dropout)"}.get,
+                            help="What sits on top of the pretrained network to pick your classes. One layer is "
+                                 "enough for most data; the small network (the classic Keras recipe) can help "
+                                 "when classes differ in subtle combinations of features.")
+    return {"optimizer": optimizer, "weight_decay": float(decay), "label_smoothing": float(smoothing),
+            "image_size": None if size == spec.preprocessing.crop else int(size),
+            "early_stopping": int(patience), "head": head}
