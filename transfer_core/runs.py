@@ -46,6 +46,65 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _process_start(pid: int) -> str | None:
+    """When process `pid` started (Linux), so a pid reused after a restart is not taken for the trainer."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, after the command name in brackets
+
+
+def _trainer_alive(owner: dict) -> bool:
+    pid = owner.get("pid")
+    if not isinstance(pid, int) or not _pid_alive(pid):
+        return False
+    recorded = owner.get("start")
+    return recorded is None or recorded == _process_start(pid)
+
+
+def save_atomically(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash or a full disk never leaves half a file.
+
+    torch turns a failed write into a cryptic RuntimeError; the real OSError (disk full, file too
+    large, read-only) is kept and raised instead, so the user is told what happened.
+    """
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    writer = None
+    try:
+        with open(tmp, "wb") as f:
+            writer = _ErrorKeepingWriter(f)
+            torch.save(obj, writer)
+        tmp.replace(path)
+    except BaseException as exc:
+        tmp.unlink(missing_ok=True)  # a partial file would only use up the space that is missing
+        if writer is not None and writer.error is not None and exc is not writer.error:
+            raise writer.error from None
+        raise
+
+
+class _ErrorKeepingWriter:
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, data) -> int:
+        try:
+            return self.f.write(data)
+        except OSError as exc:
+            self.error = exc
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.f.flush()
+        except OSError as exc:
+            self.error = exc
+            raise
+
+
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -63,11 +122,32 @@ class RunFolder:
         return run
 
     def claim(self) -> None:
-        write_json(self.path / "process.json", {"pid": os.getpid(), "since": time.time()})
+        pid = os.getpid()
+        write_json(self.path / "process.json", {"pid": pid, "since": time.time(), "start": _process_start(pid)})
 
     def append_event(self, event: Event) -> None:
         with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+
+    def keep_events_through_epoch(self, epoch: int) -> None:
+        """Before resuming from epoch `epoch`'s checkpoint: drop what the interrupted process wrote after
+        it (a half-finished epoch, a half-written line, a Stopped/Failed end), so the history reads as one run."""
+        kept, lines = [], []
+        try:
+            lines = (self.path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+        except OSError:
+            pass
+        for line in lines:
+            try:
+                event = event_from_dict(json.loads(line))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if isinstance(event, FINAL_EVENTS) or (getattr(event, "epoch", 0) > epoch):
+                continue
+            kept.append(line + "\n")
+        tmp = self.path / "events.jsonl.tmp"
+        tmp.write_text("".join(kept), encoding="utf-8")
+        tmp.replace(self.path / "events.jsonl")
 
     # ---- reading --------------------------------------------------------------------------------
     @property
@@ -106,10 +186,7 @@ class RunFolder:
         final = self.final_event(events)
         if final is not None:
             return {"RunFinished": "finished", "RunStopped": "stopped", "RunFailed": "failed"}[final.kind]
-        owner = self.read_json("process.json", {})
-        if owner.get("pid") and _pid_alive(int(owner["pid"])):
-            return "running"
-        return "interrupted"
+        return "running" if _trainer_alive(self.read_json("process.json", {})) else "interrupted"
 
     def has_model(self) -> bool:
         return (self.path / "best.pt").is_file() and (self.path / "model.json").is_file()
