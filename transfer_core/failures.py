@@ -35,8 +35,9 @@ def explain(exc: BaseException, config: TrainConfig | None = None) -> str:
                 f"Use a smaller batch size{bs} or a smaller image size, or a smaller backbone.")
     if isinstance(exc, (DatasetError, ConfigError, WeightsUnavailable)):
         return str(exc)
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return "The disk is full, so the run could not be saved. Free some space or delete old runs."
-    if isinstance(exc, PermissionError):
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        return ("The disk is full (or this account's space or file-size limit was reached), so the run could not "
+                "be saved. Free some space or delete old runs, then resume this run or start again.")
+    if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOTDIR)):
         return f"The runs folder cannot be written ({exc.filename}). Choose a folder you can write to."
     return f"Training failed: {type(exc).__name__}: {str(exc)[:300]}"
