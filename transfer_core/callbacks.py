@@ -20,12 +20,14 @@ class Batch:
     y: torch.Tensor
     idx: torch.Tensor  # positions in the training set
     images: torch.Tensor | None = None  # the normalised training view, when a callback asked for it
+    features: torch.Tensor | None = None  # pooled features of x (set by the trainer; domain adaptation uses them)
 
 
 class Callback:
     """Override what you need. Raising inside a hook fails this run only (a RunFailed event)."""
 
     needs_images: bool = False  # True: every batch carries images, so activations are not cached
+    label_weight: float = 1.0  # how much the true labels' loss counts (distillation gives some to the teacher)
 
     def on_event(self, trainer: "Trainer", event: Event) -> None: ...
 

@@ -77,6 +77,7 @@ class RunFinished(Event):
     epochs_run: int = 0
     seconds: float = 0.0
     reason: str = "completed"  # or "early stopping"
+    extra: dict = field(default_factory=dict)  # end-of-run method figures (target accuracy, teacher agreement...)
 
 
 @dataclass(frozen=True)

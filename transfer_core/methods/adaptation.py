@@ -1,0 +1,221 @@
+"""Domain adaptation with unlabelled target images (where the model will be used).
+
+- DANN (Ganin et al., 2016): a small domain classifier tells source from target pooled features; a
+  gradient-reversal layer makes the trainable layers work *against* it, so their features stop
+  carrying "which place is this picture from" and the classifier transfers.
+- Deep CORAL (Sun & Saenko, 2016): matches the covariance of source and target pooled features.
+- AdaBN (Li et al., 2016): after training, every BatchNorm layer's statistics are re-measured on the
+  target images. No extra training; it also works with every stage frozen.
+
+If the target folder has class sub-folders named like the training classes, their labels are used
+only to report target accuracy (per epoch in EpochEnd.extra, and at the end), never to train.
+"""
+from __future__ import annotations
+
+import math
+import unicodedata
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..augment import eval_view
+from ..callbacks import Callback
+from ..config import ConfigError, TrainConfig
+from ..datasets import scan_unlabelled
+from ..freezing import set_train_mode
+from ..imagecache import ImageStore
+from ..network import TransferNet
+
+_DOMAIN_HIDDEN = 256
+
+
+# ---------------------------------------------------------------------------------- pure pieces
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, coeff: float):
+        ctx.coeff = coeff
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.coeff * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, coeff: float) -> torch.Tensor:
+    """Identity going forward; multiplies the gradient by -coeff going back (DANN's GRL)."""
+    return _ReverseGradient.apply(x, coeff)
+
+
+def dann_coefficient(progress: float) -> float:
+    """DANN's schedule: 0 at the start (the domain classifier is still random), rising to 1."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
+
+
+def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """||C_s - C_t||_F^2 / (4 d^2), the Deep CORAL loss, on N x d feature batches."""
+    d = source.shape[1]
+
+    def cov(f):
+        f = f.float() - f.float().mean(0, keepdim=True)
+        return f.T @ f / max(1, f.shape[0] - 1)
+
+    return (cov(source) - cov(target)).pow(2).sum() / (4 * d * d)
+
+
+def target_labels(paths: Sequence[Path], classes: Sequence[str]) -> torch.Tensor | None:
+    """Labels from class folders named like the training classes, or None when the images are unlabelled."""
+    index = {unicodedata.normalize("NFC", c): i for i, c in enumerate(classes)}
+    labels = [index.get(unicodedata.normalize("NFC", Path(p).parent.name)) for p in paths]
+    if not labels or any(label is None for label in labels):
+        return None
+    return torch.tensor(labels)
+
+
+@torch.no_grad()
+def adapt_batchnorm(net: TransferNet, batches) -> int:
+    """AdaBN: replace every BatchNorm layer's running statistics with those of the given image batches.
+
+    Returns how many BatchNorm layers were re-estimated. Dropout stays off while measuring.
+    """
+    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    net.eval()
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over all batches, not a moving one
+        m.train()
+    for images in batches:
+        net.features(images)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    net.eval()
+    return len(norms)
+
+
+@contextmanager
+def _evaluating(trainer):
+    """Eval mode inside; afterwards the trainer's own mode again (frozen parts stay in eval mode)."""
+    was_training = trainer.net.training
+    trainer.net.eval()
+    try:
+        yield
+    finally:
+        if was_training:
+            set_train_mode(trainer.net, trainer.depth)
+
+
+# ---------------------------------------------------------------------------------- the callback
+class TargetDomain(Callback):
+    """Target images: adaptation (if asked for) and target accuracy (if the folder has class folders)."""
+
+    def __init__(self, config: TrainConfig):
+        self.source = config.target_data
+        self.method = config.adapt
+        self.weight = config.adapt_weight
+        self.gen = torch.Generator().manual_seed(config.seed + 1)  # apart from the source batch order
+        self.domain_head: nn.Module | None = None
+        self.cache: torch.Tensor | None = None
+        self.cached_depth = -1
+        self.losses: list[float] = []
+
+    # ---- set-up
+    def before_fit(self, trainer) -> None:
+        paths, _skipped = scan_unlabelled(self.source, extract_to=trainer.run.path / "target")
+        self.labels = target_labels(paths, trainer.classes)
+        used = trainer.train_store.nbytes + trainer.val_store.nbytes
+        self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
+                                stop=trainer.stop)
+        if self.method in ("dann", "coral") and trainer.depth >= trainer.net.num_stages \
+                and not trainer.config.unfreeze_at:
+            raise ConfigError(f"{self.method.upper()} adapts the network's layers, but every layer is frozen. "
+                              "Freeze fewer stages, or choose AdaBN, which works with everything frozen.")
+        if self.method == "dann":
+            self.domain_head = nn.Sequential(nn.Linear(trainer.net.feature_dim, _DOMAIN_HIDDEN), nn.ReLU(),
+                                             nn.Linear(_DOMAIN_HIDDEN, 1)).to(trainer.device)
+
+    def before_epoch(self, trainer, epoch: int) -> None:
+        if self.domain_head is not None and epoch == 1:  # the trainer builds its optimizer after before_fit
+            lr = trainer.config.lr
+            trainer.optimizer.add_param_group({"params": list(self.domain_head.parameters()), "lr": lr,
+                                               "base_lr": lr, "weight_decay": trainer.config.weight_decay,
+                                               "stage": "domain classifier"})
+        if self.domain_head is not None:
+            self.domain_head.train()
+        self.losses = []
+
+    # ---- target inputs: the frozen part's output for each target image, computed once per depth
+    def _inputs(self, trainer, idx: torch.Tensor) -> tuple[torch.Tensor, int]:
+        if self.cached_depth != trainer.depth:
+            self.cache, self.cached_depth = self._frozen_outputs(trainer), trainer.depth
+        if self.cache is not None:
+            start = trainer.net.num_stages + 1 if trainer.depth >= trainer.net.num_stages else trainer.depth
+            return self.cache[idx].to(trainer.device), start
+        images = eval_view(self.store.batch(idx).to(trainer.device), trainer.prep)
+        return trainer.feature_cache.run_frozen(images, trainer.depth)
+
+    @torch.no_grad()
+    def _frozen_outputs(self, trainer) -> torch.Tensor | None:
+        if trainer.depth == 0:
+            return None  # nothing frozen: the images go through the whole network each time
+        with _evaluating(trainer):
+            parts = [trainer.feature_cache.run_frozen(eval_view(self.store.batch(idx).to(trainer.device),
+                                                                trainer.prep), trainer.depth)[0].cpu()
+                     for idx in torch.arange(len(self.store)).split(32)]
+        return torch.cat(parts)
+
+    def _target_features(self, trainer, n: int) -> torch.Tensor:
+        idx = torch.randint(len(self.store), (n,), generator=self.gen)
+        x, start = self._inputs(trainer, idx)
+        return x if start > trainer.net.num_stages else trainer.net.features(x, start)
+
+    # ---- training
+    def extra_loss(self, trainer, batch, logits) -> torch.Tensor | None:
+        if self.method not in ("dann", "coral") or self.weight == 0:
+            return None
+        source = batch.features
+        target = self._target_features(trainer, len(batch.y))
+        if self.method == "coral":
+            loss = coral_loss(source, target)
+        else:
+            coeff = dann_coefficient(trainer.step / max(1, trainer.total_steps))
+            feats = reverse_gradient(torch.cat([source, target]).float(), coeff)
+            domain = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(feats.device)
+            loss = F.binary_cross_entropy_with_logits(self.domain_head(feats).squeeze(1), domain)
+        self.losses.append(float(loss.detach()))
+        return self.weight * loss
+
+    # ---- reporting and AdaBN
+    def after_epoch(self, trainer, epoch: int, extra: dict) -> None:
+        if self.losses:
+            extra[f"{self.method}_loss"] = round(sum(self.losses) / len(self.losses), 6)
+        if self.labels is not None:
+            extra["target_accuracy"] = round(self.accuracy(trainer), 4)
+
+    def after_fit(self, trainer) -> None:
+        if self.method == "adabn":
+            adapt_batchnorm(trainer.net, self._image_batches(trainer))
+            # Every cached frozen-layer output was computed with the old statistics.
+            trainer.feature_cache.train = trainer.feature_cache.val = None
+            self.cached_depth = -1
+        trainer.final_extra["target_images"] = len(self.store)
+        if self.labels is not None:
+            trainer.final_extra["target_accuracy"] = round(self.accuracy(trainer), 4)
+
+    def _image_batches(self, trainer, size: int = 32):
+        for idx in torch.arange(len(self.store)).split(size):
+            trainer._check_stop()
+            yield eval_view(self.store.batch(idx).to(trainer.device), trainer.prep)
+
+    @torch.no_grad()
+    def accuracy(self, trainer) -> float:
+        """Share of target images classified as their (hidden from training) class folder says."""
+        correct = 0
+        with _evaluating(trainer):
+            for idx in torch.arange(len(self.store)).split(64):
+                x, start = self._inputs(trainer, idx)
+                correct += int((trainer.net(x, start).argmax(1).cpu() == self.labels[idx]).sum())
+        return correct / max(1, len(self.store))
