@@ -3,6 +3,7 @@
     python -m transfer_core backbones
     python -m transfer_core train DATA --backbone mobilenet_v2 --freeze 3 --epochs 5 --out runs [--json]
     python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--json]
+    python -m transfer_core resume RUN_DIR [--json]
 """
 from __future__ import annotations
 
@@ -111,6 +112,21 @@ def run_train(args: argparse.Namespace) -> int:
     return 0 if isinstance(final, RunFinished) else 1
 
 
+def run_resume(args: argparse.Namespace) -> int:
+    """Continue an interrupted (or stopped, or failed) run from its last finished epoch."""
+    from .trainer import resume
+
+    t0 = time.time()
+    result = resume(args.run_dir, callbacks=[ProgressPrinter()])  # CannotResume is a ValueError: main() says why
+    final = result.final
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), "status": final.kind,
+                          "best_val_accuracy": getattr(final, "best_val_accuracy", None),
+                          "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2),
+                          **({"error": final.error} if isinstance(final, RunFailed) else {})}))
+    return 0 if isinstance(final, RunFinished) else 1
+
+
 def run_backbones(args: argparse.Namespace) -> int:
     rows = [{"name": s.name, "weights": s.availability(), "params_millions": s.params_millions,
              "imagenet_top1": s.imagenet_top1, "gflops": s.gflops, "title": s.title} for s in list_backbones()]
@@ -151,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=run_predict)
+    r = sub.add_parser("resume", help="continue an interrupted run from its last finished epoch")
+    r.add_argument("run_dir")
+    r.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
+    r.set_defaults(fn=run_resume)
     return parser
 
 
