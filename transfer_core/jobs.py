@@ -12,9 +12,10 @@ from pathlib import Path
 
 from .callbacks import Callback, EventLog
 from .config import TrainConfig
-from .events import Event
+from .events import Event, RunFailed
+from .failures import explain
 from .runs import new_run_id
-from .trainer import Trainer
+from .trainer import Trainer, check_resumable
 
 
 @dataclass
@@ -29,6 +30,7 @@ class Job:
     log: EventLog = field(default_factory=EventLog)
     final: Event | None = None
     extra_callbacks: list[Callback] = field(default_factory=list)
+    resume: bool = False  # continue the interrupted run folder `id` instead of starting a new one
 
     @property
     def run_dir(self) -> Path:
@@ -50,6 +52,24 @@ class JobQueue:
         job = Job(id=new_run_id(config.backbone), config=config, runs_dir=Path(runs_dir), owner=owner,
                   extra_callbacks=list(callbacks))
         with self._lock:
+            self._jobs[job.id] = job
+            self._waiting.append(job.id)
+            self._ensure_worker()
+            self._lock.notify_all()
+        return job
+
+    def resume(self, run_dir: str | Path, owner: str = "", callbacks: list[Callback] = ()) -> Job:
+        """Queue the continuation of an interrupted run (same folder, same id). Raises CannotResume
+        (a ValueError, in words) at once if the run is running, finished, or already waiting here.
+
+        Whether this person may resume it is the caller's check (workspaces.require_owner)."""
+        run = check_resumable(run_dir)
+        with self._lock:
+            pending = self._jobs.get(run.id)
+            if pending is not None and pending.state in ("queued", "running"):
+                raise ValueError("This run is already waiting in the queue or training.")
+            job = Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
+                      extra_callbacks=list(callbacks), resume=True)
             self._jobs[job.id] = job
             self._waiting.append(job.id)
             self._ensure_worker()
@@ -123,8 +143,12 @@ class JobQueue:
             job = self._next()
             try:
                 trainer = Trainer(job.config, runs_dir=job.runs_dir, callbacks=[job.log, *job.extra_callbacks],
-                                  stop=job.stop, run_id=job.id)
+                                  stop=job.stop, run_id=job.id, resume=job.resume)
                 job.final = trainer.run_training().final
+            except Exception as exc:  # noqa: BLE001 - e.g. a device name torch rejects: fail this job, keep the worker
+                job.final = RunFailed(run_id=job.id, time=time.time(), error=explain(exc, job.config),
+                                      detail=f"{type(exc).__name__}: {exc}"[:2000])
+                job.log.on_event(None, job.final)
             finally:  # whatever happened, the queue moves on and waiters wake up
                 with self._lock:
                     job.state = "done"

@@ -10,8 +10,8 @@ The model:
   separated by os.pathsep; by default just the bundled demo data).
 
 API used by the app (ui/session.py): Workspace(root, token) with .token .path .uploads_dir() .read_json()
-.write_json(); new_token(); valid_token(); OwnerTag(token) callback; run_owner_is(); delete_run();
-resolve_server_folder(); data_roots().
+.write_json(); new_token(); valid_token(); OwnerTag(token) callback; run_owner_is(); require_owner();
+delete_run(); rename_run(); run_name(); list_runs_for(); resume_run(); resolve_server_folder(); data_roots().
 """
 from __future__ import annotations
 
@@ -22,13 +22,20 @@ import re
 import secrets
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .callbacks import Callback
 from .events import RunStarted
 
+if TYPE_CHECKING:
+    from .runs import RunSummary
+
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 OWNER_FILE = "owner.json"
+NAME_FILE = "name.json"
+MAX_NAME = 80
 
 
 class NotAllowed(PermissionError):
@@ -94,19 +101,64 @@ def run_owner_is(run_dir: str | Path, token: str) -> bool:
     return secrets.compare_digest(str(recorded), owner_hash(token))
 
 
-def delete_run(run_dir: str | Path, token: str, runs_dir: str | Path) -> None:
-    """Delete a run folder, only for its owner, only inside the runs folder, never a running one."""
-    from .runs import RunFolder
-
+def require_owner(run_dir: str | Path, token: str, runs_dir: str | Path, action: str = "change") -> Path:
+    """The run's real folder, if it is a run directly inside runs_dir and `token` started it; else NotAllowed."""
     run_dir, runs_dir = Path(run_dir).resolve(), Path(runs_dir).resolve()
     if run_dir.parent != runs_dir or not (run_dir / "config.json").is_file():
         raise NotAllowed("That is not a run in this app's runs folder.")
     if not run_owner_is(run_dir, token):
-        raise NotAllowed("This run was started by someone else (or from the command line), so you can look at it "
-                         "and use it, but not delete it.")
+        raise NotAllowed(f"This run was started by someone else (or from the command line), so you can look at it "
+                         f"and use it, but not {action} it.")
+    return run_dir
+
+
+def delete_run(run_dir: str | Path, token: str, runs_dir: str | Path) -> None:
+    """Delete a run folder, only for its owner, only inside the runs folder, never a running one."""
+    from .runs import RunFolder
+
+    run_dir = require_owner(run_dir, token, runs_dir, "delete")
     if RunFolder(run_dir).status() == "running":
         raise NotAllowed("This run is still training. Stop it first, then delete it.")
     shutil.rmtree(run_dir)
+
+
+def rename_run(run_dir: str | Path, token: str, runs_dir: str | Path, name: str) -> str:
+    """Give a run a display name (its folder keeps its id, so links and comparisons still work)."""
+    run_dir = require_owner(run_dir, token, runs_dir, "rename")
+    clean = " ".join(str(name).split())[:MAX_NAME]  # one line, no control characters, bounded
+    if not clean:
+        raise NotAllowed("A run's name cannot be empty.")
+    (run_dir / NAME_FILE).write_text(json.dumps({"name": clean}, ensure_ascii=False), encoding="utf-8")
+    return clean
+
+
+def run_name(run_dir: str | Path) -> str | None:
+    try:
+        return str(json.loads((Path(run_dir) / NAME_FILE).read_text(encoding="utf-8"))["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+@dataclass(frozen=True)
+class OwnedRun:
+    summary: "RunSummary"
+    mine: bool  # this person may delete, rename and resume it; everyone may view and predict with it
+    name: str  # the display name: the owner's choice, else the run id
+
+
+def list_runs_for(token: str, runs_dir: str | Path) -> list[OwnedRun]:
+    """Every run (newest first), each marked with whether this person owns it."""
+    from .runs import list_runs
+
+    return [OwnedRun(s, run_owner_is(s.path, token), run_name(s.path) or s.id) for s in list_runs(runs_dir)]
+
+
+def resume_run(run_dir: str | Path, token: str, runs_dir: str | Path, queue=None):
+    """Queue the continuation of this person's interrupted run; returns the Job (jobs.JobQueue.resume)."""
+    from .jobs import default_queue
+
+    run_dir = require_owner(run_dir, token, runs_dir, "resume")
+    return (queue or default_queue()).resume(run_dir, owner=token, callbacks=[OwnerTag(token)])
 
 
 # ---------------------------------------------------------------------------------------------- server folders
@@ -127,7 +179,10 @@ def data_roots() -> list[Path]:
 def resolve_server_folder(path: str | Path, roots: list[Path] | None = None) -> Path:
     """The real folder for `path`, if it lies inside an allowed root (after following links and '..')."""
     roots = data_roots() if roots is None else [Path(r).resolve() for r in roots]
-    real = Path(path).expanduser().resolve()
+    try:
+        real = Path(path).expanduser().resolve()
+    except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop, an unknown ~user
+        raise NotAllowed(f"'{path}' is not a folder name this server can use. Upload your images instead.") from None
     if any(real == r or r in real.parents for r in roots):
         return real
     allowed = ", ".join(str(r) for r in roots) or "none are configured"
