@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import fields
 
+from . import distributed
 from .backbones import list_backbones
 from .callbacks import Callback
 from .config import ConfigError, TrainConfig
@@ -100,7 +101,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     t0 = time.time()
-    result = train(config, runs_dir=args.out, callbacks=[ProgressPrinter()])
+    # Under `torchrun --nproc-per-node N -m transfer_core train ...` every process runs this; rank 0
+    # alone prints and writes the run folder (see distributed.py).
+    rank, _ = distributed.init()
+    result = train(config, runs_dir=args.out, callbacks=[ProgressPrinter()] if rank == 0 else [])
+    # A rank that failed does not wait for the others: they may be mid-epoch, and torchrun ends them.
+    distributed.finish(wait=isinstance(result.final, RunFinished))
+    if rank != 0:
+        return 0 if isinstance(result.final, RunFinished) else 1
     final = result.final
     summary = {"run_dir": str(result.run_dir), "status": final.kind,
                "best_val_accuracy": getattr(final, "best_val_accuracy", None),

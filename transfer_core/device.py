@@ -1,5 +1,7 @@
-"""Which device trains, and the settings that only pay off on a GPU."""
+"""Which device trains, and the settings that only pay off on a GPU, chosen from the device alone."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -11,9 +13,25 @@ def pick_device(requested: str | None = None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+@dataclass(frozen=True)
+class DevicePlan:
+    """How to feed and run the network on one device."""
+
+    amp: bool  # mixed precision (float16 autocast + gradient scaling)
+    channels_last: bool  # NHWC memory layout, which GPU convolution kernels (tensor cores) prefer
+    pin_memory: bool  # batches leave the CPU from page-locked memory, so copies can overlap compute
+
+
+def plan_for(device: torch.device) -> DevicePlan:
+    # On a GPU all three roughly double throughput for convolutional networks. On a CPU, float16/bfloat16
+    # autocast and NHWC are slower than plain float32 (measured on this project's 2-core machine), and
+    # pinning memory only helps copies to a GPU.
+    gpu = device.type == "cuda"
+    return DevicePlan(amp=gpu, channels_last=gpu, pin_memory=gpu)
+
+
 def use_amp(device: torch.device) -> bool:
-    # Mixed precision roughly doubles GPU throughput; on a CPU it is slower than float32.
-    return device.type == "cuda"
+    return plan_for(device).amp
 
 
 def describe_device(device: torch.device | None = None) -> str:

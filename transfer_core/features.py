@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from .augment import eval_view, train_view
+from .device import plan_for
 
 if TYPE_CHECKING:
     from .trainer import Trainer
@@ -91,10 +92,10 @@ class FeatureCache:
     @torch.no_grad()
     def run_frozen(self, images: torch.Tensor, depth: int) -> tuple[torch.Tensor, int]:
         net = self.t.net
+        if plan_for(self.t.device).channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         if depth == 0:
             return images, 0
-        if self.t.device.type == "cuda":
-            images = images.contiguous(memory_format=torch.channels_last)
         out = net.run_stages(images, 0, depth)
         if depth >= net.num_stages:
             return net.pool(out), net.num_stages + 1

@@ -30,11 +30,17 @@ def _workers() -> int:
 
 
 class ImageStore:
-    """uint8 N x 3 x S x S images (S = prep.resize), held in memory when they fit `budget_bytes`."""
+    """uint8 N x 3 x S x S images (S = prep.resize), held in memory when they fit `budget_bytes`.
+
+    Beyond the budget the images are decoded again for each batch (streaming): slower, but a data set
+    of any size trains, and a batch is the same tensor either way. `pin_memory` (for a GPU) hands out
+    batches in page-locked memory, so `.to(cuda, non_blocking=True)` overlaps the copy with compute.
+    """
 
     def __init__(self, paths: Sequence[Path], prep: Preprocessing, *, budget_bytes: int,
-                 progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None):
-        self.paths, self.prep = list(paths), prep
+                 progress: Callable[[int, int], None] | None = None, stop: threading.Event | None = None,
+                 pin_memory: bool = False):
+        self.paths, self.prep, self.pin_memory = list(paths), prep, pin_memory
         side = prep.resize
         self.item_bytes = 3 * side * side
         self.in_memory = self.item_bytes * len(self.paths) <= budget_bytes
@@ -64,8 +70,14 @@ class ImageStore:
         return out.permute(0, 3, 1, 2).contiguous()
 
     def batch(self, idx: torch.Tensor) -> torch.Tensor:
+        """uint8 len(idx) x 3 x S x S, in the order of `idx`."""
         if self.data is not None:
-            return self.data[idx]
+            if not self.pin_memory:
+                return self.data[idx]
+            # Gather straight into page-locked memory: one copy, not index-then-pin's two.
+            out = torch.empty((len(idx), *self.data.shape[1:]), dtype=torch.uint8, pin_memory=True)
+            return torch.index_select(self.data, 0, idx, out=out)
         with ThreadPoolExecutor(_workers()) as pool:
             arrs = list(pool.map(lambda i: decode(self.paths[i], self.prep), idx.tolist()))
-        return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+        out = torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).contiguous()
+        return out.pin_memory() if self.pin_memory else out
