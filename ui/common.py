@@ -20,18 +20,24 @@ def page(title: str, icon: str) -> None:
 
 
 def _sidebar_status() -> None:
+    with st.sidebar:
+        _status()
+
+
+@st.fragment(run_every=2.0)
+def _status() -> None:
+    """What is training on this machine now, refreshed while the user reads any page."""
     queue = default_queue()
     running = queue.running()
     waiting = [j for j in queue.jobs() if j.state == "queued"]
-    with st.sidebar:
-        if running is None:
-            st.caption("No training is running right now.")
-        else:
-            mine = running.owner == session.workspace().token
-            st.caption(f"Training now: {running.config.backbone}" + (" (yours)" if mine else " (someone else's)")
-                       + (f", {len(waiting)} waiting" if waiting else ""))
-        data = session.data_choice()
-        st.caption(f"Data: {data.label}" if data else "Data: none chosen yet")
+    if running is None:
+        st.caption("No training is running right now.")
+    else:
+        mine = running.owner == session.workspace().token
+        st.caption(f"Training now: {running.config.backbone}" + (" (yours)" if mine else " (someone else's)")
+                   + (f", {len(waiting)} waiting" if waiting else ""))
+    data = session.data_choice()
+    st.caption(f"Data: {data.label}" if data else "Data: none chosen yet")
 
 
 @contextmanager

@@ -1,0 +1,150 @@
+"""End to end, as a person uses it: the real Streamlit server, real headless Chromium, real pictures.
+
+Uploads a small folder through the real file input, trains, watches the live curve gain points, sees the
+run finish, evaluates, predicts an uploaded picture. Saves a screenshot of each page into assets/
+(the README shows them).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import copy_textile, textile_root
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / "assets" / "screenshots"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+VIEW = {"width": 1400, "height": 1000}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+    raise TimeoutError("streamlit did not start")
+
+
+@pytest.fixture
+def server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"),
+           "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces")}
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+                             f"--server.port={port}", "--browser.gatherUsageStats=false"],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, proc)
+        yield f"http://127.0.0.1:{port}", tmp_path
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed: scripts/test.sh installs it with apt")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync"])
+        page = browser.new_page(viewport=VIEW)
+        yield page
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    """The whole page: Streamlit scrolls inside its main pane, so the window is made as tall as the page."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
+    page.set_viewport_size({"width": VIEW["width"], "height": max(VIEW["height"], min(int(height) + 60, 5000))})
+    page.wait_for_timeout(800)  # let charts redraw at the new size
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(VIEW)
+
+
+def plotted_points(page) -> int:
+    """Markers drawn in the page's plotly charts (each epoch adds markers to the curves)."""
+    return page.locator(".js-plotly-plot .scatterlayer path.point").count()
+
+
+def no_traceback(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+
+
+def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_page, tmp_path):
+    base, _ = server
+    page = browser_page
+    folder = copy_textile(tmp_path / "fabric", 8)
+    page.goto(base)
+    page.get_by_text("How it works").wait_for(timeout=60_000)
+    token = re.search(r"ws=([\w-]+)", page.url).group(1)
+    shot(page, "1-home")
+
+    page.goto(f"{base}/data?ws={token}")
+    page.get_by_text("Upload a folder from my computer").click()
+    page.locator("input[type=file]").set_input_files(str(folder))
+    page.get_by_role("button", name=re.compile(r"Use these 24 file")).click()
+    page.get_by_text("Using: Upload: fabric").wait_for(timeout=60_000)
+    page.get_by_text("A few pictures from each class").wait_for(timeout=60_000)
+    no_traceback(page)
+    shot(page, "2-data")
+
+    page.goto(f"{base}/train?ws={token}")  # a fresh page load: the choice of data must survive it
+    page.get_by_text("Pictures: Upload: fabric").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"Epoch \d of 4")).first.wait_for(timeout=120_000)
+    deadline = time.time() + 300
+    seen = []
+    while time.time() < deadline and not page.get_by_text("Finished: best validation accuracy").count():
+        seen.append(plotted_points(page))
+        page.wait_for_timeout(500)
+    shot(page, "3-train")  # also a record of what the page showed if the next line fails
+    page.get_by_text("Finished: best validation accuracy").wait_for(timeout=10_000)
+    assert max(seen) > min(seen), f"the live curves never gained points: {seen}"
+    no_traceback(page)
+    shot(page, "3-train")
+
+    page.goto(f"{base}/evaluate?ws={token}")
+    page.get_by_text("Per class").wait_for(timeout=60_000)
+    page.get_by_text("Confusion matrix").first.wait_for(timeout=30_000)
+    no_traceback(page)
+    shot(page, "4-evaluate")
+
+    page.goto(f"{base}/predict?ws={token}")
+    picture = sorted((textile_root() / "global").glob("*.jpg"))[-1]
+    page.locator("input[type=file]").first.set_input_files(str(picture))
+    page.get_by_text(re.compile(r"\d+% sure")).wait_for(timeout=60_000)
+    no_traceback(page)
+    shot(page, "5-predict")
+
+    page.goto(f"{base}/runs?ws={token}")
+    page.get_by_text("Compare runs").wait_for(timeout=60_000)
+    page.get_by_role("button", name=re.compile("Download the trained model")).wait_for(timeout=30_000)
+    no_traceback(page)
+    shot(page, "6-runs")
