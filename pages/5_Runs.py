@@ -7,24 +7,26 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from transfer_core.bundle import model_bundle
-from transfer_core.runs import RunFolder, list_runs
-from transfer_core.workspaces import NotAllowed, delete_run, run_owner_is
+from transfer_core.runs import RunFolder
+from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run, resume_run
 from ui import charts, session
 from ui.common import friendly_errors, page, run_label
 
 page("Runs", "🗂️")
-runs = list_runs(session.runs_dir())
+owned = list_runs_for(session.workspace().token, session.runs_dir())
+runs = [o.summary for o in owned]
 if not runs:
     st.info("No runs yet. Train one on the **Train** page; every run is kept here, even after a restart.")
     st.stop()
 
 token = session.workspace().token
-mine = {r.id for r in runs if run_owner_is(r.path, token)}
+mine = {o.summary.id for o in owned if o.mine}
+names = {o.summary.id: o.name for o in owned}
 
 
 def _row(r) -> dict:
     c = r.config
-    return {"run": r.id, "whose": "yours" if r.id in mine else "other", "status": r.status,
+    return {"run": names[r.id], "whose": "yours" if r.id in mine else "other", "status": r.status,
             "network": r.backbone, "frozen": str(c.freeze) if c else "?",
             "epochs": r.epochs_run, "best accuracy": None if r.best_val_accuracy is None else
             round(r.best_val_accuracy, 4), "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
@@ -68,10 +70,26 @@ with friendly_errors("Preparing the download"):
                            "application/zip", help="Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet.")
 if run.id in mine:
-    if st.button("Delete this run", help="Removes its folder for good. Only the person who started it can."):
+    c1, c2, c3 = st.columns(3)
+    new_name = c1.text_input("Name", names[run.id], key=f"name_{run.id}",
+                             help="A name you will recognise, e.g. 'frozen 3, light augmentation'.")
+    if new_name != names[run.id]:
+        with friendly_errors("Renaming"):
+            rename_run(run.path, token, session.runs_dir(), new_name)
+            st.rerun()
+    if run.status == "interrupted" and c2.button(
+            "Resume training", help="The app stopped while this run trained. Resume continues from its last "
+                                    "finished epoch and ends as if it had never been interrupted."):
+        with friendly_errors("Resuming"):
+            session.follow_job(resume_run(run.path, token, session.runs_dir()))
+            st.switch_page("pages/2_Train.py")
+    if c3.button("Delete this run", help="Removes its folder for good. Only the person who started it can."):
         try:
             delete_run(run.path, token, session.runs_dir())
             st.success(f"Deleted {run.id}.")
             st.rerun()
         except NotAllowed as exc:
             st.error(str(exc))
+else:
+    st.caption("Someone else started this run (or it came from the command line): you can view, compare, "
+               "evaluate and download it, not change it.")

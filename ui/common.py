@@ -8,6 +8,7 @@ import streamlit as st
 from transfer_core.datasets import demo_dataset_path
 from transfer_core.jobs import default_queue
 from transfer_core.runs import RunSummary
+from transfer_core.workspaces import run_name
 
 from . import session
 
@@ -77,4 +78,4 @@ def pick_run(label: str, runs: list[RunSummary], key: str, help: str) -> RunSumm
 
 def run_label(r: RunSummary) -> str:
     acc = f"{r.best_val_accuracy:.1%}" if r.best_val_accuracy is not None else "-"
-    return f"{r.id} · {r.status} · best accuracy {acc}"
+    return f"{run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {acc}"
