@@ -1,0 +1,128 @@
+"""The engine's speed comes from not repeating work; these tests check the work is really skipped,
+by counting what runs (forward calls, autograd state), not by timing, so they hold on a busy machine."""
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import copy_textile
+from transfer_core.backbones import get_backbone
+from transfer_core.callbacks import Callback
+from transfer_core.config import TrainConfig
+from transfer_core.device import plan_for
+from transfer_core.events import RunFinished
+from transfer_core.imagecache import ImageStore
+from transfer_core.trainer import train
+
+FAST = dict(image_size=64, batch_size=8, seed=0)
+REPO = Path(__file__).resolve().parents[1]
+
+
+class StageCalls(Callback):
+    """Counts forward calls of every backbone stage and of the head, per phase of the run, and whether
+    autograd was on while each ran."""
+
+    def before_fit(self, trainer):  # runs before the frozen part's outputs are cached
+        self.phase = "preparing"
+        self.calls: Counter = Counter()
+        self.grad_enabled: dict[str, set] = {}
+        self.num_stages = trainer.net.num_stages
+        parts = [(f"stage{i}", m) for i, m in enumerate(trainer.net.stages)] + [("head", trainer.net.head)]
+        for name, module in parts:
+            module.register_forward_hook(self._hook(name))
+
+    def _hook(self, name):
+        def hook(module, inputs, output):
+            self.calls[(self.phase, name)] += 1
+            self.grad_enabled.setdefault(f"{self.phase}:{name}", set()).add(torch.is_grad_enabled())
+        return hook
+
+    def before_epoch(self, trainer, epoch):
+        self.phase = f"epoch{epoch}"
+
+    def after_fit(self, trainer):
+        self.phase = "finish"
+
+    def stage_calls(self, phase: str, stages) -> int:
+        return sum(self.calls[(phase, f"stage{i}")] for i in stages)
+
+
+@pytest.mark.parametrize("augment,views", [("none", 1), ("light", 2)])
+def test_feature_extraction_runs_the_backbone_once_then_only_the_head(textile_small, tmp_path, augment, views):
+    calls = StageCalls()
+    result = train(TrainConfig(data=str(textile_small), freeze="all", augment=augment, feature_views=views,
+                               epochs=3, **FAST), runs_dir=tmp_path, callbacks=[calls])
+    assert isinstance(result.final, RunFinished), result.final
+    every_stage = range(calls.num_stages)
+    assert calls.stage_calls("preparing", every_stage) > 0  # features computed once, up front
+    for phase in ("epoch1", "epoch2", "epoch3", "finish"):
+        assert calls.stage_calls(phase, every_stage) == 0, phase  # no backbone work, validation included
+    assert all(calls.calls[(p, "head")] > 0 for p in ("epoch1", "epoch2", "epoch3"))  # yet training happened
+
+
+def test_partly_frozen_without_augmentation_caches_the_frozen_stages(textile_small, tmp_path):
+    calls = StageCalls()
+    result = train(TrainConfig(data=str(textile_small), freeze=3, augment="none", epochs=2, **FAST),
+                   runs_dir=tmp_path, callbacks=[calls])
+    assert isinstance(result.final, RunFinished), result.final
+    frozen, learning = range(3), range(3, calls.num_stages)
+    assert calls.stage_calls("preparing", frozen) > 0
+    assert calls.stage_calls("epoch2", frozen) == 0
+    assert calls.stage_calls("epoch2", learning) > 0
+
+
+def test_frozen_stages_run_without_autograd_on_fresh_augmented_batches(textile_small, tmp_path):
+    calls = StageCalls()
+    # feature_views=0: a fresh augmented view every batch, so the frozen part must run every batch.
+    result = train(TrainConfig(data=str(textile_small), freeze=3, augment="strong", feature_views=0, epochs=1,
+                               **FAST), runs_dir=tmp_path, callbacks=[calls])
+    assert isinstance(result.final, RunFinished), result.final
+    assert calls.stage_calls("epoch1", range(3)) > 0
+    for i in range(3):
+        assert calls.grad_enabled[f"epoch1:stage{i}"] == {False}, i
+    # The learning stages do train with autograd in the same epoch (so the check above can tell).
+    assert True in calls.grad_enabled[f"epoch1:stage{calls.num_stages - 1}"]
+
+
+def test_image_store_streams_beyond_its_budget_and_gives_identical_batches(textile_small):
+    paths = sorted(textile_small.rglob("*.jpg"))[:10]
+    prep = get_backbone("mobilenet_v2").preprocessing.at_size(64)
+    cached = ImageStore(paths, prep, budget_bytes=10 * 2 ** 20)
+    need = cached.item_bytes * len(paths)
+    streamed = ImageStore(paths, prep, budget_bytes=need - 1)
+    assert cached.in_memory and cached.nbytes == need
+    assert not streamed.in_memory and streamed.nbytes == 0 and streamed.data is None
+    idx = torch.tensor([7, 0, 3, 3, 9])
+    a, b = cached.batch(idx), streamed.batch(idx)
+    assert a.dtype == torch.uint8 and a.shape == (5, 3, prep.resize, prep.resize)
+    assert torch.equal(a, b)
+    assert not torch.equal(a[0], a[1])  # real, different images
+
+
+def test_gpu_gets_mixed_precision_channels_last_and_pinned_memory_and_the_cpu_does_not():
+    # Pure decision logic on device descriptors: torch.device("cuda") needs no GPU to exist.
+    gpu, cpu = plan_for(torch.device("cuda", 0)), plan_for(torch.device("cpu"))
+    assert (gpu.amp, gpu.channels_last, gpu.pin_memory) == (True, True, True)
+    assert (cpu.amp, cpu.channels_last, cpu.pin_memory) == (False, False, False)
+
+
+@pytest.mark.slow
+def test_benchmark_quick_prints_every_figure_on_real_images(tmp_path):
+    data = copy_textile(tmp_path / "data", 8)
+    out = tmp_path / "bench.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench" / "benchmark.py"), str(data), "--quick",
+                           "--image-size", "64", "--json", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for words in ("limit", "engine", "plain recipe", "2/1", "3/4", "feature extraction", "peak memory", "CPU"):
+        assert words in done.stdout, words
+    figures = json.loads(out.read_text())
+    for row in figures["throughput"]:
+        assert row["limit_train"] > 0 and row["engine_epoch"] > 0 and row["ratio_epoch"] > 0
+    assert 0 <= figures["plain"]["accuracy"] <= 1 and figures["plain"]["seconds"] > 0
+    fe = figures["feature_extraction"]
+    assert fe["later_epoch_s"] < fe["first_epoch_s"]  # features computed once: later epochs are cheaper
+    assert 100 < figures["peak_rss_mb"] < 16000
