@@ -3,6 +3,8 @@
     python -m transfer_core backbones
     python -m transfer_core train DATA --backbone mobilenet_v2 --freeze 3 --epochs 5 --out runs [--json]
     python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--json]
+    python -m transfer_core check-data DATA [--json]
+    python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
 """
 from __future__ import annotations
@@ -160,6 +162,54 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_check_data(args: argparse.Namespace) -> int:
+    from .quality import check_dataset
+
+    def progress(phase, done, total):
+        sys.stderr.write(f"\r{phase:>10} {done}/{total}   ")
+        sys.stderr.flush()
+
+    report = check_dataset(args.data, backbone=args.backbone, image_size=args.image_size,
+                           val_split=args.val_split, seed=args.seed, progress=progress)
+    sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print("\n".join(report.summary()))
+    for d in report.duplicates:
+        kind = "same file" if d.exact else f"near duplicate ({d.similarity:.3f})"
+        print(f"{'LEAK ' if d.leak else ''}{kind}: {d.a.name} ({d.a.split}) = {d.b.name} ({d.b.split})")
+    for s in report.suspects:
+        print(f"label? {s.image.name}: labelled {s.given} ({s.given_probability:.0%}), "
+              f"looks like {s.suggested} ({s.suggested_probability:.0%})")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from .export import ExportError, export_run
+
+    try:
+        result = export_run(args.run_dir, args.out)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    parity = result.card["parity"]
+    if args.json:
+        print(json.dumps({"bundle": str(result.bundle), "zip": str(result.zip_path), "parity": parity}))
+    else:
+        print(f"bundle: {result.bundle}\nzip: {result.zip_path}")
+        for name in ("onnxruntime", "torchscript"):
+            if name in parity:
+                r = parity[name]
+                print(f"{name}: same top class on {r['top1_agreement']:.1%} of {r['images']} validation images, "
+                      f"probabilities within {r['max_probability_difference']:.1e}")
+    if not result.parity_passed:
+        print(f"warning: the parity check did not pass: {parity.get('note', 'see model_card.json')}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m transfer_core", description="Transfer Studio engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -175,6 +225,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=run_predict)
+    q = sub.add_parser("check-data", help="find duplicates, train/validation leaks and likely wrong labels")
+    q.add_argument("data", help="image folder (one sub-folder per class, or train/ and val/), or a .zip")
+    q.add_argument("--backbone", default="mobilenet_v2")
+    q.add_argument("--image-size", type=int, default=128)
+    q.add_argument("--val-split", type=float, default=_DEFAULTS["val_split"])
+    q.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(fn=run_check_data)
+    e = sub.add_parser("export", help="write a bundle (ONNX, TorchScript, model card, predict.py) and a zip")
+    e.add_argument("run_dir")
+    e.add_argument("--out", required=True, help="new folder for the bundle; the zip is written beside it")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=run_export)
     r = sub.add_parser("resume", help="continue an interrupted run from its last finished epoch")
     r.add_argument("run_dir")
     r.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
