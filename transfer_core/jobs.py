@@ -49,13 +49,21 @@ class JobQueue:
 
     def submit(self, config: TrainConfig, runs_dir: str | Path, owner: str = "",
                callbacks: list[Callback] = ()) -> Job:
-        job = Job(id=new_run_id(config.backbone), config=config, runs_dir=Path(runs_dir), owner=owner,
-                  extra_callbacks=list(callbacks))
         with self._lock:
-            self._jobs[job.id] = job
-            self._waiting.append(job.id)
-            self._ensure_worker()
-            self._lock.notify_all()
+            # A class pressing Start in the same second must not get the same run id (4 hex digits).
+            run_id = new_run_id(config.backbone)
+            while run_id in self._jobs or (Path(runs_dir) / run_id).exists():
+                run_id = new_run_id(config.backbone)
+            return self._enqueue(Job(id=run_id, config=config, runs_dir=Path(runs_dir), owner=owner,
+                                     extra_callbacks=list(callbacks)))
+
+    def _enqueue(self, job: Job) -> Job:
+        """Under the lock: `submitted` is stamped in queue order, so it never contradicts the position."""
+        job.submitted = time.time()
+        self._jobs[job.id] = job
+        self._waiting.append(job.id)
+        self._ensure_worker()
+        self._lock.notify_all()
         return job
 
     def resume(self, run_dir: str | Path, owner: str = "", callbacks: list[Callback] = ()) -> Job:
@@ -68,13 +76,8 @@ class JobQueue:
             pending = self._jobs.get(run.id)
             if pending is not None and pending.state in ("queued", "running"):
                 raise ValueError("This run is already waiting in the queue or training.")
-            job = Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
-                      extra_callbacks=list(callbacks), resume=True)
-            self._jobs[job.id] = job
-            self._waiting.append(job.id)
-            self._ensure_worker()
-            self._lock.notify_all()
-        return job
+            return self._enqueue(Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
+                                     extra_callbacks=list(callbacks), resume=True))
 
     def get(self, job_id: str) -> Job | None:
         with self._lock:

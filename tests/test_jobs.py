@@ -1,0 +1,143 @@
+"""The job queue the app's browser sessions share: one run trains at a time, the rest wait in order,
+and no one can stop another person's job. Real (tiny) training runs on textile images."""
+import threading
+import time
+
+import pytest
+
+from transfer_core.callbacks import Callback
+from transfer_core.config import TrainConfig
+from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStarted, RunStopped
+from transfer_core.jobs import JobQueue
+
+TINY = dict(image_size=64, batch_size=8, epochs=1, seed=0, freeze="all", max_images=12)
+OWNERS = ("ann-0123456789abcdef", "ben-0123456789abcdef", "cat-0123456789abcdef", "dan-0123456789abcdef")
+
+
+class Gate(Callback):
+    """Holds a job just before its training starts until the test opens the gate."""
+
+    def __init__(self, gate: threading.Event):
+        self.gate = gate
+
+    def before_fit(self, trainer):
+        assert self.gate.wait(timeout=300)
+
+
+class Concurrency(Callback):
+    """Counts runs between their start and their end, across all jobs."""
+
+    def __init__(self):
+        self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+    def on_event(self, trainer, event):
+        with self.lock:
+            if isinstance(event, RunStarted):
+                self.now += 1
+                self.most = max(self.most, self.now)
+            elif isinstance(event, (RunFinished, RunStopped, RunFailed)):
+                self.now -= 1
+
+
+def _wait_for(condition, timeout=120.0):
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_several_people_press_start_at_once(textile_small, tmp_path):
+    queue, gate, count = JobQueue(), threading.Event(), Concurrency()
+    jobs, barrier = {}, threading.Barrier(len(OWNERS))
+
+    def press_start(owner):
+        barrier.wait()
+        jobs[owner] = queue.submit(TrainConfig(data=str(textile_small), **TINY), tmp_path, owner=owner,
+                                   callbacks=[Gate(gate), count])
+
+    threads = [threading.Thread(target=press_start, args=(o,)) for o in OWNERS]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _wait_for(lambda: queue.running() is not None)
+    first = queue.running()
+    waiting = sorted((j for j in jobs.values() if j is not first), key=lambda j: queue.position(j.id))
+    assert queue.position(first.id) == 0 and [queue.position(j.id) for j in waiting] == [1, 2, 3]
+    assert [j.submitted for j in waiting] == sorted(j.submitted for j in waiting)  # first come, first served
+
+    second, third, fourth = waiting
+    assert not queue.stop(third.id, owner=second.owner)  # someone else's job: refused, nothing changes
+    assert not third.stop.is_set() and queue.position(third.id) == 2
+    assert queue.stop(third.id, owner=third.owner)  # its owner takes it out of the queue
+    assert third.state == "cancelled" and queue.position(third.id) is None
+    assert [queue.position(j.id) for j in (first, second, fourth)] == [0, 1, 2]
+    assert queue.stop(first.id, owner=first.owner)  # and the running one is stopped by its owner
+    assert not any(j.stop.is_set() for j in (second, fourth))
+
+    gate.set()
+    for job in jobs.values():
+        assert queue.wait(job.id, timeout=600)
+    assert isinstance(first.final, RunStopped)
+    assert isinstance(second.final, RunFinished) and isinstance(fourth.final, RunFinished)
+    assert third.final is None and not third.run_dir.exists()  # never started, left nothing behind
+    assert count.most == 1  # one job trained at a time
+    # each job's log holds its own run's events only
+    for job in (first, second, fourth):
+        assert {e.run_id for e in job.events()} == {job.id}
+
+
+class FailOnDataReady(Callback):
+    def on_event(self, trainer, event):
+        if isinstance(event, DataReady):
+            raise RuntimeError("a plug-in broke")
+
+
+def test_failing_jobs_leave_the_queue_working(textile_small, tmp_path):
+    queue = JobQueue()
+    ok = TrainConfig(data=str(textile_small), **TINY)
+    cannot_start = queue.submit(TrainConfig(data=str(textile_small), device="gpu-please", **TINY), tmp_path, "a")
+    broken_callback = queue.submit(ok, tmp_path, "b", callbacks=[FailOnDataReady()])
+    no_data = queue.submit(TrainConfig(data=str(tmp_path / "missing"), **TINY), tmp_path, "c")
+    good = queue.submit(ok, tmp_path, "d")
+    for job in (cannot_start, broken_callback, no_data, good):
+        assert queue.wait(job.id, timeout=600)
+    assert isinstance(cannot_start.final, RunFailed) and "gpu-please" in cannot_start.final.error
+    assert cannot_start.events() == [cannot_start.final]  # a watcher sees why, too
+    assert isinstance(broken_callback.final, RunFailed) and "a plug-in broke" in broken_callback.final.error
+    assert isinstance(no_data.final, RunFailed) and "does not exist" in no_data.final.error
+    assert isinstance(good.final, RunFinished) and good.final.best_val_accuracy > 0
+    assert queue.running() is None and queue.position(good.id) is None
+
+
+def test_a_run_cannot_be_resumed_twice_at_once(textile_small, tmp_path):
+    queue, gate = JobQueue(), threading.Event()
+    job = queue.submit(TrainConfig(data=str(textile_small), **{**TINY, "epochs": 2}), tmp_path, "a",
+                       callbacks=[Gate(gate)])
+    _wait_for(lambda: job.run_dir.is_dir())
+    with pytest.raises(ValueError, match="still training"):
+        queue.resume(job.run_dir, owner="a")
+    queue.stop(job.id, owner="a")
+    gate.set()
+    queue.wait(job.id, timeout=600)
+    assert isinstance(job.final, RunStopped)
+    resumed = queue.resume(job.run_dir, owner="a")
+    with pytest.raises(ValueError, match="already waiting in the queue or training|still training"):
+        queue.resume(job.run_dir, owner="a")
+    assert queue.wait(resumed.id, timeout=600)
+    assert isinstance(resumed.final, RunFinished) and resumed.run_dir == job.run_dir
+    assert [e.epoch for e in resumed.events() if isinstance(e, EpochEnd)] == [1, 2]
+    assert not [e for e in resumed.events() if isinstance(e, Progress) and e.epoch > 2]
+
+
+def test_starts_in_the_same_second_get_different_runs(textile_small, tmp_path, monkeypatch):
+    ids = iter(["20260101-000000-mobilenet_v2-beef", "20260101-000000-mobilenet_v2-beef",
+                "20260101-000000-mobilenet_v2-cafe"])
+    monkeypatch.setattr("transfer_core.jobs.new_run_id", lambda backbone: next(ids))
+    queue, gate = JobQueue(), threading.Event()
+    cfg = TrainConfig(data=str(textile_small), **TINY)
+    a, b = (queue.submit(cfg, tmp_path, o, callbacks=[Gate(gate)]) for o in ("a", "b"))
+    assert a.id != b.id and {j.id for j in queue.jobs()} == {a.id, b.id}
+    queue.stop(b.id, owner="b")
+    gate.set()
+    assert queue.wait(a.id, timeout=600) and isinstance(a.final, RunFinished)
