@@ -6,6 +6,7 @@
     python -m transfer_core check-data DATA [--json]
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
+    python -m transfer_core lr-find DATA --backbone mobilenet_v2 [--json]
 """
 from __future__ import annotations
 
@@ -53,12 +54,15 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-images", type=int, default=None, help="use at most this many training images")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
     p.add_argument("--head", choices=["linear", "mlp"], default=d["head"])
+    p.add_argument("--mlp-hidden", type=int, default=d["mlp_hidden"], help="hidden units of the mlp head")
+    p.add_argument("--dropout", type=float, default=d["dropout"], help="dropout before the head's last layer")
     p.add_argument("--l2sp", type=float, default=d["l2sp"], metavar="LAMBDA")
     p.add_argument("--teacher", default=None, metavar="RUN_DIR")
     p.add_argument("--distill-temperature", type=float, default=d["distill_temperature"])
     p.add_argument("--distill-alpha", type=float, default=d["distill_alpha"])
     p.add_argument("--target-data", default=None, metavar="DIR")
     p.add_argument("--adapt", choices=["dann", "coral", "adabn"], default=None)
+    p.add_argument("--adapt-weight", type=float, default=d["adapt_weight"], help="weight of the DANN/CORAL loss")
     p.add_argument("--scratch-baseline", action="store_true",
                    help="also train the same network from random weights, for comparison")
     p.add_argument("--unfreeze-at", type=_epochs_list, default=(), metavar="E1,E2,...")
@@ -106,7 +110,14 @@ def run_train(args: argparse.Namespace) -> int:
     # Under `torchrun --nproc-per-node N -m transfer_core train ...` every process runs this; rank 0
     # alone prints and writes the run folder (see distributed.py).
     rank, _ = distributed.init()
-    result = train(config, runs_dir=args.out, callbacks=[ProgressPrinter()] if rank == 0 else [])
+    callbacks = [ProgressPrinter()] if rank == 0 else []
+    scratch = None
+    if args.scratch_baseline:  # the pretrained run, then the same from random weights (methods/baseline.py)
+        from .methods.baseline import train_with_scratch_baseline
+
+        result, scratch = train_with_scratch_baseline(config, runs_dir=args.out, callbacks=callbacks)
+    else:
+        result = train(config, runs_dir=args.out, callbacks=callbacks)
     # A rank that failed does not wait for the others: they may be mid-epoch, and torchrun ends them.
     distributed.finish(wait=isinstance(result.final, RunFinished))
     if rank != 0:
@@ -117,6 +128,10 @@ def run_train(args: argparse.Namespace) -> int:
                "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2)}
     if isinstance(final, RunFailed):
         summary["error"] = final.error
+    summary.update(getattr(final, "extra", {}))  # method figures, e.g. target_accuracy with --target-data
+    if scratch is not None:
+        summary["scratch_baseline"] = {"run_dir": str(scratch.run_dir), "status": scratch.final.kind,
+                                       "best_val_accuracy": getattr(scratch.final, "best_val_accuracy", None)}
     if args.json:
         print(json.dumps(summary))
     return 0 if isinstance(final, RunFinished) else 1
@@ -210,6 +225,24 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lr_find(args: argparse.Namespace) -> int:
+    from .methods.lr_finder import lr_find
+
+    def progress(done, total):
+        sys.stderr.write(f"\r  lr-find {done}/{total} steps   ")
+        sys.stderr.flush()
+
+    result = lr_find(config_from_args(args), steps=args.steps, sweeps=args.sweeps, progress=progress)
+    sys.stderr.write("\n")
+    if args.json:
+        print(json.dumps(result.to_dict()))
+        return 0
+    for lr, loss in list(zip(result.lrs, result.losses))[::max(1, len(result.lrs) // 15)]:
+        print(f"  lr {lr:9.2e}  loss {loss:6.3f}")
+    print(f"suggested learning rate: {result.suggestion:.2e}  (use --lr {result.suggestion:.1e})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m transfer_core", description="Transfer Studio engine")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -219,6 +252,11 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="fine-tune a backbone on an image folder")
     add_train_arguments(t)
     t.set_defaults(fn=run_train)
+    f = sub.add_parser("lr-find", help="suggest a learning rate with a range test (same options as train)")
+    add_train_arguments(f)
+    f.add_argument("--steps", type=int, default=60, help="learning rates tried per sweep")
+    f.add_argument("--sweeps", type=int, default=3, help="sweeps averaged (more = steadier suggestion)")
+    f.set_defaults(fn=run_lr_find)
     p = sub.add_parser("predict", help="classify images with a trained run")
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+")

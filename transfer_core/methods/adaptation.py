@@ -4,8 +4,8 @@
   gradient-reversal layer makes the trainable layers work *against* it, so their features stop
   carrying "which place is this picture from" and the classifier transfers.
 - Deep CORAL (Sun & Saenko, 2016): matches the covariance of source and target pooled features.
-- AdaBN (Li et al., 2016): after training, every BatchNorm layer's statistics are re-measured on the
-  target images. No extra training; it also works with every stage frozen.
+- AdaBN (Li et al., 2016): after training, every BatchNorm layer is re-set so that target images leave it
+  distributed as source images do (see adapt_batchnorm). No extra training; works with every stage frozen.
 
 If the target folder has class sub-folders named like the training classes, their labels are used
 only to report target accuracy (per epoch in EpochEnd.extra, and at the end), never to train.
@@ -31,6 +31,7 @@ from ..imagecache import ImageStore
 from ..network import TransferNet
 
 _DOMAIN_HIDDEN = 256
+_ADABN_IMAGES = 64  # images per domain for AdaBN's statistics (one batch: ~0.3 GB at 224 px for MobileNetV2)
 
 
 # ---------------------------------------------------------------------------------- pure pieces
@@ -75,25 +76,63 @@ def target_labels(paths: Sequence[Path], classes: Sequence[str]) -> torch.Tensor
     return torch.tensor(labels)
 
 
-@torch.no_grad()
-def adapt_batchnorm(net: TransferNet, batches) -> int:
-    """AdaBN: replace every BatchNorm layer's running statistics with those of the given image batches.
+def _norm_layers(net: nn.Module) -> list[nn.Module]:
+    return [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    Returns how many BatchNorm layers were re-estimated. Dropout stays off while measuring.
-    """
-    norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    net.eval()
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None  # a plain average over all batches, not a moving one
-        m.train()
-    for images in batches:
+
+def _input_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    dims = [0] + list(range(2, x.dim()))
+    return x.mean(dims), x.var(dims, unbiased=False)
+
+
+@torch.no_grad()
+def input_statistics(net: TransferNet, images: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-channel mean and variance of what every BatchNorm layer receives, for one batch of images."""
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(_input_moments(args[0])))
+             for m in _norm_layers(net)]
+    try:
+        net.eval()
         net.features(images)
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    net.eval()
-    return len(norms)
+    finally:
+        for h in hooks:
+            h.remove()
+    return seen
+
+
+@torch.no_grad()
+def adapt_batchnorm(net: TransferNet, source: torch.Tensor, target: torch.Tensor, eps: float = 1e-5) -> int:
+    """AdaBN: re-set every BatchNorm layer so target images leave it distributed as source images do.
+
+    Plain AdaBN swaps in the target's statistics, assuming the layer's running statistics are the
+    source's. Here frozen layers keep ImageNet's statistics, which are not the source's, and swapping
+    them changes what the trained head sees even for in-domain images (measured: accuracy fell to
+    chance). So each layer is moved by the source-to-target difference instead:
+        var' = var * var_t / var_s,    mean' = mean_t - (mean_s - mean) * sqrt(var' / var)
+    which is plain AdaBN when (mean, var) = (mean_s, var_s). Layers are adjusted in order during one
+    pass over the target batch, so each sees the target through the already-adapted layers before it.
+    Returns the number of layers adjusted.
+    """
+    src = input_statistics(net, source)
+    layers = _norm_layers(net)
+    position = {id(m): i for i, m in enumerate(layers)}
+
+    def align(m, args):
+        mean_s, var_s = src[position[id(m)]]
+        mean_t, var_t = _input_moments(args[0])
+        scale = ((var_t + eps) / (var_s + eps)).sqrt()
+        mean = mean_t - (mean_s - m.running_mean) * scale
+        m.running_var.mul_(scale.pow(2))
+        m.running_mean.copy_(mean)
+
+    hooks = [m.register_forward_pre_hook(align) for m in layers]
+    try:
+        net.eval()
+        net.features(target)
+    finally:
+        for h in hooks:
+            h.remove()
+    return len(layers)
 
 
 @contextmanager
@@ -197,7 +236,7 @@ class TargetDomain(Callback):
 
     def after_fit(self, trainer) -> None:
         if self.method == "adabn":
-            adapt_batchnorm(trainer.net, self._image_batches(trainer))
+            adapt_batchnorm(trainer.net, self._sample(trainer.train_store, trainer), self._sample(self.store, trainer))
             # Every cached frozen-layer output was computed with the old statistics.
             trainer.feature_cache.train = trainer.feature_cache.val = None
             self.cached_depth = -1
@@ -205,10 +244,10 @@ class TargetDomain(Callback):
         if self.labels is not None:
             trainer.final_extra["target_accuracy"] = round(self.accuracy(trainer), 4)
 
-    def _image_batches(self, trainer, size: int = 32):
-        for idx in torch.arange(len(self.store)).split(size):
-            trainer._check_stop()
-            yield eval_view(self.store.batch(idx).to(trainer.device), trainer.prep)
+    def _sample(self, store: ImageStore, trainer, limit: int = _ADABN_IMAGES) -> torch.Tensor:
+        """Up to `limit` images as one batch: statistics need a sample, and one batch keeps the pass exact."""
+        idx = torch.randperm(len(store), generator=torch.Generator().manual_seed(0))[:limit].sort().values
+        return eval_view(store.batch(idx).to(trainer.device), trainer.prep)
 
     @torch.no_grad()
     def accuracy(self, trainer) -> float:
