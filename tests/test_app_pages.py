@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import shutil
 import time
 from pathlib import Path
 
@@ -168,3 +169,27 @@ def test_evaluate_and_predict_without_runs_point_to_train(app_dirs):
     for name in ("pages/3_Evaluate.py", "pages/4_Predict.py"):
         at = no_exception(page(name).run())
         assert "No trained model yet" in texts(at)
+
+
+def test_a_failed_run_is_explained_in_words_and_the_app_keeps_working(app_dirs, tmp_path):
+    folder = copy_textile(tmp_path / "vanishing", 4)
+    at = page("pages/1_Data.py").run()
+    choose_folder(at, folder)
+    token = at.query_params["ws"]
+    uploaded = Path(session_data_path(token, app_dirs))
+    shutil.rmtree(uploaded)  # the pictures disappear before training starts (a drive unplugged...)
+    at = start(token, 1)
+    job = default_queue().jobs()[-1]
+    assert default_queue().wait(job.id, timeout=120)
+    at.run()
+    no_exception(at)
+    assert job.final.kind == "RunFailed"
+    assert "Training failed:" in texts(at) and "does not exist" in texts(at)
+    assert "Traceback" not in texts(at)
+    assert any(b.label == "Start training" and not b.disabled for b in at.button), "the user can start again"
+
+
+def session_data_path(token: str, root: Path) -> str:
+    import json
+
+    return json.loads((root / "workspaces" / token / "data_choice.json").read_text())["path"]

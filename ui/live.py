@@ -28,8 +28,8 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
         return done, "Preparing: reading your pictures and the pretrained network..."
     epochs = job.config.epochs
     done = ((last.epoch - 1) + last.step / max(last.steps, 1)) / epochs
-    return min(done, 1.0), (f"Epoch {last.epoch} of {epochs} · {last.images_per_sec:.0f} images/s · "
-                            f"{_eta(last.eta_seconds)}")
+    return min(done, 1.0), (f"Epoch {last.epoch} of {epochs} · batch {last.step} of {last.steps} · "
+                            f"{last.images_per_sec:.0f} images/s · {_eta(last.eta_seconds)}")
 
 
 def show_curves(epochs: list[EpochEnd], progress: list[Progress] = ()) -> None:
