@@ -5,8 +5,9 @@ import streamlit as st
 
 from transfer_core.config import ConfigError, TrainConfig
 from transfer_core.jobs import default_queue
+from transfer_core.methods.baseline import linked_runs
 from transfer_core.workspaces import OwnerTag
-from ui import session, train_form
+from ui import methods_form, session, train_form
 from ui.common import need_data, page
 from ui.live import live_job
 
@@ -22,25 +23,35 @@ backbone = train_form.choose_backbone()
 st.subheader("2. How much of it to keep")
 freeze = train_form.choose_freeze(backbone)
 st.subheader("3. Training")
-settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone)}
+settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}
+scratch_baseline = settings.pop("scratch_baseline")
+try:
+    config = TrainConfig(data=data.path, backbone=backbone, freeze=freeze, val_split=data.val_split,
+                         seed=data.seed, **settings)
+except ConfigError as exc:
+    config = None
+    st.error(f"These settings cannot work: {exc}")
+if config is not None:
+    with st.expander("Not sure about the learning rate?"):
+        methods_form.lr_finder(config)
+
+
+def start(config: TrainConfig) -> None:
+    token = session.workspace().token
+    pairs = linked_runs(config) if scratch_baseline else [(None, config)]
+    jobs = [default_queue().submit(cfg, session.runs_dir(), owner=token, callbacks=[OwnerTag(token)], run_id=rid)
+            for rid, cfg in pairs]
+    session.follow_job(jobs[0])
+
 
 job = session.current_job()
-if job is not None and job.state == "queued":
-    st.button("Start training", type="primary", disabled=True, help="Your run is waiting in the queue.")
-elif job is not None and job.state == "running":
-    st.button("Start training", type="primary", disabled=True, help="Your run is training; stop it first.")
-elif st.button("Start training", type="primary",
+busy = {"queued": "Your run is waiting in the queue.", "running": "Your run is training; stop it first."}
+if job is not None and job.state in busy:
+    st.button("Start training", type="primary", disabled=True, help=busy[job.state])
+elif st.button("Start training", type="primary", disabled=config is None,
                help="Trains in the background: you can switch pages or close the tab and come back."):
-    try:
-        config = TrainConfig(data=data.path, backbone=backbone, freeze=freeze, val_split=data.val_split,
-                             seed=data.seed, **settings)
-    except ConfigError as exc:
-        st.error(f"These settings cannot work: {exc}")
-    else:
-        token = session.workspace().token
-        job = default_queue().submit(config, session.runs_dir(), owner=token, callbacks=[OwnerTag(token)])
-        session.follow_job(job)
-        st.rerun()  # redraw with Start disabled and the live view following the new job
+    start(config)
+    st.rerun()  # redraw with Start disabled and the live view following the new job
 
 st.divider()
 live_job()

@@ -193,3 +193,28 @@ def session_data_path(token: str, root: Path) -> str:
     import json
 
     return json.loads((root / "workspaces" / token / "data_choice.json").read_text())["path"]
+
+
+def test_advanced_methods_reach_the_engine_and_the_scratch_baseline_is_overlaid(app_dirs, tmp_path):
+    folder = copy_textile(tmp_path / "compare_me", 6)
+    at = page("pages/1_Data.py").run()
+    choose_folder(at, folder)
+    train = page("pages/2_Train.py", at.query_params["ws"]).run()
+    train.number_input(key="epochs").set_value(1)
+    train.select_slider(key="l2sp").set_value(0.01)
+    train.checkbox(key="scratch_baseline").check()
+    train.text_input(key="unfreeze_at").input("1")
+    next(b for b in train.button if b.label == "Start training").click().run()
+    no_exception(train)
+    pretrained, scratch = default_queue().jobs()[-2:]
+    assert pretrained.config.l2sp == 0.01 and pretrained.config.unfreeze_at == (1,)
+    assert pretrained.config.tags["compare_to"] == scratch.id and scratch.config.tags["compare_to"] == pretrained.id
+    assert scratch.config.pretrained is False
+    for job in (pretrained, scratch):
+        assert default_queue().wait(job.id, timeout=300)
+        assert job.final.kind == "RunFinished", getattr(job.final, "error", "")
+    train.run()
+    no_exception(train)
+    specs = [c.proto.spec for c in train.get("plotly_chart")]  # each chart's plotly JSON
+    assert sum("from scratch: validation" in spec for spec in specs) == 2  # loss and accuracy, overlaid
+    assert "from scratch: Finished" in texts(train)

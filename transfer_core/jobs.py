@@ -48,10 +48,11 @@ class JobQueue:
         self._worker: threading.Thread | None = None
 
     def submit(self, config: TrainConfig, runs_dir: str | Path, owner: str = "",
-               callbacks: list[Callback] = ()) -> Job:
+               callbacks: list[Callback] = (), run_id: str | None = None) -> Job:
+        """Queue a run; `run_id` names it in advance (linked runs that point at each other's ids)."""
         with self._lock:
             # A class pressing Start in the same second must not get the same run id (4 hex digits).
-            run_id = new_run_id(config.backbone)
+            run_id = run_id or new_run_id(config.backbone)
             while run_id in self._jobs or (Path(runs_dir) / run_id).exists():
                 run_id = new_run_id(config.backbone)
             return self._enqueue(Job(id=run_id, config=config, runs_dir=Path(runs_dir), owner=owner,

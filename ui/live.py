@@ -32,44 +32,69 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
                             f"{last.images_per_sec:.0f} images/s · {_eta(last.eta_seconds)}")
 
 
-def show_curves(epochs: list[EpochEnd], progress: list[Progress] = ()) -> None:
+def show_curves(epochs: list[EpochEnd], progress: list[Progress] = (),
+                partner: list[EpochEnd] | None = None) -> None:
+    """Loss and accuracy; `partner` overlays the linked from-scratch run (the classroom comparison)."""
+    label = "pretrained" if partner is not None else ""
+    loss = charts.loss_curves(epochs, charts.live_points(list(progress)), label=label)
+    acc = charts.accuracy_curves(epochs, label=label)
+    if partner is not None:
+        charts.add_loss_traces(loss, partner, label="from scratch")
+        charts.add_accuracy_traces(acc, partner, label="from scratch")
     left, right = st.columns(2)
-    left.plotly_chart(charts.loss_curves(epochs, charts.live_points(list(progress))), width="stretch")
-    right.plotly_chart(charts.accuracy_curves(epochs), width="stretch")
+    left.plotly_chart(loss, width="stretch")
+    right.plotly_chart(acc, width="stretch")
 
 
-def _final_message(final) -> None:
+def _partner(job: Job) -> Job | None:
+    """The from-scratch twin queued with this run (tags link them both ways)."""
+    other = job.config.tags.get("compare_to")
+    return default_queue().get(other) if other else None
+
+
+def _show_progress(job: Job, events) -> None:
+    done, text = _progress_line(job, events)
+    who = f"{job.config.tags['baseline']}: " if job.config.tags.get("baseline") else ""
+    st.progress(done, text=who + text)
+    ready = next((e for e in events if isinstance(e, DataReady)), None)
+    if ready:
+        st.caption(ready.plan)
+    if st.button("Stop", key=f"stop_{job.id}", help="Ends training within one batch; the best model so far "
+                                                     "is kept."):
+        default_queue().stop(job.id, owner=session.workspace().token)
+
+
+def _final_message(final, who: str = "") -> None:
     if isinstance(final, RunFinished):
-        st.success(f"Finished: best validation accuracy {final.best_val_accuracy:.1%} "
+        st.success(f"{who}Finished: best validation accuracy {final.best_val_accuracy:.1%} "
                    f"(epoch {final.best_epoch}, {final.seconds:.0f} s). See **Evaluate** and **Predict**.")
     elif isinstance(final, RunStopped):
-        st.info(f"Stopped after {final.epochs_run} epoch(s). The best model so far is kept.")
+        st.info(f"{who}Stopped after {final.epochs_run} epoch(s). The best model so far is kept.")
     elif isinstance(final, RunFailed):
-        st.error(f"Training failed: {final.error}")
+        st.error(f"{who}Training failed: {final.error}")
 
 
 @st.fragment(run_every=1.0)
 def live_job() -> None:
-    job = session.current_job() or default_queue().get(st.session_state.get(session.KEY_JOB, ""))
+    job = session.current_job()
     if job is None:
         return
+    partner = _partner(job)
+    jobs = [j for j in (job, partner) if j is not None]
+    for j in jobs:
+        position = default_queue().position(j.id)
+        if position and position > 0:
+            st.info(f"Waiting for the machine: run {j.id} is number {position} in the queue. It starts by "
+                    "itself when the run before it ends.")
+        elif position == 0:
+            _show_progress(j, j.events())
     events = job.events()
-    position = default_queue().position(job.id)
-    if position and position > 0:
-        st.info(f"Waiting for the machine: your run is number {position} in the queue. It starts by itself "
-                "when the run before it ends.")
-    elif position == 0:
-        done, text = _progress_line(job, events)
-        st.progress(done, text=text)
-        ready = next((e for e in events if isinstance(e, DataReady)), None)
-        if ready:
-            st.caption(ready.plan)
-        if st.button("Stop", key=f"stop_{job.id}", help="Ends training within one batch; the best model so far "
-                                                         "is kept."):
-            default_queue().stop(job.id, owner=session.workspace().token)
-    show_curves([e for e in events if isinstance(e, EpochEnd)], [e for e in events if isinstance(e, Progress)])
-    if job.final is not None:
-        _final_message(job.final)
-        if st.session_state.get(KEY_SHOWN_END) != job.id:
-            st.session_state[KEY_SHOWN_END] = job.id
-            st.rerun(scope="app")  # the whole page again: Start comes back, Evaluate lists the run
+    show_curves([e for e in events if isinstance(e, EpochEnd)], [e for e in events if isinstance(e, Progress)],
+                partner=[e for e in partner.events() if isinstance(e, EpochEnd)] if partner else None)
+    for j in jobs:
+        if j.final is not None:
+            _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "")
+    ended = tuple(j.id for j in jobs if j.final is not None)
+    if ended and st.session_state.get(KEY_SHOWN_END) != ended:
+        st.session_state[KEY_SHOWN_END] = ended
+        st.rerun(scope="app")  # the whole page again: Start comes back, Evaluate lists the run

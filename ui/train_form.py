@@ -6,6 +6,8 @@ import streamlit as st
 from transfer_core.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.config import TrainConfig
 
+from .methods_form import LR_OPTIONS
+
 DEFAULTS = TrainConfig(data="")
 
 
@@ -71,7 +73,8 @@ def choose_basics() -> dict:
     epochs = c1.number_input("Epochs", 1, 100, DEFAULTS.epochs, key="epochs",
                              help="How many times the model sees every training picture. More can help, until "
                                   "the validation curve stops improving.")
-    lr = c2.select_slider("Learning rate", [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2], DEFAULTS.lr,
+    st.session_state.setdefault("lr", DEFAULTS.lr)  # the learning-rate finder may set it too
+    lr = c2.select_slider("Learning rate", LR_OPTIONS,
                           format_func=lambda v: f"{v:g}", key="lr",
                           help="How big each correction step is. Too high and training blows up; too low and "
                                "it learns slowly. 0.001 suits most cases.")
@@ -103,7 +106,7 @@ def choose_advanced(name: str) -> dict:
         smoothing = c3.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05, key="label_smoothing",
                               help="Tells the model not to be 100% sure of any label. Helps when some labels "
                                    "may be wrong and keeps confidence honest.")
-        c4, c5, c6 = st.columns(3)
+        c4, c5 = st.columns(2)
         size = c4.select_slider("Image size (pixels)", [96, 128, 160, 192, 224, 256, 288],
                                 spec.preprocessing.crop, key=f"image_size_{name}", disabled=spec.fixed_size,
                                 help="Pictures are resized to this square. Smaller trains much faster; larger "
@@ -112,11 +115,6 @@ def choose_advanced(name: str) -> dict:
                                    DEFAULTS.early_stopping, key="early_stopping",
                                    help="Ends the run when the validation loss has not improved for this many "
                                         "epochs, saving time; the best model is kept either way.")
-        head = c6.selectbox("New classifier", ["linear", "mlp"], key="head",
-                            format_func={"linear": "one layer (linear)", "mlp": "small network (512 units + dropout)"}.get,
-                            help="What sits on top of the pretrained network to pick your classes. One layer is "
-                                 "enough for most data; the small network (the classic Keras recipe) can help "
-                                 "when classes differ in subtle combinations of features.")
     return {"optimizer": optimizer, "weight_decay": float(decay), "label_smoothing": float(smoothing),
             "image_size": None if size == spec.preprocessing.crop else int(size),
-            "early_stopping": int(patience), "head": head}
+            "early_stopping": int(patience)}

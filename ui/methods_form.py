@@ -1,0 +1,135 @@
+"""The Train page's "methods beyond fine-tuning": each a real engine option, explained in plain words.
+
+The explanations come from transfer_core.methods.HELP, so the app and the README say the same thing.
+"""
+from __future__ import annotations
+
+import math
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from transfer_core.config import TrainConfig
+from transfer_core.datasets import write_uploads
+from transfer_core.methods import HELP
+from transfer_core.methods.lr_finder import lr_find
+from transfer_core.runs import list_runs
+
+from . import session
+from .common import friendly_errors, run_label
+
+LR_OPTIONS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+KEY_LR_FIND = "lr_find_result"
+KEY_TARGET = "target_data_path"
+
+
+def nearest_lr(value: float) -> float:
+    return min(LR_OPTIONS, key=lambda o: abs(math.log(o) - math.log(value)))
+
+
+def choose_methods() -> dict:
+    with st.expander("Advanced: methods beyond plain fine-tuning"):
+        out = {**_l2sp(), **_head(), **_unfreezing(), **_distillation(), **_adaptation()}
+        out["scratch_baseline"] = st.checkbox("Also train from scratch, to compare", key="scratch_baseline",
+                                              help=HELP["scratch_baseline"])
+    return out
+
+
+def _l2sp() -> dict:
+    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", [0.0, 0.001, 0.01, 0.1, 1.0],
+                                0.0, format_func=lambda v: "off" if v == 0 else f"{v:g}", key="l2sp",
+                                help=HELP["l2sp"])
+    return {"l2sp": float(strength)}
+
+
+def _head() -> dict:
+    head = st.radio("New classifier", ["linear", "mlp"], horizontal=True, key="head",
+                    format_func={"linear": "one layer (linear)", "mlp": "small network (MLP)"}.get,
+                    help=HELP["head"])
+    if head == "linear":
+        return {"head": head}
+    c1, c2 = st.columns(2)
+    hidden = c1.select_slider("Hidden units", [64, 128, 256, 512, 1024], 512, key="mlp_hidden",
+                              help="Size of the hidden layer: more can learn subtler combinations, but "
+                                   "overfits sooner with few pictures.")
+    dropout = c2.slider("Dropout", 0.0, 0.7, 0.2, 0.1, key="dropout",
+                        help="Randomly silences this share of hidden units while training, so the classifier "
+                             "cannot rely on any single feature. Higher fights overfitting.")
+    return {"head": head, "mlp_hidden": int(hidden), "dropout": float(dropout)}
+
+
+def _unfreezing() -> dict:
+    c1, c2 = st.columns(2)
+    text = c1.text_input("Unfreeze one more stage at epochs (e.g. 2,3)", "", key="unfreeze_at",
+                         help=HELP["unfreeze_at"])
+    factor = c2.select_slider("Learning-rate factor per earlier stage", [1.0, 0.7, 0.5, 0.3, 0.1], 1.0,
+                              key="lr_group_factor", help=HELP["lr_group_factor"])
+    epochs = tuple(int(t) for t in text.replace(" ", "").split(",") if t.isdigit())
+    if text.strip() and not epochs:
+        st.warning("Write epoch numbers separated by commas, e.g. 2,3.")
+    return {"unfreeze_at": epochs, "lr_group_factor": float(factor)}
+
+
+def _distillation() -> dict:
+    teachers = [r for r in list_runs(session.runs_dir()) if r.has_model]
+    labels = {r.id: run_label(r) for r in teachers}
+    teacher = st.selectbox("Learn from a teacher model (knowledge distillation)", [""] + list(labels),
+                           format_func=lambda i: "no teacher" if not i else labels[i], key="teacher",
+                           help=HELP["distillation"])
+    if not teacher:
+        return {}
+    c1, c2 = st.columns(2)
+    temperature = c1.slider("Temperature", 1.0, 10.0, 4.0, 0.5, key="distill_temperature",
+                            help="How much the teacher's answers are softened before the student copies them.")
+    alpha = c2.slider("Weight of the teacher", 0.0, 1.0, 0.5, 0.1, key="distill_alpha",
+                      help="0: only your labels count; 1: only the teacher's answers count.")
+    return {"teacher": str(next(r.path for r in teachers if r.id == teacher)),
+            "distill_temperature": float(temperature), "distill_alpha": float(alpha)}
+
+
+def _adaptation() -> dict:
+    method = st.selectbox("Adapt to pictures from where the model will be used (domain adaptation)",
+                          ["", "dann", "coral", "adabn"], key="adapt", help=HELP["adaptation"],
+                          format_func={"": "no adaptation", "dann": "DANN (adversarial)",
+                                       "coral": "Deep CORAL (match feature statistics)",
+                                       "adabn": "AdaBN (re-measure normalisation only)"}.get)
+    if not method:
+        return {}
+    files = st.file_uploader("Folder of unlabelled pictures from there", accept_multiple_files="directory",
+                             key="target_upload", help="No labels needed. Class sub-folders, if present, are "
+                                                       "used only to report accuracy there.")
+    if files and st.button("Use these pictures as the target", key="use_target"):
+        with friendly_errors("Reading the target pictures"):
+            folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
+            st.session_state[KEY_TARGET] = str(folder)
+    target = st.session_state.get(KEY_TARGET)
+    if not target:
+        st.info("Upload the target pictures, then press the button, before starting.")
+        return {}
+    st.caption(f"Target pictures: {len(files or [])} uploaded.")
+    return {"target_data": target, "adapt": method}
+
+
+def lr_finder(config: TrainConfig) -> None:
+    """A button that runs the range test on the chosen data and settings and offers its suggestion."""
+    if st.button("Find a good learning rate", key="run_lr_find", help=HELP["lr_find"]):
+        bar = st.progress(0.0, text="Trying learning rates from tiny to huge...")
+        with friendly_errors("The learning-rate finder"):
+            result = lr_find(config, progress=lambda i, n: bar.progress(i / n, text=f"Step {i} of {n}"))
+            st.session_state[KEY_LR_FIND] = (result.lrs, result.losses, result.suggestion)
+        bar.empty()
+    found = st.session_state.get(KEY_LR_FIND)
+    if not found:
+        return
+    lrs, losses, suggestion = found
+    fig = go.Figure(go.Scatter(x=lrs, y=losses, mode="lines", name="loss"))
+    fig.add_vline(x=suggestion, line_dash="dash", annotation_text=f"suggested {suggestion:.1e}")
+    fig.update_layout(xaxis_type="log", xaxis_title="learning rate", yaxis_title="loss (smoothed)", height=280,
+                      margin=dict(l=10, r=10, t=30, b=10))
+    st.plotly_chart(fig, width="stretch")
+    st.button(f"Use {nearest_lr(suggestion):g}", key="use_lr_find", on_click=_use_lr, args=(suggestion,),
+              help="Sets the learning rate above to the nearest offered value.")
+
+
+def _use_lr(value: float) -> None:
+    st.session_state["lr"] = nearest_lr(value)
