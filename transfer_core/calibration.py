@@ -187,6 +187,8 @@ class ThresholdEffect:
     def describe(self) -> str:
         if self.total == 0:
             return "No validation images to show the effect on."
+        if self.answered == 0:
+            return f"At {self.threshold:.0%}, the model would say \"not sure\" for every validation image."
         return (f"At {self.threshold:.0%}, the model answers {self.answered} of {self.total} validation images "
                 f"({self.coverage:.0%}) and is right on {self.answered_accuracy:.1%} of those; "
                 f"it says \"not sure\" for the other {self.total - self.answered}.")

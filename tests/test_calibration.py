@@ -1,0 +1,105 @@
+"""Calibration on a real trained run: temperature scaling makes confidence honest on held-out images,
+and a "not sure" threshold trades coverage for accuracy."""
+import json
+import shutil
+
+import pytest
+import torch
+
+from conftest import copy_textile
+from transfer_core import cli
+from transfer_core.calibration import (CALIBRATION_FILE, Calibration, expected_calibration_error, fit_temperature,
+                                       load_temperature, nll, reliability_bins, run_calibration, scaled_probs)
+from transfer_core.config import TrainConfig
+from transfer_core.evaluation import evaluate_run
+from transfer_core.events import RunFinished
+from transfer_core.predict import NOT_SURE, answer, load_model, predict_probs
+from transfer_core.trainer import train
+
+
+@pytest.fixture(scope="module")
+def overconfident_run(tmp_path_factory):
+    """A real run made over-confident honestly: no label smoothing or dropout, a high learning rate on
+    the new head, many epochs on 90 training images. Half of the 180 real textile images validate."""
+    data = copy_textile(tmp_path_factory.mktemp("textile60"), 60)
+    config = TrainConfig(data=str(data), freeze="all", epochs=12, lr=0.1, image_size=128, batch_size=16,
+                         label_smoothing=0.0, dropout=0.0, val_split=0.5, seed=0)
+    result = train(config, runs_dir=tmp_path_factory.mktemp("runs"))
+    assert isinstance(result.final, RunFinished), result.final
+    return result.run_dir
+
+
+@pytest.mark.slow
+def test_temperature_fitted_on_some_images_lowers_nll_and_ece_on_the_others(overconfident_run):
+    saved = Calibration.from_dict(json.loads((overconfident_run / CALIBRATION_FILE).read_text()))
+    assert saved.temperature > 1.5  # the trainer found the model over-confident and saved the fix
+    ev = evaluate_run(overconfident_run)
+    fit_on, held_out = torch.arange(0, len(ev.labels), 2), torch.arange(1, len(ev.labels), 2)
+    t = fit_temperature(ev.probs[fit_on], ev.labels[fit_on])
+    before, after = ev.probs[held_out], scaled_probs(ev.probs[held_out], t)
+    y = ev.labels[held_out]
+    assert nll(after, y) < 0.8 * nll(before, y)
+    assert expected_calibration_error(after, y) < expected_calibration_error(before, y)
+    assert torch.equal(after.argmax(1), before.argmax(1))  # calibration never changes the predicted class
+    # The figures the app shows are cross-fitted the same way, so they too are held-out figures.
+    assert saved.ece_after < saved.ece_before and saved.nll_after < saved.nll_before
+    assert "too sure of itself" in saved.describe()
+
+
+@pytest.mark.slow
+def test_a_not_sure_threshold_lowers_coverage_and_raises_accuracy_of_the_answers(overconfident_run):
+    rc = run_calibration(overconfident_run)
+    everything, strict = rc.threshold_effect(0.0), rc.threshold_effect(0.8)
+    assert everything.coverage == 1.0
+    assert everything.answered_accuracy == pytest.approx(evaluate_run(overconfident_run).evaluation.accuracy)
+    assert 0.1 < strict.coverage < 0.9
+    assert strict.answered_accuracy > everything.answered_accuracy + 0.05
+    coverages = [e.coverage for e in rc.threshold_curve()]
+    assert coverages == sorted(coverages, reverse=True)
+    assert sum(b.count for b in rc.bins_before()) == sum(b.count for b in rc.bins_after()) == len(rc.labels)
+
+
+@pytest.mark.slow
+def test_predict_uses_the_saved_temperature_and_answers_not_sure(overconfident_run, capsys):
+    model = load_model(overconfident_run)
+    assert model.temperature == pytest.approx(load_temperature(overconfident_run)) and model.temperature > 1.5
+    images = json.loads((overconfident_run / "validation.json").read_text())["paths"][::3]  # all classes
+    raw, calibrated = predict_probs(model, images, calibrated=False), predict_probs(model, images)
+    assert torch.equal(raw.argmax(1), calibrated.argmax(1))
+    assert calibrated.max(1).values.mean() < raw.max(1).values.mean() - 0.05  # less sure, as it should be
+    strict = answer(model, images, threshold=0.8)
+    assert 0 < sum(a.label == NOT_SURE for a in strict) < len(images)
+    assert all(a.sure == (a.confidence >= 0.8) for a in strict)
+    assert all(a.sure for a in answer(model, images, threshold=0.0))
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        answer(model, images, threshold=80)
+    assert cli.main(["predict", str(overconfident_run), *images[:10], "--threshold", "0.8", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert [x["answer"] == NOT_SURE for x in lines] == [not a.sure for a in strict[:10]]
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_calibration_existed_still_works(overconfident_run, tmp_path):
+    old = shutil.copytree(overconfident_run, tmp_path / "old-run")
+    (old / CALIBRATION_FILE).unlink()
+    assert load_temperature(old) == 1.0  # predicts exactly as trained
+    refit = run_calibration(old).calibration  # the app can still show calibration, fitted on the fly
+    assert refit.temperature == pytest.approx(load_temperature(overconfident_run), rel=1e-3)
+
+
+def test_temperature_recovers_a_known_overconfidence():
+    """Labels drawn from known probabilities; the model reports them sharpened by a factor 3."""
+    torch.manual_seed(0)
+    true_logits = torch.randn(3000, 3) * 2
+    labels = torch.distributions.Categorical(logits=true_logits).sample()
+    reported = (true_logits * 3).softmax(1)
+    assert fit_temperature(reported, labels) == pytest.approx(3.0, rel=0.1)
+    assert expected_calibration_error(scaled_probs(reported, 3.0), labels) < 0.03
+    assert expected_calibration_error(reported, labels) > 0.08
+
+
+def test_reliability_bins_put_every_image_in_one_bin():
+    probs = torch.tensor([[1.0, 0.0], [0.55, 0.45], [0.05, 0.95], [0.5, 0.5]])
+    bins = reliability_bins(probs, torch.tensor([0, 1, 1, 0]), bins=10)
+    assert [b.count for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]  # 1.0 lands in the last bin
+    assert bins[9].accuracy == 1.0 and bins[5].accuracy == 0.5 and bins[9].confidence == pytest.approx(0.975)
