@@ -7,6 +7,7 @@ from transfer_core.datasets import demo_dataset_path, write_uploads
 from ui import charts, session
 from ui.common import friendly_errors, page
 from ui.data_view import scan, show_report
+from ui.quality_view import quality_check
 
 page("Your pictures", "📁")
 st.markdown("Give the model **one folder per class**: e.g. `good/` and `scratched/`, each full of photos. "
@@ -62,3 +63,5 @@ with friendly_errors("Checking your pictures"):
     show_report(report)
     st.plotly_chart(charts.class_counts(report.counts()), width="stretch")
     st.page_link("pages/2_Train.py", label="Next: train a model", icon="🏋️")
+st.divider()
+quality_check(choice)

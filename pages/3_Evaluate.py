@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.calibration import run_calibration
 from transfer_core.evaluation import evaluate_run
 from transfer_core.runs import list_runs
 from ui import charts, session
@@ -38,6 +39,21 @@ with friendly_errors("Reading this run's results"):
     st.caption("Precision: when the model says this class, how often it is right. Recall: of the pictures of "
                "this class, how many it finds. F1 balances the two.")
     st.plotly_chart(charts.confusion(ev.confusion, ev.classes), width="stretch")
+
+    st.subheader("How sure should you be of it?")
+    cal = run_calibration(run.path)
+    st.write(cal.calibration.describe())
+    c1, c2 = st.columns(2)
+    c1.metric("Confidence error as trained", f"{cal.calibration.ece_before:.1%}",
+              help="Expected calibration error: how far, on average, the model's stated confidence is from how "
+                   "often it is right. 0% is perfectly honest.")
+    c2.metric("After calibration", f"{cal.calibration.ece_after:.1%}",
+              delta=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f} points",
+              delta_color="inverse", help="Predict uses the calibrated confidence (temperature scaling: the "
+                                          "predicted class never changes, only how sure it says it is).")
+    left, right = st.columns(2)
+    left.plotly_chart(charts.reliability(cal.bins_before(), cal.bins_after()), width="stretch")
+    right.plotly_chart(charts.threshold_tradeoff(cal.threshold_curve()), width="stretch")
 
     st.subheader(f"Pictures it got wrong ({len(result.mistakes)})")
     if not result.mistakes:

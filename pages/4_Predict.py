@@ -4,7 +4,9 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.datasets import BadImage
-from transfer_core.predict import load_model, predict, to_rgb
+from transfer_core.calibration import run_calibration
+from transfer_core.gradcam import explain
+from transfer_core.predict import answer, load_model, to_rgb
 from transfer_core.runs import RunFolder, list_runs
 from ui import charts, session
 from ui.common import friendly_errors, page, pick_run
@@ -24,6 +26,15 @@ def cached_model(run_dir: str, mtime: float):
 classes = RunFolder(run.path).read_json("classes.json", [])
 top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
                   help="The most likely classes for each picture, with how sure the model is of each.")
+threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0.05, key="threshold",
+                      format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
+                                         "but the ones given are right more often. 0 always answers.")
+with friendly_errors("Measuring the threshold"):
+    if threshold > 0 and (run.path / "validation.json").is_file():
+        st.caption("On the validation pictures: " + run_calibration(run.path).threshold_effect(threshold).describe())
+explain_it = st.toggle("Show why (heat map)", key="gradcam", help="Colours the parts of the picture that made the "
+                       "model choose its answer (Grad-CAM): red mattered most. A model that looks at the "
+                       "background instead of the object has learned the wrong thing.")
 files = st.file_uploader("Pictures to classify", type=None, accept_multiple_files=True, key="predict_files",
                          help="One or many pictures (JPEG, PNG...). They are classified here and not stored.")
 photo = st.camera_input("Or take a photo", key="camera") if st.toggle(
@@ -43,7 +54,14 @@ with friendly_errors("Loading the model"):
         except BadImage as exc:
             left.warning(f"{name} was skipped: {exc}.")
             continue
-        top = predict(model, [picture], k=top_k)[0]
-        left.image(picture, caption=name, width="stretch")
-        right.markdown(f"**{top[0][0]}** ({top[0][1]:.0%} sure)")
+        result = answer(model, [picture], threshold=threshold, k=top_k)[0]
+        top = result.top
+        if explain_it:
+            left.image(explain(model, picture).overlay(), caption=f"{name}: where it looked", width="stretch")
+        else:
+            left.image(picture, caption=name, width="stretch")
+        if result.sure:
+            right.markdown(f"**{top[0][0]}** ({top[0][1]:.0%} sure)")
+        else:
+            right.markdown(f"**Not sure** (best guess {top[0][0]}, only {top[0][1]:.0%} sure)")
         right.plotly_chart(charts.probabilities(top), width="stretch", key=f"probs_{i}")

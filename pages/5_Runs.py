@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import plotly.graph_objects as go
 import streamlit as st
 
 from transfer_core.bundle import model_bundle
+from transfer_core.compare import compare_runs
+from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
 from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run, resume_run
-from ui import charts, session
+from ui import session
 from ui.common import friendly_errors, page, run_label
 
 page("Runs", "🗂️")
@@ -42,22 +45,61 @@ chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min
                         format_func=lambda i: run_label(by_id[i]), key="compare_runs",
                         help="Their validation curves are drawn on top of each other, and the settings that "
                              "differ are listed.")
-if chosen:
-    loss, acc = go.Figure(), go.Figure()
-    for run_id in chosen:
-        epochs = RunFolder(by_id[run_id].path).epochs()
-        charts.add_loss_traces(loss, epochs, label=run_id[-12:])
-        charts.add_accuracy_traces(acc, epochs, label=run_id[-12:])
-    left, right = st.columns(2)
-    left.plotly_chart(loss.update_layout(title="Loss", xaxis_title="epoch"), width="stretch")
-    right.plotly_chart(acc.update_layout(title="Accuracy", xaxis_title="epoch", yaxis_range=[0, 1.02]),
-                       width="stretch")
-    configs = [by_id[i].config for i in chosen if by_id[i].config]
-    if len(configs) >= 2:
-        diffs = configs[0].differences(configs[1])
-        diffs.pop("tags", None)
-        st.write("Settings that differ between the first two: " + (", ".join(
-            f"**{k}** {a} vs {b}" for k, (a, b) in diffs.items()) or "none"))
+if len(chosen) >= 2:
+    with friendly_errors("Comparing"):
+        comparison = compare_runs([by_id[i].path for i in chosen])
+        loss, acc = go.Figure(), go.Figure()
+        for curves in comparison.runs:
+            label = names[curves.run_id][-24:]
+            for metric, fig in (("train_loss", loss), ("val_loss", loss), ("val_accuracy", acc)):
+                fig.add_trace(go.Scatter(x=curves.epochs, y=curves.values[metric], mode="lines+markers",
+                                         name=f"{label}: {metric.replace('_', ' ')}"))
+        left, right = st.columns(2)
+        left.plotly_chart(loss.update_layout(title="Loss", xaxis_title="epoch"), width="stretch")
+        right.plotly_chart(acc.update_layout(title="Validation accuracy", xaxis_title="epoch",
+                                             yaxis_range=[0, 1.02]), width="stretch")
+        diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
+        if diffs:
+            st.dataframe([{"setting": k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
+                          for k, values in diffs.items()], hide_index=True, width="stretch")
+        else:
+            st.write("They were trained with the same settings.")
+        if comparison.verdict is not None:
+            (st.success if comparison.verdict.distinguishable else st.warning)(comparison.verdict.message)
+elif chosen:
+    st.caption("Pick a second run to compare.")
+
+
+
+def parity_words(parity: dict) -> str:
+    if not parity.get("images"):
+        return f"Exported, but not checked: {parity.get('note', 'no validation pictures')}."
+    parts = [f"{name}: same answer on {p['top1_agreement']:.1%} of them, probabilities within "
+             f"{p['max_probability_difference']:.1e}" for name, p in parity.items()
+             if name in ("onnxruntime", "torchscript")]
+    verdict = "match the app" if parity.get("passed") else "do NOT fully match the app"
+    return f"The exported files {verdict} on {parity['images']} validation pictures ({'; '.join(parts)})."
+
+
+def export_section(run) -> None:
+    """ONNX + TorchScript + model card + standalone predict.py, checked against the app's own answers."""
+    if st.button("Export for use outside the app (ONNX, TorchScript)", key=f"export_{run.id}",
+                 help="Makes files that run with only onnxruntime or only torch, a model card and a predict.py. "
+                      "Before you get them, they are checked to give the app's answers on the validation "
+                      "pictures."):
+        bar = st.progress(0.0, text="Exporting and checking...")
+        out = session.workspace().path / "exports" / f"{run.id}-{int(time.time())}"
+        result = export_run(run.path, out, progress=lambda stage, i, n: bar.progress(min(i / max(n, 1), 1.0),
+                                                                           text=f"{stage}: {i} of {n}"))
+        bar.empty()
+        st.session_state[f"exported_{run.id}"] = (str(result.zip_path), result.card["parity"])
+    exported = st.session_state.get(f"exported_{run.id}")
+    if exported:
+        zip_path, parity = exported
+        (st.success if parity.get("passed") else st.warning)(parity_words(parity))
+        st.download_button("Download the export (.zip)", Path(zip_path).read_bytes(), Path(zip_path).name,
+                           "application/zip", key=f"download_export_{run.id}")
+
 
 st.subheader("One run")
 run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key="detail_run")
@@ -69,6 +111,7 @@ with friendly_errors("Preparing the download"):
         st.download_button("Download the trained model (.zip)", model_bundle(run.path), f"{run.id}.zip",
                            "application/zip", help="Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet.")
+        export_section(run)
 if run.id in mine:
     c1, c2, c3 = st.columns(3)
     new_name = c1.text_input("Name", names[run.id], key=f"name_{run.id}",

@@ -119,7 +119,8 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     assert (Path(app_dirs) / "runs" / job.id / "owner.json").is_file()
 
     at = no_exception(page("pages/3_Evaluate.py", token).run())
-    assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1"}
+    assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "Confidence error as trained",
+                                            "After calibration"}
     per_class = at.dataframe[0].value
     assert list(per_class["class"]) == ["global", "local", "nominal"]
 
@@ -130,13 +131,21 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     at.file_uploader(key="predict_files").set_value([("cmyk.jpg", buf.getvalue(), "image/jpeg"),
                                                     ("bad.jpg", b"nope", "image/jpeg")]).run()
     no_exception(at)
-    assert "sure" in texts(at)
+    assert "sure)" in texts(at)
     assert "bad.jpg was skipped" in texts(at)
+    at.slider(key="threshold").set_value(1.0).run()  # nothing is ever 100% sure: every answer is "not sure"
+    at.toggle(key="gradcam").set_value(True).run()
+    no_exception(at)
+    assert "**Not sure** (best guess" in texts(at) and "validation pictures" in texts(at)
+    assert any("where it looked" in str(img.proto) for img in at.get("image"))
 
     at = no_exception(page("pages/5_Runs.py", token).run())
     table = at.dataframe[0].value
     assert list(table["whose"]) == ["yours"] and list(table["status"]) == ["finished"]
     assert any(b.label.startswith("Download") for b in at.get("download_button"))
+    next(b for b in at.button if b.label.startswith("Export for use outside")).click().run()
+    no_exception(at)
+    assert "The exported files match the app on 6 validation pictures" in texts(at)
 
 
 def start(token: str, epochs: int) -> AppTest:
@@ -218,3 +227,20 @@ def test_advanced_methods_reach_the_engine_and_the_scratch_baseline_is_overlaid(
     specs = [c.proto.spec for c in train.get("plotly_chart")]  # each chart's plotly JSON
     assert sum("from scratch: validation" in spec for spec in specs) == 2  # loss and accuracy, overlaid
     assert "from scratch: Finished" in texts(train)
+
+
+def test_data_check_flags_a_wrong_label_and_moves_it_on_request(app_dirs, tmp_path):
+    folder = copy_textile(tmp_path / "checked", 20)
+    wrong = sorted((folder / "nominal").glob("*.jpg"))[0]
+    wrong.rename(folder / "global" / f"flipped_{wrong.name}")  # a nominal picture filed as 'global'
+    at = page("pages/1_Data.py").run()
+    choose_folder(at, folder)
+    next(b for b in at.button if b.label == "Check my pictures").click().run()
+    no_exception(at)
+    assert "may have the wrong label" in texts(at)
+    move = next((b for b in at.button if b.key and b.key.startswith("move_") and "flipped_" in b.key), None)
+    assert move is not None, "the flipped picture is among the flagged ones"
+    move.click().run()
+    no_exception(at)
+    uploaded = Path(session_data_path(at.query_params["ws"], app_dirs))
+    assert list(uploaded.rglob("flipped_*"))[0].parent.name == "nominal"

@@ -78,3 +78,27 @@ def probabilities(top: list[tuple[str, float]]) -> go.Figure:
     fig.update_layout(xaxis_range=[0, 1], xaxis_tickformat=".0%", margin=dict(l=10, r=10, t=10, b=10),
                       height=60 + 30 * len(top))
     return fig
+
+
+def reliability(bins_before, bins_after) -> go.Figure:
+    """Stated confidence against how often the model was right, per confidence bin; the diagonal is honest."""
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly honest",
+                             line=dict(dash="dash", color="grey")))
+    for name, bins in (("as trained", bins_before), ("calibrated", bins_after)):
+        used = [b for b in bins if b.count]
+        fig.add_trace(go.Scatter(x=[b.confidence for b in used], y=[b.accuracy for b in used],
+                                 mode="lines+markers", name=name, text=[f"{b.count} pictures" for b in used]))
+    fig.update_layout(title="Is the model as sure as it should be?", xaxis_title="how sure it said it was",
+                      yaxis_title="how often it was right", xaxis_range=[0, 1.02], yaxis_range=[0, 1.02],
+                      **_LAYOUT)
+    return fig
+
+
+def threshold_tradeoff(curve) -> go.Figure:
+    xs = [e.threshold for e in curve]
+    fig = go.Figure([go.Scatter(x=xs, y=[e.coverage for e in curve], name="share of pictures answered"),
+                     go.Scatter(x=xs, y=[e.answered_accuracy for e in curve], name="accuracy on those")])
+    fig.update_layout(title="Saying 'not sure' below a confidence", xaxis_title="confidence threshold",
+                      xaxis_tickformat=".0%", yaxis_tickformat=".0%", yaxis_range=[0, 1.02], **_LAYOUT)
+    return fig
