@@ -2,7 +2,10 @@
 
     python -m transfer_core backbones
     python -m transfer_core train DATA --backbone mobilenet_v2 --freeze 3 --epochs 5 --out runs [--json]
-    python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--json]
+    python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--threshold 0.8] [--json]
+    python -m transfer_core calibration RUN_DIR [--json]
+    python -m transfer_core compare RUN_DIR RUN_DIR... [--json]
+    python -m transfer_core gradcam RUN_DIR IMAGE [--out heat.png] [--class NAME]
     python -m transfer_core check-data DATA [--json]
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
@@ -165,15 +168,70 @@ def run_backbones(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import load_model, predict
+    from .predict import answer, load_model
 
     model = load_model(args.run_dir)
-    results = predict(model, args.images, k=args.top_k)
-    for path, top in zip(args.images, results):
+    for path, ans in zip(args.images, answer(model, args.images, threshold=args.threshold, k=args.top_k)):
         if args.json:
-            print(json.dumps({"image": path, "top": [{"class": c, "probability": round(p, 6)} for c, p in top]}))
+            print(json.dumps({"image": path, "answer": ans.label, "sure": ans.sure,
+                              "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}))
         else:
-            print(f"{path}: " + ", ".join(f"{c} {p:.1%}" for c, p in top))
+            unsure = "" if ans.sure else f"not sure (below {args.threshold:.0%}); best guesses: "
+            print(f"{path}: {unsure}" + ", ".join(f"{c} {p:.1%}" for c, p in ans.top))
+    return 0
+
+
+def run_calibration_report(args: argparse.Namespace) -> int:
+    from .calibration import run_calibration
+
+    rc = run_calibration(args.run_dir)
+    curve = rc.threshold_curve(11)
+    if args.json:
+        print(json.dumps({**rc.calibration.to_dict(), "bins_before": [vars(b) for b in rc.bins_before()],
+                          "bins_after": [vars(b) for b in rc.bins_after()],
+                          "thresholds": [vars(t) for t in curve]}))
+        return 0
+    print(rc.calibration.describe())
+    print("confidence    images  right (before)  right (after)")
+    for b0, b1 in zip(rc.bins_before(), rc.bins_after()):
+        print(f"{b0.lower:4.0%}-{b0.upper:4.0%}  {b0.count:5d}/{b1.count:<5d}  "
+              f"{b0.accuracy:12.0%}  {b1.accuracy:12.0%}")
+    for t in curve[5:]:
+        print(t.describe())
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs
+
+    result = compare_runs(args.runs)
+    if args.json:
+        print(json.dumps({"runs": [r.label for r in result.runs], "curves": result.long_rows(),
+                          "differences": result.differences, "best": result.best,
+                          "verdict": result.verdict.message if result.verdict else None}, default=str))
+        return 0
+    table = result.aligned("val_accuracy")
+    labels = [r.label for r in result.runs]
+    print("validation accuracy by epoch")
+    print("epoch  " + "  ".join(f"{lab[-24:]:>24}" for lab in labels))
+    for i, epoch in enumerate(table["epoch"]):
+        cells = ["" if table[lab][i] is None else f"{table[lab][i]:.3f}" for lab in labels]
+        print(f"{epoch:5d}  " + "  ".join(f"{c:>24}" for c in cells))
+    print("settings that differ:" if result.differences else "all settings are the same")
+    for name, values in result.differences.items():
+        print(f"  {name}: " + " | ".join(str(v) for v in values))
+    if result.verdict:
+        print(result.verdict.message)
+    return 0
+
+
+def run_gradcam(args: argparse.Namespace) -> int:
+    from .gradcam import explain
+    from .predict import load_model
+
+    result = explain(load_model(args.run_dir), args.image, args.target)
+    result.overlay().save(args.out)
+    print(f"{args.image}: {result.class_name} {result.probability:.1%}; heat map saved to {args.out}")
     return 0
 
 
@@ -261,8 +319,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--threshold", type=float, default=0.0,
+                   help="answer 'not sure' below this calibrated confidence (0 to 1, e.g. 0.8)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=run_predict)
+    c = sub.add_parser("calibration", help="how trustworthy a run's confidence is, before and after calibration")
+    c.add_argument("run_dir")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=run_calibration_report)
+    cmp = sub.add_parser("compare", help="two or more runs: curves, differing settings, real difference or not")
+    cmp.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    cmp.add_argument("--json", action="store_true")
+    cmp.set_defaults(fn=run_compare)
+    g = sub.add_parser("gradcam", help="save a heat map of where the model looked in an image")
+    g.add_argument("run_dir")
+    g.add_argument("image")
+    g.add_argument("--out", default="gradcam.png")
+    g.add_argument("--class", dest="target", default=None, help="explain this class (default: the predicted one)")
+    g.set_defaults(fn=run_gradcam)
     q = sub.add_parser("check-data", help="find duplicates, train/validation leaks and likely wrong labels")
     q.add_argument("data", help="image folder (one sub-folder per class, or train/ and val/), or a .zip")
     q.add_argument("--backbone", default="mobilenet_v2")

@@ -42,3 +42,18 @@ def evaluate_run(run_dir: str | Path) -> RunEvaluation:
                 for i in range(len(labels)) if pred[i] != labels[i]]
     mistakes.sort(key=lambda m: -m.confidence)  # the most confident mistakes first: most worth a look
     return RunEvaluation(evaluation, mistakes, probs, labels)
+
+
+# Wider than this, the 95% interval says the validation set is too small for the figure to mean much.
+_WIDE_INTERVAL = 0.15
+
+
+def describe_accuracy(evaluation: Evaluation) -> str:
+    """The accuracy with its 95% Wilson interval in words, and a warning when the validation set is small."""
+    low, high = evaluation.interval
+    text = (f"Accuracy {evaluation.accuracy:.1%} on {evaluation.total} validation images: "
+            f"95% sure the true figure is between {low:.1%} and {high:.1%}.")
+    if high - low > _WIDE_INTERVAL:
+        text += (" That range is wide because the validation set is small; two runs whose accuracies fall "
+                 "inside it cannot be told apart. More images narrow it.")
+    return text
