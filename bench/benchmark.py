@@ -142,14 +142,23 @@ def end_to_end_rates(run: dict) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- 3. the plain recipe
-def plain_recipe(data: str, epochs: int, size: int, *, seed: int = 0, max_train: int | None = None) -> dict:
+def engine_subset(samples: list, max_images: int | None, seed: int = 0) -> list:
+    """The training images the engine keeps with max_images (Trainer._scan: the first draw of its generator)."""
+    if not max_images or len(samples) <= max_images:
+        return samples
+    order = torch.randperm(len(samples), generator=torch.Generator().manual_seed(seed))[:max_images]
+    return [samples[i] for i in sorted(order.tolist())]
+
+
+def plain_recipe(data: str, epochs: int, size: int, *, seed: int = 0, max_train: int | None = None,
+                 val_split: float = 0.2) -> dict:
     """What tutorials teach: decode + transform every image every epoch, full fine-tuning, SGD, batch 64."""
     from PIL import Image
     from torch.utils.data import DataLoader, Dataset
     from torchvision import transforms as T
 
-    report = scan_dataset(data, val_split=0.2, seed=seed)  # the same split as the engine's
-    train_samples = list(report.train)[:max_train] if max_train else list(report.train)
+    report = scan_dataset(data, val_split=val_split, seed=seed)  # the same split as the engine's
+    train_samples = engine_subset(list(report.train), max_train, seed)
     p = get_backbone(BACKBONE).preprocessing.at_size(size)
     norm = T.Normalize(p.mean, p.std)
     train_tf = T.Compose([T.RandomResizedCrop(p.crop), T.RandomHorizontalFlip(), T.ToTensor(), norm])
@@ -197,9 +206,10 @@ def time_to_accuracy(run: dict, target: float) -> float | None:
 
 
 # ----------------------------------------------------------------------------- 5. one inference pass
-def inference_pass_seconds(data: str, size: int, batch: int = 64, max_train: int | None = None) -> float:
+def inference_pass_seconds(data: str, size: int, batch: int = 64, max_train: int | None = None,
+                           val_split: float = 0.2) -> float:
     """What "classify every training image once" costs: decode, resize, forward, nothing kept."""
-    samples = list(scan_dataset(data, val_split=0.2).train)[:max_train or None]
+    samples = engine_subset(list(scan_dataset(data, val_split=val_split).train), max_train)  # the engine's own
     prep = get_backbone(BACKBONE).preprocessing.at_size(size)
     net = build_network(BACKBONE, 3).eval()
     store = ImageStore([s.path for s in samples], prep, budget_bytes=0)  # streams: decodes each batch
@@ -237,10 +247,10 @@ def throughput_row(data: str, runs: Path, label: str, freeze, augment: str, a: a
 
 
 def feature_extraction(data: str, runs: Path, a: argparse.Namespace) -> dict:
-    pass_before = inference_pass_seconds(data, a.size, max_train=a.max_images)
+    pass_before = inference_pass_seconds(data, a.size, max_train=a.max_images, val_split=a.val_split)
     fe = engine_run(runs, data=data, freeze="all", augment="none", epochs=a.fe_epochs, image_size=a.size,
-                    max_images=a.max_images)
-    pass_after = inference_pass_seconds(data, a.size, max_train=a.max_images)
+                    max_images=a.max_images, val_split=a.val_split)
+    pass_after = inference_pass_seconds(data, a.size, max_train=a.max_images, val_split=a.val_split)
     one_pass = (pass_before + pass_after) / 2
     ep = fe["epochs"]
     first = fe["ready_s"] + ep[0]["seconds"]  # scan, decode, features once, then the first epoch
@@ -271,6 +281,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     a.batch = d.batch_size
     a.plain_epochs = a.plain_epochs or (1 if a.quick else 2)
     a.max_images = 96 if a.quick else None  # training images for the plain, default and feature runs
+    a.val_split = 0.05 if a.quick else d.val_split  # the same validation images for all three
     a.default_epochs = 2 if a.quick else d.epochs  # the engine's one-click run
     a.tp_images, a.tp_epochs = (16, 1) if a.quick else (128, 2)  # throughput runs
     a.limit_steps = 1 if a.quick else 4
@@ -301,12 +312,13 @@ def main(argv=None) -> dict:
     print(f"\n3. plain recipe, {a.plain_epochs} epochs (DataLoader decoding every epoch, full fine-tuning, "
           f"SGD 1e-3 momentum 0.9, batch 64, {a.size} px); "
           f"speed probe {speed_probe(a.size, a.batch):.1f} img/s", flush=True)
-    plain = plain_recipe(data, a.plain_epochs, a.size, max_train=a.max_images)
+    plain = plain_recipe(data, a.plain_epochs, a.size, max_train=a.max_images, val_split=a.val_split)
     out["plain"] = plain
 
     print(f"\n4. engine, one-click defaults (freeze {d.freeze}, {a.default_epochs} epochs, augmentation {d.augment}); "
           f"speed probe {speed_probe(a.size, a.batch):.1f} img/s", flush=True)
-    run = engine_run(runs, data=data, image_size=a.size, max_images=a.max_images, epochs=a.default_epochs)
+    run = engine_run(runs, data=data, image_size=a.size, max_images=a.max_images, epochs=a.default_epochs,
+                     val_split=a.val_split)
     for e in run["epochs"]:
         print(f"  engine epoch {e['epoch']}: val accuracy {e['val_accuracy']:.3f} at {e['at']:.0f}s")
     reach = time_to_accuracy(run, plain["accuracy"])
