@@ -471,6 +471,8 @@ def check_resumable(run_dir: str | Path) -> RunFolder:
     if status == "finished":
         raise CannotResume("This run already finished all its epochs, so there is nothing to resume. "
                            "Start a new run with more epochs to train longer.")
+    if run.config.adapt == "dann":  # its domain classifier and that classifier's optimizer state are not saved
+        raise CannotResume("Runs with DANN domain adaptation cannot be resumed; start this one again.")
     return run
 
 
