@@ -49,6 +49,7 @@ def _run_bundle(bundle: Path, images, *args) -> list[str]:
     return out.stdout.splitlines()
 
 
+@pytest.mark.slow  # uses the module's trained and exported run (training + export take over 20 s)
 def test_bundle_holds_both_model_files_a_card_and_a_zip(exported):
     run_dir, bundle, _ = exported
     card = json.loads((bundle / "model_card.json").read_text())
@@ -65,6 +66,7 @@ def test_bundle_holds_both_model_files_a_card_and_a_zip(exported):
     assert "transfer_core" not in source.replace("Transfer Studio", "")
 
 
+@pytest.mark.slow  # uses the module's trained and exported run (training + export take over 20 s)
 def test_parity_check_passed_on_every_validation_image_and_is_in_the_card(exported):
     _, bundle, _ = exported
     parity = json.loads((bundle / "model_card.json").read_text())["parity"]
@@ -94,6 +96,7 @@ def test_exported_predict_py_in_a_fresh_process_gives_the_apps_answers(exported,
         assert abs(float(shown) - float(prob)) < 2e-3  # the calibrated probability, from the card
 
 
+@pytest.mark.slow  # uses the module's trained and exported run (training + export take over 20 s)
 def test_export_refuses_a_folder_in_use_and_a_run_without_model(exported, tmp_path):
     run_dir, bundle, _ = exported
     with pytest.raises(ExportError, match="not empty"):
