@@ -11,7 +11,8 @@ All three come from one pass of an ImageNet backbone over the images (its pooled
   than it is;
 - likely mislabelled: out-of-fold predictions (confident learning, Northcutt et al. 2021). A linear
   classifier on the features is trained K times, each time without one fold, and predicts that fold;
-  an image whose given label gets a low probability from a classifier that never saw it is suspect.
+  its probabilities are averaged with the labels of each image's nearest neighbours (leave-one-out by
+  nature). An image whose given label gets a low probability from models that never saw it is suspect.
 
 The review actions (move to another class, exclude) move files and never delete them.
 """
