@@ -21,7 +21,8 @@ HELP: dict[str, str] = {
         "Stay close to what the network already knows. Instead of pulling every weight toward zero (plain "
         "weight decay), L2-SP pulls the pretrained weights back toward their ImageNet values, so only the new "
         "classifier is free to move far. It helps most with few pictures per class, where fine-tuning tends "
-        "to forget useful general features. Strength: 0 = off; 0.01 to 0.1 is a usual range."),
+        "to forget useful general features. Strength: 0 = off; 0.1 to 0.5 (measured with AdamW: 0.5 keeps the "
+        "weights about a third closer to where they started)."),
     "distillation": (
         "Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
         "teacher; the new run (the student, usually a smaller backbone) learns both from your labels and from "

@@ -46,3 +46,6 @@ class L2SP(Callback):
 
     def after_epoch(self, trainer, epoch: int, extra: dict) -> None:
         extra["l2sp_distance"] = round(distance_to_start(trainer.net, self.start), 6)
+
+    def after_fit(self, trainer) -> None:
+        trainer.final_extra["l2sp_distance"] = round(distance_to_start(trainer.net, self.start), 6)
