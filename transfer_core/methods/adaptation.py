@@ -31,6 +31,10 @@ from ..imagecache import ImageStore
 from ..network import TransferNet
 
 _DOMAIN_HIDDEN = 256
+# The paper's CORAL loss is divided by 4 d^2 (d = 1280 for most backbones here), so at weight 1 it is
+# ~0.002 against a classification loss ~1 and changes nothing (measured: target accuracy 0.34 vs 0.33).
+# Scaled by 100, adapt_weight = 1 is the setting measured in the README (0.39).
+_CORAL_SCALE = 100.0
 _ADABN_IMAGES = 64  # images per domain for AdaBN's statistics (one batch: ~0.3 GB at 224 px for MobileNetV2)
 
 
@@ -218,7 +222,7 @@ class TargetDomain(Callback):
         source = batch.features
         target = self._target_features(trainer, len(batch.y))
         if self.method == "coral":
-            loss = coral_loss(source, target)
+            loss = _CORAL_SCALE * coral_loss(source, target)
         else:
             coeff = dann_coefficient(trainer.step / max(1, trainer.total_steps))
             feats = reverse_gradient(torch.cat([source, target]).float(), coeff)
