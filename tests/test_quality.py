@@ -10,7 +10,7 @@ from PIL import Image
 from conftest import TEXTILE_CLASSES, copy_textile, textile_root
 from transfer_core.cli import main
 from transfer_core.datasets import DatasetError, demo_dataset_path, scan_dataset
-from transfer_core.quality import check_dataset, exclude_image, move_to_class, undo_move
+from transfer_core.quality import check_dataset, clear_feature_cache, exclude_image, move_to_class, undo_move
 
 
 def flip_labels(root: Path, share: float, seed: int) -> set[str]:
@@ -31,6 +31,7 @@ def test_most_flipped_labels_are_flagged(tmp_path):
     root = copy_textile(tmp_path / "data", 80)  # 240 real images
     flipped = flip_labels(root, 0.05, seed=0)  # 12 wrong labels
     phases = set()
+    clear_feature_cache()
     report = check_dataset(root, image_size=128, progress=lambda phase, done, total: phases.add(phase))
     flagged = {s.image.path for s in report.suspects}
     found = flagged & flipped
@@ -77,6 +78,14 @@ def test_resized_copy_and_train_val_leak_are_found_and_nothing_else(tmp_path):
     assert pairs[frozenset((exact.name, sorted((root / "train" / "global").glob("*.jpg"))[1].name))].exact
     assert len(report.leaks) == 2
     assert any("validation score will look better" in line for line in report.summary())
+
+    # review: exclude the leaked copies, check again; features come from the cache, not the network
+    for pair in report.leaks:
+        exclude_image(root, pair.b.path, tmp_path / "excluded")
+    phases = set()
+    again = check_dataset(root, image_size=128, progress=lambda phase, done, total: phases.add(phase))
+    assert not again.leaks and len(again.duplicates) == 1 and len(again.images) == len(report.images) - 2
+    assert "features" not in phases
 
 
 @pytest.mark.slow
