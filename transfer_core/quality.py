@@ -324,7 +324,8 @@ def check_dataset(source: str | Path, *, backbone: str = "mobilenet_v2", image_s
     """Duplicates, train/validation leaks and likely mislabelled images of a data set (folder or .zip).
 
     Uses the same train/validation split as training with the same `val_split` and `seed`.
-    image_size 128 keeps it quick on a CPU (about a second per 10 images); None: the backbone's own size.
+    image_size 128 keeps it quick on a CPU (2,000 images: 7.6 minutes on a busy 2-core machine); None: the
+    backbone's own size. Features are cached by file contents, so checking again after a few moves is quick.
     """
     t0 = time.time()
     report = scan_dataset(source, val_split=val_split, seed=seed, extract_to=extract_to)
