@@ -141,3 +141,68 @@ def test_starts_in_the_same_second_get_different_runs(textile_small, tmp_path, m
     queue.stop(b.id, owner="b")
     gate.set()
     assert queue.wait(a.id, timeout=600) and isinstance(a.final, RunFinished)
+
+
+class Watchers(Callback):
+    """N threads polling a job's events the way the app's live view does (every 0.1 s), only during the
+    even epochs, so odd and even epochs of the same run compare training without and with watchers."""
+
+    def __init__(self, n: int, every: float = 0.1):
+        self.every, self.n, self.job = every, n, None
+        self.active, self.done = threading.Event(), threading.Event()
+        self.latencies: list[float] = []
+        self.lock = threading.Lock()
+
+    def before_epoch(self, trainer, epoch):
+        self.active.set() if epoch % 2 == 0 else self.active.clear()
+
+    def on_event(self, trainer, event):
+        if isinstance(event, EpochEnd):
+            self.active.clear()
+
+    def _watch(self):
+        seen = None  # events already there when watching starts are history, not latency
+        while not self.done.is_set():
+            if not self.active.wait(0.05):
+                seen = None
+                continue
+            events = self.job.events()
+            now = time.time()
+            fresh = [now - e.time for e in events[seen:]] if seen is not None else []
+            seen = len(events)
+            self.points = [(e.epoch, e.train_loss) for e in events if isinstance(e, (Progress, EpochEnd))]  # a chart
+            with self.lock:
+                self.latencies += fresh
+            time.sleep(self.every)
+
+    def run(self, queue, cfg, runs_dir):
+        self.job = queue.submit(cfg, runs_dir, owner="teacher", callbacks=[self])
+        threads = [threading.Thread(target=self._watch, daemon=True) for _ in range(self.n)]
+        for t in threads:
+            t.start()
+        try:
+            assert queue.wait(self.job.id, timeout=900)
+        finally:
+            self.done.set()
+            for t in threads:
+                t.join()
+        return self.job
+
+
+@pytest.mark.slow
+def test_ten_watchers_keep_up_without_slowing_training(textile_small, tmp_path):
+    """Engine side of the load test: 10 sessions watching one live run (the browser side is the app's).
+    Epochs 2 and 4 are watched, 3 and 5 are not (epoch 1 warms up): one run, so machine noise cancels."""
+    watchers = Watchers(10)
+    job = watchers.run(JobQueue(), TrainConfig(data=str(textile_small), image_size=96, batch_size=4, epochs=5,
+                                               seed=0, freeze=2), tmp_path)
+    assert isinstance(job.final, RunFinished), job.final
+    rate = {e.epoch: e.images_per_sec for e in job.events() if isinstance(e, EpochEnd)}
+    watched, alone = (rate[2] + rate[4]) / 2, (rate[3] + rate[5]) / 2
+    latencies = sorted(watchers.latencies)
+    p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    print(f"\nimages/s without watchers {alone:.1f}, with 10 watchers {watched:.1f} ({watched / alone - 1:+.1%}); "
+          f"event-to-watcher latency p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
+    assert len(latencies) > 10 * 4  # every watcher really saw the run move
+    assert watched >= 0.9 * alone
+    assert p95 < 0.5
