@@ -67,7 +67,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     run, out = RunFolder(run_dir), Path(out_dir)
     if not run.has_model():
         raise ExportError(f"Run {run.id} has no trained model yet, so there is nothing to export.")
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out} is not empty: choose a new folder for the bundle.")
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run.path, device="cpu")
