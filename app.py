@@ -1,14 +1,40 @@
-"""Transfer Studio: teach a pretrained network to sort your own pictures. The entry point: page list."""
+"""Transfer Studio: teach a pretrained network to sort your own pictures. The Home page (entry point)."""
 from __future__ import annotations
 
 import streamlit as st
 
-PAGES = [
-    st.Page("pages/0_Home.py", title="Home", icon="🧠", default=True),
-    st.Page("pages/1_Data.py", title="Data", icon="📁", url_path="data"),
-    st.Page("pages/2_Train.py", title="Train", icon="🏋️", url_path="train"),
-    st.Page("pages/3_Evaluate.py", title="Evaluate", icon="📊", url_path="evaluate"),
-    st.Page("pages/4_Predict.py", title="Predict", icon="🔮", url_path="predict"),
-    st.Page("pages/5_Runs.py", title="Runs", icon="🗂️", url_path="runs"),
-]
-st.navigation(PAGES).run()
+from transfer_core.device import describe_device
+from transfer_core.jobs import default_queue
+from ui import session
+from ui.common import page
+
+page("Transfer Studio", "🧠")
+st.markdown(
+    "Transfer Studio teaches a computer to sort **your own pictures** into classes you choose, such as "
+    "*good* and *defective*, or *ripe* and *unripe*. It starts from a network that has already learned to see "
+    "from 1.2 million photos, replaces its last layer with one for your classes, and retrains as much of it "
+    "as you choose. Because most of the seeing is already learned, a few dozen pictures per class and a few "
+    "minutes on a laptop are often enough.")
+
+st.subheader("How it works")
+st.markdown(
+    "1. **Data**: upload a folder with one sub-folder per class, or take the demo pictures.\n"
+    "2. **Train**: pick a pretrained network and how much of it to keep frozen, press Start, watch it learn.\n"
+    "3. **Evaluate**: see how often it is right, per class, and the pictures it got wrong.\n"
+    "4. **Predict**: try it on new pictures or your camera.\n"
+    "5. **Runs**: every training run is kept; compare them and download a model.")
+c1, c2 = st.columns(2)
+c1.page_link("pages/1_Data.py", label="Start with your pictures", icon="📁")
+c2.page_link("pages/2_Train.py", label="Train a model", icon="🏋️")
+
+st.subheader("This machine")
+st.write(f"Training runs on: **{describe_device()}**.")
+running = default_queue().running()
+mine = session.current_job()
+if running is None:
+    st.write("No training is running right now.")
+else:
+    owner = "yours" if running.owner == session.workspace().token else "someone else's"
+    st.write(f"Training now: **{running.config.backbone}** ({owner}).")
+if mine is not None and mine.state == "queued":
+    st.info(f"Your run is number {default_queue().position(mine.id)} in the queue.")

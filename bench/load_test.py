@@ -72,7 +72,7 @@ def choose_data(page, base: str, folder: Path) -> str:
     page.goto(base)
     page.get_by_text("How it works").wait_for()
     token = re.search(r"ws=([\w-]+)", page.url).group(1)
-    page.goto(f"{base}/data?ws={token}")
+    page.goto(f"{base}/Data?ws={token}")
     page.get_by_text("Upload a folder from my computer").click()
     page.locator("input[type=file]").set_input_files(str(folder))
     page.get_by_role("button", name=re.compile(r"Use these \d+ file")).click()
@@ -81,7 +81,7 @@ def choose_data(page, base: str, folder: Path) -> str:
 
 
 def open_train(page, base: str, token: str, epochs: int) -> None:
-    page.goto(f"{base}/train?ws={token}")
+    page.goto(f"{base}/Train?ws={token}")
     page.get_by_role("button", name="Start training").wait_for()
     epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))

@@ -20,8 +20,16 @@ def page(title: str, icon: str) -> None:
     _sidebar_status()
 
 
+NAV = [("app.py", "Home", "🧠"), ("pages/1_Data.py", "Data", "📁"), ("pages/2_Train.py", "Train", "🏋️"),
+       ("pages/3_Evaluate.py", "Evaluate", "📊"), ("pages/4_Predict.py", "Predict", "🔮"),
+       ("pages/5_Runs.py", "Runs", "🗂️")]
+
+
 def _sidebar_status() -> None:
     with st.sidebar:
+        for target, label, icon in NAV:
+            st.page_link(target, label=label, icon=icon, query_params={"ws": session.workspace().token})
+        st.divider()
         _status()
 
 
