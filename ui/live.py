@@ -46,6 +46,23 @@ def show_curves(epochs: list[EpochEnd], progress: list[Progress] = (),
     right.plotly_chart(acc, width="stretch")
 
 
+EXTRA_WORDS = {"target_accuracy": ("Accuracy on the target pictures", "{:.1%}"),
+               "teacher_agreement": ("Agrees with the teacher", "{:.1%}"),
+               "l2sp_distance": ("Distance from the pretrained weights", "{:.3f}"),
+               "dann_loss": ("Domain confusion loss (DANN)", "{:.3f}"),
+               "coral_loss": ("Feature-statistics gap (CORAL)", "{:.4f}")}
+
+
+def _method_figures(events) -> None:
+    """The figures a method adds each epoch (EpochEnd.extra), in words, latest epoch."""
+    epochs = [e for e in events if isinstance(e, EpochEnd) and e.extra]
+    if not epochs:
+        return
+    shown = [(EXTRA_WORDS[k], v) for k, v in epochs[-1].extra.items() if k in EXTRA_WORDS]
+    for col, ((label, fmt), value) in zip(st.columns(max(1, len(shown))), shown):
+        col.metric(f"{label} (epoch {epochs[-1].epoch})", fmt.format(value))
+
+
 def _partner(job: Job) -> Job | None:
     """The from-scratch twin queued with this run (tags link them both ways)."""
     other = job.config.tags.get("compare_to")
@@ -91,6 +108,7 @@ def live_job() -> None:
     events = job.events()
     show_curves([e for e in events if isinstance(e, EpochEnd)], [e for e in events if isinstance(e, Progress)],
                 partner=[e for e in partner.events() if isinstance(e, EpochEnd)] if partner else None)
+    _method_figures(events)
     for j in jobs:
         if j.final is not None:
             _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "")

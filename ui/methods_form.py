@@ -36,7 +36,7 @@ def choose_methods() -> dict:
 
 
 def _l2sp() -> dict:
-    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", [0.0, 0.001, 0.01, 0.1, 1.0],
+    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", [0.0, 0.01, 0.1, 0.3, 0.5],
                                 0.0, format_func=lambda v: "off" if v == 0 else f"{v:g}", key="l2sp",
                                 help=HELP["l2sp"])
     return {"l2sp": float(strength)}
