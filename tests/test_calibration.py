@@ -85,6 +85,12 @@ def test_a_run_saved_before_calibration_existed_still_works(overconfident_run, t
     assert load_temperature(old) == 1.0  # predicts exactly as trained
     refit = run_calibration(old).calibration  # the app can still show calibration, fitted on the fly
     assert refit.temperature == pytest.approx(load_temperature(overconfident_run), rel=1e-3)
+    (old / CALIBRATION_FILE).write_text(json.dumps({"temperature": 2.0}))  # a hand-written file: T only
+    assert load_temperature(old) == 2.0 and run_calibration(old).calibration.images == len(_validation_labels(old))
+
+
+def _validation_labels(run_dir):
+    return json.loads((run_dir / "validation.json").read_text())["labels"]
 
 
 def test_temperature_recovers_a_known_overconfidence():

@@ -252,5 +252,7 @@ def run_calibration(run_dir: str | Path) -> RunCalibration:
     """Calibration of a finished run, from validation.json (fitted now if calibration.json is missing)."""
     ev = evaluate_run(run_dir)
     saved = RunFolder(run_dir).read_json(CALIBRATION_FILE)
-    result = Calibration.from_dict(saved) if saved else calibrate(ev.probs, ev.labels)
+    complete = isinstance(saved, dict) and {"temperature", "ece_before", "ece_after", "nll_before",
+                                            "nll_after", "images"} <= saved.keys()
+    result = Calibration.from_dict(saved) if complete else calibrate(ev.probs, ev.labels)
     return RunCalibration(result, ev.probs, cross_fitted_probs(ev.probs, ev.labels), ev.labels)
