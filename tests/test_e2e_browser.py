@@ -141,6 +141,8 @@ def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_p
     picture = sorted((textile_root() / "global").glob("*.jpg"))[-1]
     page.locator("input[type=file]").first.set_input_files(str(picture))
     page.get_by_text(re.compile(r"\d+% sure")).wait_for()
+    page.get_by_text("Show why (heat map)").click()  # Grad-CAM over the picture
+    page.get_by_text("where it looked").first.wait_for()
     no_traceback(page)
     shot(page, "5-predict")
 
