@@ -125,7 +125,9 @@ if run.id in mine:
                                     "finished epoch and ends as if it had never been interrupted."):
         with friendly_errors("Resuming"):
             session.follow_job(resume_run(run.path, token, session.runs_dir()))
-            st.switch_page("pages/2_Train.py")
+            st.success("Resumed: it continues from its last finished epoch. Watch it on the Train page.")
+            st.page_link("pages/2_Train.py", label="Follow it on the Train page", icon="🏋️",
+                         query_params={"ws": token})
     if c3.button("Delete this run", help="Removes its folder for good. Only the person who started it can."):
         try:
             delete_run(run.path, token, session.runs_dir())

@@ -36,7 +36,7 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> No
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read()}")
+            raise RuntimeError(f"streamlit exited early:\n{proc.log_path.read_text()[-3000:]}")
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -44,14 +44,23 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 180) -> No
     raise TimeoutError("streamlit did not start")
 
 
+def launch(env: dict, port: int, log: Path) -> subprocess.Popen:
+    """`streamlit run app.py` as a user starts it. Its output goes to a file: an unread pipe fills up and
+    would freeze the server mid-test."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+                                 f"--server.port={port}", "--browser.gatherUsageStats=false"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc.log_path = log
+    return proc
+
+
 @pytest.fixture
 def server(tmp_path):
     port = free_port()
     env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"),
            "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
-                             f"--server.port={port}", "--browser.gatherUsageStats=false"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = launch(env, port, tmp_path / "server.log")
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}", tmp_path
@@ -155,9 +164,7 @@ def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_p
 
 def start_app(runs: Path, workspaces: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(runs), "TRANSFER_STUDIO_WORKSPACES": str(workspaces)}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
-                             f"--server.port={port}", "--browser.gatherUsageStats=false"],
-                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = launch(env, port, runs.parent / f"server-{time.time():.0f}.log")
     wait_for_port(port, proc)
     return proc
 
@@ -203,6 +210,7 @@ def test_app_killed_mid_run_lists_it_interrupted_and_resumes_it(browser_page, tm
         page.get_by_text("interrupted", exact=True).first.wait_for(state="attached")
         no_traceback(page)
         page.get_by_role("button", name="Resume training").click()
+        page.get_by_text("Follow it on the Train page").click()
         page.get_by_text("Finished: best validation accuracy").wait_for(timeout=600_000)
         no_traceback(page)
         epochs_done = {int(m) for m in re.findall(r'"kind": "EpochEnd".*?"epoch": (\d+)',
