@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.conftest import copy_textile  # noqa: E402  (the same real images the tests use)
+from tests.test_e2e_browser import upload_folder, visit_home  # noqa: E402  (the same steps a person takes)
 
 PROGRESS = re.compile(r"Epoch (\d+) of \d+ · batch (\d+) of \d+")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -69,13 +70,8 @@ def new_page(browser):
 
 
 def choose_data(page, base: str, folder: Path) -> str:
-    page.goto(base)
-    page.get_by_text("How it works").wait_for()
-    token = re.search(r"ws=([\w-]+)", page.url).group(1)
-    page.goto(f"{base}/Data?ws={token}")
-    page.get_by_text("Upload a folder from my computer").click()
-    page.locator("input[type=file]").set_input_files(str(folder))
-    page.get_by_role("button", name=re.compile(r"Use these \d+ file")).click()
+    token = visit_home(page, base)
+    upload_folder(page, base, token, folder)
     page.get_by_text("A few pictures from each class").wait_for()
     return token
 

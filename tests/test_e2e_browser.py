@@ -106,21 +106,32 @@ def no_traceback(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0
 
 
+def visit_home(page, base: str) -> str:
+    """Open the start page as a new visitor; returns the workspace token the app put in the URL."""
+    page.goto(base)
+    page.get_by_text("How it works").wait_for()
+    return re.search(r"ws=([\w-]+)", page.url).group(1)
+
+
+def upload_folder(page, base: str, token: str, folder: Path) -> None:
+    """The Data page's folder upload, through the real file input, as a person does it."""
+    files = sum(1 for p in folder.rglob("*") if p.is_file())
+    page.goto(f"{base}/Data?ws={token}")
+    page.get_by_text("Upload a folder from my computer").click()
+    page.locator("input[type=file]").set_input_files(str(folder))
+    page.get_by_role("button", name=f"Use these {files} file(s)").click()
+    page.get_by_text(f"Using: Upload: {folder.name}").wait_for()
+
+
 def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_page, tmp_path):
     base, _ = server
     page = browser_page
     page.set_default_timeout(120_000)
     folder = copy_textile(tmp_path / "fabric", 8)
-    page.goto(base)
-    page.get_by_text("How it works").wait_for()
-    token = re.search(r"ws=([\w-]+)", page.url).group(1)
+    token = visit_home(page, base)
     shot(page, "1-home")
 
-    page.goto(f"{base}/Data?ws={token}")
-    page.get_by_text("Upload a folder from my computer").click()
-    page.locator("input[type=file]").set_input_files(str(folder))
-    page.get_by_role("button", name=re.compile(r"Use these 24 file")).click()
-    page.get_by_text("Using: Upload: fabric").wait_for()
+    upload_folder(page, base, token, folder)
     page.get_by_text("A few pictures from each class").wait_for()
     no_traceback(page)
     shot(page, "2-data")
@@ -178,14 +189,8 @@ def test_app_killed_mid_run_lists_it_interrupted_and_resumes_it(browser_page, tm
     app = start_app(runs, workspaces, port)
     base = f"http://127.0.0.1:{port}"
     try:
-        page.goto(base)
-        page.get_by_text("How it works").wait_for()
-        token = re.search(r"ws=([\w-]+)", page.url).group(1)
-        page.goto(f"{base}/Data?ws={token}")
-        page.get_by_text("Upload a folder from my computer").click()
-        page.locator("input[type=file]").set_input_files(str(folder))
-        page.get_by_role("button", name=re.compile(r"Use these 30 file")).click()
-        page.get_by_text("Using: Upload: fabric").wait_for()
+        token = visit_home(page, base)
+        upload_folder(page, base, token, folder)
         page.goto(f"{base}/Train?ws={token}")
         epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
         epochs.fill("6")
