@@ -64,7 +64,10 @@ with friendly_errors("Reading this run's results"):
         with cols[i % 6]:
             thumb = thumbnail(m.path, 240)
             caption = f"{m.name}: is {m.true}, predicted {m.predicted} ({m.confidence:.0%})"
-            st.image(thumb, width="stretch", caption=caption) if thumb else st.caption(caption)
+            if thumb:  # a statement, not a bare expression: Streamlit would "magic"-write its value
+                st.image(thumb, width="stretch", caption=caption)
+            else:
+                st.caption(caption)
     if len(result.mistakes) > len(shown):
         st.caption(f"The {len(shown)} most confident mistakes are shown; they are the most worth a look (a wrong "
                    "label in your data often shows up here).")
