@@ -132,7 +132,8 @@ def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_p
     shot(page, "1-home")
 
     upload_folder(page, base, token, folder)
-    page.get_by_text("A few pictures from each class").wait_for()
+    page.get_by_text("Check the pictures for problems").wait_for()  # the page's last section: all drawn
+    page.locator(".js-plotly-plot").first.wait_for()
     no_traceback(page)
     shot(page, "2-data")
 
