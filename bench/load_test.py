@@ -78,7 +78,11 @@ def choose_data(page, base: str, folder: Path) -> str:
 
 def open_train(page, base: str, token: str, epochs: int) -> None:
     page.goto(f"{base}/Train?ws={token}")
-    page.get_by_role("button", name="Start training").wait_for()
+    try:
+        page.get_by_role("button", name="Start training").wait_for()
+    except Exception:
+        page.screenshot(path="load_test_failure.png", full_page=True)  # what the page showed instead
+        raise
     epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))
     epochs_box.press("Enter")
@@ -89,7 +93,11 @@ def shown_progress(page) -> tuple[int, int] | None:
     loc = page.get_by_text(PROGRESS)
     if not loc.count():
         return None
-    match = PROGRESS.search(loc.first.inner_text(timeout=2000))
+    try:
+        text = loc.first.inner_text(timeout=2000)
+    except Exception:  # the line was redrawn between finding and reading it: no reading this round
+        return None
+    match = PROGRESS.search(text)
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
