@@ -81,7 +81,7 @@ def open_train(page, base: str, token: str, epochs: int) -> None:
     try:
         page.get_by_role("button", name="Start training").wait_for()
     except Exception:
-        page.screenshot(path="load_test_failure.png", full_page=True)  # what the page showed instead
+        page.screenshot(path=str(Path(tempfile.gettempdir()) / "load_test_failure.png"))  # what it showed instead
         raise
     epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))
