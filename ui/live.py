@@ -91,12 +91,34 @@ def _final_message(final, who: str = "") -> None:
         st.error(f"{who}Training failed: {final.error}")
 
 
-@st.fragment(run_every=1.0)
+LIVE_STATES = ("queued", "running")
+
+
 def live_job() -> None:
+    """Redraw every second while this workspace's job is queued or running; otherwise draw once and only
+    look every few seconds for a new job (a teacher's class leaves many idle tabs open: they must be cheap)."""
+    job = session.current_job()
+    if job is not None and any(j.state in LIVE_STATES for j in (job, _partner(job)) if j is not None):
+        st.fragment(_job_view, run_every=1.0)()
+        return
+    if job is not None:
+        _job_view()
+    st.fragment(_watch_for_new_job, run_every=3.0)()
+
+
+def _watch_for_new_job() -> None:
+    job = session.current_job()
+    if job is not None and job.state in LIVE_STATES:
+        st.rerun(scope="app")
+
+
+def _job_view() -> None:
     job = session.current_job()
     if job is None:
         return
     partner = _partner(job)
+    if partner is not None and job.config.tags.get("baseline"):  # the pretrained run leads the picture
+        job, partner = partner, job
     jobs = [j for j in (job, partner) if j is not None]
     for j in jobs:
         position = default_queue().position(j.id)

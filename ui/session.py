@@ -71,16 +71,19 @@ def my_jobs() -> list[Job]:
 
 
 def current_job() -> Job | None:
-    """The job this session follows: the one it started, else any of its workspace's live jobs."""
+    """The job this session follows: a live job of its workspace first (started here or in another tab),
+    else the last one it started."""
     queue = default_queue()
-    job = queue.get(st.session_state.get(KEY_JOB, ""))
-    if job is not None and job.owner == workspace().token:
-        return job
+    token = workspace().token
+    followed = queue.get(st.session_state.get(KEY_JOB, ""))
+    followed = followed if followed is not None and followed.owner == token else None
+    if followed is not None and followed.state in ("queued", "running"):
+        return followed
     live = my_jobs()
     if live:
         st.session_state[KEY_JOB] = live[0].id
         return live[0]
-    return None
+    return followed
 
 
 def follow_job(job: Job) -> None:
