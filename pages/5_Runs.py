@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from functools import partial
 from pathlib import Path
 
 import plotly.graph_objects as go
@@ -97,7 +98,7 @@ def export_section(run) -> None:
     if exported:
         zip_path, parity = exported
         (st.success if parity.get("passed") else st.warning)(parity_words(parity))
-        st.download_button("Download the export (.zip)", Path(zip_path).read_bytes(), Path(zip_path).name,
+        st.download_button("Download the export (.zip)", Path(zip_path).read_bytes, Path(zip_path).name,
                            "application/zip", key=f"download_export_{run.id}")
 
 
@@ -108,7 +109,8 @@ with st.expander("All its settings"):
     st.json(run.config.to_dict() if run.config else {})
 with friendly_errors("Preparing the download"):
     if run.has_model:
-        st.download_button("Download the trained model (.zip)", model_bundle(run.path), f"{run.id}.zip",
+        # The zip is built when the button is pressed, not on every redraw of the page.
+        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path), f"{run.id}.zip",
                            "application/zip", help="Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet.")
         export_section(run)
