@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.datasets import demo_dataset_path, write_uploads
+from transfer_core.datasets import write_uploads
 from ui import charts, session
 from ui.common import friendly_errors, page
 from ui.data_view import scan, show_report
@@ -24,7 +24,7 @@ choice = session.data_choice()
 if source == "demo":
     if st.button("Use the demo pictures", type="primary"):
         with friendly_errors("Loading the demo pictures"):
-            session.set_data_choice(session.DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
+            session.use_demo_data()
             choice = session.data_choice()
 else:
     kind = "directory" if source == "folder" else False

@@ -5,7 +5,6 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from transfer_core.datasets import demo_dataset_path
 from transfer_core.jobs import default_queue
 from transfer_core.runs import RunSummary
 from transfer_core.workspaces import run_name
@@ -65,7 +64,7 @@ def need_data() -> session.DataChoice | None:
         st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
         if st.button("Use the demo pictures", key="use_demo_here"):
             with friendly_errors("Loading the demo pictures"):
-                session.set_data_choice(session.DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
+                session.use_demo_data()
                 st.rerun()
     return data
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.datasets import demo_dataset_path
 from transfer_core.jobs import Job, default_queue
 from transfer_core.workspaces import Workspace, new_token, valid_token
 
@@ -62,6 +63,11 @@ def data_choice() -> DataChoice | None:
 def set_data_choice(choice: DataChoice) -> None:
     st.session_state[KEY_DATA] = choice
     workspace().write_json("data_choice.json", choice.__dict__)
+
+
+def use_demo_data() -> None:
+    """The bundled textile pictures: the one-click start, offered on the Data and Train pages."""
+    set_data_choice(DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
 
 
 def my_jobs() -> list[Job]:
