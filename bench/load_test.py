@@ -1,6 +1,6 @@
 """Load test: many browser sessions watching one live training run, on the real server, in real Chromium.
 
-    python bench/load_test.py [--watchers 10] [--per-class 80] [--epochs 3] [--json out.json]
+    python bench/load_test.py [--watchers 10] [--per-class 80] [--epochs 3] [--no-pin] [--json out.json]
 
 One run, side by side: the same training job is started twice through the app, first with nobody watching,
 then with N more browser sessions on the Train page (a teacher's class following one run through the
@@ -10,16 +10,20 @@ shared workspace link). It prints
   - how many distinct updates each watcher saw;
   - training throughput (images/s, from the engine's own epoch events) without and with the watchers, and
     their ratio.
-The browsers run on the same machine as the server here, so the ratio includes the cost of rendering
-N live pages on the same cores: on a real classroom network the clients are other machines.
+In a classroom every browser runs on its own computer. Here they share the server's machine, so by
+default the server (and its training) is pinned to one half of the cores and Chromium to the other: the
+ratio then shows what serving N watchers costs the server, not what drawing N pages costs this machine.
+`--no-pin` lets them share all cores.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import re
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -35,6 +39,7 @@ from tests.conftest import copy_textile  # noqa: E402  (the same real images the
 from tests.test_e2e_browser import upload_folder, visit_home  # noqa: E402  (the same steps a person takes)
 
 PROGRESS = re.compile(r"Epoch (\d+) of \d+ · batch (\d+) of \d+")
+PROGRESS_BYTES = re.compile(PROGRESS.pattern.encode())  # the same words inside the server's messages
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--disable-renderer-backgrounding", "--disable-background-timer-throttling"]
 
@@ -45,12 +50,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path) -> tuple[subprocess.Popen, str]:
+def start_server(tmp: Path, cores: set[int]) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp / "runs"), "TRANSFER_STUDIO_WORKSPACES": str(tmp / "ws")}
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless=true",
+    # The server dumps every thread's stack on SIGUSR1 into its log, so a stuck page can be explained.
+    launcher = ("import faulthandler, signal, sys; faulthandler.register(signal.SIGUSR1, all_threads=True); "
+                "from streamlit.web.cli import main; sys.argv[0] = 'streamlit'; main()")
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([sys.executable, "-c", launcher, "run", "app.py", "--server.headless=true",
                              f"--server.port={port}", "--browser.gatherUsageStats=false"], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=log, stderr=subprocess.STDOUT, preexec_fn=lambda: os.sched_setaffinity(0, cores))
     deadline = time.time() + 90
     while time.time() < deadline:
         with socket.socket() as s:
@@ -69,6 +78,32 @@ def new_page(browser):
     return page
 
 
+class Arrivals:
+    """When each progress line first reached a browser over its websocket, by the browser's own network
+    clock (Chrome DevTools Protocol): what the server delivers, before the page has drawn it. Drawing
+    comes on top; here ten tabs share one core for that, a classroom's laptops would not."""
+
+    def __init__(self, page):
+        self.seen: dict[tuple[int, int], float] = {}
+        self.offset: float | None = None  # wall clock minus the network clock, from the handshake
+        cdp = page.context.new_cdp_session(page)
+        cdp.on("Network.webSocketWillSendHandshakeRequest", self._handshake)
+        cdp.on("Network.webSocketFrameReceived", self._frame)
+        cdp.send("Network.enable")
+
+    def _handshake(self, event: dict) -> None:
+        self.offset = event["wallTime"] - event["timestamp"]
+
+    def _frame(self, event: dict) -> None:
+        response = event["response"]
+        if self.offset is None:
+            return
+        raw = response["payloadData"]
+        data = base64.b64decode(raw) if response.get("opcode") == 2 else raw.encode()
+        for match in PROGRESS_BYTES.finditer(data):
+            self.seen.setdefault((int(match.group(1)), int(match.group(2))), event["timestamp"] + self.offset)
+
+
 def choose_data(page, base: str, folder: Path) -> str:
     token = visit_home(page, base)
     upload_folder(page, base, token, folder)
@@ -81,7 +116,7 @@ def open_train(page, base: str, token: str, epochs: int) -> None:
     try:
         page.get_by_role("button", name="Start training").wait_for()
     except Exception:
-        page.screenshot(path=str(Path(tempfile.gettempdir()) / "load_test_failure.png"))  # what it showed instead
+        page.screenshot(path=str(Path(tempfile.gettempdir()) / f"load_test_failure_{os.getpid()}.png"))  # what it showed instead
         raise
     epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))
@@ -137,11 +172,32 @@ def latencies(events: list[dict], seen: list[dict]) -> list[float]:
     return [t - emitted[k] for s in seen for k, t in s.items() if k in emitted]
 
 
-def measure(watchers: int, per_class: int, epochs: int) -> dict:
+def split_cores(pin: bool) -> tuple[set[int], set[int]]:
+    """(server cores, browser cores): with `pin`, half the cores each, so the browsers' drawing does not
+    count as the server's cost (in a classroom every browser runs on its own computer)."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return set(cores), set(cores)
+    half = len(cores) // 2
+    return set(cores[:half]), set(cores[half:])
+
+
+def summary(values: list[float]) -> dict:
+    values = sorted(values)
+    if not values:
+        return {"median": None, "p95": None, "max": None, "samples": 0}
+    return {"median": round(statistics.median(values), 2), "p95": round(values[int(0.95 * (len(values) - 1))], 2),
+            "max": round(values[-1], 2), "samples": len(values)}
+
+
+def measure(watchers: int, per_class: int, epochs: int, pin: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="load_test_"))
-    proc, base = start_server(tmp)
+    server_cores, browser_cores = split_cores(pin)
+    proc, base = start_server(tmp, server_cores)
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, browser_cores)  # Chromium and this script's polling inherit it
     try:
         folder = copy_textile(tmp / "fabric", per_class)
         with sync_playwright() as p:
@@ -151,27 +207,37 @@ def measure(watchers: int, per_class: int, epochs: int) -> dict:
             open_train(starter, base, token, epochs)
             alone, _ = run_and_watch(starter, [], tmp / "runs")
             pages = [new_page(browser) for _ in range(watchers)]
-            for page in pages:
+            arrivals = [Arrivals(page) for page in pages]
+            for i, page in enumerate(pages, 1):
                 open_train(page, base, token, epochs)
+                print(f"watcher {i} of {watchers} is on the Train page", flush=True)
             open_train(starter, base, token, epochs)
             watched, seen = run_and_watch(starter, pages, tmp / "runs")
             browser.close()
         ev_alone, ev_watched = engine_events(alone), engine_events(watched)
         lat = sorted(latencies(ev_watched, seen))
+        net = sorted(latencies(ev_watched, [a.seen for a in arrivals]))
         return {"watchers": watchers, "images": per_class * 3, "epochs": epochs,
+                "server_cores": sorted(server_cores), "browser_cores": sorted(browser_cores),
                 "images_per_sec_alone": round(throughput(ev_alone), 2),
                 "images_per_sec_watched": round(throughput(ev_watched), 2),
                 "throughput_ratio": round(throughput(ev_watched) / max(throughput(ev_alone), 1e-9), 3),
                 "updates_per_watcher": [len(s) for s in seen],
                 "progress_updates_recorded": len({(e["epoch"], e["step"]) for e in ev_watched
                                                   if e["kind"] == "Progress" and e["phase"] == "train"}),
-                "latency_s": {"median": round(statistics.median(lat), 2) if lat else None,
-                              "p95": round(lat[int(0.95 * (len(lat) - 1))], 2) if lat else None,
-                              "max": round(lat[-1], 2) if lat else None, "samples": len(lat)}}
+                "updates_arrived_per_watcher": [len(a.seen) for a in arrivals],
+                "latency_s": summary(lat), "arrival_latency_s": summary(net)}
+    except BaseException:
+        proc.send_signal(signal.SIGUSR1)  # every server thread's stack, for the log kept below
+        time.sleep(2)
+        print(f"failed; the server log and screenshots are kept in {tmp}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
     finally:
+        os.sched_setaffinity(0, mine)
         proc.terminate()
         proc.wait(timeout=30)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -179,16 +245,21 @@ def main() -> None:
     ap.add_argument("--watchers", type=int, default=10)
     ap.add_argument("--per-class", type=int, default=80, help="real textile images per class (3 classes)")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--no-pin", dest="pin", action="store_false",
+                    help="let server and browsers share all cores (default: server and browsers on separate halves)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    result = measure(args.watchers, args.per_class, args.epochs)
-    print(f"{result['watchers']} watchers, {result['images']} images, {result['epochs']} epochs")
+    result = measure(args.watchers, args.per_class, args.epochs, args.pin)
+    print(f"{result['watchers']} watchers, {result['images']} images, {result['epochs']} epochs; "
+          f"server on cores {result['server_cores']}, browsers on {result['browser_cores']}")
     print(f"training throughput: {result['images_per_sec_alone']} images/s alone, "
           f"{result['images_per_sec_watched']} watched: ratio {result['throughput_ratio']}")
-    lat = result["latency_s"]
-    print(f"update latency: median {lat['median']} s, p95 {lat['p95']} s, max {lat['max']} s "
-          f"({lat['samples']} samples); updates seen per watcher {result['updates_per_watcher']} "
+    net, lat = result["arrival_latency_s"], result["latency_s"]
+    print(f"update reached the browser (websocket): median {net['median']} s, p95 {net['p95']} s, max {net['max']} s "
+          f"({net['samples']} samples); updates arrived per watcher {result['updates_arrived_per_watcher']} "
           f"of {result['progress_updates_recorded']} recorded")
+    print(f"update shown on screen: median {lat['median']} s, p95 {lat['p95']} s, max {lat['max']} s "
+          f"({lat['samples']} samples); updates seen per watcher {result['updates_per_watcher']}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
 

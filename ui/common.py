@@ -1,6 +1,8 @@
 """What every page does first: page settings, the sidebar status, and errors in plain words."""
 from __future__ import annotations
 
+import functools
+import gc
 from contextlib import contextmanager
 
 import streamlit as st
@@ -14,9 +16,18 @@ from . import session
 
 def page(title: str, icon: str) -> None:
     st.set_page_config(page_title=f"{title} · Transfer Studio", page_icon=icon, layout="wide")
+    _freeze_long_lived_objects()
     session.workspace()  # creates the token before any widget, so the URL is stable from the start
     st.title(f"{icon} {title}")
     _sidebar_status()
+
+
+@functools.cache
+def _freeze_long_lived_objects() -> None:
+    """Once per server: torch, plotly and Streamlit leave ~400,000 objects that live as long as the
+    process. Moving them out of the collector's sight makes each full collection ~0.35 s shorter, time
+    during which every session's page would otherwise wait (see runner.postScriptGC in config.toml)."""
+    gc.freeze()
 
 
 NAV = [("app.py", "Home", "🧠"), ("pages/1_Data.py", "Data", "📁"), ("pages/2_Train.py", "Train", "🏋️"),

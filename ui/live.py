@@ -32,18 +32,32 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
                             f"{last.images_per_sec:.0f} images/s · {_eta(last.eta_seconds)}")
 
 
-def show_curves(epochs: list[EpochEnd], progress: list[Progress] = (),
-                partner: list[EpochEnd] | None = None) -> None:
-    """Loss and accuracy; `partner` overlays the linked from-scratch run (the classroom comparison)."""
-    label = "pretrained" if partner is not None else ""
-    loss = charts.loss_curves(epochs, charts.live_points(list(progress)), label=label)
-    acc = charts.accuracy_curves(epochs, label=label)
-    if partner is not None:
-        charts.add_loss_traces(loss, partner, label="from scratch")
-        charts.add_accuracy_traces(acc, partner, label="from scratch")
+def show_curves(job: Job, partner: Job | None) -> None:
+    """Loss and accuracy; a partner (the linked from-scratch run) is overlaid: the classroom comparison."""
+    loss, acc = _curve_figures(job.id, len(job.events()), partner.id if partner else None,
+                               len(partner.events()) if partner else 0, job, partner)
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
     right.plotly_chart(acc, width="stretch")
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _curve_figures(job_id: str, job_events: int, partner_id: str | None, partner_events: int,
+                   _job: Job, _partner: Job | None):
+    """Built once per new event and shared by every session watching the run: a class of 30 following one
+    run costs one figure build per update, not 30 a second. The ids and event counts are the cache key (a
+    new event builds new figures; Streamlit does not hash the arguments that start with _). The figures
+    are only read afterwards, never changed."""
+    events, partner = _job.events(), _partner
+    epochs = [e for e in events if isinstance(e, EpochEnd)]
+    label = "pretrained" if partner is not None else ""
+    loss = charts.loss_curves(epochs, charts.live_points([e for e in events if isinstance(e, Progress)]), label=label)
+    acc = charts.accuracy_curves(epochs, label=label)
+    if partner is not None:
+        partner_epochs = [e for e in partner.events() if isinstance(e, EpochEnd)]
+        charts.add_loss_traces(loss, partner_epochs, label="from scratch")
+        charts.add_accuracy_traces(acc, partner_epochs, label="from scratch")
+    return loss, acc
 
 
 EXTRA_WORDS = {"target_accuracy": ("Accuracy on the target pictures", "{:.1%}"),
@@ -127,10 +141,8 @@ def _job_view() -> None:
                     "itself when the run before it ends.")
         elif position == 0:
             _show_progress(j, j.events())
-    events = job.events()
-    show_curves([e for e in events if isinstance(e, EpochEnd)], [e for e in events if isinstance(e, Progress)],
-                partner=[e for e in partner.events() if isinstance(e, EpochEnd)] if partner else None)
-    _method_figures(events)
+    show_curves(job, partner)
+    _method_figures(job.events())
     for j in jobs:
         if j.final is not None:
             _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "")
