@@ -22,6 +22,14 @@ class Batch:
     images: torch.Tensor | None = None  # the normalised training view, when a callback asked for it
     features: torch.Tensor | None = None  # pooled features of x (set by the trainer; domain adaptation uses them)
 
+    def parts(self, count: int) -> list["Batch"]:
+        """The batch cut into `count` near-equal parts (learned from one after another); itself if count is 1."""
+        if count <= 1:
+            return [self]
+        cut = [torch.tensor_split(t, count) if t is not None else [None] * count
+               for t in (self.x, self.y, self.idx, self.images)]
+        return [Batch(x, self.start, y, idx, images) for x, y, idx, images in zip(*cut)]
+
 
 class Callback:
     """Override what you need. Raising inside a hook fails this run only (a RunFailed event)."""

@@ -56,6 +56,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", dest="weights_file", default=None, help="your own weights file (.pth/.safetensors)")
     p.add_argument("--max-images", type=int, default=None, help="use at most this many training images")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    p.add_argument("--step-memory-mb", type=int, default=d["step_memory_mb"],
+                   help="memory for one step's activations; a batch needing more is learned from in parts")
     p.add_argument("--head", choices=["linear", "mlp"], default=d["head"])
     p.add_argument("--mlp-hidden", type=int, default=d["mlp_hidden"], help="hidden units of the mlp head")
     p.add_argument("--dropout", type=float, default=d["dropout"], help="dropout before the head's last layer")

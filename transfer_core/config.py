@@ -56,6 +56,9 @@ class TrainConfig:
     # With augmentation and frozen stages: how many augmented views of each image to run through the
     # frozen stages once and reuse (0 = a fresh view every batch, slower). See features.py.
     feature_views: int = 2
+    # Memory for the activations one training step keeps for its backward pass. A batch that needs more is
+    # run in parts whose gradients add up before the one update (stepmemory.py). 0 = never split.
+    step_memory_mb: int = 1200
     max_images: int | None = None  # use at most this many training images (quick trials, tests)
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
 
@@ -82,6 +85,7 @@ class TrainConfig:
         check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
         check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
         check.that(self.feature_views >= 0, "feature_views must be >= 0")
+        check.that(self.step_memory_mb >= 0, "step_memory_mb must be >= 0 (0 = never split a batch)")
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
 

@@ -5,6 +5,7 @@ frozen stages run without autograd, and their outputs are cached when nothing ra
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
 import tempfile
@@ -32,6 +33,7 @@ from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mo
 from .imagecache import ImageStore, Stopped
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
 from .runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically, write_json
+from .stepmemory import bytes_per_image, part_size, split_count
 
 _PROGRESS_EVERY_S = 0.25
 
@@ -163,7 +165,14 @@ class Trainer:
         self.emit(self._event(DataReady, classes=tuple(self.classes), num_train=len(self.train_samples),
                               num_val=len(self.val_samples), skipped=len(self.report.skipped),
                               trainable_params=plan.trainable_params, total_params=plan.total_params,
-                              plan=f"{plan.describe()} {self.feature_cache.describe()}"))
+                              plan=f"{plan.describe()} {self.feature_cache.describe()}{self._parts_words()}"))
+
+    def _parts_words(self) -> str:
+        n = split_count(self.config.batch_size, self.part_size)
+        if n == 1:
+            return ""
+        return (f" To stay within {self.config.step_memory_mb} MB, each batch of {self.config.batch_size} is "
+                f"learned from in {n} parts (same update, less memory).")
 
     def _scan(self) -> DatasetReport:
         cfg = self.config
@@ -277,6 +286,7 @@ class Trainer:
         # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
         self.cache_gen_state = self.gen.get_state()
         self.feature_cache.prepare(self.depth)
+        self._plan_step_memory()
 
     def _parallel(self) -> torch.nn.Module:
         """What the training step calls: under torchrun, DDP around the network (gradients averaged over ranks)."""
@@ -312,8 +322,29 @@ class Trainer:
         return self._after_validation(epoch, val_loss, val_acc)
 
     def _train_step(self, batch: Batch) -> tuple[float, int]:
-        cfg = self.config
+        """One optimizer step. A batch whose activations would pass `step_memory_mb` runs in parts whose
+        gradients add up (stepmemory.py): each part's loss is weighted by its share of the batch."""
         set_lr(self.optimizer, lr_multiplier(self.step, self.total_steps, self.warmup_steps))
+        self.optimizer.zero_grad(set_to_none=True)
+        parts = batch.parts(split_count(len(batch.y), self.part_size))
+        value, correct = 0.0, 0
+        for i, part in enumerate(parts):
+            share = len(part.y) / len(batch.y)
+            with self._gradient_sync(last=i == len(parts) - 1):
+                loss, logits = self._loss(part)
+                part_value = float(loss.detach())
+                if distributed.any_rank(not math.isfinite(part_value) or part_value > self.divergence_limit):
+                    raise Diverged(epoch=self.epoch, step=self.step)
+                self.scaler.scale(loss * share).backward()
+            value += part_value * share
+            correct += int((logits.argmax(1) == part.y).sum())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        return value, correct
+
+    def _loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.config
         with torch.autocast(self.device.type, enabled=use_amp(self.device)):
             # Same as self.net(x, start), but the pooled features stay at hand for feature-level methods.
             # self.model returns both; under torchrun it is DDP-wrapped (DDP only syncs through forward()).
@@ -324,15 +355,20 @@ class Trainer:
                 extra = cb.extra_loss(self, batch, logits)
                 if extra is not None:
                     loss = loss + extra
-        value = float(loss.detach())
-        if distributed.any_rank(not math.isfinite(value) or value > self.divergence_limit):
-            raise Diverged(epoch=self.epoch, step=self.step)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        return value, int((logits.argmax(1) == batch.y).sum())
+        return loss, logits
+
+    def _gradient_sync(self, last: bool):
+        """Under torchrun, gradients are averaged across processes once per step, after its last part."""
+        if last or not distributed.active():
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
+    def _plan_step_memory(self) -> None:
+        """How many images one forward + backward may hold (stepmemory.py), for the current freeze depth."""
+        probe = torch.zeros(2, 3, self.prep.crop, self.prep.crop, device=self.device)
+        x, start = self.feature_cache.run_frozen(probe, self.depth)
+        self.step_bytes_per_image = bytes_per_image(self.net, x, start)
+        self.part_size = part_size(self.config.batch_size, self.step_bytes_per_image, self.config.step_memory_mb)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, torch.Tensor]:

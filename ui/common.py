@@ -43,7 +43,7 @@ def _sidebar_status() -> None:
         _status()
 
 
-@st.fragment(run_every=2.0)
+@st.fragment(run_every=5.0)  # every open tab runs it: cheap and not too often
 def _status() -> None:
     """What is training on this machine now, refreshed while the user reads any page."""
     queue = default_queue()

@@ -4,6 +4,8 @@ The training thread never calls Streamlit; this fragment re-reads the job's even
 """
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
@@ -34,20 +36,30 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
 
 def show_curves(job: Job, partner: Job | None) -> None:
     """Loss and accuracy; a partner (the linked from-scratch run) is overlaid: the classroom comparison."""
-    loss, acc = _curve_figures(job.id, len(job.events()), partner.id if partner else None,
-                               len(partner.events()) if partner else 0, job, partner)
+    loss, acc = _curve_figures(_curve_version(job), _curve_version(partner), job, partner)
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
     right.plotly_chart(acc, width="stretch")
 
 
+CURVE_REFRESH_S = 5.0
+
+
+def _curve_version(job: Job | None) -> tuple | None:
+    """What the curves show: each finished epoch at once; the running loss within an epoch every few
+    seconds. Between versions the charts stay as they are, so a watching browser does not redraw them
+    for every batch (the progress line above them still moves every second)."""
+    if job is None:
+        return None
+    epochs = sum(isinstance(e, EpochEnd) for e in job.events())
+    return job.id, epochs, job.final is not None, int(time.time() // CURVE_REFRESH_S)
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _curve_figures(job_id: str, job_events: int, partner_id: str | None, partner_events: int,
-                   _job: Job, _partner: Job | None):
-    """Built once per new event and shared by every session watching the run: a class of 30 following one
-    run costs one figure build per update, not 30 a second. The ids and event counts are the cache key (a
-    new event builds new figures; Streamlit does not hash the arguments that start with _). The figures
-    are only read afterwards, never changed."""
+def _curve_figures(version: tuple, partner_version: tuple | None, _job: Job, _partner: Job | None):
+    """Built once per version and shared by every session watching the run: a class of 30 following one
+    run costs one figure build per update, not 30 a second (Streamlit does not hash the arguments that
+    start with _). The figures are only read afterwards, never changed."""
     events, partner = _job.events(), _partner
     epochs = [e for e in events if isinstance(e, EpochEnd)]
     label = "pretrained" if partner is not None else ""

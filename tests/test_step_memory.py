@@ -1,0 +1,116 @@
+"""A batch too big for the step-memory budget is learned from in parts: same update, lower peak memory.
+
+Real offline MobileNetV2 and real textile images throughout.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from transfer_core.config import TrainConfig
+from transfer_core.methods.lr_finder import _prepared_trainer
+from transfer_core.optim import build_optimizer
+from transfer_core.stepmemory import bytes_per_image, part_size, saved_bytes, split_count
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _trainer(data: Path, tmp_path: Path, **config):
+    trainer = _prepared_trainer(TrainConfig(data=str(data), batch_size=12, **config), str(tmp_path), None)
+    trainer.optimizer = build_optimizer(trainer.net, trainer.config, trainer.depth)
+    trainer.model = trainer._parallel()
+    trainer.total_steps, trainer.warmup_steps, trainer.step, trainer.epoch = 10, 0, 0, 1
+    trainer.divergence_limit = 1e9
+    trainer.scaler = torch.amp.GradScaler("cuda", enabled=False)
+    return trainer
+
+
+def test_split_never_leaves_a_single_image_and_respects_the_budget():
+    assert part_size(32, per_image=75 * 2 ** 20, budget_mb=1200) == 16
+    assert part_size(32, per_image=10 * 2 ** 20, budget_mb=1200) == 32  # fits: the whole batch
+    assert part_size(32, per_image=10 ** 12, budget_mb=1) == 2  # never below 2 (BatchNorm)
+    assert part_size(32, per_image=10 ** 12, budget_mb=0) == 32  # 0 = never split
+    assert split_count(32, 16) == 2 and split_count(33, 16) == 3 and split_count(3, 2) == 1
+    assert all(n // split_count(n, 2) >= 2 for n in range(2, 40))
+
+
+def test_probe_measures_activations_without_touching_batchnorm(textile_small, tmp_path):
+    trainer = _trainer(textile_small, tmp_path, freeze=0)
+    net = trainer.net
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    modes = [m.training for m in net.modules()]
+    x = torch.zeros(2, 3, 224, 224)
+    one, two = saved_bytes(net, x[:1], 0), saved_bytes(net, x, 0)
+    assert two > one > 0
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # running stats unchanged
+    assert [m.training for m in net.modules()] == modes
+    # Full fine-tuning keeps far more per image than training the last stages on cached inputs.
+    full = bytes_per_image(net, x, 0)
+    frozen = _trainer(textile_small, tmp_path / "b", freeze=3)
+    h, start = frozen.feature_cache.run_frozen(x, frozen.depth)
+    assert full > 3 * bytes_per_image(frozen.net, h, start)
+    assert 20 * 2 ** 20 < full < 200 * 2 ** 20  # MobileNetV2 at 224 px: tens of MB per image
+
+
+@pytest.mark.parametrize("freeze", ["all", 0])
+def test_parts_give_the_same_update(textile_small, tmp_path, freeze):
+    """Feature extraction: exactly the same step. Full fine-tuning: BatchNorm sees each part's statistics,
+    so the step differs slightly; the loss reported is the same weighted mean of the same images."""
+    trainer = _trainer(textile_small, tmp_path / "a", freeze=freeze)
+    twin = _trainer(textile_small, tmp_path / "b", freeze=freeze)  # same seed: the same start
+    assert all(torch.equal(a, b) for a, b in zip(trainer.net.parameters(), twin.net.parameters()))
+    trainer.part_size, twin.part_size = 12, 4  # twin: 3 parts of 4
+    idx = torch.arange(12)
+    loss_whole, correct_whole = trainer._train_step(trainer.train_batch(idx, 1))
+    loss_parts, correct_parts = twin._train_step(twin.train_batch(idx, 1))
+    head, head_twin = trainer.net.head.state_dict(), twin.net.head.state_dict()
+    if freeze == "all":
+        assert loss_parts == pytest.approx(loss_whole, rel=1e-5)
+        assert correct_parts == correct_whole
+        assert all(torch.allclose(head[k], head_twin[k], atol=1e-6) for k in head)
+    else:
+        assert loss_parts == pytest.approx(loss_whole, rel=0.05)
+        moved = sum(float((head[k] - head_twin[k]).abs().max()) for k in head)
+        assert moved < 1e-2  # AdamW's first step moves each weight by about lr (1e-3)
+
+
+PEAK_CHILD = """
+import json, sys, threading, tempfile
+from pathlib import Path
+from transfer_core.config import TrainConfig
+from transfer_core.events import Progress
+from transfer_core.callbacks import Callback
+from transfer_core.trainer import Trainer
+
+class StopAfter(Callback):
+    def __init__(self, stop): self.stop = stop
+    def on_event(self, trainer, event):
+        if isinstance(event, Progress) and event.phase == "train" and event.step >= 2:
+            self.stop.set()
+
+stop = threading.Event()
+config = TrainConfig(data=sys.argv[1], freeze=0, batch_size=32, step_memory_mb=int(sys.argv[2]), max_images=64)
+trainer = Trainer(config, runs_dir=tempfile.mkdtemp(), callbacks=[StopAfter(stop)], stop=stop)
+trainer.run_training()
+hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+print(json.dumps({"peak_mb": hwm / 1024, "part_size": trainer.part_size}))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads peak memory from /proc (Linux)")
+def test_full_fine_tuning_peaks_lower_in_parts(textile_full):
+    """Two real full-fine-tuning runs, batch 32, stopped after 2 steps: one whole, one within 600 MB."""
+    def peak(budget: int) -> dict:
+        out = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(textile_full), str(budget)], cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    whole, parts = peak(0), peak(600)
+    assert whole["part_size"] == 32 and parts["part_size"] < 16
+    assert whole["peak_mb"] - parts["peak_mb"] > 800, (whole, parts)
