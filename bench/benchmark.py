@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from transfer_core.backbones import build_network, get_backbone  # noqa: E402
 from transfer_core.config import TrainConfig  # noqa: E402
 from transfer_core.datasets import demo_dataset_path, scan_dataset  # noqa: E402
-from transfer_core.device import describe_device, pick_device  # noqa: E402
+from transfer_core.device import describe_device, pick_device, plan_for  # noqa: E402
 from transfer_core.freezing import apply_freeze, resolve_depth, set_train_mode  # noqa: E402
 from transfer_core.imagecache import ImageStore  # noqa: E402
 
@@ -69,6 +69,8 @@ def limit_throughput(freeze, size: int, batch: int, steps: int) -> tuple[float, 
     apply_freeze(net, depth)
     opt = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=1e-3)
     x = torch.randn(batch, 3, size, size, device=device)
+    if plan_for(device).channels_last:  # the same memory layout the engine uses on this device
+        net, x = net.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 3, (batch,), device=device)
     start = depth if depth < net.num_stages else net.num_stages + 1
 
@@ -212,12 +214,14 @@ def inference_pass_seconds(data: str, size: int, batch: int = 64, max_train: int
     samples = engine_subset(list(scan_dataset(data, val_split=val_split).train), max_train)  # the engine's own
     prep = get_backbone(BACKBONE).preprocessing.at_size(size)
     net = build_network(BACKBONE, 3).eval()
+    layout = torch.channels_last if plan_for(pick_device()).channels_last else torch.contiguous_format
+    net = net.to(memory_format=layout)  # done as well as the engine does it
     store = ImageStore([s.path for s in samples], prep, budget_bytes=0)  # streams: decodes each batch
     t = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(samples), batch):
             images = store.batch(torch.arange(i, min(i + batch, len(samples))))
-            net(prep.normalize(prep.center_crop(images)))
+            net(prep.normalize(prep.center_crop(images)).contiguous(memory_format=layout))
     return time.perf_counter() - t
 
 

@@ -22,12 +22,13 @@ st.subheader("1. Pretrained network")
 backbone = train_form.choose_backbone()
 st.subheader("2. How much of it to keep")
 freeze = train_form.choose_freeze(backbone)
+quick_start = train_form.choose_quick_start(freeze)
 st.subheader("3. Training")
 settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}
 scratch_baseline = settings.pop("scratch_baseline")
 try:
-    config = TrainConfig(data=data.path, backbone=backbone, freeze=freeze, val_split=data.val_split,
-                         seed=data.seed, **settings)
+    config = TrainConfig(data=data.path, backbone=backbone, freeze=freeze, quick_start_epochs=quick_start,
+                         val_split=data.val_split, seed=data.seed, **settings)
 except ConfigError as exc:
     config = None
     st.error(f"These settings cannot work: {exc}")

@@ -103,11 +103,11 @@ def test_image_store_streams_beyond_its_budget_and_gives_identical_batches(texti
     assert not torch.equal(a[0], a[1])  # real, different images
 
 
-def test_gpu_gets_mixed_precision_channels_last_and_pinned_memory_and_the_cpu_does_not():
+def test_gpu_gets_mixed_precision_and_pinned_memory_and_the_cpu_does_not_but_both_get_channels_last():
     # Pure decision logic on device descriptors: torch.device("cuda") needs no GPU to exist.
     gpu, cpu = plan_for(torch.device("cuda", 0)), plan_for(torch.device("cpu"))
     assert (gpu.amp, gpu.channels_last, gpu.pin_memory) == (True, True, True)
-    assert (cpu.amp, cpu.channels_last, cpu.pin_memory) == (False, False, False)
+    assert (cpu.amp, cpu.channels_last, cpu.pin_memory) == (False, True, False)
 
 
 @pytest.mark.slow
@@ -127,3 +127,49 @@ def test_benchmark_quick_prints_every_figure_on_real_images(tmp_path):
     fe = figures["feature_extraction"]
     assert fe["later_epoch_s"] < fe["first_epoch_s"]  # features computed once: later epochs are cheaper
     assert 100 < figures["peak_rss_mb"] < 16000
+
+
+class StageWeights(StageCalls):
+    """Also keeps a copy of one stage's weights at the start of every epoch and at the end."""
+
+    def __init__(self, stage: int):
+        self.stage, self.snapshots = stage, {}
+
+    def _snap(self, trainer, key):
+        self.snapshots[key] = [p.detach().clone() for p in trainer.net.stages[self.stage].parameters()]
+
+    def before_epoch(self, trainer, epoch):
+        super().before_epoch(trainer, epoch)
+        self._snap(trainer, epoch)
+
+    def after_fit(self, trainer):
+        super().after_fit(trainer)
+        self._snap(trainer, "end")
+
+    def changed(self, a, b) -> bool:
+        return any(not torch.equal(x, y) for x, y in zip(self.snapshots[a], self.snapshots[b]))
+
+
+def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_kept_cache(textile_small, tmp_path):
+    watch = StageWeights(stage=3)
+    result = train(TrainConfig(data=str(textile_small), freeze=3, quick_start_epochs=1, augment="none", epochs=3,
+                               **FAST), runs_dir=tmp_path, callbacks=[watch])
+    assert isinstance(result.final, RunFinished), result.final
+    assert not watch.changed(1, 2)  # epoch 1: stage 3 stays as pretrained (its output is cached)
+    assert watch.changed(2, 3)  # in epoch 2 it learns, as freeze=3 asks (the end restores the best epoch's)
+    # The thaw needs stage 2's output: kept from the start, so stages 0-2 never run again on the images.
+    assert watch.stage_calls("epoch2", range(3)) == 0 and watch.stage_calls("epoch3", range(3)) == 0
+    plan = next(json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()
+                if '"DataReady"' in line)["plan"]
+    assert "Quick start" in plan
+
+
+def test_quick_start_is_off_for_feature_extraction_and_for_runs_saved_before_it(textile_small, tmp_path):
+    calls = StageCalls()
+    result = train(TrainConfig(data=str(textile_small), freeze="all", epochs=2, **FAST), runs_dir=tmp_path,
+                   callbacks=[calls])
+    assert isinstance(result.final, RunFinished)
+    assert calls.calls[("epoch2", "head")] > 0 and calls.stage_calls("epoch2", range(calls.num_stages)) == 0
+    old = TrainConfig(data="x").to_dict()
+    del old["quick_start_epochs"]
+    assert TrainConfig.from_dict(old).quick_start_epochs == 0

@@ -42,6 +42,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=d["backbone"])
     p.add_argument("--freeze", type=_freeze, default=d["freeze"], help="stages kept frozen: a number or 'all'")
     p.add_argument("--epochs", type=int, default=d["epochs"])
+    p.add_argument("--quick-start-epochs", type=int, default=d["quick_start_epochs"],
+                   help="epochs at the start with one more stage frozen (faster; 0 = off)")
     p.add_argument("--out", default="runs", help="runs directory; each run gets a folder inside")
     p.add_argument("--lr", type=float, default=d["lr"])
     p.add_argument("--batch-size", type=int, default=d["batch_size"])

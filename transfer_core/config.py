@@ -22,6 +22,10 @@ class TrainConfig:
     # How many of the backbone's stages keep their ImageNet weights unchanged: an int, or "all" for
     # feature extraction (only the new head trains). Default chosen by measurement (README, "Defaults").
     freeze: int | str = 3
+    # Quick start: for the first N epochs one more stage than `freeze` stays frozen. Its output is then
+    # cached too, so those epochs run several times faster, and they already learn most of the task;
+    # afterwards the chosen depth trains (README, "Defaults"). 0 = off.
+    quick_start_epochs: int = 1
     epochs: int = 4
     lr: float = 1e-3
     batch_size: int = 32
@@ -85,6 +89,7 @@ class TrainConfig:
         check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
         check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
         check.that(self.feature_views >= 0, "feature_views must be >= 0")
+        check.that(self.quick_start_epochs >= 0, "quick start epochs must be >= 0 (0 = off)")
         check.that(self.step_memory_mb >= 0, "step_memory_mb must be >= 0 (0 = never split a batch)")
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
@@ -99,6 +104,7 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # tolerate configs from newer/older versions
+        d.setdefault("quick_start_epochs", 0)  # runs saved before quick start existed resume as they began
         if "unfreeze_at" in d:
             d["unfreeze_at"] = tuple(d["unfreeze_at"])
         return cls(**d)

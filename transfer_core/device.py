@@ -18,16 +18,18 @@ class DevicePlan:
     """How to feed and run the network on one device."""
 
     amp: bool  # mixed precision (float16 autocast + gradient scaling)
-    channels_last: bool  # NHWC memory layout, which GPU convolution kernels (tensor cores) prefer
+    channels_last: bool  # NHWC memory layout, which GPU tensor cores and oneDNN's CPU kernels prefer
     pin_memory: bool  # batches leave the CPU from page-locked memory, so copies can overlap compute
 
 
 def plan_for(device: torch.device) -> DevicePlan:
     # On a GPU, mixed precision and NHWC let convolutions use tensor cores, and pinned memory lets the
     # host-to-device copy overlap compute. On a CPU, autocast is slower than float32 (no half-precision
-    # units on common CPUs), NHWC gains nothing here, and pinning only helps copies to a GPU.
+    # units on common CPUs) and pinning only helps copies to a GPU, but NHWC pays too: oneDNN's CPU
+    # convolutions run MobileNetV2 about 1.6x faster for inference and 1.2x for full training on this
+    # 2-core machine (python bench/channels_last.py).
     gpu = device.type == "cuda"
-    return DevicePlan(amp=gpu, channels_last=gpu, pin_memory=gpu)
+    return DevicePlan(amp=gpu, channels_last=True, pin_memory=gpu)
 
 
 def use_amp(device: torch.device) -> bool:

@@ -28,23 +28,65 @@ class FeatureCache:
         self.train: torch.Tensor | None = None  # views x images x (activation shape)
         self.val: torch.Tensor | None = None
         self.start = 0
+        self.kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # a shallower depth's outputs, for later
 
     # ---- planning -------------------------------------------------------------------------------
-    def prepare(self, depth: int) -> None:
-        self.depth, self.train, self.val = depth, None, None
+    def prepare(self, depth: int, later: int | None = None) -> None:
+        """Cache what the frozen stages output at `depth`. When the run will thaw to the shallower `later`
+        (quick start, gradual unfreezing) and nothing random sits before the frozen part, `later`'s
+        outputs are computed first and kept: `depth`'s follow from them through the stages in between
+        (cheap: the early, high-resolution stages are most of the work), and the thaw costs nothing."""
         net = self.t.net
-        if depth == 0:
-            self.start = 0
+        kept = self.kept.pop(depth, None)
+        self.depth, self.train, self.val = depth, None, None
+        self.start = 0 if depth == 0 else net.num_stages + 1 if depth >= net.num_stages else depth
+        if kept is not None:
+            self.train, self.val = kept
+        elif depth > 0 and later is not None and 0 < later < depth and self._deterministic():
+            self._prepare_through(later, depth)
+        elif depth > 0:
+            self.train, self.val = self._outputs(depth, self._budget_bytes())
+
+    def _deterministic(self) -> bool:
+        """No random view before the frozen part: cached outputs are the same whenever computed, so a
+        resumed run (which recomputes them) gets exactly what an uninterrupted one kept."""
+        return self.t.config.augment == "none" and self._train_views() == 1
+
+    def _prepare_through(self, later: int, depth: int) -> None:
+        base = self._outputs(later, self._budget_bytes())
+        fits = self._budget_bytes() - _nbytes(*base) >= self._bytes_per_item(depth) * self._items()
+        if base[0] is None or base[1] is None or not fits:  # too big to keep both: compute directly
+            self.train, self.val = self._outputs(depth, self._budget_bytes())
             return
-        self.start = net.num_stages + 1 if depth >= net.num_stages else depth
-        budget = self._budget_bytes()
-        per_item = self._bytes_per_item()
+        self.kept[later] = base
+        self.train = self._onward(base[0][0], later, depth).unsqueeze(0)
+        self.val = self._onward(base[1], later, depth)
+
+    def _items(self) -> int:
+        return len(self.t.train_samples) + len(self.t.val_samples)
+
+    def _outputs(self, depth: int, budget: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(training views, validation) outputs of the first `depth` stages, each None if over the budget."""
+        per_item = self._bytes_per_item(depth)
         views = self._train_views()
+        train = val = None
         if per_item * len(self.t.val_samples) <= budget:
-            self.val = self._compute(self.t.val_store, lambda b: eval_view(b, self.t.prep))
+            val = self._compute(self.t.val_store, lambda b: eval_view(b, self.t.prep), depth)
             budget -= per_item * len(self.t.val_samples)
         if views and per_item * len(self.t.train_samples) * views <= budget:
-            self.train = torch.stack([self._compute(self.t.train_store, self._view_fn()) for _ in range(views)])
+            train = torch.stack([self._compute(self.t.train_store, self._view_fn(), depth) for _ in range(views)])
+        return train, val
+
+    @torch.no_grad()
+    def _onward(self, cached: torch.Tensor, start: int, depth: int) -> torch.Tensor:
+        """The stages from `start` to `depth` run on outputs already cached at `start`."""
+        net, parts = self.t.net, []
+        net.eval()
+        for i in range(0, len(cached), 64):
+            self.t._check_stop()
+            out = net.run_stages(cached[i:i + 64].to(self.t.device), start, min(depth, net.num_stages))
+            parts.append(net.pool(out) if depth >= net.num_stages else out)
+        return torch.cat(parts)
 
     def _train_views(self) -> int:
         """How many training views to cache: 0 means the frozen part must run on every batch."""
@@ -57,25 +99,25 @@ class FeatureCache:
         return lambda b: train_view(b, self.t.prep, cfg.augment, self.t.gen)
 
     def _budget_bytes(self) -> int:
-        used = self.t.train_store.nbytes + self.t.val_store.nbytes
+        used = self.t.train_store.nbytes + self.t.val_store.nbytes + _nbytes(*(t for k in self.kept.values() for t in k))
         return max(0, self.t.config.cache_mb * 2 ** 20 - used)
 
     @torch.no_grad()
-    def _bytes_per_item(self) -> int:
+    def _bytes_per_item(self, depth: int) -> int:
         probe = torch.zeros(1, 3, self.t.prep.crop, self.t.prep.crop, device=self.t.device)
         self.t.net.eval()
-        out, _ = self.run_frozen(probe, self.depth)
+        out, _ = self.run_frozen(probe, depth)
         return out.numel() * out.element_size()
 
     @torch.no_grad()
-    def _compute(self, store, view_fn) -> torch.Tensor:
+    def _compute(self, store, view_fn, depth: int) -> torch.Tensor:
         self.t.net.eval()
         bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
             self.t._check_stop()
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
-            parts.append(self.run_frozen(images, self.depth)[0])
+            parts.append(self.run_frozen(images, depth)[0])
             self.t._progress("preparing", min(i + bs, n), n)
         return torch.cat(parts) if parts else torch.zeros(0)
 
@@ -111,3 +153,7 @@ class FeatureCache:
 
     def val_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, int] | None:
         return None if self.val is None else (self.val[idx], self.start)
+
+
+def _nbytes(*tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors if t is not None)

@@ -154,6 +154,9 @@ class Trainer:
         if plan_for(self.device).channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.depth = resolve_depth(cfg.freeze, self.net.num_stages)
+        self.quick_start = 0 < cfg.quick_start_epochs < cfg.epochs and self.depth < self.net.num_stages
+        if self.quick_start:  # one more stage frozen (and cached) for the first epochs
+            self.depth += 1
         apply_freeze(self.net, self.depth)
         self._save_model_description()
         self._load_images()
@@ -165,7 +168,16 @@ class Trainer:
         self.emit(self._event(DataReady, classes=tuple(self.classes), num_train=len(self.train_samples),
                               num_val=len(self.val_samples), skipped=len(self.report.skipped),
                               trainable_params=plan.trainable_params, total_params=plan.total_params,
-                              plan=f"{plan.describe()} {self.feature_cache.describe()}{self._parts_words()}"))
+                              plan=f"{plan.describe()} {self.feature_cache.describe()}{self._parts_words()}"
+                                   f"{self._quick_start_words()}"))
+
+    def _quick_start_words(self) -> str:
+        if not self.quick_start:
+            return ""
+        n = self.config.quick_start_epochs
+        first = "the first epoch" if n == 1 else f"the first {n} epochs"
+        return (f" Quick start: this holds for {first}; then {self.net.stage_names[self.depth - 1]} "
+                f"learns too, as you chose.")
 
     def _parts_words(self) -> str:
         n = split_count(self.config.batch_size, self.part_size)
@@ -269,12 +281,19 @@ class Trainer:
                            epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason,
                            extra=self.final_extra)
 
+    def _thaw_epochs(self) -> set[int]:
+        """Epochs at whose start the last frozen stage starts to learn: the end of the quick start and
+        gradual unfreezing's milestones."""
+        epochs = set(self.config.unfreeze_at)
+        if self.quick_start:
+            epochs.add(self.config.quick_start_epochs + 1)
+        return epochs
+
     def _maybe_unfreeze(self, epoch: int) -> None:
-        """Gradual unfreezing: at each milestone epoch the last frozen stage starts to learn."""
-        if epoch not in self.config.unfreeze_at or self.depth == 0:
+        if epoch not in self._thaw_epochs() or self.depth == 0:
             return
         self._thaw_one_stage()
-        self._prepare_cache()
+        self._prepare_cache(now=epoch)
 
     def _thaw_one_stage(self) -> None:
         self.depth -= 1
@@ -282,10 +301,13 @@ class Trainer:
         add_stage(self.optimizer, self.net, self.config, self.depth)
         self.model = self._parallel()  # DDP synchronises the parameters that learned at wrapping time
 
-    def _prepare_cache(self) -> None:
+    def _prepare_cache(self, now: int = 0) -> None:
+        """The frozen part's cached outputs at the current depth; `now`: the epoch reached (thaws after it
+        are still ahead, and the cache keeps what they will need)."""
         # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
         self.cache_gen_state = self.gen.get_state()
-        self.feature_cache.prepare(self.depth)
+        ahead = any(e > now for e in self._thaw_epochs()) and self.depth > 0
+        self.feature_cache.prepare(self.depth, later=self.depth - 1 if ahead else None)
         self._plan_step_memory()
 
     def _parallel(self) -> torch.nn.Module:
@@ -434,11 +456,11 @@ class Trainer:
             return 0
         self.net.load_state_dict(state["model"])
         for epoch in range(1, state["epoch"] + 1):  # thaw the same stages, so the optimizer has the same groups
-            if epoch in self.config.unfreeze_at and self.depth > 0:
+            if epoch in self._thaw_epochs() and self.depth > 0:
                 self._thaw_one_stage()
         if self.depth != self.feature_cache.depth:
             self.gen.set_state(state["cache_generator"])
-            self._prepare_cache()
+            self._prepare_cache(now=state["epoch"])
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])

@@ -68,6 +68,16 @@ def choose_freeze(name: str) -> int | str:
     return "all" if depth == total else depth
 
 
+def choose_quick_start(freeze: int | str) -> int:
+    """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
+    quick = st.checkbox(
+        "Quick start", value=DEFAULTS.quick_start_epochs > 0, key="quick_start", disabled=freeze == "all",
+        help="For the first epoch one more group of layers also stays frozen: that epoch runs several times "
+             "faster and already learns most of the task. From the second epoch the layers you chose above "
+             "learn too. Untick to train exactly as chosen from the first step.")
+    return DEFAULTS.quick_start_epochs if quick and freeze != "all" else 0
+
+
 def choose_basics() -> dict:
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 100, DEFAULTS.epochs, key="epochs",

@@ -19,8 +19,8 @@ from ..trainer import RunResult, Trainer
 
 def scratch_config(config: TrainConfig, compare_to: str) -> TrainConfig:
     """`config` from random initialisation, every layer training, tagged with the pretrained run's id."""
-    return replace(config, pretrained=False, weights_file=None, freeze=0, unfreeze_at=(), l2sp=0.0,
-                   tags={**config.tags, "compare_to": compare_to, "baseline": "from scratch"})
+    return replace(config, pretrained=False, weights_file=None, freeze=0, quick_start_epochs=0, unfreeze_at=(),
+                   l2sp=0.0, tags={**config.tags, "compare_to": compare_to, "baseline": "from scratch"})
 
 
 def linked_runs(config: TrainConfig) -> list[tuple[str, TrainConfig]]:
