@@ -150,15 +150,26 @@ class StageWeights(StageCalls):
         return any(not torch.equal(x, y) for x, y in zip(self.snapshots[a], self.snapshots[b]))
 
 
-def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_kept_cache(textile_small, tmp_path):
+def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_kept_cache(textile_small, tmp_path,
+                                                                                           monkeypatch):
+    from transfer_core.features import FeatureCache
+    computed = []  # (phase, depth) of every pass of the images through the first stages
+    original = FeatureCache._compute
+
+    def counting(cache, store, view_fn, depth):
+        computed.append((watch.phase, depth))
+        return original(cache, store, view_fn, depth)
+
+    monkeypatch.setattr(FeatureCache, "_compute", counting)
     watch = StageWeights(stage=3)
     result = train(TrainConfig(data=str(textile_small), freeze=3, quick_start_epochs=1, augment="none", epochs=3,
                                **FAST), runs_dir=tmp_path, callbacks=[watch])
     assert isinstance(result.final, RunFinished), result.final
     assert not watch.changed(1, 2)  # epoch 1: stage 3 stays as pretrained (its output is cached)
     assert watch.changed(2, 3)  # in epoch 2 it learns, as freeze=3 asks (the end restores the best epoch's)
-    # The thaw needs stage 2's output: kept from the start, so stages 0-2 never run again on the images.
-    assert watch.stage_calls("epoch2", range(3)) == 0 and watch.stage_calls("epoch3", range(3)) == 0
+    # The thaw needs stage 2's output: computed once at the start (training and validation images) and
+    # kept; stage 3's output came from it. Stages 0-2 never run over the images again.
+    assert computed == [("preparing", 3), ("preparing", 3)]
     plan = next(json.loads(line) for line in (result.run_dir / "events.jsonl").read_text().splitlines()
                 if '"DataReady"' in line)["plan"]
     assert "Quick start" in plan
@@ -173,3 +184,23 @@ def test_quick_start_is_off_for_feature_extraction_and_for_runs_saved_before_it(
     old = TrainConfig(data="x").to_dict()
     del old["quick_start_epochs"]
     assert TrainConfig.from_dict(old).quick_start_epochs == 0
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "efficientnet_lite0"])
+def test_frozen_stages_folded_for_caching_compute_the_same_outputs(name):
+    from torch import nn
+
+    from transfer_core.backbones import build_network
+    from transfer_core.features import frozen_part
+
+    net = build_network(name, 3).eval()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    x = torch.rand(4, 3, 96, 96)
+    part = frozen_part(net, 0, 3, channels_last=True)
+    with torch.no_grad():
+        expected = net.run_stages(x, 0, 3)
+        got = part(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(expected, got, atol=1e-4, rtol=1e-4)
+    if name == "mobilenet_v2":  # timm's fused BatchNorm+activation layers are left as they are (still equal)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in part.modules())  # every BatchNorm folded away
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the network is untouched

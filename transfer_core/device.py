@@ -27,7 +27,7 @@ def plan_for(device: torch.device) -> DevicePlan:
     # host-to-device copy overlap compute. On a CPU, autocast is slower than float32 (no half-precision
     # units on common CPUs) and pinning only helps copies to a GPU, but NHWC pays too: oneDNN's CPU
     # convolutions run MobileNetV2 about 1.6x faster for inference and 1.2x for full training on this
-    # 2-core machine (python bench/channels_last.py).
+    # 2-core machine (python bench/cpu_kernels.py).
     gpu = device.type == "cuda"
     return DevicePlan(amp=gpu, channels_last=True, pin_memory=gpu)
 

@@ -10,9 +10,12 @@
 """
 from __future__ import annotations
 
+import copy
 from typing import TYPE_CHECKING
 
 import torch
+from torch import nn
+from torch.fx.experimental.optimization import fuse
 
 from .augment import eval_view, train_view
 from .device import plan_for
@@ -81,10 +84,10 @@ class FeatureCache:
     def _onward(self, cached: torch.Tensor, start: int, depth: int) -> torch.Tensor:
         """The stages from `start` to `depth` run on outputs already cached at `start`."""
         net, parts = self.t.net, []
-        net.eval()
+        stages = frozen_part(net, start, min(depth, net.num_stages), plan_for(self.t.device).channels_last)
         for i in range(0, len(cached), 64):
             self.t._check_stop()
-            out = net.run_stages(cached[i:i + 64].to(self.t.device), start, min(depth, net.num_stages))
+            out = stages(cached[i:i + 64].to(self.t.device))
             parts.append(net.pool(out) if depth >= net.num_stages else out)
         return torch.cat(parts)
 
@@ -111,13 +114,17 @@ class FeatureCache:
 
     @torch.no_grad()
     def _compute(self, store, view_fn, depth: int) -> torch.Tensor:
-        self.t.net.eval()
+        net = self.t.net
+        net.eval()
+        channels_last = plan_for(self.t.device).channels_last
+        stages = frozen_part(net, 0, min(depth, net.num_stages), channels_last)
         bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
             self.t._check_stop()
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
-            parts.append(self.run_frozen(images, depth)[0])
+            out = stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images)
+            parts.append(net.pool(out) if depth >= net.num_stages else out)
             self.t._progress("preparing", min(i + bs, n), n)
         return torch.cat(parts) if parts else torch.zeros(0)
 
@@ -157,3 +164,17 @@ class FeatureCache:
 
 def _nbytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
+
+
+def frozen_part(net, start: int, end: int, channels_last: bool) -> nn.Module:
+    """Stages start..end of `net` for computing cached outputs, with each BatchNorm folded into the
+    convolution before it (torch.fx): the same function for frozen, eval-mode layers, computed 1.7x
+    faster on this CPU (python bench/cpu_kernels.py), equal to ~1e-5. A copy: the network itself is
+    untouched. Only used while the stages are known to be frozen and unchanged (preparing the cache);
+    a network that fx cannot trace runs as it is."""
+    part = nn.Sequential(*net.stages[start:end])
+    try:
+        fused = fuse(copy.deepcopy(part).eval(), inplace=True)
+        return fused.to(memory_format=torch.channels_last) if channels_last else fused
+    except Exception:  # noqa: BLE001 - untraceable Python control flow: correct, just not folded
+        return part.eval()

@@ -281,7 +281,7 @@ class Trainer:
                            epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason,
                            extra=self.final_extra)
 
-    def _thaw_epochs(self) -> set[int]:
+    def thaw_epochs(self) -> set[int]:
         """Epochs at whose start the last frozen stage starts to learn: the end of the quick start and
         gradual unfreezing's milestones."""
         epochs = set(self.config.unfreeze_at)
@@ -290,7 +290,7 @@ class Trainer:
         return epochs
 
     def _maybe_unfreeze(self, epoch: int) -> None:
-        if epoch not in self._thaw_epochs() or self.depth == 0:
+        if epoch not in self.thaw_epochs() or self.depth == 0:
             return
         self._thaw_one_stage()
         self._prepare_cache(now=epoch)
@@ -306,7 +306,7 @@ class Trainer:
         are still ahead, and the cache keeps what they will need)."""
         # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
         self.cache_gen_state = self.gen.get_state()
-        ahead = any(e > now for e in self._thaw_epochs()) and self.depth > 0
+        ahead = any(e > now for e in self.thaw_epochs()) and self.depth > 0
         self.feature_cache.prepare(self.depth, later=self.depth - 1 if ahead else None)
         self._plan_step_memory()
 
@@ -456,7 +456,7 @@ class Trainer:
             return 0
         self.net.load_state_dict(state["model"])
         for epoch in range(1, state["epoch"] + 1):  # thaw the same stages, so the optimizer has the same groups
-            if epoch in self._thaw_epochs() and self.depth > 0:
+            if epoch in self.thaw_epochs() and self.depth > 0:
                 self._thaw_one_stage()
         if self.depth != self.feature_cache.depth:
             self.gen.set_state(state["cache_generator"])

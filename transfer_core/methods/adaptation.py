@@ -173,7 +173,7 @@ class TargetDomain(Callback):
         self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
                                 stop=trainer.stop)
         if self.method in ("dann", "coral") and trainer.depth >= trainer.net.num_stages \
-                and not trainer.config.unfreeze_at:
+                and not trainer.thaw_epochs():
             raise ConfigError(f"{self.method.upper()} adapts the network's layers, but every layer is frozen. "
                               "Freeze fewer stages, or choose AdaBN, which works with everything frozen.")
         if self.method == "dann":

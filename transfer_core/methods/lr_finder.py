@@ -14,7 +14,7 @@ import copy
 import math
 import tempfile
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -24,6 +24,7 @@ from ..config import TrainConfig
 from ..freezing import set_train_mode
 from ..optim import build_optimizer
 from ..runs import RunFolder
+from ..stepmemory import split_count
 from ..trainer import Trainer
 
 _SMOOTHING = 0.9  # moving-average factor for the loss curve
@@ -89,7 +90,8 @@ def lr_find(config: TrainConfig, *, steps: int = 60, start_lr: float = 1e-6, end
 
 def _prepared_trainer(config: TrainConfig, folder: str, stop: threading.Event | None) -> Trainer:
     """The trainer's data, network and feature cache, in a throw-away run folder, without method callbacks."""
-    trainer = Trainer(config, runs_dir=folder, stop=stop)
+    # The rate is for the depth that trains most of the run: the one chosen, not the quick start's.
+    trainer = Trainer(replace(config, quick_start_epochs=0), runs_dir=folder, stop=stop)
     trainer.callbacks = []  # a range test measures the plain loss: no teacher, no adaptation, no L2-SP
     trainer.run = RunFolder.create(folder, config)
     trainer.run_id = trainer.run.id
@@ -108,13 +110,16 @@ def _sweep(trainer: Trainer, lrs: list[float], gen: torch.Generator, tick: Calla
         for g in optimizer.param_groups:  # keep discriminative ratios: every group scales together
             g["lr"] = lr * g["base_lr"] / cfg.lr
         batch = trainer.train_batch(idx, 1)
-        loss = F.cross_entropy(net(batch.x, batch.start).float(), batch.y, label_smoothing=cfg.label_smoothing)
-        value = float(loss.detach())
+        optimizer.zero_grad(set_to_none=True)
+        value = 0.0
+        for part in batch.parts(split_count(len(batch.y), trainer.part_size)):  # within step_memory_mb
+            share = len(part.y) / len(batch.y)
+            loss = F.cross_entropy(net(part.x, part.start).float(), part.y, label_smoothing=cfg.label_smoothing)
+            (loss * share).backward()
+            value += float(loss.detach()) * share
         if not math.isfinite(value):
             break
         losses.append(value)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
         optimizer.step()
         tick(i)
         if len(losses) > 5 and smooth(losses)[-1] > _BLOW_UP * min(smooth(losses)):

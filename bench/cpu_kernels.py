@@ -1,9 +1,12 @@
-"""Memory layout on this device: NCHW (PyTorch's default) against channels-last (NHWC), side by side.
+"""Two kernel choices the engine makes, each measured side by side in one run on this device.
 
-    python bench/channels_last.py [--backbone mobilenet_v2] [--batch 32] [--steps 3]
+    python bench/cpu_kernels.py [--backbone mobilenet_v2] [--batch 32] [--steps 3]
 
-Prints images/s for inference and for one training step at freeze depths 0, 3 and 4 (frozen part
-precomputed, as the engine caches it), in both layouts, and the ratio. device.plan_for uses it.
+1. Memory layout: NCHW (PyTorch's default) against channels-last (NHWC): images/s for inference and for
+   one training step at freeze depths 0, 3 and 4 (frozen part precomputed, as the engine caches it).
+   device.plan_for uses the answer.
+2. Frozen stages 0-2 (what the default caches) as they are against with BatchNorm folded into the
+   convolutions (features.frozen_part), both channels-last, under no_grad.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transfer_core.backbones import build_network  # noqa: E402
 from transfer_core.device import describe_device, pick_device  # noqa: E402
+from transfer_core.features import frozen_part  # noqa: E402
 from transfer_core.freezing import apply_freeze, set_train_mode  # noqa: E402
 
 
@@ -70,6 +74,14 @@ def main() -> None:
                 rates.append(rate(step, a.batch, a.steps))
         print(f"  {label:20s} NCHW {rates[0]:6.1f} img/s   channels-last {rates[1]:6.1f} img/s   "
               f"ratio {rates[1] / rates[0]:.2f}x")
+    net = build_network(a.backbone, 3).to(pick_device()).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(a.batch, 3, 224, 224, device=pick_device()).contiguous(memory_format=torch.channels_last)
+    rates = []
+    for part in (torch.nn.Sequential(*net.stages[:3]), frozen_part(net, 0, 3, channels_last=True)):
+        with torch.inference_mode():
+            rates.append(rate(lambda: part(x), a.batch, a.steps))
+    print(f"  {'frozen stages 0-2':20s} as is {rates[0]:6.1f} img/s   BatchNorm folded {rates[1]:6.1f} img/s   "
+          f"ratio {rates[1] / rates[0]:.2f}x")
 
 
 if __name__ == "__main__":
