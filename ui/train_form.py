@@ -74,7 +74,8 @@ def choose_quick_start(freeze: int | str) -> int:
         "Quick start", value=DEFAULTS.quick_start_epochs > 0, key="quick_start", disabled=freeze == "all",
         help="For the first epoch one more group of layers also stays frozen: that epoch runs several times "
              "faster and already learns most of the task. From the second epoch the layers you chose above "
-             "learn too. Untick to train exactly as chosen from the first step.")
+             "learn too. Untick to train exactly as chosen from the first step. Gradual unfreezing (in "
+             "Advanced methods) replaces it when you set it.")
     return DEFAULTS.quick_start_epochs if quick and freeze != "all" else 0
 
 
