@@ -1,6 +1,6 @@
 """Load test: many browser sessions watching one live training run, on the real server, in real Chromium.
 
-    python bench/load_test.py [--watchers 10] [--per-class 80] [--epochs 3] [--no-pin] [--light] [--json out.json]
+    python bench/load_test.py [--watchers 10] [--per-class 80] [--epochs 3] [--no-pin] [--json out.json]
 
 One run, side by side: the same training job is started twice through the app, first with nobody watching,
 then with N more browser sessions on the Train page (a teacher's class following one run through the
@@ -13,8 +13,7 @@ shared workspace link). It prints
 In a classroom every browser runs on its own computer. Here they share the server's machine, so by
 default the server (and its training) is pinned to one half of the cores and Chromium to the other: the
 ratio then shows what serving N watchers costs the server, not what drawing N pages costs this machine.
-`--no-pin` lets them share all cores. `--light` replaces the Chromium watchers by clients that speak
-Streamlit's websocket protocol and draw nothing (bench/light_watchers.py): the server's side alone.
+`--no-pin` lets them share all cores.
 """
 from __future__ import annotations
 
@@ -38,7 +37,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.conftest import copy_textile  # noqa: E402  (the same real images the tests use)
 from tests.test_e2e_browser import upload_folder, visit_home  # noqa: E402  (the same steps a person takes)
-from bench.light_watchers import LightWatchers  # noqa: E402
 
 PROGRESS = re.compile(r"Epoch (\d+) of \d+ · batch (\d+) of \d+")
 PROGRESS_BYTES = re.compile(PROGRESS.pattern.encode())  # the same words inside the server's messages
@@ -192,7 +190,7 @@ def summary(values: list[float]) -> dict:
             "max": round(values[-1], 2), "samples": len(values)}
 
 
-def measure(watchers: int, per_class: int, epochs: int, pin: bool = True, light: bool = False) -> dict:
+def measure(watchers: int, per_class: int, epochs: int, pin: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
 
     tmp = Path(tempfile.mkdtemp(prefix="load_test_"))
@@ -208,26 +206,17 @@ def measure(watchers: int, per_class: int, epochs: int, pin: bool = True, light:
             token = choose_data(starter, base, folder)
             open_train(starter, base, token, epochs)
             alone, _ = run_and_watch(starter, [], tmp / "runs")
-            if light:  # sessions on the wire only: what the server must deliver, no drawing
-                crowd = LightWatchers(base, "Train", f"ws={token}", watchers).start()
-                time.sleep(5)  # their sessions open and draw the Train page once
-                open_train(starter, base, token, epochs)
-                watched, _ = run_and_watch(starter, [], tmp / "runs")
-                crowd.stop()
-                seen = arrived = [w.seen for w in crowd.watchers]
-            else:
-                pages = [new_page(browser) for _ in range(watchers)]
-                arrivals = [Arrivals(page) for page in pages]
-                for i, page in enumerate(pages, 1):
-                    open_train(page, base, token, epochs)
-                    print(f"watcher {i} of {watchers} is on the Train page", flush=True)
-                open_train(starter, base, token, epochs)
-                watched, seen = run_and_watch(starter, pages, tmp / "runs")
-                arrived = [a.seen for a in arrivals]
+            pages = [new_page(browser) for _ in range(watchers)]
+            arrivals = [Arrivals(page) for page in pages]
+            for i, page in enumerate(pages, 1):
+                open_train(page, base, token, epochs)
+                print(f"watcher {i} of {watchers} is on the Train page", flush=True)
+            open_train(starter, base, token, epochs)
+            watched, seen = run_and_watch(starter, pages, tmp / "runs")
             browser.close()
         ev_alone, ev_watched = engine_events(alone), engine_events(watched)
         lat = sorted(latencies(ev_watched, seen))
-        net = sorted(latencies(ev_watched, arrived))
+        net = sorted(latencies(ev_watched, [a.seen for a in arrivals]))
         return {"watchers": watchers, "images": per_class * 3, "epochs": epochs,
                 "server_cores": sorted(server_cores), "browser_cores": sorted(browser_cores),
                 "images_per_sec_alone": round(throughput(ev_alone), 2),
@@ -236,8 +225,7 @@ def measure(watchers: int, per_class: int, epochs: int, pin: bool = True, light:
                 "updates_per_watcher": [len(s) for s in seen],
                 "progress_updates_recorded": len({(e["epoch"], e["step"]) for e in ev_watched
                                                   if e["kind"] == "Progress" and e["phase"] == "train"}),
-                "watchers_kind": "protocol (light)" if light else "chromium",
-                "updates_arrived_per_watcher": [len(a) for a in arrived],
+                "updates_arrived_per_watcher": [len(a.seen) for a in arrivals],
                 "latency_s": summary(lat), "arrival_latency_s": summary(net)}
     except BaseException:
         proc.send_signal(signal.SIGUSR1)  # every server thread's stack, for the log kept below
@@ -259,13 +247,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--no-pin", dest="pin", action="store_false",
                     help="let server and browsers share all cores (default: server and browsers on separate halves)")
-    ap.add_argument("--light", action="store_true",
-                    help="watchers speak Streamlit's websocket protocol instead of drawing in Chromium "
-                         "(the server's side of a classroom whose tabs run on other computers)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args()
-    result = measure(args.watchers, args.per_class, args.epochs, args.pin, args.light)
-    print(f"{result['watchers']} {result['watchers_kind']} watchers, {result['images']} images, {result['epochs']} epochs; "
+    result = measure(args.watchers, args.per_class, args.epochs, args.pin)
+    print(f"{result['watchers']} watchers, {result['images']} images, {result['epochs']} epochs; "
           f"server on cores {result['server_cores']}, browsers on {result['browser_cores']}")
     print(f"training throughput: {result['images_per_sec_alone']} images/s alone, "
           f"{result['images_per_sec_watched']} watched: ratio {result['throughput_ratio']}")
