@@ -1,6 +1,6 @@
 """Peak memory (RSS) of an engine run on a whole data set, without waiting for the whole run.
 
-    python bench/peak_memory.py [DATA] [--steps 3] [--freeze 3] [--augment none]
+    python bench/peak_memory.py [DATA] [--steps 3] [--freeze 3] [--augment none] [--step-memory-mb 1200]
 
 Memory peaks once every image is decoded into the cache, the frozen part's outputs are cached, and
 training steps hold their activations; later steps and epochs repeat the same allocations. So the run
@@ -52,9 +52,12 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3, help="training steps before stopping")
     ap.add_argument("--freeze", default="3", help="a number or 'all' (default: the app's 3)")
     ap.add_argument("--augment", default="none")
+    ap.add_argument("--step-memory-mb", type=int, default=TrainConfig(data="").step_memory_mb,
+                    help="0: never split a batch (see transfer_core/stepmemory.py)")
     a = ap.parse_args()
     freeze = "all" if a.freeze == "all" else int(a.freeze)
-    config = TrainConfig(data=str(a.data or demo_dataset_path()), freeze=freeze, augment=a.augment, batch_size=32)
+    config = TrainConfig(data=str(a.data or demo_dataset_path()), freeze=freeze, augment=a.augment, batch_size=32,
+                         step_memory_mb=a.step_memory_mb)
     stop = threading.Event()
     probe = StopAfterSteps(a.steps, stop)
     result = Trainer(config, runs_dir=tempfile.mkdtemp(prefix="bench-mem-"), callbacks=[probe], stop=stop).run_training()

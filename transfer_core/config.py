@@ -24,7 +24,8 @@ class TrainConfig:
     freeze: int | str = 3
     # Quick start: for the first N epochs one more stage than `freeze` stays frozen. Its output is then
     # cached too, so those epochs run several times faster, and they already learn most of the task;
-    # afterwards the chosen depth trains (README, "Defaults"). 0 = off. Not combined with unfreeze_at.
+    # afterwards the chosen depth trains (README, "Defaults"). 0 = off. Not used with freeze 0 or "all",
+    # nor combined with unfreeze_at.
     quick_start_epochs: int = 1
     epochs: int = 4
     lr: float = 1e-3

@@ -154,8 +154,9 @@ class Trainer:
         if plan_for(self.device).channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.depth = resolve_depth(cfg.freeze, self.net.num_stages)
-        # (not with gradual unfreezing, which is its own schedule of thaws)
-        self.quick_start = (0 < cfg.quick_start_epochs < cfg.epochs and self.depth < self.net.num_stages
+        # Not with gradual unfreezing (its own schedule of thaws), nor with full fine-tuning: caching the
+        # stem's output would hold ~10x the memory of the pictures themselves, to skip a cheap layer.
+        self.quick_start = (0 < cfg.quick_start_epochs < cfg.epochs and 0 < self.depth < self.net.num_stages
                             and not cfg.unfreeze_at)
         if self.quick_start:  # one more stage frozen (and cached) for the first epochs
             self.depth += 1

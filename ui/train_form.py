@@ -71,12 +71,12 @@ def choose_freeze(name: str) -> int | str:
 def choose_quick_start(freeze: int | str) -> int:
     """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
     quick = st.checkbox(
-        "Quick start", value=DEFAULTS.quick_start_epochs > 0, key="quick_start", disabled=freeze == "all",
+        "Quick start", value=DEFAULTS.quick_start_epochs > 0, key="quick_start", disabled=freeze in ("all", 0),
         help="For the first epoch one more group of layers also stays frozen: that epoch runs several times "
              "faster and already learns most of the task. From the second epoch the layers you chose above "
-             "learn too. Untick to train exactly as chosen from the first step. Gradual unfreezing (in "
-             "Advanced methods) replaces it when you set it.")
-    return DEFAULTS.quick_start_epochs if quick and freeze != "all" else 0
+             "learn too. Untick to train exactly as chosen from the first step. Not used when everything "
+             "trains or nothing does, nor with gradual unfreezing (in Advanced methods).")
+    return DEFAULTS.quick_start_epochs if quick and freeze not in ("all", 0) else 0
 
 
 def choose_basics() -> dict:
