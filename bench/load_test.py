@@ -116,7 +116,8 @@ def open_train(page, base: str, token: str, epochs: int) -> None:
     try:
         page.get_by_role("button", name="Start training").wait_for()
     except Exception:
-        page.screenshot(path=str(Path(tempfile.gettempdir()) / f"load_test_failure_{os.getpid()}.png"))  # what it showed instead
+        shot = Path(tempfile.gettempdir()) / f"load_test_failure_{os.getpid()}.png"
+        page.screenshot(path=str(shot))  # what it showed instead
         raise
     epochs_box = page.get_by_role("spinbutton", name="Epochs", exact=True)
     epochs_box.fill(str(epochs))

@@ -42,7 +42,7 @@ class FeatureCache:
         net = self.t.net
         kept = self.kept.pop(depth, None)
         self.depth, self.train, self.val = depth, None, None
-        self.start = 0 if depth == 0 else net.num_stages + 1 if depth >= net.num_stages else depth
+        self.start = entry_point(net, depth)
         if kept is not None:
             self.train, self.val = kept
         elif depth > 0 and later is not None and 0 < later < depth and self._deterministic():
@@ -83,12 +83,11 @@ class FeatureCache:
     @torch.no_grad()
     def _onward(self, cached: torch.Tensor, start: int, depth: int) -> torch.Tensor:
         """The stages from `start` to `depth` run on outputs already cached at `start`."""
-        net, parts = self.t.net, []
-        stages = frozen_part(net, start, min(depth, net.num_stages), plan_for(self.t.device).channels_last)
+        stages = frozen_part(self.t.net, start, depth, plan_for(self.t.device).channels_last)
+        parts = []
         for i in range(0, len(cached), 64):
             self.t._check_stop()
-            out = stages(cached[i:i + 64].to(self.t.device))
-            parts.append(net.pool(out) if depth >= net.num_stages else out)
+            parts.append(stages(cached[i:i + 64].to(self.t.device)))
         return torch.cat(parts)
 
     def _train_views(self) -> int:
@@ -102,7 +101,8 @@ class FeatureCache:
         return lambda b: train_view(b, self.t.prep, cfg.augment, self.t.gen)
 
     def _budget_bytes(self) -> int:
-        used = self.t.train_store.nbytes + self.t.val_store.nbytes + _nbytes(*(t for k in self.kept.values() for t in k))
+        kept = _nbytes(*(t for outputs in self.kept.values() for t in outputs))
+        used = self.t.train_store.nbytes + self.t.val_store.nbytes + kept
         return max(0, self.t.config.cache_mb * 2 ** 20 - used)
 
     @torch.no_grad()
@@ -114,17 +114,15 @@ class FeatureCache:
 
     @torch.no_grad()
     def _compute(self, store, view_fn, depth: int) -> torch.Tensor:
-        net = self.t.net
-        net.eval()
+        self.t.net.eval()
         channels_last = plan_for(self.t.device).channels_last
-        stages = frozen_part(net, 0, min(depth, net.num_stages), channels_last)
+        stages = frozen_part(self.t.net, 0, depth, channels_last)
         bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
             self.t._check_stop()
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
-            out = stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images)
-            parts.append(net.pool(out) if depth >= net.num_stages else out)
+            parts.append(stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images))
             self.t._progress("preparing", min(i + bs, n), n)
         return torch.cat(parts) if parts else torch.zeros(0)
 
@@ -146,9 +144,7 @@ class FeatureCache:
         if depth == 0:
             return images, 0
         out = net.run_stages(images, 0, depth)
-        if depth >= net.num_stages:
-            return net.pool(out), net.num_stages + 1
-        return out, depth
+        return (net.pool(out) if depth >= net.num_stages else out), entry_point(net, depth)
 
     def train_inputs(self, idx: torch.Tensor, epoch: int) -> tuple[torch.Tensor, int] | None:
         if self.train is None:
@@ -166,13 +162,19 @@ def _nbytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
-def frozen_part(net, start: int, end: int, channels_last: bool) -> nn.Module:
-    """Stages start..end of `net` for computing cached outputs, with each BatchNorm folded into the
-    convolution before it (torch.fx): the same function for frozen, eval-mode layers, computed 1.7x
-    faster on this CPU (python bench/cpu_kernels.py), equal to ~1e-5. A copy: the network itself is
-    untouched. Only used while the stages are known to be frozen and unchanged (preparing the cache);
+def entry_point(net, depth: int) -> int:
+    """Where the frozen part's output enters the network (net(x, start)): the first learning stage, or
+    num_stages + 1 (pooled features, only the head) when every stage is frozen."""
+    return net.num_stages + 1 if depth >= net.num_stages else depth
+
+
+def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
+    """Stages start..depth of `net` (pooled when every stage is frozen), for computing cached outputs,
+    with each BatchNorm folded into the convolution before it (torch.fx): the same function for frozen,
+    eval-mode layers, 1.46x faster on this CPU (python bench/cpu_kernels.py), equal to ~1e-5. A copy:
+    the network itself is untouched. Only used while the stages are known to be frozen and unchanged (preparing the cache);
     a network that fx cannot trace runs as it is."""
-    part = nn.Sequential(*net.stages[start:end])
+    part = nn.Sequential(*net.stages[start:depth], *([net.pool] if depth >= net.num_stages else []))
     try:
         fused = fuse(copy.deepcopy(part).eval(), inplace=True)
         return fused.to(memory_format=torch.channels_last) if channels_last else fused

@@ -392,8 +392,8 @@ class Trainer:
         """How many images one forward + backward may hold (stepmemory.py), for the current freeze depth."""
         probe = torch.zeros(2, 3, self.prep.crop, self.prep.crop, device=self.device)
         x, start = self.feature_cache.run_frozen(probe, self.depth)
-        self.step_bytes_per_image = bytes_per_image(self.net, x, start)
-        self.part_size = part_size(self.config.batch_size, self.step_bytes_per_image, self.config.step_memory_mb)
+        per_image = bytes_per_image(self.net, x, start)
+        self.part_size = part_size(self.config.batch_size, per_image, self.config.step_memory_mb)
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, torch.Tensor]:

@@ -52,7 +52,9 @@ def _curve_version(job: Job | None) -> tuple | None:
     if job is None:
         return None
     epochs = sum(isinstance(e, EpochEnd) for e in job.events())
-    return job.id, epochs, job.final is not None, int(time.time() // CURVE_REFRESH_S)
+    if job.final is not None:  # ended: nothing more will come
+        return job.id, epochs, "ended"
+    return job.id, epochs, int(time.time() // CURVE_REFRESH_S)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

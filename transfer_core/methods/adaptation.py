@@ -26,6 +26,7 @@ from ..augment import eval_view
 from ..callbacks import Callback
 from ..config import ConfigError, TrainConfig
 from ..datasets import scan_unlabelled
+from ..features import entry_point
 from ..freezing import set_train_mode
 from ..imagecache import ImageStore
 from ..network import TransferNet
@@ -195,8 +196,7 @@ class TargetDomain(Callback):
         if self.cached_depth != trainer.depth:
             self.cache, self.cached_depth = self._frozen_outputs(trainer), trainer.depth
         if self.cache is not None:
-            start = trainer.net.num_stages + 1 if trainer.depth >= trainer.net.num_stages else trainer.depth
-            return self.cache[idx].to(trainer.device), start
+            return self.cache[idx].to(trainer.device), entry_point(trainer.net, trainer.depth)
         images = eval_view(self.store.batch(idx).to(trainer.device), trainer.prep)
         return trainer.feature_cache.run_frozen(images, trainer.depth)
 
