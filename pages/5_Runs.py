@@ -10,6 +10,7 @@ import streamlit as st
 
 from transfer_core.bundle import model_bundle
 from transfer_core.compare import compare_runs
+from transfer_core.datarefs import shown_config
 from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
 from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run, resume_run
@@ -106,7 +107,7 @@ st.subheader("One run")
 run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key="detail_run")
 run = by_id[run_id]
 with st.expander("All its settings"):
-    st.json(run.config.to_dict() if run.config else {})
+    st.json(shown_config(run.config) if run.config else {})
 with friendly_errors("Preparing the download"):
     if run.has_model:
         # The zip is built when the button is pressed, not on every redraw of the page.

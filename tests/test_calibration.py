@@ -14,6 +14,7 @@ from transfer_core.config import TrainConfig
 from transfer_core.evaluation import evaluate_run
 from transfer_core.events import RunFinished
 from transfer_core.predict import NOT_SURE, answer, load_model, predict_probs
+from transfer_core.runs import RunFolder
 from transfer_core.trainer import train
 
 
@@ -63,7 +64,7 @@ def test_a_not_sure_threshold_lowers_coverage_and_raises_accuracy_of_the_answers
 def test_predict_uses_the_saved_temperature_and_answers_not_sure(overconfident_run, capsys):
     model = load_model(overconfident_run)
     assert model.temperature == pytest.approx(load_temperature(overconfident_run)) and model.temperature > 1.5
-    images = json.loads((overconfident_run / "validation.json").read_text())["paths"][::3]  # all classes
+    images = RunFolder(overconfident_run).validation_images()[::3]  # all classes
     raw, calibrated = predict_probs(model, images, calibrated=False), predict_probs(model, images)
     assert torch.equal(raw.argmax(1), calibrated.argmax(1))
     assert calibrated.max(1).values.mean() < raw.max(1).values.mean() - 0.05  # less sure, as it should be

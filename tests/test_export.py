@@ -22,6 +22,7 @@ from transfer_core.datasets import load_rgb
 from transfer_core.export import ExportError, export_run
 from transfer_core.predict import load_model, predict
 from transfer_core.preprocessing import Preprocessing
+from transfer_core.runs import RunFolder
 from transfer_core.trainer import train
 
 TEMPERATURE = 1.5
@@ -81,7 +82,7 @@ def test_parity_check_passed_on_every_validation_image_and_is_in_the_card(export
 @pytest.mark.parametrize("runtime", ["onnx", "torch"])
 def test_exported_predict_py_in_a_fresh_process_gives_the_apps_answers(exported, runtime):
     run_dir, bundle, extra = exported
-    val = json.loads((run_dir / "validation.json").read_text())["paths"][:6]
+    val = RunFolder(run_dir).validation_images()[:6]
     images = [*val, *extra]
     lines = _run_bundle(bundle, images, "--runtime", runtime)
     assert len(lines) == len(images)

@@ -107,7 +107,7 @@ def test_distilled_student_agrees_with_its_teacher_more_than_a_label_only_studen
 
 
 def _val_paths(run_dir) -> list[str]:
-    return RunFolder(run_dir).read_json("validation.json")["paths"]
+    return RunFolder(run_dir).validation_images()
 
 
 def test_a_teacher_with_other_classes_fails_in_plain_words(textile20, tmp_path):

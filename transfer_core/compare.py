@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig
+from .datarefs import shown_config
 from .metrics import wilson_interval
 from .runs import RunFolder
 
@@ -120,7 +121,7 @@ def setting_differences(configs: list[TrainConfig]) -> dict[str, list]:
     keys: list[str] = []
     for other in configs[1:]:
         keys += [k for k in configs[0].differences(other) if k not in keys]
-    dicts = [c.to_dict() for c in configs]
+    dicts = [shown_config(c) for c in configs]  # data as labels, never server paths
     return {k: [d[k] for d in dicts] for k in keys}
 
 

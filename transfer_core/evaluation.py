@@ -38,7 +38,8 @@ def evaluate_run(run_dir: str | Path) -> RunEvaluation:
     labels = torch.tensor(val["labels"], dtype=torch.long)
     evaluation = evaluate_predictions(labels, probs, classes)
     conf, pred = probs.max(1) if len(probs) else (torch.zeros(0), torch.zeros(0, dtype=torch.long))
-    mistakes = [Mistake(val["paths"][i], val["names"][i], classes[labels[i]], classes[pred[i]], float(conf[i]))
+    paths = run.validation_images()
+    mistakes = [Mistake(paths[i], val["names"][i], classes[labels[i]], classes[pred[i]], float(conf[i]))
                 for i in range(len(labels)) if pred[i] != labels[i]]
     mistakes.sort(key=lambda m: -m.confidence)  # the most confident mistakes first: most worth a look
     return RunEvaluation(evaluation, mistakes, probs, labels)

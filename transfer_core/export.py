@@ -103,8 +103,7 @@ def _write_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> Non
 # ---------------------------------------------------------------------------------------------- parity
 def validation_images(run: RunFolder, limit: int | None = None) -> list[str]:
     """The run's validation images that are still on disk."""
-    val = run.read_json("validation.json") or {}
-    paths = [p for p in val.get("paths", []) if Path(p).is_file()]
+    paths = [p for p in run.validation_images() if p and Path(p).is_file()]
     return paths[:limit] if limit else paths
 
 

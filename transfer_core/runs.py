@@ -20,9 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import TrainConfig
+from .datarefs import portable_config, redact_paths, resolve
 from .events import FINAL_EVENTS, Event, EpochEnd, event_from_dict
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("TRANSFER_STUDIO_RUNS", "runs"))
+
+
+def _shareable(event: dict) -> dict:
+    """An event as the run folder keeps it: everyone may read it, so no server path (messages included)."""
+    if event.get("run_dir"):
+        event["run_dir"] = Path(event["run_dir"]).name
+    return {k: redact_paths(v) if k in ("error", "detail") else v for k, v in event.items()}
 
 
 def new_run_id(backbone: str) -> str:
@@ -117,7 +125,7 @@ class RunFolder:
         runs_dir.mkdir(parents=True, exist_ok=True)
         run = cls(runs_dir / (run_id or new_run_id(config.backbone)))
         run.path.mkdir()  # never reuses (and so never overwrites) an existing run
-        config.save(run.path / "config.json")
+        portable_config(config, runs_dir).save(run.path / "config.json")
         run.claim()
         return run
 
@@ -127,7 +135,7 @@ class RunFolder:
 
     def append_event(self, event: Event) -> None:
         with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
-            f.write(json.dumps(event.to_dict(), ensure_ascii=False) + "\n")
+            f.write(json.dumps(_shareable(event.to_dict()), ensure_ascii=False) + "\n")
 
     def keep_events_through_epoch(self, epoch: int) -> None:
         """Before resuming from epoch `epoch`'s checkpoint: drop what the interrupted process wrote after
@@ -148,6 +156,17 @@ class RunFolder:
         tmp = self.path / "events.jsonl.tmp"
         tmp.write_text("".join(kept), encoding="utf-8")
         tmp.replace(self.path / "events.jsonl")
+
+    def validation_images(self) -> list[str]:
+        """Where the validation pictures are on this server, in validation.json's order ('' where unknown)."""
+        val = self.read_json("validation.json") or {}
+        if "paths" in val:  # runs of earlier versions kept absolute paths
+            return [str(p) for p in val["paths"]]
+        try:
+            root = Path(resolve(val.get("root"), self.path.parent) or "")
+        except ValueError:
+            return ["" for _ in val.get("names", [])]
+        return [str(root / name) if val.get("root") else "" for name in val.get("names", [])]
 
     # ---- reading --------------------------------------------------------------------------------
     @property

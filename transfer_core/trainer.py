@@ -24,6 +24,7 @@ from .backbones import build_network, get_backbone
 from .calibration import save_calibration
 from .callbacks import Batch, Callback
 from .config import TrainConfig
+from .datarefs import resolved_config, to_ref
 from .datasets import DatasetReport, scan_dataset
 from .device import pick_device, plan_for, use_amp
 from .events import (DataReady, EpochEnd, Event, Progress, RunFailed, RunFinished, RunStarted, RunStopped)
@@ -48,8 +49,10 @@ class Trainer:
     def __init__(self, config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR,
                  callbacks: list[Callback] = (), stop: threading.Event | None = None,
                  run_id: str | None = None, resume: bool = False):
-        self.config = config
         self.runs_dir = Path(runs_dir)
+        # A run folder records where its data is as references (datarefs): back to this server's paths.
+        config = resolved_config(config, self.runs_dir)
+        self.config = config
         self.resume = resume  # continue runs_dir/run_id from its checkpoint (see Trainer.resuming)
         self.checkpoint: dict | None = None
         from .methods import callbacks_for  # imported here: methods.lr_finder imports this module
@@ -197,7 +200,7 @@ class Trainer:
         if cfg.max_images and len(self.train_samples) > cfg.max_images:
             order = torch.randperm(len(self.train_samples), generator=self.gen)[:cfg.max_images]
             self.train_samples = [self.train_samples[i] for i in sorted(order.tolist())]
-        write_json(self.run.path / "dataset.json", report.to_dict())
+        write_json(self.run.path / "dataset.json", {**report.to_dict(), "root": to_ref(report.root, self.runs_dir)})
         return report
 
     def _save_model_description(self) -> None:
@@ -489,7 +492,7 @@ class Trainer:
         self.best_acc = acc
         root = self.report.root
         write_json(self.run.path / "validation.json", {
-            "paths": [str(s.path) for s in self.val_samples],
+            "root": to_ref(root, self.runs_dir),  # names below it: no server path (datarefs)
             "names": [_relative(s.path, root) for s in self.val_samples],
             "labels": self.val_y.tolist(), "probs": [[round(float(v), 6) for v in row] for row in probs]})
         # Fitted once here, so the run folder alone predicts with calibrated confidence (predict.py).

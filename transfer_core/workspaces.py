@@ -2,10 +2,13 @@
 
 The model:
 - Each person (a browser session; the app keeps the token in the URL so a refresh keeps it) has a
-  workspace folder `workspaces/<token>/`: their uploads and choices live there, and nowhere else.
+  workspace folder `workspaces/<id>/`: their uploads and choices live there, and nowhere else. The id is
+  a one-way hash of the token: runs record where their data came from (datarefs), and a folder named
+  by the token itself would hand its owner's rights to everyone who looks at such a run.
 - Runs live in one shared runs folder, so everyone can look at, evaluate and predict with every run
   (read-only), but a run records a hash of its owner's token, and only that owner may delete it.
-  The token itself is never written into a run, so seeing a run never gives its owner's rights.
+  Neither the token nor a server path is written into a run (datarefs), so seeing a run never gives its
+  owner's rights.
 - Server-side folders can be read only below configured roots (TRANSFER_STUDIO_DATA_ROOTS, a list
   separated by os.pathsep; by default just the bundled demo data).
 
@@ -27,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .callbacks import Callback
+from .datarefs import data_roots
 from .events import RunStarted
 
 if TYPE_CHECKING:
@@ -55,12 +59,20 @@ def owner_hash(token: str) -> str:
     return hashlib.sha256(f"transfer-studio-owner:{token}".encode()).hexdigest()[:32]
 
 
+def workspace_id(token: str) -> str:
+    """The workspace folder's name: a hash the token cannot be recovered from (nor the owner hash)."""
+    return hashlib.sha256(f"transfer-studio-workspace:{token}".encode()).hexdigest()[:32]
+
+
 class Workspace:
     def __init__(self, root: str | Path, token: str):
         if not valid_token(token):
             raise NotAllowed("This workspace link is not valid. Open the app's start page to get a new one.")
         self.token = token
-        self.path = Path(root) / token
+        self.path = Path(root) / workspace_id(token)
+        legacy = Path(root) / token  # folders of earlier versions were named by the token itself
+        if legacy.is_dir() and not self.path.exists():
+            legacy.rename(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
 
     def uploads_dir(self) -> Path:
@@ -162,28 +174,51 @@ def resume_run(run_dir: str | Path, token: str, runs_dir: str | Path, queue=None
 
 
 # ---------------------------------------------------------------------------------------------- server folders
-def data_roots() -> list[Path]:
-    """Folders on the server that users may train from by name (besides their own uploads)."""
-    configured = os.environ.get("TRANSFER_STUDIO_DATA_ROOTS", "")
-    roots = [Path(p) for p in configured.split(os.pathsep) if p.strip()]
-    if not roots:
-        from .datasets import DatasetError, demo_dataset_path
-
-        try:
-            roots = [demo_dataset_path()]
-        except DatasetError:
-            roots = []
-    return [r.resolve() for r in roots]
-
-
 def resolve_server_folder(path: str | Path, roots: list[Path] | None = None) -> Path:
     """The real folder for `path`, if it lies inside an allowed root (after following links and '..')."""
     roots = data_roots() if roots is None else [Path(r).resolve() for r in roots]
     try:
         real = Path(path).expanduser().resolve()
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop, an unknown ~user
-        raise NotAllowed(f"'{path}' is not a folder name this server can use. Upload your images instead.") from None
+        raise NotAllowed("That is not a folder name this server can use. Upload your images instead.") from None
     if any(real == r or r in real.parents for r in roots):
         return real
-    allowed = ", ".join(str(r) for r in roots) or "none are configured"
-    raise NotAllowed(f"'{path}' is outside the folders this server shares ({allowed}). Upload your images instead.")
+    if not real.is_dir():
+        raise NotAllowed("There is no such folder on this server. Pick one from the list, or upload your images.")
+    allowed = ", ".join(r.name for r in roots) or "none are configured"
+    raise NotAllowed(f"That folder is outside the folders this server shares ({allowed}), so it cannot be used. "
+                     f"Pick one from the list, or upload your images instead.")
+
+
+def server_folders(roots: list[Path] | None = None, depth: int = 2, limit: int = 300) -> list[tuple[str, Path]]:
+    """The folders a person may pick below the shared roots, as (label, folder), roots first.
+
+    The label names the root by its own name (`textiles/train`), never the server path above it. Hidden
+    folders are left out, and links that lead outside every root too (resolve_server_folder's rule)."""
+    roots = data_roots() if roots is None else [Path(r).resolve() for r in roots]
+    found: list[tuple[str, Path]] = []
+    for root in roots:
+        level = [root]
+        found.append((root.name, root))
+        for _ in range(depth):
+            level = [c for folder in level for c in _subfolders(folder)]
+            found += [(f"{root.name}/{c.relative_to(root).as_posix()}", c) for c in level
+                      if _allowed(c, roots)]
+            if len(found) >= limit:
+                return found[:limit]
+    return found
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+    except OSError:
+        return []
+
+
+def _allowed(folder: Path, roots: list[Path]) -> bool:
+    try:
+        resolve_server_folder(folder, roots)
+        return True
+    except NotAllowed:
+        return False

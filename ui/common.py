@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from transfer_core.datarefs import redact_paths
 from transfer_core.jobs import default_queue
 from transfer_core.runs import RunSummary
 from transfer_core.workspaces import run_name
@@ -65,7 +66,7 @@ def friendly_errors(what: str):
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees a message instead of a stack trace
-        st.error(f"{what} did not work: {exc}")
+        st.error(f"{what} did not work: {redact_paths(str(exc))}")
 
 
 def need_data() -> session.DataChoice | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.datarefs import workspaces_root
 from transfer_core.datasets import demo_dataset_path
 from transfer_core.jobs import Job, default_queue
 from transfer_core.workspaces import Workspace, new_token, valid_token
@@ -24,7 +25,7 @@ def runs_dir() -> Path:
 
 
 def workspaces_dir() -> Path:
-    return Path(os.environ.get("TRANSFER_STUDIO_WORKSPACES", "workspaces"))
+    return workspaces_root()
 
 # Session-state keys (one place, so pages never disagree on a name).
 KEY_TOKEN = "workspace_token"
