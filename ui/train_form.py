@@ -9,6 +9,7 @@ from transfer_core.config import TrainConfig
 from .methods_form import LR_OPTIONS
 
 DEFAULTS = TrainConfig(data="")
+IMAGE_SIZES = (96, 128, 160, 192, 224, 256, 288)
 
 
 def _speed(gflops: float) -> str:
@@ -118,8 +119,10 @@ def choose_advanced(name: str) -> dict:
                               help="Tells the model not to be 100% sure of any label. Helps when some labels "
                                    "may be wrong and keeps confidence honest.")
         c4, c5 = st.columns(2)
-        size = c4.select_slider("Image size (pixels)", [96, 128, 160, 192, 224, 256, 288],
-                                spec.preprocessing.crop, key=f"image_size_{name}", disabled=spec.fixed_size,
+        own = spec.preprocessing.crop  # the network's own size (240 for efficientnet_lite1) is always offered
+        size = c4.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, own}), own,
+                                format_func=lambda v: f"{v} (the network's own)" if v == own else str(v),
+                                key=f"image_size_{name}", disabled=spec.fixed_size,
                                 help="Pictures are resized to this square. Smaller trains much faster; larger "
                                      "keeps small details. The network's own size is the default.")
         patience = c5.number_input("Early stopping (epochs without progress, 0 = off)", 0, 50,
