@@ -6,7 +6,7 @@ import streamlit as st
 from transfer_core.datasets import write_uploads
 from ui import charts, session
 from ui.common import friendly_errors, page
-from ui.data_view import scan, show_report
+from ui.data_view import scan, server_folder_picker, show_report
 from ui.quality_view import quality_check
 
 page("Your pictures", "📁")
@@ -15,7 +15,8 @@ st.markdown("Give the model **one folder per class**: e.g. `good/` and `scratche
 
 SOURCES = {"demo": "Demo pictures: fabric with and without defects (2,000 images, 3 classes)",
            "folder": "Upload a folder from my computer",
-           "zip": "Upload a .zip file"}
+           "zip": "Upload a .zip file",
+           "server": "A folder on this server (for big data sets)"}
 source = st.radio("Where are your pictures?", list(SOURCES), format_func=SOURCES.get, key="data_source",
                   help="The demo pictures are real photos of woven fabric: 'nominal' (fine), 'local' (one small "
                        "defect) and 'global' (the whole texture is off). They work without internet.")
@@ -26,6 +27,11 @@ if source == "demo":
         with friendly_errors("Loading the demo pictures"):
             session.use_demo_data()
             choice = session.data_choice()
+elif source == "server":
+    picked = server_folder_picker()
+    if picked is not None:
+        session.set_data_choice(session.DataChoice(str(picked[1]), f"Server folder: {picked[0]}"))
+        choice = session.data_choice()
 else:
     kind = "directory" if source == "folder" else False
     files = st.file_uploader(

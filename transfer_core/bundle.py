@@ -5,13 +5,19 @@ Unzipped anywhere, the folder is a run folder again: `python -m transfer_core pr
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 
+from .datarefs import label, shown_config
 from .runs import RunFolder
 
 BUNDLE_FILES = ("best.pt", "classes.json", "preprocessing.json", "model.json", "config.json", "dataset.json",
                 "validation.json", "calibration.json", "events.jsonl")
+# Files that may name the data's folder (a command-line run keeps the one it was given): labels instead.
+_LABELLED = {"config.json": lambda run: shown_config(run.config),
+             "dataset.json": lambda run: _root_as_label(run.read_json("dataset.json")),
+             "validation.json": lambda run: _root_as_label(run.read_json("validation.json"))}
 _REQUIRED = ("best.pt", "classes.json", "preprocessing.json", "model.json", "config.json")
 
 
@@ -24,6 +30,12 @@ def model_bundle(run_dir: str | Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in BUNDLE_FILES:
-            if (run.path / name).is_file():
+            if name in _LABELLED and (run.path / name).is_file():
+                zf.writestr(f"{run.id}/{name}", json.dumps(_LABELLED[name](run), indent=2, ensure_ascii=False))
+            elif (run.path / name).is_file():
                 zf.write(run.path / name, f"{run.id}/{name}")
     return buffer.getvalue()
+
+
+def _root_as_label(record: dict) -> dict:
+    return {**{k: v for k, v in record.items() if k != "paths"}, "root": label(record.get("root"))}

@@ -7,7 +7,9 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+from transfer_core.datarefs import data_roots
 from transfer_core.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
+from transfer_core.workspaces import NotAllowed, resolve_server_folder, server_folders
 
 THUMBS_PER_CLASS = 6
 
@@ -62,3 +64,40 @@ def show_report(report: DatasetReport) -> None:
         st.caption(f"{name}: {counts[name]['total']} pictures")
         if thumbs:
             st.image(thumbs, width=110, caption=[Path(p).name for p in paths[:len(thumbs)]])
+
+
+def server_folder_picker() -> tuple[str, Path] | None:
+    """'A folder on this server': pick one below the shared roots, or type one; (label, folder) once chosen.
+
+    Only folders that resolve inside a shared root are accepted (links and '..' followed first); the
+    labels name a root by its own name, never the server path above it."""
+    folders = server_folders()
+    if not os.environ.get("TRANSFER_STUDIO_DATA_ROOTS"):
+        st.info("This server shares no folders of its own yet, only the demo pictures. Whoever runs it can "
+                "share folders by starting it with TRANSFER_STUDIO_DATA_ROOTS set to them (several separated "
+                "by ':'), e.g. `TRANSFER_STUDIO_DATA_ROOTS=/data/photos bash scripts/app.sh`.")
+    by_label = dict(folders)
+    label = st.selectbox("Folder", list(by_label), key="server_folder", index=None, placeholder="Pick a folder",
+                         help="The folders this server shares, two levels deep. Pick the one that holds one "
+                              "sub-folder per class.")
+    typed = st.text_input("Or type a folder below one of them", key="server_folder_typed",
+                          placeholder="e.g. " + (folders[0][0] + "/my_set" if folders else "photos/my_set"),
+                          help="For a folder deeper than the list shows: its name starting with the shared "
+                               "folder's name, as in the list.")
+    wanted = _typed_folder(typed, folders) if typed.strip() else by_label.get(label)
+    if wanted is None or not st.button("Use this folder", type="primary", key="use_server_folder"):
+        return None
+    try:
+        real = resolve_server_folder(wanted)
+    except NotAllowed as exc:
+        st.error(str(exc))
+        return None
+    root = next(r for r in data_roots() if real == r or r in real.parents)
+    return (f"{root.name}/{real.relative_to(root).as_posix()}".rstrip("/."), real)
+
+
+def _typed_folder(typed: str, folders: list[tuple[str, Path]]) -> Path | None:
+    """A typed 'root/sub/folder' below a listed root; the refusal of anything else is resolve's, in words."""
+    first, _, rest = typed.strip().strip("/").partition("/")
+    roots = {label: path for label, path in folders if "/" not in label}
+    return (roots[first] / rest) if first in roots else Path(typed.strip())
