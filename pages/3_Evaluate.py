@@ -4,7 +4,8 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.calibration import run_calibration
-from transfer_core.evaluation import evaluate_run
+from transfer_core.datasets import TEST_MIN_PER_CLASS
+from transfer_core.evaluation import evaluate_run, has_test_share
 from transfer_core.runs import list_runs
 from ui import charts, session
 from ui.common import friendly_errors, page, pick_run
@@ -13,22 +14,33 @@ from ui.data_view import thumbnail
 page("Evaluate", "📊")
 runs = [r for r in list_runs(session.runs_dir()) if r.has_model and (r.path / "validation.json").is_file()]
 run = pick_run("Trained model", runs, "evaluate_run",
-               "Every finished run is listed, newest first. Scores are measured on the validation pictures, "
-               "which the model never trained on.")
+               "Every finished run is listed, newest first. Scores are measured on pictures the model never "
+               "trained on.")
 if run is None:
     st.stop()
 
+SHARE_WORDS = {
+    "test": "Test pictures: kept apart and used for nothing during training, so this is the honest figure.",
+    "validation": "Validation pictures: never trained on, but they chose the best epoch and set how sure the "
+                  "model says it is, so their figure is a little optimistic."}
+
 with friendly_errors("Reading this run's results"):
-    result = evaluate_run(run.path)
+    shares = ["test", "validation"] if has_test_share(run.path) else ["validation"]
+    share = st.radio("Measured on", shares, format_func=lambda s: SHARE_WORDS[s].split(":")[0], horizontal=True,
+                     key="evaluate_share", help="Test pictures are kept apart when every class has at least "
+                     f"{TEST_MIN_PER_CLASS} pictures: half of the share you set aside on the Data page.")
+    st.caption(SHARE_WORDS[share] if len(shares) > 1 else SHARE_WORDS["validation"] + " With at least "
+               f"{TEST_MIN_PER_CLASS} pictures in every class, a separate test share is kept for an honest figure.")
+    result = evaluate_run(run.path, share)
     ev = result.evaluation
     low, high = ev.interval
     c1, c2, c3 = st.columns(3)
     c1.metric("Accuracy", f"{ev.accuracy:.1%}",
-              help="Share of validation pictures classified right. With few pictures this figure is rough: "
+              help=f"Share of {share} pictures classified right. With few pictures this figure is rough: "
                    "the range below says how rough.")
     c2.metric("Macro F1", f"{ev.macro_f1:.2f}", help="The average of the per-class F1 scores (1.0 is perfect). "
                                                       "Unlike accuracy, a small class counts as much as a big one.")
-    c3.metric("Validation pictures", ev.total)
+    c3.metric(f"{share.capitalize()} pictures", ev.total)
     st.caption(f"95% confidence range for the accuracy: {low:.1%} to {high:.1%} (Wilson interval on "
                f"{ev.total} pictures). Two runs whose ranges overlap a lot may not really differ.")
 
@@ -57,7 +69,7 @@ with friendly_errors("Reading this run's results"):
 
     st.subheader(f"Pictures it got wrong ({len(result.mistakes)})")
     if not result.mistakes:
-        st.success("None: every validation picture was classified right.")
+        st.success(f"None: every {share} picture was classified right.")
     shown = result.mistakes[:24]
     cols = st.columns(6)
     for i, m in enumerate(shown):

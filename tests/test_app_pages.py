@@ -67,7 +67,7 @@ def test_data_page_demo_shows_classes_counts_and_thumbnails(app_dirs):
     no_exception(at)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Classes"] == "3" and metrics["Pictures"] == "2000"
-    assert metrics["For validation"] == "400"
+    assert metrics["For validation"] == "200" and metrics["For testing"] == "200"
     assert len(at.get("image")) >= 3  # a row of thumbnails per class
 
 
@@ -196,9 +196,9 @@ def test_a_failed_run_is_explained_in_words_and_the_app_keeps_working(app_dirs, 
 
 
 def session_data_path(token: str, root: Path) -> str:
-    import json
+    from transfer_core.workspaces import Workspace
 
-    return json.loads((root / "workspaces" / token / "data_choice.json").read_text())["path"]
+    return Workspace(root / "workspaces", token).read_json("data_choice.json")["path"]
 
 
 def test_advanced_methods_reach_the_engine_and_the_scratch_baseline_is_overlaid(app_dirs, tmp_path):

@@ -50,7 +50,7 @@ def test_real_textile_class_folders(textile10):
     report = scan_dataset(textile10)
     assert report.classes == ("global", "local", "nominal")
     assert report.layout == ds.LAYOUT_CLASSES
-    assert report.counts() == {c: {"train": 8, "val": 2, "total": 10} for c in report.classes}
+    assert report.counts() == {c: {"train": 8, "val": 2, "test": 0, "total": 10} for c in report.classes}
     assert report.skipped == () and report.warnings == ()
     assert all(isinstance(s, Sample) and s.path.is_absolute() for s in report.train + report.val)
     summary = json.loads(json.dumps(report.to_dict()))
@@ -64,7 +64,8 @@ def test_whole_demo_folder_scans_quickly():
     report = scan_dataset(root)
     assert time.perf_counter() - start < 30
     assert report.classes == ("global", "local", "nominal")
-    assert len(report.train) + len(report.val) == 2000 and not report.skipped
+    assert len(report.train) + len(report.val) + len(report.test) == 2000 and not report.skipped
+    assert (len(report.train), len(report.val), len(report.test)) == (1600, 200, 200)
 
 
 def test_fingerprint_identifies_the_data(tmp_path, textile10):
@@ -260,7 +261,7 @@ def test_train_val_folders_are_used_as_given(tmp_path, val_name):
     assert report.layout == ds.LAYOUT_SPLITS
     assert report.classes == ("global", "local", "nominal")
     counts = report.counts()
-    assert counts["local"] == {"train": 6, "val": 2, "total": 8} and counts["global"]["train"] == 0
+    assert counts["local"] == {"train": 6, "val": 2, "test": 0, "total": 8} and counts["global"]["train"] == 0
     assert all(s.path.parent.parent.name == val_name for s in report.val)
     assert any("'global' has no usable images in 'train'" in w for w in report.warnings)
     assert [s.path for s in report.skipped] == ["train/global.jpg"]

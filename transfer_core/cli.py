@@ -132,6 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     final = result.final
     summary = {"run_dir": str(result.run_dir), "status": final.kind,
                "best_val_accuracy": getattr(final, "best_val_accuracy", None),
+               "test_accuracy": getattr(final, "test_accuracy", None), "num_test": getattr(final, "num_test", 0),
                "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2)}
     if isinstance(final, RunFailed):
         summary["error"] = final.error

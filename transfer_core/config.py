@@ -33,6 +33,9 @@ class TrainConfig:
     image_size: int | None = None  # None: the backbone's own size (224 for most)
     seed: int = 0
     val_split: float = 0.2
+    # Half of the validation share becomes a test share that nothing is tuned on, when every class has
+    # datasets.TEST_MIN_PER_CLASS pictures: its accuracy is the headline figure (evaluation.py).
+    test_share: bool = True
     augment: str = "none"
     optimizer: str = "adamw"
     weight_decay: float = 1e-4
@@ -106,6 +109,7 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # tolerate configs from newer/older versions
         d.setdefault("quick_start_epochs", 0)  # runs saved before quick start existed resume as they began
+        d.setdefault("test_share", False)  # so did runs saved before the test share
         if "unfreeze_at" in d:
             d["unfreeze_at"] = tuple(d["unfreeze_at"])
         return cls(**d)

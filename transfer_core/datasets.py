@@ -35,6 +35,8 @@ MAX_PIXELS = 80_000_000  # ~ 9000 x 9000; larger files are almost always mistake
 LAYOUT_CLASSES = "class folders"
 LAYOUT_SPLITS = "train/val folders"
 FEW_IMAGES = 10
+# From this many pictures in every class, a test share is kept apart (DatasetReport.test).
+TEST_MIN_PER_CLASS = 50
 IMBALANCE = 5.0
 _IGNORED = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _TRAIN_NAMES = ("train", "training")
@@ -82,11 +84,15 @@ class DatasetReport:
     skipped: tuple[Skipped, ...]
     warnings: tuple[str, ...]
     layout: str  # LAYOUT_CLASSES or LAYOUT_SPLITS
+    # Held out from the validation share when every class has TEST_MIN_PER_CLASS pictures: nothing is tuned
+    # on these (the validation pictures choose the best epoch and fit the confidence), so their figure is
+    # the honest one.
+    test: tuple[Sample, ...] = ()
 
     def counts(self) -> dict[str, dict[str, int]]:
         """class -> {"train": n, "val": n, "total": n}"""
-        out = {c: {"train": 0, "val": 0, "total": 0} for c in self.classes}
-        for split, samples in (("train", self.train), ("val", self.val)):
+        out = {c: {"train": 0, "val": 0, "test": 0, "total": 0} for c in self.classes}
+        for split, samples in (("train", self.train), ("val", self.val), ("test", self.test)):
             for s in samples:
                 row = out[self.classes[s.label]]
                 row[split] += 1
@@ -95,7 +101,8 @@ class DatasetReport:
 
     def fingerprint(self) -> str:
         """Identifies the data: changes when a file is added, removed, resized or relabelled."""
-        rows = sorted((_rel(s.path, self.root), _file_size(s.path), s.label) for s in self.train + self.val)
+        rows = sorted((_rel(s.path, self.root), _file_size(s.path), s.label)
+                      for s in self.train + self.val + self.test)
         digest = hashlib.sha256()
         for rel, size, label in rows:
             digest.update(f"{rel}\0{size}\0{label}\n".encode("utf-8", "replace"))
@@ -104,6 +111,7 @@ class DatasetReport:
     def to_dict(self) -> dict:
         return {"root": str(self.root), "layout": self.layout, "classes": list(self.classes),
                 "counts": self.counts(), "num_train": len(self.train), "num_val": len(self.val),
+                "num_test": len(self.test),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
                 "warnings": list(self.warnings), "fingerprint": self.fingerprint()}
 
@@ -568,8 +576,9 @@ def _gather(folder: Path, root: Path, split: str, found: _Found) -> None:
 
 def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
                  extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),
-                 min_side: int = 16) -> DatasetReport:
-    """Find the classes and images of a folder (or .zip), check every image, split train/validation."""
+                 min_side: int = 16, test_share: bool = True) -> DatasetReport:
+    """Find the classes and images of a folder (or .zip), check every image, split train/validation, and
+    (test_share, every class with TEST_MIN_PER_CLASS pictures) half the validation share into a test share."""
     if not 0 <= val_split < 1:
         raise DatasetError(f"The validation share must be between 0 and 1 (e.g. 0.2), not {val_split}.")
     root = _unwrap(_resolve(source, extract_to, limits))
@@ -596,14 +605,17 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
     labels = {name: i for i, name in enumerate(classes)}
     if splits:
         train, val = _as_given(usable, labels)
+        test = []
         notes += _split_gaps(usable, classes, splits[0].name, splits[1].name)
     else:
-        train, val = _stratified(usable, labels, val_split, seed)
+        with_test = test_share and all(len(usable[c][""]) >= TEST_MIN_PER_CLASS for c in classes)
+        train, val, test = _stratified(usable, labels, val_split, seed, with_test)
         notes += _single_image_warnings(usable, classes)
     warnings = notes + _empty_warnings(found.class_names - set(classes)) + _balance_warnings(usable, classes)
     warnings += _duplicate_warnings(usable, root)
     return DatasetReport(root=root, classes=classes, train=tuple(train), val=tuple(val), skipped=skipped,
-                         warnings=tuple(warnings), layout=LAYOUT_SPLITS if splits else LAYOUT_CLASSES)
+                         warnings=tuple(warnings), layout=LAYOUT_SPLITS if splits else LAYOUT_CLASSES,
+                         test=tuple(test))
 
 
 def _too_few_classes(root: Path, classes: Sequence[str], found: _Found, skipped: Sequence[Skipped]) -> str:
@@ -629,18 +641,22 @@ def _as_given(usable, labels) -> tuple[list[Sample], list[Sample]]:
     return train, val
 
 
-def _stratified(usable, labels, val_split: float, seed: int) -> tuple[list[Sample], list[Sample]]:
-    """Per class: round(n * val_split) validation images, at least 1 and leaving at least 1 to train on."""
-    train, val = [], []
+def _stratified(usable, labels, val_split: float, seed: int,
+                with_test: bool = False) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Per class: round(n * val_split) images held out, at least 1 and leaving at least 1 to train on; with
+    a test share, the first half of them (in shuffled order) are test pictures, the rest validation."""
+    train, val, test = [], [], []
     for name, label in labels.items():
         paths = _sorted_paths(usable[name][""])
         n = len(paths)
         k = min(max(round(n * val_split), 1), n - 1) if n >= 2 else 0
         # Seeded per class, so adding images to one class leaves the others' split unchanged.
         random.Random(f"{seed}/{name}").shuffle(paths)
-        val += [Sample(p, label) for p in sorted(paths[:k])]
+        t = k // 2 if with_test else 0  # the training pictures are the same with or without a test share
+        test += [Sample(p, label) for p in sorted(paths[:t])]
+        val += [Sample(p, label) for p in sorted(paths[t:k])]
         train += [Sample(p, label) for p in sorted(paths[k:])]
-    return train, val
+    return train, val, test
 
 
 def _single_image_warnings(usable, classes) -> list[str]:

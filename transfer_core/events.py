@@ -77,6 +77,8 @@ class RunFinished(Event):
     epochs_run: int = 0
     seconds: float = 0.0
     reason: str = "completed"  # or "early stopping"
+    test_accuracy: float | None = None  # on the test share nothing was tuned on (None: no test share)
+    num_test: int = 0
     extra: dict = field(default_factory=dict)  # end-of-run method figures (target accuracy, teacher agreement...)
 
 

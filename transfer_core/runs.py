@@ -26,6 +26,9 @@ from .events import FINAL_EVENTS, Event, EpochEnd, event_from_dict
 DEFAULT_RUNS_DIR = Path(os.environ.get("TRANSFER_STUDIO_RUNS", "runs"))
 
 
+TEST_FILE = "test.json"  # predictions on the test share, like validation.json
+
+
 def _shareable(event: dict) -> dict:
     """An event as the run folder keeps it: everyone may read it, so no server path (messages included)."""
     if event.get("run_dir"):
@@ -157,9 +160,10 @@ class RunFolder:
         tmp.write_text("".join(kept), encoding="utf-8")
         tmp.replace(self.path / "events.jsonl")
 
-    def validation_images(self) -> list[str]:
-        """Where the validation pictures are on this server, in validation.json's order ('' where unknown)."""
-        val = self.read_json("validation.json") or {}
+    def validation_images(self, name: str = "validation.json") -> list[str]:
+        """Where the validation (or test.json's) pictures are on this server, in the file's order ('' where
+        unknown)."""
+        val = self.read_json(name) or {}
         if "paths" in val:  # runs of earlier versions kept absolute paths
             return [str(p) for p in val["paths"]]
         try:

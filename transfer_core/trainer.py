@@ -33,7 +33,8 @@ from .features import FeatureCache
 from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
 from .imagecache import ImageStore, Stopped
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
-from .runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically, write_json
+from .predict import load_model, predict_probs
+from .runs import DEFAULT_RUNS_DIR, TEST_FILE, RunFolder, save_atomically, write_json
 from .stepmemory import bytes_per_image, part_size, split_count
 
 _PROGRESS_EVERY_S = 0.25
@@ -194,9 +195,11 @@ class Trainer:
 
     def _scan(self) -> DatasetReport:
         cfg = self.config
-        report = scan_dataset(cfg.data, val_split=cfg.val_split, seed=cfg.seed, extract_to=self.run.path / "data")
+        report = scan_dataset(cfg.data, val_split=cfg.val_split, seed=cfg.seed, extract_to=self.run.path / "data",
+                              test_share=cfg.test_share)
         self.train_samples = list(report.train)
         self.val_samples = list(report.val)
+        self.test_samples = list(report.test)  # never seen until the end: see _test
         if cfg.max_images and len(self.train_samples) > cfg.max_images:
             order = torch.randperm(len(self.train_samples), generator=self.gen)[:cfg.max_images]
             self.train_samples = [self.train_samples[i] for i in sorted(order.tolist())]
@@ -285,7 +288,7 @@ class Trainer:
         self._finish()
         return self._event(RunFinished, best_val_accuracy=self.best_acc, best_epoch=self.best_epoch,
                            epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason,
-                           extra=self.final_extra)
+                           test_accuracy=self.test_acc, num_test=len(self.test_samples), extra=self.final_extra)
 
     def thaw_epochs(self) -> set[int]:
         """Epochs at whose start the last frozen stage starts to learn: the end of the quick start and
@@ -490,13 +493,31 @@ class Trainer:
         self._save_weights(best)
         _, acc, probs = self.evaluate()
         self.best_acc = acc
-        root = self.report.root
-        write_json(self.run.path / "validation.json", {
-            "root": to_ref(root, self.runs_dir),  # names below it: no server path (datarefs)
-            "names": [_relative(s.path, root) for s in self.val_samples],
-            "labels": self.val_y.tolist(), "probs": [[round(float(v), 6) for v in row] for row in probs]})
+        self._save_predictions("validation.json", self.val_samples, probs)
         # Fitted once here, so the run folder alone predicts with calibrated confidence (predict.py).
         save_calibration(self.run.path, probs, self.val_y)
+        self._test()
+
+    def _test(self) -> None:
+        """The test share, through the saved model as Predict loads it. The validation pictures chose the
+        best epoch and fitted the confidence; nothing was tuned on these, so theirs is the honest figure."""
+        self.test_acc = None
+        if not self.test_samples or not distributed.is_main():
+            return
+        self._progress("testing", 0, 1)
+        model = load_model(self.run.path, device=self.device)
+        with torch.inference_mode():
+            probs = predict_probs(model, [s.path for s in self.test_samples], calibrated=False)
+        labels = torch.tensor([s.label for s in self.test_samples])
+        self.test_acc = float((probs.argmax(1) == labels).float().mean())
+        self._save_predictions(TEST_FILE, self.test_samples, probs)
+
+    def _save_predictions(self, name: str, samples: list, probs: torch.Tensor) -> None:
+        root = self.report.root
+        write_json(self.run.path / name, {
+            "root": to_ref(root, self.runs_dir),  # names below it: no server path (datarefs)
+            "names": [_relative(s.path, root) for s in samples], "labels": [s.label for s in samples],
+            "probs": [[round(float(v), 6) for v in row] for row in probs]})
 
     # ------------------------------------------------------------------ progress
     def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,

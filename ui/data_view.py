@@ -46,11 +46,15 @@ def thumbnail(path: str, side: int = 160) -> Image.Image | None:
 def show_report(report: DatasetReport) -> None:
     counts = report.counts()
     total = sum(c["total"] for c in counts.values())
-    cols = st.columns(4)
+    cols = st.columns(5 if report.test else 4)
     cols[0].metric("Classes", len(report.classes), help="One per folder that holds usable pictures.")
     cols[1].metric("Pictures", total)
     cols[2].metric("For training", len(report.train))
-    cols[3].metric("For validation", len(report.val), help="Kept aside: the model never learns from these.")
+    cols[3].metric("For validation", len(report.val), help="Kept aside: the model never learns from these; they "
+                   "choose its best epoch and how sure it says it is.")
+    if report.test:
+        cols[4].metric("For testing", len(report.test), help="Also kept aside, and used for nothing else: the "
+                       "honest score on the Evaluate page.")
     for warning in report.warnings:
         st.warning(warning)
     if report.skipped:
