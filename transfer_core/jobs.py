@@ -13,6 +13,7 @@ from pathlib import Path
 from .callbacks import Callback, EventLog
 from .config import TrainConfig
 from .events import Event, RunFailed
+from .datarefs import redact_paths
 from .failures import explain
 from .runs import new_run_id
 from .trainer import Trainer, check_resumable
@@ -150,8 +151,8 @@ class JobQueue:
                                   stop=job.stop, run_id=job.id, resume=job.resume)
                 job.final = trainer.run_training().final
             except Exception as exc:  # noqa: BLE001 - e.g. a device name torch rejects: fail this job, keep the worker
-                job.final = RunFailed(run_id=job.id, time=time.time(), error=explain(exc, job.config),
-                                      detail=f"{type(exc).__name__}: {exc}"[:2000])
+                job.final = RunFailed(run_id=job.id, time=time.time(), error=redact_paths(explain(exc, job.config)),
+                                      detail=redact_paths(f"{type(exc).__name__}: {exc}")[:2000])
                 job.log.on_event(None, job.final)
             finally:  # whatever happened, the queue moves on and waiters wake up
                 with self._lock:

@@ -24,7 +24,7 @@ from .backbones import build_network, get_backbone
 from .calibration import save_calibration
 from .callbacks import Batch, Callback
 from .config import TrainConfig
-from .datarefs import resolved_config, to_ref
+from .datarefs import redact_paths, resolved_config, to_ref
 from .datasets import DatasetReport, scan_dataset
 from .device import pick_device, plan_for, use_amp
 from .events import (DataReady, EpochEnd, Event, Progress, RunFailed, RunFinished, RunStarted, RunStopped)
@@ -103,8 +103,10 @@ class Trainer:
             final = self._event(RunStopped, best_val_accuracy=getattr(self, "best_acc", 0.0),
                                 epochs_run=getattr(self, "epoch", 0), seconds=time.time() - self.t0)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
-            final = self._event(RunFailed, error=explain(exc, self.config),
-                                detail="".join(traceback.format_exception_only(type(exc), exc)).strip()[-2000:],
+            # Redacted here, not only on disk: the live view shows the message while the run is still open.
+            final = self._event(RunFailed, error=redact_paths(explain(exc, self.config)),
+                                detail=redact_paths("".join(traceback.format_exception_only(type(exc), exc)))
+                                .strip()[-2000:],
                                 seconds=time.time() - self.t0)
         finally:
             final = final or self._event(RunFailed, error="Training ended unexpectedly.")
