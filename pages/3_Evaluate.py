@@ -6,17 +6,21 @@ import streamlit as st
 from transfer_core.calibration import run_calibration
 from transfer_core.datasets import TEST_MIN_PER_CLASS
 from transfer_core.evaluation import evaluate_run, has_test_share
-from transfer_core.runs import list_runs
 from ui import charts, session
-from ui.common import friendly_errors, page, pick_run
+from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.data_view import thumbnail
 
 page("Evaluate", "📊")
-runs = [r for r in list_runs(session.runs_dir()) if r.has_model and (r.path / "validation.json").is_file()]
-run = pick_run("Trained model", runs, "evaluate_run",
+run = pick_run("Trained model", models_to_pick(), "evaluate_run",
                "Every finished run is listed, newest first. Scores are measured on pictures the model never "
                "trained on.")
 if run is None:
+    st.stop()
+
+if not (run.path / "validation.json").is_file():
+    st.info("This run was stopped before its results were measured. Resume it on the **Runs** page to finish "
+            "it; its best model so far already works on the **Predict** page.")
+    st.page_link("pages/5_Runs.py", label="Go to Runs", icon="🗂️")
     st.stop()
 
 SHARE_WORDS = {

@@ -7,13 +7,12 @@ from transfer_core.datasets import BadImage
 from transfer_core.calibration import run_calibration
 from transfer_core.gradcam import explain
 from transfer_core.predict import answer, load_model, to_rgb
-from transfer_core.runs import RunFolder, list_runs
+from transfer_core.runs import RunFolder
 from ui import charts, session
-from ui.common import friendly_errors, page, pick_run
+from ui.common import friendly_errors, models_to_pick, page, pick_run
 
 page("Predict", "🔮")
-runs = [r for r in list_runs(session.runs_dir()) if r.has_model]
-run = pick_run("Trained model", runs, "predict_run", "Any run with a saved model, newest first.")
+run = pick_run("Trained model", models_to_pick(), "predict_run", "Any run with a saved model, newest first.")
 if run is None:
     st.stop()
 

@@ -100,8 +100,8 @@ class Trainer:
             self._prepare()
             final = self._fit()
         except Stopped:
-            final = self._event(RunStopped, best_val_accuracy=getattr(self, "best_acc", 0.0),
-                                epochs_run=getattr(self, "epoch", 0), seconds=time.time() - self.t0)
+            final = self._event(RunStopped, best_val_accuracy=max(getattr(self, "best_acc", 0.0), 0.0),
+                                epochs_run=getattr(self, "epochs_done", 0), seconds=time.time() - self.t0)
         except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
             # Redacted here, not only on disk: the live view shows the message while the run is still open.
             final = self._event(RunFailed, error=redact_paths(explain(exc, self.config)),
@@ -280,6 +280,7 @@ class Trainer:
         self.best_loss = self.loss_at_best = float("inf")
         reason = "completed"
         self.epoch = self._restore() if self.resume else 0
+        self.epochs_done = self.epoch
         for self.epoch in range(self.epoch + 1, cfg.epochs + 1):
             self._maybe_unfreeze(self.epoch)
             for cb in self.callbacks:
@@ -352,6 +353,7 @@ class Trainer:
                               train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
                               lr=self.optimizer.param_groups[0]["lr"], seconds=time.time() - t_epoch,
                               images_per_sec=seen / max(t_train, 1e-9), extra=extra))
+        self.epochs_done = epoch  # what a Stop reports: epochs whose results were recorded, not the one cut short
         return self._after_validation(epoch, val_loss, val_acc)
 
     def _train_step(self, batch: Batch) -> tuple[float, int]:

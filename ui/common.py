@@ -10,7 +10,7 @@ import streamlit as st
 from transfer_core.datarefs import redact_paths
 from transfer_core.jobs import default_queue
 from transfer_core.runs import RunSummary
-from transfer_core.workspaces import run_name
+from transfer_core.workspaces import OwnedRun, list_runs_for, run_name
 
 from . import session
 
@@ -81,20 +81,43 @@ def need_data() -> session.DataChoice | None:
     return data
 
 
-def pick_run(label: str, runs: list[RunSummary], key: str, help: str) -> RunSummary | None:
-    """A run chooser that starts on this session's newest run; None (with a hint) when there are none."""
+def models_to_pick() -> list[OwnedRun]:
+    """Every run with a saved model (finished or stopped), newest first, each marked yours or not."""
+    return [o for o in list_runs_for(session.workspace().token, session.runs_dir()) if o.summary.has_model]
+
+
+WHOSE = {"mine": "My runs", "all": "Everyone's runs"}
+
+
+def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummary | None:
+    """A run chooser that starts on this person's own newest run (or the one they follow), with a filter
+    between their runs and everyone's; None (with a hint) when there are none."""
     if not runs:
         st.info("No trained model yet. Train one on the **Train** page first.")
         st.page_link("pages/2_Train.py", label="Go to Train", icon="🏋️")
         return None
-    ids = [r.id for r in runs]
+    mine = [o for o in runs if o.mine]
+    whose = st.segmented_control("Show", list(WHOSE), format_func=WHOSE.get, key=f"{key}_whose",
+                                 default="mine" if mine else "all", help="Runs started in this workspace "
+                                 "(this link) are yours; everyone on this server can use everyone's.")
+    shown = mine if whose == "mine" else runs
+    if not shown:
+        st.info("You have no trained model yet: pick \"Everyone's runs\", or train one on the **Train** page.")
+        return None
+    ids = [o.summary.id for o in shown]
     followed = st.session_state.get(session.KEY_JOB)
-    index = ids.index(followed) if followed in ids else 0
-    by_id = {r.id: r for r in runs}
-    chosen = st.selectbox(label, ids, index=index, key=key, help=help, format_func=lambda i: run_label(by_id[i]))
-    return by_id[chosen]
+    index = ids.index(followed) if followed in ids else ids.index(mine[0].summary.id) if mine and \
+        mine[0].summary.id in ids else 0
+    by_id = {o.summary.id: o for o in shown}
+    chosen = st.selectbox(label, ids, index=index, key=key, help=help,
+                          format_func=lambda i: owned_label(by_id[i]))
+    return by_id[chosen].summary
 
 
-def run_label(r: RunSummary) -> str:
+def owned_label(o: OwnedRun) -> str:
+    return f"{'yours' if o.mine else 'someone else’s'} · {run_label(o.summary, o.name)}"
+
+
+def run_label(r: RunSummary, name: str | None = None) -> str:
     acc = f"{r.best_val_accuracy:.1%}" if r.best_val_accuracy is not None else "-"
-    return f"{run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {acc}"
+    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {acc}"
