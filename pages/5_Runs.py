@@ -66,6 +66,8 @@ if len(chosen) >= 2:
                           for k, values in diffs.items()], hide_index=True, width="stretch")
         else:
             st.write("They were trained with the same settings.")
+        if comparison.not_comparable:
+            st.warning(comparison.not_comparable)
         if comparison.verdict is not None:
             (st.success if comparison.verdict.distinguishable else st.warning)(comparison.verdict.message)
 elif chosen:

@@ -80,3 +80,14 @@ def test_accuracy_is_reported_with_its_interval_and_a_small_set_warning():
     assert "90.0%" in small and "69.9%" in small and "cannot be told apart" in small
     big = describe_accuracy(evaluate_predictions(labels.repeat(100), probs.repeat(100, 1), ["a", "b"]))
     assert "cannot be told apart" not in big
+
+
+def test_runs_on_other_pictures_are_not_compared(two_runs, textile_small, tmp_path):
+    # A trial compared 98% from 400 images with 50% from 6 images and called the difference real.
+    a, _ = two_runs
+    other_split = train(TrainConfig(data=str(textile_small), epochs=1, val_split=0.4, **TINY),
+                        runs_dir=tmp_path).run_dir
+    result = compare_runs([a, other_split])
+    assert result.verdict is None
+    assert result.not_comparable and "other validation pictures" in result.not_comparable
+    assert compare_runs(list(two_runs)).not_comparable is None  # same pictures: compared as before

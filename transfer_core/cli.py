@@ -213,7 +213,8 @@ def run_compare(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"runs": [r.label for r in result.runs], "curves": result.long_rows(),
                           "differences": result.differences, "best": result.best,
-                          "verdict": result.verdict.message if result.verdict else None}, default=str))
+                          "verdict": result.verdict.message if result.verdict else None,
+                          "not_comparable": result.not_comparable}, default=str))
         return 0
     table = result.aligned("val_accuracy")
     labels = [r.label for r in result.runs]
@@ -225,8 +226,9 @@ def run_compare(args: argparse.Namespace) -> int:
     print("settings that differ:" if result.differences else "all settings are the same")
     for name, values in result.differences.items():
         print(f"  {name}: " + " | ".join(str(v) for v in values))
-    if result.verdict:
-        print(result.verdict.message)
+    for message in (result.not_comparable, result.verdict and result.verdict.message):
+        if message:
+            print(message)
     return 0
 
 

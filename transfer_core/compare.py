@@ -7,6 +7,8 @@ words keeps people from picking a "winner" by chance.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,7 +91,10 @@ class RunComparison:
     runs: list[RunCurves]
     differences: dict[str, list]  # setting -> its value in each run (same order as `runs`)
     best: list[tuple[float, int]]  # each run's best validation accuracy and its validation set size
-    verdict: AccuracyComparison | None  # best run vs the runner-up; None with fewer than 2 finished runs
+    verdict: AccuracyComparison | None  # best run vs the runner-up on the same pictures; else None
+    # Set when some runs were measured on other validation pictures (other data, share or seed): their
+    # accuracies say nothing about each other, so no verdict is drawn across them.
+    not_comparable: str | None = None
 
     def long_rows(self) -> list[dict]:
         """One row per run and epoch ({run, epoch, metric...}): the form chart libraries overlay by run."""
@@ -139,9 +144,24 @@ def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
         raise FileNotFoundError(f"Not a run folder: {', '.join(missing)}")
     curves = _unique_labels([run_curves(f.path) for f in folders])
     best = [(max(c.values["val_accuracy"], default=0.0), _validation_size(f)) for c, f in zip(curves, folders)]
-    ranked = sorted((b for b in best if b[1] > 0), reverse=True)
-    verdict = tell_apart(ranked[0][0], ranked[0][1], ranked[1][0], ranked[1][1]) if len(ranked) >= 2 else None
-    return RunComparison(curves, setting_differences([f.config for f in folders]), best, verdict)
+    pictures = [_validation_pictures(f) for f in folders]
+    ranked = sorted((b + (i,) for i, b in enumerate(best) if b[1] > 0), reverse=True)
+    alike = [r for r in ranked if pictures[r[2]] == pictures[ranked[0][2]]] if ranked else []
+    verdict = tell_apart(alike[0][0], alike[0][1], alike[1][0], alike[1][1]) if len(alike) >= 2 else None
+    apart = [curves[r[2]].label for r in ranked if pictures[r[2]] != pictures[ranked[0][2]]]
+    note = None
+    if apart:
+        note = (f"{', '.join(apart)} {'was' if len(apart) == 1 else 'were'} measured on other validation pictures "
+                f"than {curves[ranked[0][2]].label} (other data, or another share or shuffle), so their "
+                f"accuracies cannot be compared. Compare runs trained on the same pictures with the same split.")
+    return RunComparison(curves, setting_differences([f.config for f in folders]), best, verdict, note)
+
+
+def _validation_pictures(run: RunFolder) -> str:
+    """Identifies the pictures a run was validated on (and their labels)."""
+    val = run.read_json("validation.json") or {}
+    record = [val.get("root"), val.get("names"), val.get("labels")]
+    return hashlib.sha256(json.dumps(record).encode()).hexdigest()
 
 
 def _unique_labels(curves: list[RunCurves]) -> list[RunCurves]:
