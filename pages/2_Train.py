@@ -4,19 +4,32 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.config import ConfigError, TrainConfig
+from transfer_core.datasets import class_folders
 from transfer_core.jobs import default_queue
 from transfer_core.methods.baseline import linked_runs
 from transfer_core.workspaces import OwnerTag
 from ui import methods_form, session, train_form
-from ui.common import need_data, page
+from ui.common import md_escape, need_data, page
 from ui.live import live_job
+from ui.resume import offer_resume
 
 page("Train", "🏋️")
+job = session.current_job()
+if job is None or job.state not in ("queued", "running"):
+    offer_resume()  # a run cut short (a restart, a Stop) is worth pointing to before anything else
 data = need_data()
 if data is None:
     st.stop()
-st.caption(f"Pictures: {data.label}. The defaults below work in one click; every setting explains itself "
-           "when you point at the ⓘ.")
+st.caption(f"Pictures: {md_escape(data.label)}. The defaults below work in one click; every setting explains "
+           "itself: point at the small question mark beside it.")
+classes = class_folders(data.path)
+if classes is not None and len(classes) < 2:
+    found = f"only one class ('{md_escape(classes[0])}')" if classes else "no class folder with pictures"
+    st.error(f"These pictures cannot train a model yet: {found} was found. Training needs at least two classes, "
+             "each a folder of pictures side by side (for example photos/good/ and photos/scratched/). "
+             "Add a class on the **Data** page.")
+    st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
+    st.stop()
 
 st.subheader("1. Pretrained network")
 backbone = train_form.choose_backbone()
@@ -31,7 +44,7 @@ try:
                          val_split=data.val_split, seed=data.seed, **settings)
 except ConfigError as exc:
     config = None
-    st.error(f"These settings cannot work: {exc}")
+    st.error(f"These settings cannot work: {md_escape(str(exc))}")
 if config is not None:
     with st.expander("Not sure about the learning rate?"):
         methods_form.lr_finder(config)
@@ -45,7 +58,6 @@ def start(config: TrainConfig) -> None:
     session.follow_job(jobs[0])
 
 
-job = session.current_job()
 busy = {"queued": "Your run is waiting in the queue.", "running": "Your run is training; stop it first."}
 if job is not None and job.state in busy:
     st.button("Start training", type="primary", disabled=True, help=busy[job.state])

@@ -13,9 +13,10 @@ from transfer_core.compare import compare_runs
 from transfer_core.datarefs import shown_config
 from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
-from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run, resume_run
+from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run
 from ui import session
-from ui.common import friendly_errors, page, run_label
+from ui.common import friendly_errors, md_escape, page, run_label
+from ui.resume import RESUMABLE, resume_button
 
 page("Runs", "🗂️")
 owned = list_runs_for(session.workspace().token, session.runs_dir())
@@ -67,7 +68,7 @@ if len(chosen) >= 2:
         else:
             st.write("They were trained with the same settings.")
         if comparison.not_comparable:
-            st.warning(comparison.not_comparable)
+            st.warning(md_escape(comparison.not_comparable))
         if comparison.verdict is not None:
             (st.success if comparison.verdict.distinguishable else st.warning)(comparison.verdict.message)
 elif chosen:
@@ -125,21 +126,16 @@ if run.id in mine:
         with friendly_errors("Renaming"):
             rename_run(run.path, token, session.runs_dir(), new_name)
             st.rerun()
-    if run.status == "interrupted" and c2.button(
-            "Resume training", help="The app stopped while this run trained. Resume continues from its last "
-                                    "finished epoch and ends as if it had never been interrupted."):
-        with friendly_errors("Resuming"):
-            session.follow_job(resume_run(run.path, token, session.runs_dir()))
-            st.success("Resumed: it continues from its last finished epoch. Watch it on the Train page.")
-            st.page_link("pages/2_Train.py", label="Follow it on the Train page", icon="🏋️",
-                         query_params={"ws": token})
+    if run.status in RESUMABLE:
+        with c2:
+            resume_button(next(o for o in owned if o.summary.id == run.id), key=f"resume_{run.id}")
     if c3.button("Delete this run", help="Removes its folder for good. Only the person who started it can."):
         try:
             delete_run(run.path, token, session.runs_dir())
             st.success(f"Deleted {run.id}.")
             st.rerun()
         except NotAllowed as exc:
-            st.error(str(exc))
+            st.error(md_escape(str(exc)))
 else:
     st.caption("Someone else started this run (or it came from the command line): you can view, compare, "
                "evaluate and download it, not change it.")

@@ -139,7 +139,8 @@ def test_empty_class_folder_warns_and_is_dropped(tmp_path, textile10):
 def test_fewer_than_two_classes_is_a_plain_error(tmp_path):
     one = copy_real(tmp_path / "one", 5, classes=("local",))
     (one / "empty").mkdir()
-    with pytest.raises(DatasetError, match="needs at least two classes, each a folder of images"):
+    with pytest.raises(DatasetError, match="Only one class found \\(.local.\\): add a second class folder beside it. "
+                                           "Training needs at least two classes, each a folder of images"):
         scan_dataset(one)
     loose = tmp_path / "loose"
     for i in range(3):

@@ -92,6 +92,9 @@ class TrainConfig:
                    "distillation alpha must be in [0, 1] and temperature > 0")
         check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
         check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
+        late = [e for e in self.unfreeze_at if e > self.epochs]
+        check.that(not late, f"unfreezing at epoch {', '.join(map(str, late))} can never happen in a run of "
+                             f"{self.epochs} epochs: choose epochs from 1 to {self.epochs}, or train longer")
         check.that(self.feature_views >= 0, "feature_views must be >= 0")
         check.that(self.quick_start_epochs >= 0, "quick start epochs must be >= 0 (0 = off)")
         check.that(self.step_memory_mb >= 0, "step_memory_mb must be >= 0 (0 = never split a batch)")

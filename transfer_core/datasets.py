@@ -474,6 +474,8 @@ def _unwrap(folder: Path) -> Path:
         dirs = [e for e in entries if e.is_dir()]
         if len(dirs) != 1 or any(_is_image_name(e) for e in entries if not e.is_dir()):
             break
+        if not any(e.is_dir() for e in _entries(dirs[0])):
+            break  # a lone folder of pictures is a class (the only one), not a wrapper
         folder = dirs[0]
     return folder
 
@@ -618,15 +620,27 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
                          test=tuple(test))
 
 
+def class_folders(source: str | Path) -> tuple[str, ...] | None:
+    """The class folders that hold at least one picture-named file, found by listing only (no decoding):
+    cheap enough for a page to tell at once that a choice cannot train. None for a .zip or a missing path."""
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    root = _unwrap(path)
+    splits = _split_folders(root)
+    parent = splits[0] if splits else root
+    return tuple(sorted(_class_name(d.name) for d in _entries(parent) if d.is_dir() and _walk(d, root)[0]))
+
+
 def _too_few_classes(root: Path, classes: Sequence[str], found: _Found, skipped: Sequence[Skipped]) -> str:
-    if not found.class_names and any(s.reason == "not inside a class folder" for s in skipped):
-        where = f"'{root.name}' holds images but no class folders"
-    else:
-        where = f"found {len(classes)} usable class{'es' if len(classes) != 1 else ''}"
-        where += f" ({_names(list(classes))})" if classes else ""
     hint = f" {len(skipped)} file(s) were skipped, e.g. '{skipped[0].path}': {skipped[0].reason}." if skipped else ""
-    return (f"Training needs at least two classes, each a folder of images (e.g. data/cats/*.jpg and "
-            f"data/dogs/*.jpg), but {where}.{hint}")
+    need = ("Training needs at least two classes, each a folder of images, side by side (for example "
+            "photos/good/ and photos/scratched/).")
+    if len(classes) == 1:
+        return f"Only one class found ('{classes[0]}'): add a second class folder beside it. {need}{hint}"
+    if not found.class_names and any(s.reason == "not inside a class folder" for s in skipped):
+        return f"This folder holds images but no class folders. {need}{hint}"
+    return f"No class folder with usable images was found. {need}{hint}"
 
 
 def _sorted_paths(results: Sequence[_Checked]) -> list[Path]:

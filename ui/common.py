@@ -66,7 +66,8 @@ def friendly_errors(what: str):
     try:
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees a message instead of a stack trace
-        st.error(f"{what} did not work: {redact_paths(str(exc))}")
+        # Escaped: the message may quote a folder or class name, which Markdown would otherwise format.
+        st.error(f"{what} did not work: {md_escape(redact_paths(str(exc)))}")
 
 
 def need_data() -> session.DataChoice | None:
@@ -121,3 +122,12 @@ def owned_label(o: OwnedRun) -> str:
 def run_label(r: RunSummary, name: str | None = None) -> str:
     acc = f"{r.best_val_accuracy:.1%}" if r.best_val_accuracy is not None else "-"
     return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {acc}"
+
+
+_MARKDOWN_CHARS = set("\\`*_{}[]()#+-.!|<>~$:")
+
+
+def md_escape(text) -> str:
+    """User text (class, folder, file and run names) in Markdown, its Markdown characters kept as text:
+    a folder named `*cats*` must not turn the rest of a message italic."""
+    return "".join("\\" + c if c in _MARKDOWN_CHARS else c for c in str(text))

@@ -11,6 +11,8 @@ from transfer_core.datarefs import data_roots
 from transfer_core.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
 from transfer_core.workspaces import NotAllowed, resolve_server_folder, server_folders
 
+from .common import md_escape
+
 THUMBS_PER_CLASS = 6
 
 
@@ -56,7 +58,7 @@ def show_report(report: DatasetReport) -> None:
         cols[4].metric("For testing", len(report.test), help="Also kept aside, and used for nothing else: the "
                        "honest score on the Evaluate page.")
     for warning in report.warnings:
-        st.warning(warning)
+        st.warning(md_escape(warning))
     if report.skipped:
         with st.expander(f"{len(report.skipped)} file(s) skipped: see why"):
             st.dataframe([{"file": s.path, "why": s.reason} for s in report.skipped], hide_index=True,
@@ -94,7 +96,7 @@ def server_folder_picker() -> tuple[str, Path] | None:
     try:
         real = resolve_server_folder(wanted)
     except NotAllowed as exc:
-        st.error(str(exc))
+        st.error(md_escape(str(exc)))
         return None
     root = next(r for r in data_roots() if real == r or r in real.parents)
     return (f"{root.name}/{real.relative_to(root).as_posix()}".rstrip("/."), real)

@@ -12,6 +12,7 @@ from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFi
 from transfer_core.jobs import Job, default_queue
 
 from . import charts, session
+from .common import md_escape
 
 KEY_SHOWN_END = "shown_end_of"
 
@@ -116,7 +117,7 @@ def _final_message(final, who: str = "") -> None:
     elif isinstance(final, RunStopped):
         st.info(f"{who}Stopped after {final.epochs_run} epoch(s). The best model so far is kept.")
     elif isinstance(final, RunFailed):
-        st.error(f"{who}Training failed: {final.error}")
+        st.error(f"{who}Training failed: {md_escape(final.error)}")
 
 
 LIVE_STATES = ("queued", "running")

@@ -1,0 +1,112 @@
+"""What a newcomer tripped over in a side-by-side trial (issue 13), each checked through the real pages."""
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from tests.conftest import copy_textile
+from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts  # noqa: F401 - fixture
+from transfer_core.callbacks import Callback
+from transfer_core.config import TrainConfig
+from transfer_core.events import EpochEnd
+from transfer_core.jobs import default_queue
+from transfer_core.runs import RunFolder
+from transfer_core.trainer import Trainer, train
+from transfer_core.workspaces import OwnerTag, new_token
+
+TINY = dict(image_size=64, batch_size=8, freeze="all")
+
+
+class StopAfterFirstEpoch(Callback):
+    def __init__(self, stop: threading.Event):
+        self.stop = stop
+
+    def on_event(self, trainer, event) -> None:
+        if isinstance(event, EpochEnd):
+            self.stop.set()
+
+
+def stopped_run(data, runs, token) -> RunFolder:
+    stop = threading.Event()
+    trainer = Trainer(TrainConfig(data=str(data), epochs=3, **TINY), runs_dir=runs, stop=stop,
+                      callbacks=[OwnerTag(token), StopAfterFirstEpoch(stop)])
+    result = trainer.run_training()
+    assert result.final.kind == "RunStopped"
+    return RunFolder(result.run_dir)
+
+
+def as_read(markdown: str) -> str:
+    """What a person reads: Markdown's escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def test_one_class_is_said_plainly_and_start_is_not_offered(app_dirs, tmp_path):
+    folder = copy_textile(tmp_path / "my_pets", 4)
+    for name in ("global", "nominal"):
+        for f in (folder / name).iterdir():
+            f.unlink()
+        (folder / name).rmdir()
+    (folder / "local").rename(folder / "*cats*")
+    at = page("pages/1_Data.py").run()
+    choose_folder(at, folder)
+    message = texts(no_exception(at))
+    assert "\\*cats\\*" in message, "a name is shown as typed, never as Markdown (here: italics)"
+    assert "Only one class found ('*cats*'): add a second class folder beside it." in as_read(message)
+    assert "holds images but no class folders" not in as_read(message)
+    train = no_exception(page("pages/2_Train.py", at.query_params["ws"]).run())
+    assert "only one class ('*cats*') was found" in as_read(texts(train))
+    assert not [b for b in train.button if b.label == "Start training"]
+
+
+def test_an_unfreeze_epoch_beyond_the_run_is_refused_in_words(app_dirs):
+    at = page("pages/2_Train.py").run()
+    at.button(key="use_demo_here").click().run()
+    at.number_input(key="epochs").set_value(4).run()
+    at.text_input(key="unfreeze_at").input("9").run()
+    assert "unfreezing at epoch 9 can never happen in a run of 4 epochs" in texts(no_exception(at))
+    assert next(b for b in at.button if b.label == "Start training").disabled
+
+
+@pytest.fixture
+def two_peoples_runs(app_dirs, tmp_path):
+    data = copy_textile(tmp_path / "photos", 5)
+    me, other = new_token(), new_token()
+    runs = app_dirs / "runs"
+    mine = train(TrainConfig(data=str(data), epochs=1, **TINY), runs_dir=runs, callbacks=[OwnerTag(me)])
+    theirs = train(TrainConfig(data=str(data), epochs=1, **TINY), runs_dir=runs, callbacks=[OwnerTag(other)])
+    return me, mine.run_dir.name, theirs.run_dir.name
+
+
+@pytest.mark.parametrize("name,key", [("pages/3_Evaluate.py", "evaluate_run"), ("pages/4_Predict.py", "predict_run")])
+def test_evaluate_and_predict_open_on_my_own_run_and_say_whose(two_peoples_runs, name, key):
+    me, mine, theirs = two_peoples_runs  # theirs is the newer one
+    at = no_exception(page(name, me).run())
+    picker = at.selectbox(key=key)
+    assert picker.value == mine and picker.options == [f"yours · {mine} · mobilenet_v2 · finished · best accuracy "
+                                                       f"{picker.options[0].rsplit(' ', 1)[-1]}"]
+    at.segmented_control(key=f"{key}_whose").set_value("all").run()
+    picker = no_exception(at).selectbox(key=key)
+    assert picker.value == mine and len(picker.options) == 2
+    assert picker.options[0].startswith("someone else’s · " + theirs)
+
+
+def test_a_stopped_run_counts_its_epochs_lists_everywhere_and_resumes(app_dirs, tmp_path):
+    token = new_token()
+    run = stopped_run(copy_textile(tmp_path / "photos", 5), app_dirs / "runs", token)
+    final = run.final_event()
+    assert final.epochs_run == len(run.epochs()) == 1
+    for name, key in (("pages/3_Evaluate.py", "evaluate_run"), ("pages/4_Predict.py", "predict_run")):
+        at = no_exception(page(name, token).run())
+        assert at.selectbox(key=key).value == run.id, name
+    assert "stopped before its results were measured" in texts(page("pages/3_Evaluate.py", token).run())
+
+    at = no_exception(page("pages/2_Train.py", token).run())
+    assert f"was stopped after 1 of 3 epochs" in texts(at)
+    at.button(key=f"resume_{run.id}").click().run()
+    no_exception(at)
+    job = default_queue().get(run.id)
+    assert job is not None and default_queue().wait(job.id, timeout=300)
+    assert job.final.kind == "RunFinished" and job.final.epochs_run == 3
+    assert RunFolder(run.path).status() == "finished"
