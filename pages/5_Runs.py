@@ -5,7 +5,6 @@ import time
 from functools import partial
 from pathlib import Path
 
-import plotly.graph_objects as go
 import streamlit as st
 
 from transfer_core.bundle import model_bundle
@@ -14,7 +13,7 @@ from transfer_core.datarefs import shown_config
 from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
 from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run
-from ui import session
+from ui import charts, session
 from ui.common import friendly_errors, md_escape, page, run_label
 from ui.resume import RESUMABLE, resume_button
 
@@ -51,16 +50,11 @@ chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min
 if len(chosen) >= 2:
     with friendly_errors("Comparing"):
         comparison = compare_runs([by_id[i].path for i in chosen])
-        loss, acc = go.Figure(), go.Figure()
-        for curves in comparison.runs:
-            label = names[curves.run_id][-24:]
-            for metric, fig in (("train_loss", loss), ("val_loss", loss), ("val_accuracy", acc)):
-                fig.add_trace(go.Scatter(x=curves.epochs, y=curves.values[metric], mode="lines+markers",
-                                         name=f"{label}: {metric.replace('_', ' ')}"))
+        loss, acc = charts.compared_runs(comparison, names)
         left, right = st.columns(2)
-        left.plotly_chart(loss.update_layout(title="Loss", xaxis_title="epoch"), width="stretch")
-        right.plotly_chart(acc.update_layout(title="Validation accuracy", xaxis_title="epoch",
-                                             yaxis_range=[0, 1.02]), width="stretch")
+        left.plotly_chart(loss, width="stretch")
+        right.plotly_chart(acc, width="stretch")
+        st.caption("Colour is the share of pictures (as on every chart here); each run has its own line style.")
         diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
         if diffs:
             st.dataframe([{"setting": k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}

@@ -110,3 +110,23 @@ def test_a_stopped_run_counts_its_epochs_lists_everywhere_and_resumes(app_dirs, 
     assert job is not None and default_queue().wait(job.id, timeout=300)
     assert job.final.kind == "RunFinished" and job.final.epochs_run == 3
     assert RunFolder(run.path).status() == "finished"
+
+
+def test_colour_means_the_share_on_every_chart_and_runs_differ_by_line_style(two_peoples_runs, app_dirs):
+    from transfer_core.compare import compare_runs
+    from ui import charts
+
+    _, mine, theirs = two_peoples_runs
+    runs = [RunFolder(app_dirs / "runs" / i) for i in (mine, theirs)]
+    epochs = runs[0].epochs()
+    figures = [charts.loss_curves(epochs), charts.accuracy_curves(epochs), *charts.compared_runs(
+        compare_runs([r.path for r in runs])), charts.class_counts({"a": {"train": 3, "val": 1, "test": 1}})]
+    seen = {}
+    for fig in figures:
+        for trace in fig.data:
+            share = next(s for s in charts.SHARE_COLOURS if trace.name.endswith(s))
+            colour = trace.marker.color if trace.type == "bar" else trace.line.color
+            seen.setdefault(share, set()).add(colour)
+    assert seen == {share: {colour} for share, colour in charts.SHARE_COLOURS.items()}
+    loss, _ = charts.compared_runs(compare_runs([r.path for r in runs]))
+    assert len({t.line.dash for t in loss.data}) == 2, "each run has its own line style"

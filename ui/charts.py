@@ -7,11 +7,24 @@ from transfer_core.events import EpochEnd, Progress
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
 
+# One meaning for colour across every chart of the app: colour is the share of pictures (the same colours
+# as the Data page's bars); several runs in one chart differ by line style, never by colour.
+SHARE_COLOURS = {"training": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
+RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
+
+
+def _line(x, y, share: str, run: int = 0, label: str = "", **extra) -> go.Scatter:
+    name = f"{label}: {share}" if label else share
+    return go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=label or share,
+                      line=dict(color=SHARE_COLOURS[share], dash=RUN_DASHES[run % len(RUN_DASHES)]), **extra)
+
 
 def class_counts(counts: dict[str, dict[str, int]]) -> go.Figure:
     names = list(counts)
-    fig = go.Figure([go.Bar(name="training", x=names, y=[counts[c]["train"] for c in names]),
-                     go.Bar(name="validation", x=names, y=[counts[c]["val"] for c in names])])
+    shares = [("training", "train"), ("validation", "val")]
+    shares += [("test", "test")] if any(counts[c].get("test") for c in names) else []
+    fig = go.Figure([go.Bar(name=share, x=names, y=[counts[c][key] for c in names],
+                            marker_color=SHARE_COLOURS[share]) for share, key in shares])
     fig.update_layout(barmode="stack", title="Images per class", yaxis_title="images", **_LAYOUT)
     return fig
 
@@ -24,19 +37,18 @@ def loss_curves(epochs: list[EpochEnd], live: list[tuple[float, float]] = (), la
     """Training and validation loss per epoch; `live` adds the running training loss within epochs."""
     fig = go.Figure()
     add_loss_traces(fig, epochs, live, label)
-    fig.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_title="loss", **_LAYOUT)
+    fig.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_title="loss",
+                      yaxis_rangemode="tozero", **_LAYOUT)
     return fig
 
 
-def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str = "") -> None:
-    prefix = f"{label}: " if label else ""
+def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str = "", run: int = 0) -> None:
     if live:
         fig.add_trace(go.Scatter(x=[x for x, _ in live], y=[y for _, y in live], mode="lines",
-                                 name=f"{prefix}training (live)", line=dict(width=1), opacity=0.5))
-    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.train_loss for e in epochs], mode="lines+markers",
-                             name=f"{prefix}training"))
-    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.val_loss for e in epochs], mode="lines+markers",
-                             name=f"{prefix}validation"))
+                                 name=f"{label + ': ' if label else ''}training (live)", legendgroup=label or "live",
+                                 line=dict(width=1, color=SHARE_COLOURS["training"]), opacity=0.5))
+    fig.add_trace(_line(_epoch_axis(epochs), [e.train_loss for e in epochs], "training", run, label))
+    fig.add_trace(_line(_epoch_axis(epochs), [e.val_loss for e in epochs], "validation", run, label))
 
 
 def accuracy_curves(epochs: list[EpochEnd], label: str = "") -> go.Figure:
@@ -47,12 +59,22 @@ def accuracy_curves(epochs: list[EpochEnd], label: str = "") -> go.Figure:
     return fig
 
 
-def add_accuracy_traces(fig: go.Figure, epochs: list[EpochEnd], label: str = "") -> None:
-    prefix = f"{label}: " if label else ""
-    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.train_accuracy for e in epochs], mode="lines+markers",
-                             name=f"{prefix}training"))
-    fig.add_trace(go.Scatter(x=_epoch_axis(epochs), y=[e.val_accuracy for e in epochs], mode="lines+markers",
-                             name=f"{prefix}validation"))
+def add_accuracy_traces(fig: go.Figure, epochs: list[EpochEnd], label: str = "", run: int = 0) -> None:
+    fig.add_trace(_line(_epoch_axis(epochs), [e.train_accuracy for e in epochs], "training", run, label))
+    fig.add_trace(_line(_epoch_axis(epochs), [e.val_accuracy for e in epochs], "validation", run, label))
+
+
+def compared_runs(comparison, names: dict[str, str] | None = None) -> tuple[go.Figure, go.Figure]:
+    """Several runs' curves (compare.RunComparison): colour is the share, the line style the run."""
+    loss, acc = go.Figure(), go.Figure()
+    for i, curves in enumerate(comparison.runs):
+        label = (names or {}).get(curves.run_id, curves.label)[-24:]
+        loss.add_trace(_line(curves.epochs, curves.values["train_loss"], "training", i, label))
+        loss.add_trace(_line(curves.epochs, curves.values["val_loss"], "validation", i, label))
+        acc.add_trace(_line(curves.epochs, curves.values["val_accuracy"], "validation", i, label))
+    loss.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_rangemode="tozero", **_LAYOUT)
+    acc.update_layout(title="Validation accuracy", xaxis_title="epoch", yaxis_range=[0, 1.02], **_LAYOUT)
+    return loss, acc
 
 
 def live_points(progress: list[Progress]) -> list[tuple[float, float]]:

@@ -70,8 +70,8 @@ def _curve_figures(version: tuple, partner_version: tuple | None, _job: Job, _pa
     acc = charts.accuracy_curves(epochs, label=label)
     if partner is not None:
         partner_epochs = [e for e in partner.events() if isinstance(e, EpochEnd)]
-        charts.add_loss_traces(loss, partner_epochs, label="from scratch")
-        charts.add_accuracy_traces(acc, partner_epochs, label="from scratch")
+        charts.add_loss_traces(loss, partner_epochs, label="from scratch", run=1)
+        charts.add_accuracy_traces(acc, partner_epochs, label="from scratch", run=1)
     return loss, acc
 
 
