@@ -5,11 +5,12 @@ import streamlit as st
 
 from transfer_core.datasets import write_uploads
 from ui import charts, session
-from ui.common import friendly_errors, page
+from ui.common import friendly_errors, md_escape, page
 from ui.data_view import scan, server_folder_picker, show_report
 from ui.quality_view import quality_check
 
 page("Your pictures", "📁")
+KEY_APPLIED = "applied_upload"  # the files of the last upload put to use, to tell a pending one apart
 st.markdown("Give the model **one folder per class**: e.g. `good/` and `scratched/`, each full of photos. "
             "The folder names become the class names.")
 
@@ -26,12 +27,10 @@ if source == "demo":
     if st.button("Use the demo pictures", type="primary"):
         with friendly_errors("Loading the demo pictures"):
             session.use_demo_data()
-            choice = session.data_choice()
 elif source == "server":
     picked = server_folder_picker()
     if picked is not None:
         session.set_data_choice(session.DataChoice(str(picked[1]), f"Server folder: {picked[0]}"))
-        choice = session.data_choice()
 else:
     kind = "directory" if source == "folder" else False
     files = st.file_uploader(
@@ -39,20 +38,24 @@ else:
         type=None if source == "folder" else ["zip"], accept_multiple_files=kind, key=f"upload_{source}",
         help="Files other than pictures are skipped and listed below. Nothing leaves this server.")
     files = [f for f in (files if isinstance(files, list) else [files]) if f is not None]
-    if files and st.button(f"Use these {len(files)} file(s)" if len(files) > 1 else "Use this file",
-                           type="primary"):
+    chosen_files = tuple((f.name, f.size) for f in files)
+    button = f"Use these {len(files)} file(s)" if len(files) > 1 else "Use this file"
+    if files and st.button(button, type="primary"):
         with friendly_errors("Reading your upload"), st.spinner("Saving your files..."):
             folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
             name = files[0].name.replace("\\", "/").split("/")[0] if source == "folder" else files[0].name
+            st.session_state[KEY_APPLIED] = chosen_files
             session.set_data_choice(session.DataChoice(str(folder), f"Upload: {name}"))
-            choice = session.data_choice()
+    elif files and st.session_state.get(KEY_APPLIED) != chosen_files:
+        now = f" Until then the model would learn from: {md_escape(choice.label)}." if choice else ""
+        st.info(f"Press **{button}** to use them.{now}")
 
 if choice is None:
     st.info("Choose where your pictures are, above. The demo pictures are a good first try.")
     st.stop()
 
 st.divider()
-st.subheader(f"Using: {choice.label}")
+st.subheader(f"Using: {md_escape(choice.label)}")
 with st.expander("Validation split", expanded=False):
     val_split = st.slider("Share of pictures kept aside to check the model", 0.1, 0.5, choice.val_split, 0.05,
                           help="These pictures are never trained on; the accuracy you see is measured on them. "
@@ -62,7 +65,6 @@ with st.expander("Validation split", expanded=False):
                                 "split, so two runs are compared on the same pictures.")
 if (val_split, seed) != (choice.val_split, choice.seed):
     session.set_data_choice(session.DataChoice(choice.path, choice.label, val_split, int(seed)))
-    choice = session.data_choice()
 
 with friendly_errors("Checking your pictures"):
     report = scan(choice.path, choice.val_split, choice.seed)

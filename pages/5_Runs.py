@@ -14,10 +14,13 @@ from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
 from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run
 from ui import charts, session
-from ui.common import friendly_errors, md_escape, page, run_label
+from ui.common import download_name, friendly_errors, md_escape, owned_label, page, percent
 from ui.resume import RESUMABLE, resume_button
 
 page("Runs", "🗂️")
+KEY_DELETED = "runs_deleted"
+if st.session_state.get(KEY_DELETED):
+    st.success(f"Deleted {md_escape(st.session_state.pop(KEY_DELETED))}.")
 owned = list_runs_for(session.workspace().token, session.runs_dir())
 runs = [o.summary for o in owned]
 if not runs:
@@ -31,10 +34,10 @@ names = {o.summary.id: o.name for o in owned}
 
 def _row(r) -> dict:
     c = r.config
-    return {"run": names[r.id], "whose": "yours" if r.id in mine else "other", "status": r.status,
+    return {"run": names[r.id], "whose": "yours" if r.id in mine else "someone else’s", "status": r.status,
             "network": r.backbone, "frozen": str(c.freeze) if c else "?",
-            "epochs": r.epochs_run, "best accuracy": None if r.best_val_accuracy is None else
-            round(r.best_val_accuracy, 4), "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
+            "epochs": r.epochs_run, "best accuracy": percent(r.best_val_accuracy),
+            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
 
 
 st.dataframe([_row(r) for r in runs], hide_index=True, width="stretch")
@@ -43,8 +46,9 @@ st.caption("'interrupted' means the app stopped while the run was training (its 
 
 st.subheader("Compare runs")
 by_id = {r.id: r for r in runs}
+owned_by_id = {o.summary.id: o for o in owned}
 chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min(2, len(by_id))],
-                        format_func=lambda i: run_label(by_id[i]), key="compare_runs",
+                        format_func=lambda i: owned_label(owned_by_id[i]), key="compare_runs",
                         help="Their validation curves are drawn on top of each other, and the settings that "
                              "differ are listed.")
 if len(chosen) >= 2:
@@ -100,15 +104,39 @@ def export_section(run) -> None:
                            "application/zip", key=f"download_export_{run.id}")
 
 
+def delete_with_confirmation(run) -> None:
+    """Delete asks once more (it cannot be undone); the message survives the page's redraw."""
+    confirm = f"confirm_delete_{run.id}"
+    if not st.session_state.get(confirm):
+        if st.button("Delete this run", key=f"delete_{run.id}",
+                     help="Removes its folder for good, after you confirm. Only the person who started it can."):
+            st.session_state[confirm] = True
+            st.rerun()
+        return
+    st.warning(f"Delete **{md_escape(names[run.id])}** for good? Its model and curves cannot be brought back.")
+    yes, no = st.columns(2)
+    if yes.button("Yes, delete it", key=f"delete_yes_{run.id}", type="primary"):
+        del st.session_state[confirm]
+        try:
+            delete_run(run.path, token, session.runs_dir())
+            st.session_state[KEY_DELETED] = names[run.id]
+            st.rerun()
+        except NotAllowed as exc:
+            st.error(md_escape(str(exc)))
+    if no.button("Cancel", key=f"delete_no_{run.id}"):
+        del st.session_state[confirm]
+        st.rerun()
+
+
 st.subheader("One run")
-run_id = st.selectbox("Run", list(by_id), format_func=lambda i: run_label(by_id[i]), key="detail_run")
+run_id = st.selectbox("Run", list(by_id), format_func=lambda i: owned_label(owned_by_id[i]), key="detail_run")
 run = by_id[run_id]
 with st.expander("All its settings"):
     st.json(shown_config(run.config) if run.config else {})
 with friendly_errors("Preparing the download"):
     if run.has_model:
         # The zip is built when the button is pressed, not on every redraw of the page.
-        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path), f"{run.id}.zip",
+        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path), download_name(names[run.id]),
                            "application/zip", help="Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet.")
         export_section(run)
@@ -123,13 +151,8 @@ if run.id in mine:
     if run.status in RESUMABLE:
         with c2:
             resume_button(next(o for o in owned if o.summary.id == run.id), key=f"resume_{run.id}")
-    if c3.button("Delete this run", help="Removes its folder for good. Only the person who started it can."):
-        try:
-            delete_run(run.path, token, session.runs_dir())
-            st.success(f"Deleted {run.id}.")
-            st.rerun()
-        except NotAllowed as exc:
-            st.error(md_escape(str(exc)))
+    with c3:
+        delete_with_confirmation(run)
 else:
     st.caption("Someone else started this run (or it came from the command line): you can view, compare, "
                "evaluate and download it, not change it.")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shutil
 import time
 from pathlib import Path
@@ -39,10 +40,16 @@ def no_exception(at: AppTest) -> AppTest:
     return at
 
 
-def texts(at: AppTest) -> str:
+def raw_texts(at: AppTest) -> str:
+    """The Markdown of every text element, as the page wrote it."""
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption] + [i.value for i in at.info]
     parts += [w.value for w in at.warning] + [e.value for e in at.error] + [s.value for s in at.success]
     return "\n".join(str(p) for p in parts)
+
+
+def texts(at: AppTest) -> str:
+    """What a person reads: the same, with Markdown's escapes (of user text, see ui.common.md_escape) removed."""
+    return re.sub(r"\\(.)", r"\1", raw_texts(at))
 
 
 def choose_folder(at: AppTest, folder: Path) -> None:

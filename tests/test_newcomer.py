@@ -1,13 +1,12 @@
 """What a newcomer tripped over in a side-by-side trial (issue 13), each checked through the real pages."""
 from __future__ import annotations
 
-import re
 import threading
 
 import pytest
 
 from tests.conftest import copy_textile
-from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts  # noqa: F401 - fixture
+from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, raw_texts, texts  # noqa: F401
 from transfer_core.callbacks import Callback
 from transfer_core.config import TrainConfig
 from transfer_core.events import EpochEnd
@@ -37,11 +36,6 @@ def stopped_run(data, runs, token) -> RunFolder:
     return RunFolder(result.run_dir)
 
 
-def as_read(markdown: str) -> str:
-    """What a person reads: Markdown's escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
 def test_one_class_is_said_plainly_and_start_is_not_offered(app_dirs, tmp_path):
     folder = copy_textile(tmp_path / "my_pets", 4)
     for name in ("global", "nominal"):
@@ -51,12 +45,12 @@ def test_one_class_is_said_plainly_and_start_is_not_offered(app_dirs, tmp_path):
     (folder / "local").rename(folder / "*cats*")
     at = page("pages/1_Data.py").run()
     choose_folder(at, folder)
-    message = texts(no_exception(at))
-    assert "\\*cats\\*" in message, "a name is shown as typed, never as Markdown (here: italics)"
-    assert "Only one class found ('*cats*'): add a second class folder beside it." in as_read(message)
-    assert "holds images but no class folders" not in as_read(message)
+    assert "\\*cats\\*" in raw_texts(no_exception(at)), "a name is shown as typed, never as Markdown (italics)"
+    message = texts(at)
+    assert "Only one class found ('*cats*'): add a second class folder beside it." in message
+    assert "holds images but no class folders" not in message
     train = no_exception(page("pages/2_Train.py", at.query_params["ws"]).run())
-    assert "only one class ('*cats*') was found" in as_read(texts(train))
+    assert "only one class ('*cats*') was found" in texts(train)
     assert not [b for b in train.button if b.label == "Start training"]
 
 
@@ -130,3 +124,48 @@ def test_colour_means_the_share_on_every_chart_and_runs_differ_by_line_style(two
     assert seen == {share: {colour} for share, colour in charts.SHARE_COLOURS.items()}
     loss, _ = charts.compared_runs(compare_runs([r.path for r in runs]))
     assert len({t.line.dash for t in loss.data}) == 2, "each run has its own line style"
+
+
+def test_the_data_line_follows_the_choice_at_once_and_a_pending_upload_is_named(app_dirs, tmp_path):
+    at = page("pages/1_Data.py").run()
+    at.button[0].click().run()  # the demo pictures
+    assert "Data: Demo: textile defects" in [c.value for c in no_exception(at).sidebar.caption]
+    folder = copy_textile(tmp_path / "mine", 3)
+    at.radio(key="data_source").set_value("folder").run()
+    files = [(f"mine/{p.parent.name}/{p.name}", p.read_bytes(), "image/jpeg") for p in sorted(folder.glob("*/*"))]
+    at.file_uploader(key="upload_folder").set_value(files).run()
+    assert "Press **Use these 9 file(s)** to use them. Until then the model would learn from: Demo" in texts(at)
+    next(b for b in at.button if b.label.startswith("Use these")).click().run()
+    assert "Data: Upload: mine" in [c.value for c in no_exception(at).sidebar.caption]
+    assert "Press Use these" not in texts(at)
+
+
+def test_runs_page_asks_before_deleting_says_it_did_and_names_downloads_by_name(two_peoples_runs, app_dirs):
+    me, mine, theirs = two_peoples_runs
+    at = no_exception(page("pages/5_Runs.py", me).run())
+    table = at.dataframe[0].value
+    assert set(table["whose"]) == {"yours", "someone else’s"}
+    assert all(a.endswith("%") for a in table["best accuracy"])
+    at.selectbox(key="detail_run").set_value(mine).run()
+    at.text_input(key=f"name_{mine}").set_value("frozen: all layers").run()
+    assert any(o.startswith("yours · frozen: all layers") for o in no_exception(at).selectbox(key="detail_run").options)
+    from ui.common import download_name
+
+    assert download_name("frozen: all layers") == "frozen_all_layers.zip" and download_name("??") == "run.zip"
+    at.button(key=f"delete_{mine}").click().run()
+    assert "for good?" in texts(no_exception(at)) and (app_dirs / "runs" / mine).is_dir(), "nothing gone yet"
+    at.button(key=f"delete_yes_{mine}").click().run()
+    assert "Deleted frozen: all layers." in texts(no_exception(at))
+    assert not (app_dirs / "runs" / mine).exists()
+    assert [o for o in at.selectbox(key="detail_run").options if "frozen" in o] == []
+
+
+def test_the_network_table_shows_every_network_and_whether_it_works_here(app_dirs):
+    from transfer_core.backbones import list_backbones
+
+    at = page("pages/2_Train.py").run()
+    at.button(key="use_demo_here").click().run()
+    table = no_exception(at).dataframe[0]
+    assert list(table.value.columns[:2]) == ["network", "weights"]  # the deciding column is never cut off
+    assert len(table.value) == len(list_backbones())
+    assert "works here?" in table.proto.columns  # the column's title, with its help

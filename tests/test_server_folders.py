@@ -45,7 +45,7 @@ def test_data_page_uses_a_shared_folder_and_refuses_one_outside(app_dirs, tmp_pa
     at.selectbox(key="server_folder").set_value("shared/textiles/set1").run()
     at.button(key="use_server_folder").click().run()
     no_exception(at)
-    assert "Using: Server folder: shared/textiles/set1" in [s.value for s in at.subheader]
+    assert "Using: Server folder\\: shared/textiles/set1" in [s.value for s in at.subheader]
     assert {m.label: m.value for m in at.metric}["Classes"] == "3"
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import gc
 from contextlib import contextmanager
 
@@ -119,9 +120,18 @@ def owned_label(o: OwnedRun) -> str:
     return f"{'yours' if o.mine else 'someone else’s'} · {run_label(o.summary, o.name)}"
 
 
+def download_name(name: str, suffix: str = ".zip") -> str:
+    """A download's file name from a run's display name, safe on every system ('frozen: all' -> frozen_all)."""
+    return (re.sub(r"[^\w.-]+", "_", name).strip("_.")[:80] or "run") + suffix
+
+
+def percent(value: float | None) -> str:
+    """Accuracies read the same everywhere: 97.5%, and '-' where there is none (a failed run)."""
+    return "-" if value is None else f"{value:.1%}"
+
+
 def run_label(r: RunSummary, name: str | None = None) -> str:
-    acc = f"{r.best_val_accuracy:.1%}" if r.best_val_accuracy is not None else "-"
-    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {acc}"
+    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {percent(r.best_val_accuracy)}"
 
 
 _MARKDOWN_CHARS = set("\\`*_{}[]()#+-.!|<>~$:")

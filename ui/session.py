@@ -61,9 +61,13 @@ def data_choice() -> DataChoice | None:
     return st.session_state[KEY_DATA]
 
 
-def set_data_choice(choice: DataChoice) -> None:
+def set_data_choice(choice: DataChoice, *, redraw: bool = True) -> None:
+    """Remember the choice; by default the page is drawn again at once, so every line that names the data
+    (the sidebar's included, drawn before the choice was made) shows the new one."""
     st.session_state[KEY_DATA] = choice
     workspace().write_json("data_choice.json", choice.__dict__)
+    if redraw:
+        st.rerun()
 
 
 def use_demo_data() -> None:

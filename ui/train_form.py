@@ -18,9 +18,14 @@ def _speed(gflops: float) -> str:
 
 @st.cache_data(show_spinner=False)
 def backbone_rows() -> list[dict]:
-    return [{"network": s.name, "what it is": s.title, "size (million weights)": s.params_millions,
-             "speed on a laptop": _speed(s.gflops), "ImageNet accuracy": f"{s.imagenet_top1:.1f}%",
-             "weights": s.availability()} for s in list_backbones()]
+    # What decides the choice comes first (works here?), the long description last: on a narrow screen
+    # the table is cut on the right, and a person must still see at a glance which networks work here.
+    return [{"network": s.name, "weights": s.availability(), "speed": _speed(s.gflops),
+             "ImageNet acc.": f"{s.imagenet_top1:.1f}%", "million weights": s.params_millions,
+             "what it is": s.title} for s in list_backbones()]
+
+
+_ROW_PX = 35  # Streamlit's row height: the table is made tall enough to show every network without a scroll
 
 
 @st.cache_resource(show_spinner="Measuring the network's layers...")
@@ -30,7 +35,14 @@ def freeze_plans(name: str) -> list:
 
 def choose_backbone() -> str:
     rows = backbone_rows()
-    st.dataframe(rows, hide_index=True, width="stretch")
+    st.dataframe(rows, hide_index=True, width="stretch", height=_ROW_PX * (len(rows) + 1) + 3, column_config={
+        "network": st.column_config.TextColumn(width="small"),
+        "weights": st.column_config.TextColumn("works here?", width="medium",
+                                               help="'works offline': its ImageNet weights are on this machine."),
+        "speed": st.column_config.TextColumn(width="small", help="Training speed on a laptop CPU."),
+        "ImageNet acc.": st.column_config.TextColumn(width="small", help="Top-1 accuracy on ImageNet's 1,000 "
+                                                     "classes: how well it learned to see, not your score."),
+        "million weights": st.column_config.NumberColumn(width="small", format="%.1f")})
     names = [r["network"] for r in rows]
     offline = {r["network"]: r["weights"] for r in rows}
     name = st.selectbox(
