@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.advice import overfitting
 from transfer_core.calibration import run_calibration
+from transfer_core.runs import RunFolder
 from transfer_core.datasets import TEST_MIN_PER_CLASS
 from transfer_core.evaluation import evaluate_run, has_test_share
 from ui import charts, session
@@ -22,6 +24,10 @@ if not (run.path / "validation.json").is_file():
             "it; its best model so far already works on the **Predict** page.")
     st.page_link("pages/5_Runs.py", label="Go to Runs", icon="🗂️")
     st.stop()
+
+warning = overfitting(RunFolder(run.path).epochs())
+if warning:
+    st.warning(warning)
 
 SHARE_WORDS = {
     "test": "Test pictures: kept apart and used for nothing during training, so this is the honest figure.",

@@ -8,6 +8,7 @@ import time
 
 import streamlit as st
 
+from transfer_core.advice import overfitting
 from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
 from transfer_core.jobs import Job, default_queue
 
@@ -110,10 +111,13 @@ def _show_progress(job: Job, events) -> None:
         default_queue().stop(job.id, owner=session.workspace().token)
 
 
-def _final_message(final, who: str = "") -> None:
+def _final_message(final, who: str = "", epochs=()) -> None:
     if isinstance(final, RunFinished):
         st.success(f"{who}Finished: best validation accuracy {final.best_val_accuracy:.1%} "
                    f"(epoch {final.best_epoch}, {final.seconds:.0f} s). See **Evaluate** and **Predict**.")
+        warning = overfitting(epochs)
+        if warning:
+            st.warning(who + warning)
     elif isinstance(final, RunStopped):
         st.info(f"{who}Stopped after {final.epochs_run} epoch(s). The best model so far is kept.")
     elif isinstance(final, RunFailed):
@@ -160,7 +164,8 @@ def _job_view() -> None:
     _method_figures(job.events())
     for j in jobs:
         if j.final is not None:
-            _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "")
+            _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "",
+                           [e for e in j.events() if isinstance(e, EpochEnd)])
     ended = tuple(j.id for j in jobs if j.final is not None)
     if ended and st.session_state.get(KEY_SHOWN_END) != ended:
         st.session_state[KEY_SHOWN_END] = ended
