@@ -169,3 +169,21 @@ def test_the_network_table_shows_every_network_and_whether_it_works_here(app_dir
     assert list(table.value.columns[:2]) == ["network", "weights"]  # the deciding column is never cut off
     assert len(table.value) == len(list_backbones())
     assert "works here?" in table.proto.columns  # the column's title, with its help
+
+
+def test_train_settings_survive_a_refresh_of_the_same_link(app_dirs):
+    at = page("pages/2_Train.py").run()
+    at.button(key="use_demo_here").click().run()
+    at.number_input(key="epochs").set_value(7).run()
+    at.select_slider(key="lr").set_value(3e-3).run()
+    at.select_slider(key="freeze_mobilenet_v2").set_value(2).run()
+    at.select_slider(key="batch_size").set_value(16).run()
+    token = at.query_params["ws"]
+    again = no_exception(page("pages/2_Train.py", token).run())  # a refresh: a new session, the same link
+    assert again.number_input(key="epochs").value == 7 and again.select_slider(key="lr").value == 3e-3
+    assert again.select_slider(key="freeze_mobilenet_v2").value == 2
+    assert again.select_slider(key="batch_size").value == 16
+    assert not again.warning or all("Session State" not in w.value for w in again.warning)
+    fresh = no_exception(page("pages/2_Train.py").run())  # another person keeps the defaults
+    fresh.button(key="use_demo_here").click().run()
+    assert fresh.number_input(key="epochs").value == 4

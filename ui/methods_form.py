@@ -16,9 +16,12 @@ from transfer_core.methods.lr_finder import lr_find
 from transfer_core.runs import list_runs
 
 from . import session
+from .session import remembered
 from .common import friendly_errors, run_label
 
 LR_OPTIONS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+L2SP_OPTIONS = [0.0, 0.01, 0.1, 0.3, 0.5]
+FACTORS = [1.0, 0.7, 0.5, 0.3, 0.1]
 KEY_LR_FIND = "lr_find_result"
 KEY_TARGET = "target_data_path"
 
@@ -36,8 +39,9 @@ def choose_methods() -> dict:
 
 
 def _l2sp() -> dict:
-    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", [0.0, 0.01, 0.1, 0.3, 0.5],
-                                0.0, format_func=lambda v: "off" if v == 0 else f"{v:g}", key="l2sp",
+    remembered("l2sp", 0.0, L2SP_OPTIONS)
+    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", L2SP_OPTIONS,
+                                format_func=lambda v: "off" if v == 0 else f"{v:g}", key="l2sp",
                                 help=HELP["l2sp"])
     return {"l2sp": float(strength)}
 
@@ -60,10 +64,12 @@ def _head() -> dict:
 
 def _unfreezing() -> dict:
     c1, c2 = st.columns(2)
-    text = c1.text_input("Unfreeze one more stage at epochs (e.g. 2,3)", "", key="unfreeze_at",
+    remembered("unfreeze_at", "")
+    text = c1.text_input("Unfreeze one more stage at epochs (e.g. 2,3)", key="unfreeze_at",
                          help=HELP["unfreeze_at"])
-    factor = c2.select_slider("Learning-rate factor per earlier stage", [1.0, 0.7, 0.5, 0.3, 0.1], 1.0,
-                              key="lr_group_factor", help=HELP["lr_group_factor"])
+    remembered("lr_group_factor", 1.0, FACTORS)
+    factor = c2.select_slider("Learning-rate factor per earlier stage", FACTORS, key="lr_group_factor",
+                              help=HELP["lr_group_factor"])
     epochs = tuple(int(t) for t in text.replace(" ", "").split(",") if t.isdigit())
     if text.strip() and not epochs:
         st.warning("Write epoch numbers separated by commas, e.g. 2,3.")

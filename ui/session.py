@@ -99,3 +99,31 @@ def current_job() -> Job | None:
 
 def follow_job(job: Job) -> None:
     st.session_state[KEY_JOB] = job.id
+
+
+# ---------------------------------------------------------------------------------------------- settings
+SETTINGS_FILE = "train_settings.json"
+KEY_SAVED_SETTINGS = "saved_settings"
+
+
+def remembered(key: str, default, options=None) -> None:
+    """Give a widget its value before it is drawn: the one kept with the workspace (so a refresh, or the
+    same link in another tab, finds the person's settings again), else `default`. The widget must then be
+    drawn without a default of its own. A value the person changed is written back here, once."""
+    saved = _saved_settings()
+    if key not in st.session_state:
+        value = saved.get(key, default)
+        st.session_state[key] = default if options is not None and value not in options else value
+    elif saved.get(key) != st.session_state[key] and _storable(st.session_state[key]):
+        saved[key] = st.session_state[key]
+        workspace().write_json(SETTINGS_FILE, saved)
+
+
+def _saved_settings() -> dict:
+    if KEY_SAVED_SETTINGS not in st.session_state:
+        st.session_state[KEY_SAVED_SETTINGS] = workspace().read_json(SETTINGS_FILE, {}) or {}
+    return st.session_state[KEY_SAVED_SETTINGS]
+
+
+def _storable(value) -> bool:
+    return isinstance(value, (bool, int, float, str))

@@ -4,12 +4,15 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.backbones import freeze_options, get_backbone, list_backbones
-from transfer_core.config import TrainConfig
+from transfer_core.config import AUGMENTS, OPTIMIZERS, TrainConfig
 
 from .methods_form import LR_OPTIONS
+from .session import remembered
 
 DEFAULTS = TrainConfig(data="")
 IMAGE_SIZES = (96, 128, 160, 192, 224, 256, 288)
+BATCH_SIZES = [4, 8, 16, 32, 64, 128]
+DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2]
 
 
 def _speed(gflops: float) -> str:
@@ -45,8 +48,9 @@ def choose_backbone() -> str:
         "million weights": st.column_config.NumberColumn(width="small", format="%.1f")})
     names = [r["network"] for r in rows]
     offline = {r["network"]: r["weights"] for r in rows}
+    remembered("backbone", DEFAULTS.backbone, names)
     name = st.selectbox(
-        "Pretrained network", names, index=names.index(DEFAULTS.backbone),
+        "Pretrained network", names,
         format_func=lambda n: f"{n} ({offline[n]})", key="backbone",
         help="The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
              "accurate but train slower. 'works offline' means its weights are on this machine.")
@@ -68,8 +72,9 @@ def choose_freeze(name: str) -> int | str:
     plans = freeze_plans(name)
     total = len(plans) - 1
     default = min(DEFAULTS.freeze, total) if isinstance(DEFAULTS.freeze, int) else total
+    remembered(f"freeze_{name}", default, list(range(total + 1)))
     depth = st.select_slider(
-        "How many layers to keep frozen", options=list(range(total + 1)), value=default,
+        "How many layers to keep frozen", options=list(range(total + 1)),
         format_func=lambda d: _depth_label(d, total), key=f"freeze_{name}",
         help="Frozen layers keep what they learned on ImageNet (edges, textures, shapes) and are not changed. "
              "More frozen: faster and safer with few pictures. Fewer frozen: the network adapts more to "
@@ -83,8 +88,9 @@ def choose_freeze(name: str) -> int | str:
 
 def choose_quick_start(freeze: int | str) -> int:
     """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
+    remembered("quick_start", DEFAULTS.quick_start_epochs > 0)
     quick = st.checkbox(
-        "Quick start", value=DEFAULTS.quick_start_epochs > 0, key="quick_start", disabled=freeze in ("all", 0),
+        "Quick start", key="quick_start", disabled=freeze in ("all", 0),
         help="For the first epoch one more group of layers also stays frozen: that epoch runs several times "
              "faster and already learns most of the task. From the second epoch the layers you chose above "
              "learn too. Untick to train exactly as chosen from the first step. Not used when everything "
@@ -94,18 +100,21 @@ def choose_quick_start(freeze: int | str) -> int:
 
 def choose_basics() -> dict:
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", 1, 100, DEFAULTS.epochs, key="epochs",
+    remembered("epochs", DEFAULTS.epochs)
+    epochs = c1.number_input("Epochs", 1, 100, key="epochs",
                              help="How many times the model sees every training picture. More can help, until "
                                   "the validation curve stops improving.")
-    st.session_state.setdefault("lr", DEFAULTS.lr)  # the learning-rate finder may set it too
+    remembered("lr", DEFAULTS.lr, LR_OPTIONS)  # the learning-rate finder may set it too
     lr = c2.select_slider("Learning rate", LR_OPTIONS,
                           format_func=lambda v: f"{v:g}", key="lr",
                           help="How big each correction step is. Too high and training blows up; too low and "
                                "it learns slowly. 0.001 suits most cases.")
-    batch = c3.select_slider("Batch size", [4, 8, 16, 32, 64, 128], DEFAULTS.batch_size, key="batch_size",
+    remembered("batch_size", DEFAULTS.batch_size, BATCH_SIZES)
+    batch = c3.select_slider("Batch size", BATCH_SIZES, key="batch_size",
                              help="Pictures per step. Larger is smoother and faster per picture but needs more "
                                   "memory. Lower it if you see an out-of-memory message.")
-    augment = c4.selectbox("Augmentation", ["none", "light", "strong"], key="augment",
+    remembered("augment", DEFAULTS.augment, AUGMENTS)
+    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment",
                            format_func={"none": "none", "light": "light (flip + crop)",
                                         "strong": "strong (also colour, rotation)"}.get,
                            help="Shows the model slightly changed copies of your pictures so it learns what "
@@ -118,27 +127,30 @@ def choose_advanced(name: str) -> dict:
     spec = get_backbone(name)
     with st.expander("Advanced settings"):
         c1, c2, c3 = st.columns(3)
-        optimizer = c1.selectbox("Optimizer", ["adamw", "sgd"], key="optimizer",
+        remembered("optimizer", DEFAULTS.optimizer, OPTIMIZERS)
+        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer",
                                  format_func={"adamw": "AdamW (adapts step sizes)",
                                               "sgd": "SGD with momentum (classic)"}.get,
                                  help="The rule that turns mistakes into weight changes. AdamW works with "
                                       "little tuning; SGD can generalise slightly better with a tuned rate.")
-        decay = c2.select_slider("Weight decay", [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2], DEFAULTS.weight_decay,
-                                 format_func=lambda v: f"{v:g}", key="weight_decay",
+        remembered("weight_decay", DEFAULTS.weight_decay, DECAYS)
+        decay = c2.select_slider("Weight decay", DECAYS, format_func=lambda v: f"{v:g}", key="weight_decay",
                                  help="Gently pulls weights toward zero so the model does not memorise your "
                                       "pictures. Raise it if training accuracy is far above validation.")
-        smoothing = c3.slider("Label smoothing", 0.0, 0.3, DEFAULTS.label_smoothing, 0.05, key="label_smoothing",
+        remembered("label_smoothing", DEFAULTS.label_smoothing)
+        smoothing = c3.slider("Label smoothing", 0.0, 0.3, step=0.05, key="label_smoothing",
                               help="Tells the model not to be 100% sure of any label. Helps when some labels "
                                    "may be wrong and keeps confidence honest.")
         c4, c5 = st.columns(2)
         own = spec.preprocessing.crop  # the network's own size (240 for efficientnet_lite1) is always offered
-        size = c4.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, own}), own,
+        remembered(f"image_size_{name}", own, sorted({*IMAGE_SIZES, own}))
+        size = c4.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, own}),
                                 format_func=lambda v: f"{v} (the network's own)" if v == own else str(v),
                                 key=f"image_size_{name}", disabled=spec.fixed_size,
                                 help="Pictures are resized to this square. Smaller trains much faster; larger "
                                      "keeps small details. The network's own size is the default.")
-        patience = c5.number_input("Early stopping (epochs without progress, 0 = off)", 0, 50,
-                                   DEFAULTS.early_stopping, key="early_stopping",
+        remembered("early_stopping", DEFAULTS.early_stopping)
+        patience = c5.number_input("Early stopping (epochs without progress, 0 = off)", 0, 50, key="early_stopping",
                                    help="Ends the run when the validation loss has not improved for this many "
                                         "epochs, saving time; the best model is kept either way.")
     return {"optimizer": optimizer, "weight_decay": float(decay), "label_smoothing": float(smoothing),
