@@ -187,3 +187,23 @@ def test_train_settings_survive_a_refresh_of_the_same_link(app_dirs):
     fresh = no_exception(page("pages/2_Train.py").run())  # another person keeps the defaults
     fresh.button(key="use_demo_here").click().run()
     assert fresh.number_input(key="epochs").value == 4
+
+
+@pytest.mark.slow
+def test_the_learning_rate_finder_runs_as_a_task_and_offers_exactly_its_suggestion(app_dirs, tmp_path):
+    at = page("pages/1_Data.py").run()
+    choose_folder(at, copy_textile(tmp_path / "photos", 8))
+    at = page("pages/2_Train.py", at.query_params["ws"]).run()
+    at.select_slider(key="image_size_mobilenet_v2").set_value(96).run()
+    next(b for b in at.button if b.label == "Find a good learning rate").click().run()
+    no_exception(at)  # the page is drawn at once: the work waits its turn in the engine's queue
+    task = default_queue().task(at.session_state["lr_find_task"])
+    assert task is not None and task.kind == "Finding a learning rate"
+    assert default_queue().wait(task.id, timeout=300) and task.error is None
+    assert task.progress[2] == "trying learning rates"  # after "reading the pictures"
+    at.run()
+    suggestion = float(f"{task.result.suggestion:.2g}")
+    use = next(b for b in no_exception(at).button if b.label.startswith("Use "))
+    assert use.label == f"Use {suggestion:g}"
+    use.click().run()
+    assert no_exception(at).select_slider(key="lr").value == suggestion

@@ -5,10 +5,12 @@ session (a refreshed tab, a second tab) reads by job id.
 """
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Callable
 
 from .callbacks import Callback, EventLog
 from .config import TrainConfig
@@ -16,6 +18,7 @@ from .events import Event, RunFailed
 from .datarefs import redact_paths
 from .failures import explain
 from .runs import new_run_id
+from .imagecache import Stopped
 from .trainer import Trainer, check_resumable
 
 
@@ -41,10 +44,46 @@ class Job:
         return self.log.snapshot()
 
 
+# A task's work: called with report(step, steps, phase) and the stop flag; returns its result.
+TaskWork = Callable[[Callable[[int, int, str], None], threading.Event], Any]
+
+
+@dataclass
+class Task:
+    """Heavy work other than training (the learning-rate finder, a data check, an export) that takes its
+    turn on the device like a training job, so it never runs on a page's own thread nor beside a run.
+    Pages submit it, then read `progress`, `result` and `error` (in words) as it goes."""
+    id: str
+    kind: str  # what it is, in words: "Finding a learning rate"
+    owner: str
+    work: TaskWork
+    submitted: float = field(default_factory=time.time)
+    state: str = "queued"  # queued | running | done | cancelled
+    stop: threading.Event = field(default_factory=threading.Event)
+    progress: tuple[int, int, str] = (0, 0, "")  # step, steps, phase
+    phase_started: float = 0.0  # when the current phase began: its pace gives the time left
+    started: float | None = None
+    result: Any = None
+    error: str | None = None
+
+    def report(self, step: int, steps: int, phase: str = "") -> None:
+        if phase != self.progress[2]:
+            self.phase_started = time.time()
+        self.progress = (step, steps, phase)
+
+    def seconds_left(self) -> float | None:
+        """Time left in the current phase at its pace so far; None before a step of it is done."""
+        step, steps, _ = self.progress
+        if step <= 0 or steps <= step:
+            return None
+        return (time.time() - self.phase_started) * (steps - step) / step
+
+
 class JobQueue:
     def __init__(self):
         self._lock = threading.Condition()
         self._jobs: dict[str, Job] = {}
+        self._tasks: dict[str, Task] = {}
         self._waiting: list[str] = []
         self._worker: threading.Thread | None = None
 
@@ -81,6 +120,20 @@ class JobQueue:
             return self._enqueue(Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
                                      extra_callbacks=list(callbacks), resume=True))
 
+    def submit_task(self, kind: str, work: TaskWork, owner: str = "") -> Task:
+        """Queue heavy work behind the jobs already waiting (one thing at a time on the device)."""
+        with self._lock:
+            task = Task(id=f"task-{secrets.token_hex(6)}", kind=kind, owner=owner, work=work)
+            self._tasks[task.id] = task
+            self._waiting.append(task.id)
+            self._ensure_worker()
+            self._lock.notify_all()
+            return task
+
+    def task(self, task_id: str) -> Task | None:
+        with self._lock:
+            return self._tasks.get(task_id)
+
     def get(self, job_id: str) -> Job | None:
         with self._lock:
             return self._jobs.get(job_id)
@@ -96,7 +149,7 @@ class JobQueue:
     def position(self, job_id: str) -> int | None:
         """0 while training, 1.. for the place in the queue, None once it is over."""
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(job_id) or self._tasks.get(job_id)
             if job is None or job.state in ("done", "cancelled"):
                 return None
             if job.state == "running":
@@ -109,7 +162,7 @@ class JobQueue:
         With `owner`, only that owner's job is touched: one user cannot stop another's training.
         """
         with self._lock:
-            job = self._jobs.get(job_id)
+            job = self._jobs.get(job_id) or self._tasks.get(job_id)
             if job is None or (owner is not None and job.owner != owner):
                 return False
             if job.state == "queued":
@@ -122,7 +175,7 @@ class JobQueue:
         """Block until the job is over; True if it is."""
         deadline = None if timeout is None else time.time() + timeout
         with self._lock:
-            while self._jobs[job_id].state not in ("done", "cancelled"):
+            while (self._jobs.get(job_id) or self._tasks[job_id]).state not in ("done", "cancelled"):
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0:
                     return False
@@ -135,17 +188,21 @@ class JobQueue:
             self._worker = threading.Thread(target=self._work, name="transfer-studio-trainer", daemon=True)
             self._worker.start()
 
-    def _next(self) -> Job:
+    def _next(self) -> Job | Task:
         with self._lock:
             while not self._waiting:
                 self._lock.wait()
-            job = self._jobs[self._waiting.pop(0)]
+            item_id = self._waiting.pop(0)
+            job = self._jobs.get(item_id) or self._tasks[item_id]
             job.state = "running"
             return job
 
     def _work(self) -> None:
         while True:
             job = self._next()
+            if isinstance(job, Task):
+                self._run_task(job)
+                continue
             try:
                 trainer = Trainer(job.config, runs_dir=job.runs_dir, callbacks=[job.log, *job.extra_callbacks],
                                   stop=job.stop, run_id=job.id, resume=job.resume)
@@ -158,6 +215,20 @@ class JobQueue:
                 with self._lock:
                     job.state = "done"
                     self._lock.notify_all()
+
+
+    def _run_task(self, task: Task) -> None:
+        task.started = time.time()
+        try:
+            task.result = task.work(task.report, task.stop)
+        except Stopped:
+            task.error = "Stopped."
+        except Exception as exc:  # noqa: BLE001 - the page shows it in words; the worker goes on
+            task.error = redact_paths(str(exc) or type(exc).__name__)
+        finally:
+            with self._lock:
+                task.state = "done"
+                self._lock.notify_all()
 
 
 _DEFAULT: JobQueue | None = None

@@ -5,7 +5,9 @@ The explanations come from transfer_core.methods.HELP, so the app and the README
 from __future__ import annotations
 
 import math
+from functools import partial
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -15,7 +17,7 @@ from transfer_core.methods import HELP
 from transfer_core.methods.lr_finder import lr_find
 from transfer_core.runs import list_runs
 
-from . import session
+from . import session, tasks
 from .session import remembered
 from .common import friendly_errors, run_label
 
@@ -23,11 +25,16 @@ LR_OPTIONS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 L2SP_OPTIONS = [0.0, 0.01, 0.1, 0.3, 0.5]
 FACTORS = [1.0, 0.7, 0.5, 0.3, 0.1]
 KEY_LR_FIND = "lr_find_result"
+KEY_LR_TASK = "lr_find_task"
+KEY_LR_SHOWN = "lr_find_shown"
 KEY_TARGET = "target_data_path"
 
 
-def nearest_lr(value: float) -> float:
-    return min(LR_OPTIONS, key=lambda o: abs(math.log(o) - math.log(value)))
+def lr_options() -> list[float]:
+    """The usual rates, plus the one this person uses (a suggestion of the finder, e.g. 0.00046)."""
+    chosen = [v for v in (st.session_state.get("lr"), session.remembered_value("lr"))
+              if isinstance(v, float) and 1e-7 <= v <= 1]
+    return sorted({*LR_OPTIONS, *chosen})
 
 
 def choose_methods() -> dict:
@@ -117,25 +124,44 @@ def _adaptation() -> dict:
 
 
 def lr_finder(config: TrainConfig) -> None:
-    """A button that runs the range test on the chosen data and settings and offers its suggestion."""
+    """A button that queues the range test on the chosen data and settings, then shows and offers its
+    suggestion: exactly the value suggested, marked on the curve."""
     if st.button("Find a good learning rate", key="run_lr_find", help=HELP["lr_find"]):
-        bar = st.progress(0.0, text="Trying learning rates from tiny to huge...")
-        with friendly_errors("The learning-rate finder"):
-            result = lr_find(config, progress=lambda i, n: bar.progress(i / n, text=f"Step {i} of {n}"))
-            st.session_state[KEY_LR_FIND] = (result.lrs, result.losses, result.suggestion)
-        bar.empty()
+        tasks.submit(KEY_LR_TASK, "Finding a learning rate", partial(_lr_find_work, config))
+    task = tasks.follow(KEY_LR_TASK)
+    if task is not None and task.result is not None and st.session_state.get(KEY_LR_SHOWN) != task.id:
+        result = task.result
+        st.session_state[KEY_LR_FIND] = (result.lrs, result.losses, suggested_lr(result.suggestion))
+        st.session_state[KEY_LR_SHOWN] = task.id
     found = st.session_state.get(KEY_LR_FIND)
     if not found:
         return
     lrs, losses, suggestion = found
+    st.plotly_chart(_lr_figure(lrs, losses, suggestion), width="stretch")
+    st.button(f"Use {suggestion:g}", key="use_lr_find", on_click=_use_lr, args=(suggestion,),
+              help="Sets the learning rate above to exactly this value.")
+
+
+def _lr_find_work(config: TrainConfig, report, stop):
+    return lr_find(config, stop=stop, preparing=lambda i, n: report(i, n, "reading the pictures"),
+                   progress=lambda i, n: report(i, n, "trying learning rates"))
+
+
+def suggested_lr(value: float) -> float:
+    """Two significant digits: what the button says is what training gets."""
+    return float(f"{value:.2g}")
+
+
+def _lr_figure(lrs: list[float], losses: list[float], suggestion: float) -> go.Figure:
     fig = go.Figure(go.Scatter(x=lrs, y=losses, mode="lines", name="loss"))
-    fig.add_vline(x=suggestion, line_dash="dash", annotation_text=f"suggested {suggestion:.1e}")
+    at = float(np.interp(math.log(suggestion), [math.log(v) for v in lrs], losses))
+    fig.add_trace(go.Scatter(x=[suggestion], y=[at], mode="markers+text", name="suggested",
+                             text=[f"suggested: {suggestion:g}"], textposition="top right",
+                             marker=dict(size=11, color="#d62728")))
     fig.update_layout(xaxis_type="log", xaxis_title="learning rate", yaxis_title="loss (smoothed)", height=280,
-                      margin=dict(l=10, r=10, t=30, b=10))
-    st.plotly_chart(fig, width="stretch")
-    st.button(f"Use {nearest_lr(suggestion):g}", key="use_lr_find", on_click=_use_lr, args=(suggestion,),
-              help="Sets the learning rate above to the nearest offered value.")
+                      margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+    return fig
 
 
 def _use_lr(value: float) -> None:
-    st.session_state["lr"] = nearest_lr(value)
+    st.session_state["lr"] = value  # lr_options() offers it from now on

@@ -119,6 +119,11 @@ def remembered(key: str, default, options=None) -> None:
         workspace().write_json(SETTINGS_FILE, saved)
 
 
+def remembered_value(key: str):
+    """The value kept with the workspace for a setting (None if none)."""
+    return _saved_settings().get(key)
+
+
 def _saved_settings() -> dict:
     if KEY_SAVED_SETTINGS not in st.session_state:
         st.session_state[KEY_SAVED_SETTINGS] = workspace().read_json(SETTINGS_FILE, {}) or {}

@@ -6,7 +6,7 @@ import streamlit as st
 from transfer_core.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.config import AUGMENTS, OPTIMIZERS, TrainConfig
 
-from .methods_form import LR_OPTIONS
+from .methods_form import lr_options
 from .session import remembered
 
 DEFAULTS = TrainConfig(data="")
@@ -104,8 +104,8 @@ def choose_basics() -> dict:
     epochs = c1.number_input("Epochs", 1, 100, key="epochs",
                              help="How many times the model sees every training picture. More can help, until "
                                   "the validation curve stops improving.")
-    remembered("lr", DEFAULTS.lr, LR_OPTIONS)  # the learning-rate finder may set it too
-    lr = c2.select_slider("Learning rate", LR_OPTIONS,
+    remembered("lr", DEFAULTS.lr, lr_options())  # the learning-rate finder may set it too
+    lr = c2.select_slider("Learning rate", lr_options(),
                           format_func=lambda v: f"{v:g}", key="lr",
                           help="How big each correction step is. Too high and training blows up; too low and "
                                "it learns slowly. 0.001 suits most cases.")

@@ -20,7 +20,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ..callbacks import Callback
 from ..config import TrainConfig
+from ..events import Progress
 from ..freezing import set_train_mode
 from ..optim import build_optimizer
 from ..runs import RunFolder
@@ -63,19 +65,31 @@ def suggest(lrs: list[float], losses: list[float]) -> float:
     return lrs[best] / 10
 
 
+class _Preparing(Callback):
+    def __init__(self, report: Callable[[int, int], None]):
+        self.report = report
+
+    def on_event(self, trainer, event) -> None:
+        if isinstance(event, Progress) and event.phase == "preparing":
+            self.report(event.step, event.steps)
+
+
 def lr_schedule(start: float, end: float, steps: int) -> list[float]:
     return [start * (end / start) ** (i / max(1, steps - 1)) for i in range(steps)]
 
 
 def lr_find(config: TrainConfig, *, steps: int = 60, start_lr: float = 1e-6, end_lr: float = 1.0,
             sweeps: int = 3, stop: threading.Event | None = None,
-            progress: Callable[[int, int], None] | None = None) -> LRFindResult:
-    """Range test on config's data, backbone, freezing, head and optimizer. Nothing is saved."""
+            progress: Callable[[int, int], None] | None = None,
+            preparing: Callable[[int, int], None] | None = None) -> LRFindResult:
+    """Range test on config's data, backbone, freezing, head and optimizer. Nothing is saved. `progress`
+    counts the sweeps' steps; `preparing` the pictures read and the frozen layers' outputs computed first
+    (most of the time on a large data set)."""
     if steps < 10 or sweeps < 1 or not 0 < start_lr < end_lr:
         raise ValueError("lr_find needs at least 10 steps, 1 sweep and 0 < start_lr < end_lr")
     lrs = lr_schedule(start_lr, end_lr, steps)
     with tempfile.TemporaryDirectory(prefix="lr-find-") as tmp:
-        trainer = _prepared_trainer(config, tmp, stop)
+        trainer = _prepared_trainer(config, tmp, stop, preparing)
         start = copy.deepcopy(trainer.net.state_dict())
         curves = []
         for s in range(sweeps):
@@ -88,11 +102,13 @@ def lr_find(config: TrainConfig, *, steps: int = 60, start_lr: float = 1e-6, end
                         sweeps=curves)
 
 
-def _prepared_trainer(config: TrainConfig, folder: str, stop: threading.Event | None) -> Trainer:
+def _prepared_trainer(config: TrainConfig, folder: str, stop: threading.Event | None,
+                      preparing: Callable[[int, int], None] | None = None) -> Trainer:
     """The trainer's data, network and feature cache, in a throw-away run folder, without method callbacks."""
     # The rate is for the depth that trains most of the run: the one chosen, not the quick start's.
     trainer = Trainer(replace(config, quick_start_epochs=0), runs_dir=folder, stop=stop)
-    trainer.callbacks = []  # a range test measures the plain loss: no teacher, no adaptation, no L2-SP
+    # A range test measures the plain loss: no teacher, no adaptation, no L2-SP; only progress is followed.
+    trainer.callbacks = [_Preparing(preparing)] if preparing else []
     trainer.run = RunFolder.create(folder, config)
     trainer.run_id = trainer.run.id
     trainer._prepare()
