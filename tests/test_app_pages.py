@@ -36,7 +36,7 @@ def page(name: str, token: str | None = None) -> AppTest:
 
 
 def no_exception(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
+    assert not at.exception, [(e.value, e.stack_trace) for e in at.exception]
     return at
 
 
@@ -240,7 +240,10 @@ def test_data_check_flags_a_wrong_label_and_moves_it_on_request(app_dirs, tmp_pa
     at = page("pages/1_Data.py").run()
     choose_folder(at, folder)
     next(b for b in at.button if b.label == "Check my pictures").click().run()
-    no_exception(at)
+    no_exception(at)  # drawn at once: the check waits its turn in the engine's queue, off the page's thread
+    task = default_queue().task(at.session_state["quality_task"])
+    assert task.kind == "Checking the pictures" and default_queue().wait(task.id, timeout=300), task.error
+    at.run()
     assert "may have the wrong label" in texts(at)
     move = next((b for b in at.button if b.key and b.key.startswith("move_") and "flipped_" in b.key), None)
     assert move is not None, "the flipped picture is among the flagged ones"
@@ -248,3 +251,8 @@ def test_data_check_flags_a_wrong_label_and_moves_it_on_request(app_dirs, tmp_pa
     no_exception(at)
     uploaded = Path(session_data_path(at.query_params["ws"], app_dirs))
     assert list(uploaded.rglob("flipped_*"))[0].parent.name == "nominal"
+    undo = at.button(key="quality_undo")
+    assert "flipped_" in undo.label
+    undo.click().run()
+    no_exception(at)
+    assert list(uploaded.rglob("flipped_*"))[0].parent.name == "global", "Undo put it back"

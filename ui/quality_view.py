@@ -1,18 +1,21 @@
 """The Data page's check for duplicates, train/validation leaks and likely wrong labels, with review actions."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.quality import QualityReport, check_dataset, exclude_image, move_to_class
+from transfer_core.quality import FileMove, QualityReport, check_dataset, exclude_image, move_to_class, undo_move
 
-from . import session
+from . import session, tasks
 from .common import friendly_errors
 from .data_view import thumbnail
 
 KEY_REPORT = "quality_report"
 KEY_HANDLED = "quality_handled"  # pictures moved or excluded since the check: hidden from its lists
+KEY_UNDO = "quality_moves"  # (picture, FileMove) of each review action, to take back the last one
+KEY_TASK, KEY_TASK_SHOWN = "quality_task", "quality_task_shown"
 SHOWN = 12
 
 
@@ -23,17 +26,23 @@ def quality_check(choice: session.DataChoice) -> None:
                "network's view of each picture and a quick classifier that never sees the picture it judges.")
     if st.button("Check my pictures", key="run_quality",
                  help="Takes about a second per 10 pictures on a laptop. Nothing is changed until you say so."):
-        bar = st.progress(0.0, text="Looking at every picture...")
-        with friendly_errors("The check"):
-            report = check_dataset(choice.path, val_split=choice.val_split, seed=choice.seed,
-                                   progress=lambda phase, i, n: bar.progress(min(i / max(n, 1), 1.0),
-                                                                             text=f"{phase}: {i} of {n}"))
-            st.session_state[KEY_REPORT] = (choice.path, report)
-            st.session_state[KEY_HANDLED] = set()
-        bar.empty()
+        tasks.submit(KEY_TASK, "Checking the pictures", partial(_check, choice))
+    task = tasks.follow(KEY_TASK)
+    if task is not None and task.result is not None and st.session_state.get(KEY_TASK_SHOWN) != task.id:
+        st.session_state[KEY_REPORT] = task.result
+        st.session_state[KEY_HANDLED] = set()
+        st.session_state[KEY_TASK_SHOWN] = task.id
+    _undo_button()
     saved = st.session_state.get(KEY_REPORT)
     if saved and saved[0] == choice.path:
         _show(saved[1], editable=_inside_workspace(choice.path))
+
+
+def _check(choice: session.DataChoice, report, stop) -> tuple[str, QualityReport]:
+    """The task's work: it runs in the engine's queue, never on the page's thread."""
+    result = check_dataset(choice.path, val_split=choice.val_split, seed=choice.seed,
+                           progress=lambda phase, i, n: report(i, n, phase))
+    return choice.path, result
 
 
 def _inside_workspace(path: str) -> bool:
@@ -45,6 +54,7 @@ def _show(report: QualityReport, editable: bool) -> None:
     done = st.session_state.get(KEY_HANDLED, set())
     duplicates = [p for p in report.duplicates if p.a.path not in done and p.b.path not in done]
     suspects = [s for s in report.suspects if s.image.path not in done]
+    exact_twins = {e.path: other for p in report.duplicates if p.exact for e, other in ((p.a, p.b), (p.b, p.a))}
     if done:
         st.caption(f"{len(done)} picture(s) moved or excluded since the check. Check again to see the effect.")
     for line in report.summary():
@@ -77,7 +87,12 @@ def _show(report: QualityReport, editable: bool) -> None:
                         st.image(thumb)
                     st.caption(f"{s.image.name}: labelled {s.given} ({s.given_probability:.0%}), looks like "
                                f"{s.suggested} ({s.suggested_probability:.0%})")
-                    if editable:
+                    twin = exact_twins.get(s.image.path)
+                    if editable and twin:
+                        # Moving one of two identical files only makes a new problem: the same picture in
+                        # two classes. One copy has to go.
+                        st.caption(f"An identical copy is {twin.name}: exclude one of the two instead of moving.")
+                    elif editable:
                         st.button(f"Move to {s.suggested}", key=f"move_{s.image.path}", on_click=_move,
                                   args=(report.root, s.image.path, s.suggested))
                         st.button("Exclude", key=f"excl_{s.image.path}", on_click=_exclude,
@@ -86,17 +101,28 @@ def _show(report: QualityReport, editable: bool) -> None:
 
 def _move(root: str, image: str, new_class: str) -> None:
     with friendly_errors("Moving the picture"):
-        move_to_class(root, image, new_class)
+        _handled(image, move_to_class(root, image, new_class))
         st.toast(f"Moved {Path(image).name} to {new_class}.")
-        _handled(image)
 
 
 def _exclude(root: str, image: str) -> None:
     with friendly_errors("Excluding the picture"):
-        exclude_image(root, image, session.workspace().path / "excluded")
+        _handled(image, exclude_image(root, image, session.workspace().path / "excluded"))
         st.toast(f"Excluded {Path(image).name} (kept in your workspace's 'excluded' folder).")
-        _handled(image)
 
 
-def _handled(image: str) -> None:
+def _handled(image: str, move: FileMove) -> None:
     st.session_state.setdefault(KEY_HANDLED, set()).add(image)
+    st.session_state.setdefault(KEY_UNDO, []).append((image, move))
+
+
+def _undo_button() -> None:
+    """Every move or exclusion since the check can be taken back, the last one first."""
+    done = st.session_state.get(KEY_UNDO, [])
+    if done and st.button(f"Undo: put {Path(done[-1][0]).name} back", key="quality_undo",
+                          help="Moves the picture back to the class folder it came from."):
+        image, move = done.pop()
+        with friendly_errors("Putting the picture back"):
+            undo_move(move)
+            st.session_state.get(KEY_HANDLED, set()).discard(image)
+            st.toast(f"Put {Path(image).name} back.")
