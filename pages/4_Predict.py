@@ -25,7 +25,7 @@ def cached_model(run_dir: str, mtime: float):
 def familiarity_words(model) -> str:
     if model.novelty is None:
         return ("This model cannot warn about pictures unlike its training pictures: it was trained before "
-                "Transfer Studio had that check. Train it again to get it.")
+                "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
     return (f"Pictures that do not look like the training pictures are flagged. About "
             f"{model.novelty.validation_rate:.0%} of normal pictures are flagged too (measured on the validation "
             "pictures).")

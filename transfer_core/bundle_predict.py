@@ -7,9 +7,9 @@ Needs either onnxruntime, numpy and pillow (model.onnx), or torch and pillow (mo
 "auto" uses ONNX when onnxruntime is installed, else TorchScript. Prints one line per image that starts
 with the most likely class; when the picture does not look like the training pictures (the model's
 "novelty" output is above model_card.json's novelty threshold), the line ends with UNFAMILIAR and --json
-says "unfamiliar": true: do not trust the class then. The preprocessing below is the app's own (resize the shorter side, cut the
-centre, normalise), re-written here so this folder needs nothing from Transfer Studio; the export
-checked that both give the same answers (see model_card.json, "parity").
+says "unfamiliar": true: do not trust the class then. The preprocessing below is the app's own (resize
+the shorter side, cut the centre, normalise), re-written here so this folder needs nothing from Transfer
+Studio; the export checked that both give the same answers and verdicts (see model_card.json, "parity").
 """
 from __future__ import annotations
 

@@ -175,8 +175,8 @@ def check_novelty_parity(model, standalone, bundle: Path, images: Sequence[str])
     with tempfile.TemporaryDirectory() as tmp:
         noise = [str(Path(tmp) / f"noise{i}.png") for i in range(2)]
         for i, path in enumerate(noise):
-            generator = torch.Generator().manual_seed(i)
-            Image.fromarray(torch.randint(0, 256, (96, 96, 3), generator=generator, dtype=torch.uint8).numpy()).save(path)
+            pixels = torch.randint(0, 256, (96, 96, 3), generator=torch.Generator().manual_seed(i), dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(path)
         paths = [*images, *noise]
         engine = familiarity(model, paths)
         result = {"images": len(paths), "noise_images": len(noise),

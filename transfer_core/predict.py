@@ -58,7 +58,8 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
 
 
 @torch.no_grad()
-def outputs(model: LoadedModel, images: Iterable[ImageInput], batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def outputs(model: LoadedModel, images: Iterable[ImageInput],
+            batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits as trained (N x classes) and pooled features (N x D): one pass gives answer and familiarity."""
     logits, features, batch = [], [], []
 
