@@ -22,6 +22,22 @@ def cached_model(run_dir: str, mtime: float):
     return load_model(run_dir)
 
 
+def familiarity_words(model) -> str:
+    if model.novelty is None:
+        return ("This model cannot warn about pictures unlike its training pictures: it was trained before "
+                "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
+    return (f"Pictures that do not look like the training pictures are flagged. About "
+            f"{model.novelty.validation_rate:.0%} of normal pictures are flagged too (measured on the validation "
+            "pictures).")
+
+
+def unusual(result) -> str:
+    share = result.novelty.more_unusual_than
+    if share >= 1.0:
+        return "it is more unusual than every validation picture"
+    return f"it is more unusual than {share:.0%} of the validation pictures"
+
+
 classes = RunFolder(run.path).read_json("classes.json", [])
 top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
                   help="The most likely classes for each picture, with how sure the model is of each.")
@@ -46,6 +62,7 @@ if not images:
 
 with friendly_errors("Loading the model"):
     model = cached_model(str(run.path), (run.path / "best.pt").stat().st_mtime)
+    st.caption(familiarity_words(model))
     for i, (name, data) in enumerate(images):
         left, right = st.columns([1, 2])
         try:
@@ -59,7 +76,12 @@ with friendly_errors("Loading the model"):
             left.image(explain(model, picture).overlay(), caption=f"{name}: where it looked", width="stretch")
         else:
             left.image(picture, caption=name, width="stretch")
-        if result.sure:
+        if result.unfamiliar:
+            right.markdown(f"**This does not look like your training pictures** ({unusual(result)}), so the "
+                           "model's answer would only be a guess.")
+            right.caption(f"Best guess: {top[0][0]} ({top[0][1]:.0%} sure). The model always picks one of its "
+                          "classes, even for a picture of something else.")
+        elif result.sure:
             right.markdown(f"**{top[0][0]}** ({top[0][1]:.0%} sure)")
         else:
             right.markdown(f"**Not sure** (best guess {top[0][0]}, only {top[0][1]:.0%} sure)")

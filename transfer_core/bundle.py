@@ -13,7 +13,7 @@ from .datarefs import label, shown_config
 from .runs import RunFolder
 
 BUNDLE_FILES = ("best.pt", "classes.json", "preprocessing.json", "model.json", "config.json", "dataset.json",
-                "validation.json", "test.json", "calibration.json", "events.jsonl")
+                "validation.json", "test.json", "calibration.json", "novelty.pt", "novelty.json", "events.jsonl")
 # Files that may name the data's folder (a command-line run keeps the one it was given): labels instead.
 _LABELLED = {"config.json": lambda run: shown_config(run.config),
              "dataset.json": lambda run: _root_as_label(run.read_json("dataset.json")),

@@ -5,9 +5,11 @@
 
 Needs either onnxruntime, numpy and pillow (model.onnx), or torch and pillow (model.torchscript.pt);
 "auto" uses ONNX when onnxruntime is installed, else TorchScript. Prints one line per image that starts
-with the most likely class. The preprocessing below is the app's own (resize the shorter side, cut the
-centre, normalise), re-written here so this folder needs nothing from Transfer Studio; the export
-checked that both give the same answers (see model_card.json, "parity").
+with the most likely class; when the picture does not look like the training pictures (the model's
+"novelty" output is above model_card.json's novelty threshold), the line ends with UNFAMILIAR and --json
+says "unfamiliar": true: do not trust the class then. The preprocessing below is the app's own (resize
+the shorter side, cut the centre, normalise), re-written here so this folder needs nothing from Transfer
+Studio; the export checked that both give the same answers and verdicts (see model_card.json, "parity").
 """
 from __future__ import annotations
 
@@ -91,14 +93,15 @@ def pick_runtime(requested: str = "auto", folder: Path = HERE) -> str:
     return "torch"
 
 
-def logits(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 16) -> list[list[float]]:
+def outputs(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 16) -> list[tuple[list, float | None]]:
+    """(logits, novelty score or None) per image; the score is None for models exported without the check."""
     card = load_card(folder)
     runtime = pick_runtime(runtime, folder)
     if runtime == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-        run = lambda chunk: session.run(None, {"images": as_numpy(chunk, card["preprocessing"])})[0].tolist()
+        run = lambda chunk: session.run(None, {"images": as_numpy(chunk, card["preprocessing"])})  # noqa: E731
     else:
         import torch
 
@@ -106,9 +109,31 @@ def logits(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 
 
         def run(chunk):
             with torch.no_grad():
-                return model(as_torch(chunk, card["preprocessing"])).tolist()
-    paths = list(paths)
-    return [row for i in range(0, len(paths), batch_size) for row in run(paths[i:i + batch_size])]
+                out = model(as_torch(chunk, card["preprocessing"]))
+            return list(out) if isinstance(out, (tuple, list)) else [out]
+    paths, rows = list(paths), []
+    for i in range(0, len(paths), batch_size):
+        out = run(paths[i:i + batch_size])
+        scores = out[1].tolist() if len(out) > 1 else [None] * len(out[0])
+        rows += list(zip(out[0].tolist(), scores))
+    return rows
+
+
+def logits(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 16) -> list[list[float]]:
+    return [row for row, _ in outputs(paths, runtime, folder, batch_size)]
+
+
+def verdict(score: float | None, card: dict) -> dict:
+    """Does the picture look like the training pictures? "unfamiliar": None when the model has no check."""
+    check = card.get("novelty")
+    if score is None or not check:
+        return {"unfamiliar": None, "novelty": None}
+    return {"unfamiliar": score > check["threshold"], "novelty": score}
+
+
+def verdicts(paths, runtime: str = "auto", folder: Path = HERE) -> list[dict]:
+    card = load_card(folder)
+    return [verdict(score, card) for _, score in outputs(paths, runtime, folder)]
 
 
 def softmax(row: list[float], temperature: float = 1.0) -> list[float]:
@@ -131,19 +156,23 @@ def main(argv=None) -> int:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto")
     args = parser.parse_args(argv)
-    classes = load_card()["classes"]
+    card = load_card()
+    classes = card["classes"]
     missing = [p for p in args.images if not Path(p).is_file()]
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    for path, probs in zip(args.images, probabilities(args.images, args.runtime)):
+    t = card.get("temperature") or 1.0
+    for path, (row, score) in zip(args.images, outputs(args.images, args.runtime)):
+        probs, check = softmax(row, t), verdict(score, card)
         ranked = sorted(range(len(classes)), key=lambda i: -probs[i])[:max(1, args.top_k)]
         if args.json:
-            print(json.dumps({"class": classes[ranked[0]], "image": path,
+            print(json.dumps({"class": classes[ranked[0]], "image": path, **check,
                               "top": [{"class": classes[i], "probability": round(probs[i], 6)} for i in ranked]}))
         else:
+            note = ["UNFAMILIAR: does not look like the training pictures"] if check["unfamiliar"] else []
             print("\t".join([classes[ranked[0]], f"{probs[ranked[0]]:.4f}", path]
-                            + [f"{classes[i]} {probs[i]:.4f}" for i in ranked[1:]]))
+                            + [f"{classes[i]} {probs[i]:.4f}" for i in ranked[1:]] + note))
     return 0
 
 

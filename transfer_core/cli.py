@@ -178,8 +178,13 @@ def run_predict(args: argparse.Namespace) -> int:
     model = load_model(args.run_dir)
     for path, ans in zip(args.images, answer(model, args.images, threshold=args.threshold, k=args.top_k)):
         if args.json:
-            print(json.dumps({"image": path, "answer": ans.label, "sure": ans.sure,
+            print(json.dumps({"image": path, "answer": ans.label, "sure": ans.sure, "unfamiliar": ans.unfamiliar,
+                              "novelty": round(ans.novelty.score, 6) if ans.novelty else None,
                               "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}))
+        elif ans.unfamiliar:
+            print(f"{path}: does not look like the training pictures (more unusual than "
+                  f"{ans.novelty.more_unusual_than:.0%} of the validation pictures); best guesses: "
+                  + ", ".join(f"{c} {p:.1%}" for c, p in ans.top))
         else:
             unsure = "" if ans.sure else f"not sure (below {args.threshold:.0%}); best guesses: "
             print(f"{path}: {unsure}" + ", ".join(f"{c} {p:.1%}" for c, p in ans.top))
@@ -322,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--steps", type=int, default=60, help="learning rates tried per sweep")
     f.add_argument("--sweeps", type=int, default=3, help="sweeps averaged (more = steadier suggestion)")
     f.set_defaults(fn=run_lr_find)
-    p = sub.add_parser("predict", help="classify images with a trained run")
+    p = sub.add_parser("predict", help="classify images with a trained run (and say when a picture does not look "
+                                       "like the training pictures)")
     p.add_argument("run_dir")
     p.add_argument("images", nargs="+")
     p.add_argument("--top-k", type=int, default=3)

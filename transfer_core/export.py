@@ -1,6 +1,7 @@
 """Export a trained run as a bundle that gives the app's answers anywhere, with no Transfer Studio.
 
-    bundle/model.onnx            the network (input "images": N x 3 x C x C normalised; output "logits")
+    bundle/model.onnx            the network (input "images": N x 3 x C x C normalised; output "logits",
+                                 and "novelty" when the run has the familiarity check: see novelty.py)
            model.torchscript.pt  the same network for torch alone
            model_card.json       classes, preprocessing, backbone, metrics, data fingerprint, date, parity
            MODEL_CARD.md         the same in short, for people
@@ -14,12 +15,14 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
+from PIL import Image
 from torch import nn
 
 from .backbones import get_backbone
@@ -30,6 +33,7 @@ from .runs import RunFolder, write_json
 ONNX_OPSET = 17  # onnxruntime has run opset 17 since 1.14; newer ones gain nothing for these networks
 PARITY_TOP1 = 0.995  # share of images whose top class must agree
 PARITY_PROB = 1e-3  # largest allowed difference of any class probability
+PARITY_NOVELTY = 1e-4  # largest allowed difference of a novelty score (they are ~0.01-1); verdicts must agree
 _STANDALONE = Path(__file__).with_name("bundle_predict.py")
 
 ProgressFn = Callable[[str, int, int], None]
@@ -51,14 +55,19 @@ class ExportResult:
 
 
 class _Logits(nn.Module):
-    """The network from images to logits, without TransferNet's cached-input branch (not traceable)."""
+    """The network from images to logits, without TransferNet's cached-input branch (not traceable); with
+    the run's familiarity check, also each picture's novelty score. The score is computed inside the model
+    files by the engine's own module, so both runtimes give the engine's verdict with nothing to re-write."""
 
-    def __init__(self, net: nn.Module):
+    def __init__(self, net: nn.Module, novelty_score: nn.Module | None = None):
         super().__init__()
         self.net = net
+        self.novelty = novelty_score
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.head(self.net.features(images))
+    def forward(self, images: torch.Tensor):
+        features = self.net.features(images)
+        logits = self.net.head(features)
+        return logits if self.novelty is None else (logits, self.novelty(features))
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
@@ -72,11 +81,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run.path, device="cpu")
     example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
-    wrapped = _Logits(model.net).eval()
-    _write_onnx(wrapped, example, out / "model.onnx")
+    detector = getattr(model, "novelty", None)
+    wrapped = _Logits(model.net, detector.score if detector else None).eval()
+    _write_onnx(wrapped, example, out / "model.onnx", with_novelty=detector is not None)
     _write_torchscript(wrapped, example, out / "model.torchscript.pt")
     shutil.copy(_STANDALONE, out / "predict.py")
     card = model_card(run, model.classes, model.prep.to_dict(), getattr(model, "temperature", 1.0))
+    card["novelty"] = novelty_card(detector)
     write_json(out / "model_card.json", card)  # predict.py reads it, so it must exist before the check
     images = validation_images(run, max_parity_images)
     card["parity"] = check_parity(model, out, images, progress)
@@ -87,11 +98,21 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
 
 
 # ---------------------------------------------------------------------------------------------- model files
-def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, with_novelty: bool = False) -> None:
     # The TorchScript-based exporter: the newer dynamo one needs onnxscript, which the app does not ship.
-    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=["logits"],
-                      dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=ONNX_OPSET,
+    outputs = ["logits", "novelty"] if with_novelty else ["logits"]
+    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=outputs,
+                      dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]}, opset_version=ONNX_OPSET,
                       dynamo=False)
+
+
+def novelty_card(detector) -> dict | None:
+    """What predict.py needs to say "does not look like the training pictures"; None: the run has no check."""
+    if detector is None:
+        return None
+    return {**detector.summary(), "output": "novelty",
+            "meaning": "the model's second output; above the threshold, the picture does not look like the "
+                       "training pictures (validation_rate of normal pictures are flagged too)"}
 
 
 def _write_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -140,7 +161,39 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
         if progress:
             progress("parity", step, 2)
     result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
+    if getattr(model, "novelty", None) is not None:
+        result["novelty"] = check_novelty_parity(model, standalone, bundle, images)
+        result["passed"] = result["passed"] and result["novelty"]["passed"]
     return result
+
+
+def check_novelty_parity(model, standalone, bundle: Path, images: Sequence[str]) -> dict:
+    """The "does not look like the training pictures" verdict, engine vs bundle, on the validation images
+    and two random-noise pictures (so both verdicts are exercised)."""
+    from .predict import familiarity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        noise = [str(Path(tmp) / f"noise{i}.png") for i in range(2)]
+        for i, path in enumerate(noise):
+            pixels = torch.randint(0, 256, (96, 96, 3), generator=torch.Generator().manual_seed(i), dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(path)
+        paths = [*images, *noise]
+        engine = familiarity(model, paths)
+        result = {"images": len(paths), "noise_images": len(noise),
+                  "engine_unfamiliar": sum(v.unfamiliar for v in engine)}
+        for runtime in ("onnx", "torch"):
+            result["onnxruntime" if runtime == "onnx" else "torchscript"] = _compare_verdicts(
+                engine, standalone.verdicts(paths, runtime, bundle), model.novelty.threshold)
+    result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
+    return result
+
+
+def _compare_verdicts(engine, exported, threshold: float) -> dict:
+    diff = max(abs(e.score - x["novelty"]) for e, x in zip(engine, exported))
+    # A score within the tolerance of the threshold may fall either side: only clear cases must agree.
+    clear = [(e, x) for e, x in zip(engine, exported) if abs(e.score - threshold) > PARITY_NOVELTY]
+    agree = all(e.unfamiliar == x["unfamiliar"] for e, x in clear)
+    return {"max_score_difference": diff, "verdicts_agree": agree, "passed": agree and diff <= PARITY_NOVELTY}
 
 
 # ---------------------------------------------------------------------------------------------- model card
@@ -212,6 +265,10 @@ def card_markdown(card: dict) -> str:
                      f"macro F1 {m['macro_f1']:.3f}.")
     if card.get("temperature", 1.0) != 1.0:
         lines.append(f"- Probabilities are calibrated: softmax(logits / {card['temperature']:.3f}).")
+    if card.get("novelty"):
+        lines.append(f"- Unfamiliar pictures: predict.py says when a picture does not look like the training "
+                     f"pictures (its features are far from theirs); {card['novelty']['validation_rate']:.0%} of "
+                     f"the validation pictures are flagged too.")
     lines.append(f"- Parity check: {_parity_words(parity)}")
     lines += ["", "Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + pillow): "
               "one line per image, the most likely class first.", ""]
@@ -227,4 +284,8 @@ def _parity_words(parity: dict) -> str:
         parts.append(f"{name} agrees on the top class for {r['top1_agreement']:.1%} of {r['images']} validation "
                      f"images, probabilities within {r['max_probability_difference']:.1e}")
         parts[-1] += "" if r["passed"] else " (FAILED)"
+    if "novelty" in parity:
+        n = parity["novelty"]
+        parts.append(f"the unfamiliar-picture verdict agrees on {n['images']} pictures, {n['noise_images']} of them "
+                     f"random noise" + ("" if n["passed"] else " (FAILED)"))
     return "; ".join(parts) + "."

@@ -32,6 +32,7 @@ from .failures import Diverged, explain
 from .features import FeatureCache
 from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
 from .imagecache import ImageStore, Stopped
+from . import novelty
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
 from .predict import load_model, predict_probs
 from .runs import DEFAULT_RUNS_DIR, TEST_FILE, RunFolder, save_atomically, write_json
@@ -500,7 +501,20 @@ class Trainer:
         self._save_predictions("validation.json", self.val_samples, probs)
         # Fitted once here, so the run folder alone predicts with calibrated confidence (predict.py).
         save_calibration(self.run.path, probs, self.val_y)
+        self._fit_novelty()
         self._test()
+
+    def _fit_novelty(self) -> None:
+        """The final model's pooled features of the training pictures (up to novelty.MAX_REFERENCE) and the
+        validation pictures: what Predict needs to say "this does not look like your training pictures"."""
+        if not distributed.is_main():
+            return
+        self._progress("checking", 0, 1)
+        idx = novelty.reference_sample(len(self.train_samples), self.config.seed)
+        reference = novelty.store_features(self.net, self.train_store, self.prep, self.device, idx)
+        validation = novelty.store_features(self.net, self.val_store, self.prep, self.device,
+                                            torch.arange(len(self.val_samples)))
+        novelty.fit_and_save(self.run.path, reference, validation)
 
     def _test(self) -> None:
         """The test share, through the saved model as Predict loads it. The validation pictures chose the

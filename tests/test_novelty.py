@@ -1,0 +1,170 @@
+""""This does not look like your training pictures": a real run (mobilenet_v2, real textile pictures) must
+flag random noise and photos of other things, few normal pictures, in the engine, the CLI, the app and the
+exported bundle alike; older runs without the check still predict."""
+import io
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from conftest import copy_textile
+from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401 - app_dirs is a fixture
+from transfer_core import novelty
+from transfer_core.bundle import model_bundle
+from transfer_core.cli import main
+from transfer_core.config import TrainConfig
+from transfer_core.export import export_run
+from transfer_core.predict import UNFAMILIAR, answer, familiarity, load_model, outputs
+from transfer_core.runs import RunFolder
+from transfer_core.trainer import train
+
+
+def _noise(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = [folder / f"noise{i}.png" for i in range(n)]
+    for path in paths:
+        Image.fromarray(rng.integers(0, 256, (120, 120, 3), dtype=np.uint8)).save(path)
+    return paths
+
+
+def _photos() -> list[Image.Image]:
+    """Real photos of other things, whole and cut in four."""
+    out = []
+    for name in ("astronaut", "coffee", "chelsea", "rocket", "camera"):
+        img = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+        w, h = img.size
+        out += [img] + [img.crop((x, y, x + w // 2, y + h // 2)) for x in (0, w // 2) for y in (0, h // 2)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """3 classes x 40 real textile pictures (24 for validation), 96 px, everything frozen, 1 epoch; plus 45
+    textile pictures neither trained nor validated on, and random noise."""
+    tmp = tmp_path_factory.mktemp("novelty")
+    data = copy_textile(tmp / "data", 40)
+    result = train(TrainConfig(data=str(data), freeze="all", image_size=96, batch_size=16, epochs=1, seed=0),
+                   runs_dir=tmp / "runs")
+    assert result.final.kind == "RunFinished", result.final
+    unseen = sorted(copy_textile(tmp / "unseen", 15, offset=300).glob("*/*.jpg"))
+    return result.run_dir, unseen, _noise(tmp / "noise", 12)
+
+
+def _flagged(model, images) -> float:
+    verdicts = familiarity(model, images)
+    return sum(v.unfamiliar for v in verdicts) / len(verdicts)
+
+
+@pytest.mark.slow
+def test_flags_noise_and_photos_but_few_normal_pictures(run):
+    run_dir, unseen, noise = run
+    model = load_model(run_dir)
+    rates = {"noise": _flagged(model, noise), "photos": _flagged(model, _photos()),
+             "normal": _flagged(model, unseen)}
+    assert rates["noise"] >= 0.9 and rates["photos"] >= 0.9 and rates["normal"] <= 0.15, rates
+    answers = answer(model, noise[:3], threshold=0.95)
+    assert all(a.label == UNFAMILIAR and a.unfamiliar and not a.sure for a in answers)
+    assert all(a.novelty.score > model.novelty.threshold and a.novelty.more_unusual_than == 1.0 for a in answers)
+
+
+@pytest.mark.slow
+def test_threshold_is_chosen_on_the_validation_pictures_alone(run):
+    run_dir, _, _ = run
+    model = load_model(run_dir)
+    val = RunFolder(run_dir).validation_images()
+    scores = model.novelty.scores(outputs(model, val)[1])
+    # the 95th percentile of the validation pictures' scores, as Predict computes them: ~5% flagged
+    assert model.novelty.threshold == pytest.approx(float(torch.quantile(scores.double(), 0.95)), abs=1e-5)
+    assert model.novelty.validation_rate == pytest.approx(float((scores > model.novelty.threshold).float().mean()))
+    info = json.loads((run_dir / novelty.NOVELTY_FILE).read_text())
+    assert info["validation_images"] == len(val) == 24 and info["reference_images"] == 96
+    # fitting never sees unfamiliar pictures: the same reference and validation give the same threshold
+    reference = novelty.load(run_dir).score.reference
+    assert novelty.fit(reference, outputs(model, val)[1]).threshold == pytest.approx(model.novelty.threshold, abs=1e-5)
+
+
+@pytest.mark.slow
+def test_an_older_run_without_novelty_files_still_predicts(run, tmp_path, capsys):
+    run_dir, unseen, noise = run
+    old = shutil.copytree(run_dir, tmp_path / run_dir.name)
+    (old / novelty.NOVELTY_WEIGHTS).unlink()
+    (old / novelty.NOVELTY_FILE).unlink()
+    model = load_model(old)
+    assert model.novelty is None and familiarity(model, noise) is None
+    answers = answer(model, [*noise[:2], unseen[0]])
+    assert all(a.unfamiliar is None and a.novelty is None and a.label in model.classes for a in answers)
+    assert main(["predict", str(old), str(noise[0]), "--json"]) == 0
+    line = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert line["unfamiliar"] is None and line["answer"] in model.classes
+
+
+@pytest.mark.slow
+def test_cli_and_the_downloaded_zip_say_unfamiliar_for_noise(run, tmp_path, capsys):
+    run_dir, unseen, noise = run
+    with zipfile.ZipFile(io.BytesIO(model_bundle(run_dir))) as zf:
+        zf.extractall(tmp_path)
+    unzipped = tmp_path / run_dir.name
+    assert (unzipped / novelty.NOVELTY_WEIGHTS).is_file() and (unzipped / novelty.NOVELTY_FILE).is_file()
+    for folder in (run_dir, unzipped):
+        assert main(["predict", str(folder), str(noise[0]), str(unseen[0]), "--json", "--top-k", "1"]) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()[-2:]]
+        assert lines[0]["unfamiliar"] is True and lines[0]["answer"] == UNFAMILIAR and lines[0]["novelty"] > 0
+        engine = answer(load_model(run_dir), [unseen[0]])[0]
+        assert lines[1]["unfamiliar"] is engine.unfamiliar
+
+
+def _run_bundle(bundle: Path, images, runtime: str) -> list[dict]:
+    # -I: isolated, so neither the repository nor PYTHONPATH is importable: the bundle must stand alone
+    out = subprocess.run([sys.executable, "-I", str(bundle / "predict.py"), *map(str, images), "--json",
+                          "--runtime", runtime], capture_output=True, text=True, timeout=300, cwd=bundle.parent)
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+@pytest.mark.slow
+def test_exported_bundle_gives_the_engines_verdict_in_a_fresh_process(run, tmp_path):
+    run_dir, unseen, noise = run
+    result = export_run(run_dir, tmp_path / "bundle")
+    parity = result.card["parity"]
+    assert parity["passed"] and parity["novelty"]["passed"] and parity["novelty"]["noise_images"] == 2
+    assert result.card["novelty"]["threshold"] == load_model(run_dir).novelty.threshold
+    images = [*noise[:3], *unseen[:4]]
+    engine = answer(load_model(run_dir), images)
+    assert [a.unfamiliar for a in engine][:3] == [True] * 3
+    for runtime in ("onnx", "torch"):
+        lines = _run_bundle(result.bundle, images, runtime)
+        assert [x["unfamiliar"] for x in lines] == [a.unfamiliar for a in engine], runtime
+        assert max(abs(x["novelty"] - a.novelty.score) for x, a in zip(lines, engine)) < 1e-4
+
+
+@pytest.mark.slow
+def test_predict_page_says_a_noise_picture_does_not_look_like_the_training_pictures(run, app_dirs):
+    run_dir, unseen, noise = run
+    shutil.copytree(run_dir, app_dirs / "runs" / run_dir.name)
+    at = no_exception(page("pages/4_Predict.py").run())
+    at.file_uploader(key="predict_files").set_value([("noise.png", noise[0].read_bytes(), "image/png")]).run()
+    no_exception(at)
+    words = texts(at)
+    assert "This does not look like your training pictures** (it is more unusual than every validation" in words
+    assert "Best guess:" in words and "normal pictures are flagged too" in words
+
+
+@pytest.mark.slow
+def test_predict_page_says_an_older_model_has_no_check(run, app_dirs):
+    run_dir, _, noise = run
+    old = shutil.copytree(run_dir, app_dirs / "runs" / f"{run_dir.name}-old")
+    (old / novelty.NOVELTY_WEIGHTS).unlink()
+    at = no_exception(page("pages/4_Predict.py").run())
+    at.file_uploader(key="predict_files").set_value([("noise.png", noise[0].read_bytes(), "image/png")]).run()
+    no_exception(at)
+    assert "trained before Transfer Studio had that check" in texts(at)
+    assert "does not look like your training pictures" not in texts(at) and "sure)" in texts(at)
