@@ -13,7 +13,7 @@ from transfer_core.datarefs import shown_config
 from transfer_core.export import export_run
 from transfer_core.runs import RunFolder
 from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run
-from ui import charts, session
+from ui import charts, session, tasks
 from ui.common import download_name, friendly_errors, md_escape, owned_label, page, percent
 from ui.resume import RESUMABLE, resume_button
 
@@ -84,18 +84,23 @@ def parity_words(parity: dict) -> str:
     return f"The exported files {verdict} on {parity['images']} validation pictures ({'; '.join(parts)})."
 
 
+def _export(run_dir, out, report, stop):
+    """The task's work, in the engine's queue: never on the page's thread, never beside a training run."""
+    return export_run(run_dir, out, progress=lambda stage, i, n: report(i, n, stage))
+
+
 def export_section(run) -> None:
     """ONNX + TorchScript + model card + standalone predict.py, checked against the app's own answers."""
     if st.button("Export for use outside the app (ONNX, TorchScript)", key=f"export_{run.id}",
                  help="Makes files that run with only onnxruntime or only torch, a model card and a predict.py. "
                       "Before you get them, they are checked to give the app's answers on the validation "
                       "pictures."):
-        bar = st.progress(0.0, text="Exporting and checking...")
         out = session.workspace().path / "exports" / f"{run.id}-{int(time.time())}"
-        result = export_run(run.path, out, progress=lambda stage, i, n: bar.progress(min(i / max(n, 1), 1.0),
-                                                                           text=f"{stage}: {i} of {n}"))
-        bar.empty()
-        st.session_state[f"exported_{run.id}"] = (str(result.zip_path), result.card["parity"])
+        tasks.submit(f"export_task_{run.id}", "Exporting and checking the model",
+                     partial(_export, run.path, out))
+    task = tasks.follow(f"export_task_{run.id}")
+    if task is not None and task.result is not None:
+        st.session_state[f"exported_{run.id}"] = (str(task.result.zip_path), task.result.card["parity"])
     exported = st.session_state.get(f"exported_{run.id}")
     if exported:
         zip_path, parity = exported

@@ -52,6 +52,15 @@ def texts(at: AppTest) -> str:
     return re.sub(r"\\(.)", r"\1", raw_texts(at))
 
 
+def wait_for_task(at: AppTest, key: str, timeout: float = 600) -> None:
+    """Heavy work runs as a task in the engine's queue: wait for the one the page submitted, then redraw."""
+    task_id = at.session_state[key]
+    assert default_queue().wait(task_id, timeout=timeout)
+    task = default_queue().task(task_id)
+    assert task.error is None, task.error
+    at.run()
+
+
 def choose_folder(at: AppTest, folder: Path) -> None:
     """Upload a folder the way the browser sends it: one file per picture, named class/file."""
     at.radio(key="data_source").set_value("folder").run()
@@ -148,6 +157,7 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     assert list(table["whose"]) == ["yours"] and list(table["status"]) == ["finished"]
     assert any(b.label.startswith("Download") for b in at.get("download_button"))
     next(b for b in at.button if b.label.startswith("Export for use outside")).click().run()
+    wait_for_task(at, f"export_task_{job.id}")
     no_exception(at)
     assert "The exported files match the app on 6 validation pictures" in texts(at)
 

@@ -12,7 +12,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import copy_textile
-from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts  # noqa: F401 - fixture
+from tests.test_app_pages import (app_dirs, choose_folder, no_exception, page, texts,  # noqa: F401
+                                  wait_for_task)
 from transfer_core.config import TrainConfig
 from transfer_core.datasets import demo_dataset_path
 from transfer_core.jobs import default_queue
@@ -73,6 +74,7 @@ def test_upload_train_export_leaks_no_key_and_no_server_path(app_dirs, tmp_path)
 
     runs_page = no_exception(page("pages/5_Runs.py", token).run())
     next(b for b in runs_page.button if b.label.startswith("Export for use outside")).click().run()
+    wait_for_task(runs_page, f"export_task_{job.id}")
     no_exception(runs_page)
     export_zip = Path(runs_page.session_state[f"exported_{job.id}"][0])
     from transfer_core.bundle import model_bundle
