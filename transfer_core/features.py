@@ -123,7 +123,7 @@ class FeatureCache:
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
             parts.append(stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images))
-            self.t._progress("preparing", min(i + bs, n), n)
+            self.t._progress("preparing", min(i + bs, n), n, part="cache")
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def describe(self) -> str:
@@ -180,3 +180,24 @@ def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
         return fused.to(memory_format=torch.channels_last) if channels_last else fused
     except Exception:  # noqa: BLE001 - untraceable Python control flow: correct, just not folded
         return part.eval()
+
+
+@torch.no_grad()
+def cached_pooled(cache: "FeatureCache", which: str, idx: torch.Tensor) -> torch.Tensor | None:
+    """Pooled features of training ("train") or validation pictures as Predict sees them, from the cached
+    frozen outputs: only the learning layers run. None where nothing is cached in the eval view (augmented
+    training views are not what Predict sees)."""
+    net = cache.t.net
+    if which == "val":
+        cached = cache.val
+    else:
+        cached = cache.train[0] if cache.train is not None and cache.t.config.augment == "none" else None
+    if cached is None:
+        return None
+    net.eval()
+    parts = []
+    for chunk in idx.split(64):
+        x = cached[chunk].to(cache.t.device)
+        parts.append((x if cache.start > net.num_stages else net.features(x, cache.start)).float().cpu())
+    return torch.cat(parts) if parts else torch.zeros(0, net.feature_dim)
+

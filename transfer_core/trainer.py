@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import distributed
+from . import distributed, eta
 from .augment import eval_view, train_view
 from .backbones import build_network, get_backbone
 from .calibration import save_calibration
@@ -29,7 +29,7 @@ from .datasets import DatasetReport, scan_dataset
 from .device import pick_device, plan_for, use_amp
 from .events import (DataReady, EpochEnd, Event, Progress, RunFailed, RunFinished, RunStarted, RunStopped)
 from .failures import Diverged, explain
-from .features import FeatureCache
+from .features import FeatureCache, cached_pooled
 from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
 from .imagecache import ImageStore, Stopped
 from . import novelty
@@ -169,6 +169,7 @@ class Trainer:
             self.depth += 1
         apply_freeze(self.net, self.depth)
         self._save_model_description()
+        self._start_clock()
         self._load_images()
         for cb in self.callbacks:
             cb.before_fit(self)
@@ -223,7 +224,7 @@ class Trainer:
         total = n_train + n_val
 
         def progress(offset):
-            return lambda done, _n: self._progress("preparing", offset + done, total)
+            return lambda done, _n: self._progress("preparing", offset + done, total, part="decode")
 
         pin = plan_for(self.device).pin_memory
         self.train_store = ImageStore([s.path for s in self.train_samples], self.prep, budget_bytes=budget,
@@ -282,6 +283,8 @@ class Trainer:
         reason = "completed"
         self.epoch = self._restore() if self.resume else 0
         self.epochs_done = self.epoch
+        if self.epoch:  # resumed: the epochs done before are not part of what is left
+            self.clock.skip_to(f"train{self.epoch + 1}")
         for self.epoch in range(self.epoch + 1, cfg.epochs + 1):
             self._maybe_unfreeze(self.epoch)
             for cb in self.callbacks:
@@ -509,12 +512,16 @@ class Trainer:
         validation pictures: what Predict needs to say "this does not look like your training pictures"."""
         if not distributed.is_main():
             return
-        self._progress("checking", 0, 1)
+        self._progress("checking", 0, 1, part="finish")
         idx = novelty.reference_sample(len(self.train_samples), self.config.seed)
-        reference = novelty.store_features(self.net, self.train_store, self.prep, self.device, idx)
-        validation = novelty.store_features(self.net, self.val_store, self.prep, self.device,
-                                            torch.arange(len(self.val_samples)))
+        reference = self._pooled("train", self.train_store, idx)
+        validation = self._pooled("val", self.val_store, torch.arange(len(self.val_samples)))
         novelty.fit_and_save(self.run.path, reference, validation)
+
+    def _pooled(self, which: str, store, idx: torch.Tensor) -> torch.Tensor:
+        """From the feature cache where it holds these pictures (the frozen layers ran once already)."""
+        cached = cached_pooled(self.feature_cache, which, idx)
+        return cached if cached is not None else novelty.store_features(self.net, store, self.prep, self.device, idx)
 
     def _test(self) -> None:
         """The test share, through the saved model as Predict loads it. The validation pictures chose the
@@ -522,7 +529,7 @@ class Trainer:
         self.test_acc = None
         if not self.test_samples or not distributed.is_main():
             return
-        self._progress("testing", 0, 1)
+        self._progress("testing", 0, 1, part="finish")
         model = load_model(self.run.path, device=self.device)
         with torch.inference_mode():
             probs = predict_probs(model, [s.path for s in self.test_samples], calibrated=False)
@@ -539,18 +546,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ progress
     def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
-                  loss: float = 0.0) -> None:
+                  loss: float = 0.0, part: str | None = None) -> None:
+        """`part` names the part of the plan (eta.plan_run) the run is in; the time left covers the rest."""
+        clock = getattr(self, "clock", None)
+        left = clock.at(part or (f"train{epoch}" if phase == "train" else phase), step, steps) if clock else 0.0
         now = time.time()
         if step < steps and now - self._last_progress < _PROGRESS_EVERY_S:
             return
         self._last_progress = now
-        eta = 0.0
-        if phase == "train" and rate > 0:
-            per_epoch = len(self.train_samples)
-            left = (steps - step) / max(steps, 1) * per_epoch + (self.config.epochs - epoch) * per_epoch
-            eta = left / rate
         self.emit(self._event(Progress, phase=phase, epoch=epoch, step=step, steps=steps,
-                              images_per_sec=rate, eta_seconds=eta, train_loss=loss))
+                              images_per_sec=rate, eta_seconds=left, train_loss=loss))
+
+    def _start_clock(self) -> None:
+        """The plan of the whole run, priced by timing the network once on a probe (a fraction of a second)."""
+        cfg = self.config
+        thaws = self.thaw_epochs()
+        depths = [self.depth - sum(t <= e for t in thaws) for e in range(1, cfg.epochs + 1)]
+        cached = self.depth > 0 and (cfg.augment == "none" or cfg.feature_views > 0)
+        stage_s = eta.stage_seconds(self.net, self.prep.crop, self.device)
+        self.clock = eta.RunClock(eta.plan_run(stage_s, n_train=len(self.train_samples),
+                                               n_val=len(self.val_samples), n_test=len(self.test_samples),
+                                               epochs=cfg.epochs, depths=depths, cached=cached,
+                                               views=cfg.feature_views if cfg.augment != "none" else 1))
+        self._progress("preparing", 0, 1, part="decode")
 
 
 def _relative(path: Path, root: Path) -> str:

@@ -18,10 +18,14 @@ from .common import md_escape
 KEY_SHOWN_END = "shown_end_of"
 
 
-def _eta(seconds: float) -> str:
+def _eta(progress: Progress) -> str:
+    """The engine's estimate for the whole run (eta.RunClock), counted down since it was made."""
+    seconds = max(progress.eta_seconds - (time.time() - progress.time), 0.0)
+    if not progress.eta_seconds:
+        return "estimating the time left"
     if seconds >= 90:
-        return f"about {seconds / 60:.0f} min left"
-    return f"about {seconds:.0f} s left"
+        return f"about {seconds / 60:.0f} min left in all"
+    return f"about {seconds:.0f} s left in all"
 
 
 def _progress_line(job: Job, events) -> tuple[float, str]:
@@ -29,11 +33,14 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
     last = next((e for e in reversed(events) if isinstance(e, Progress)), None)
     if ready is None or last is None or last.phase == "preparing":
         done = last.step / max(last.steps, 1) if last else 0.0
-        return done, "Preparing: reading your pictures and the pretrained network..."
+        return done, ("Preparing: reading your pictures and the pretrained network"
+                      + (f" · {_eta(last)}" if last else "..."))
+    if last.phase in ("checking", "testing"):
+        return 1.0, f"Finishing: measuring the best model · {_eta(last)}"
     epochs = job.config.epochs
     done = ((last.epoch - 1) + last.step / max(last.steps, 1)) / epochs
     return min(done, 1.0), (f"Epoch {last.epoch} of {epochs} · batch {last.step} of {last.steps} · "
-                            f"{last.images_per_sec:.0f} images/s · {_eta(last.eta_seconds)}")
+                            f"{last.images_per_sec:.0f} images/s · {_eta(last)}")
 
 
 def show_curves(job: Job, partner: Job | None) -> None:

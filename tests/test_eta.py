@@ -1,0 +1,69 @@
+"""The time left covers the whole run from its first second: a trial saw "29 s left" in the first batch of a
+run that took 102 s, and nothing at all during 18 s of preparation."""
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import copy_textile
+from transfer_core.callbacks import Callback
+from transfer_core.config import TrainConfig
+from transfer_core.eta import Part, RunClock, plan_run
+from transfer_core.events import Progress
+from transfer_core.trainer import train
+
+
+class FakeTime:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_the_plan_prices_later_epochs_by_their_depth_and_the_preparation_too():
+    stage_s = [0.01, 0.01, 0.01, 0.01]  # four stages, then head
+    plan = plan_run(stage_s + [0.0], n_train=100, n_val=20, n_test=0, epochs=3, depths=[3, 2, 2], cached=True)
+    names = [p.name for p in plan]
+    assert names == ["decode", "cache", "train1", "val1", "train2", "val2", "train3", "val3", "finish"]
+    price = {p.name: p.units * p.guess for p in plan}
+    assert price["train2"] == pytest.approx(2 * price["train1"])  # a quick start's epoch 1 is cheaper
+    assert price["cache"] == pytest.approx(120 * 0.03)
+
+
+def test_the_clock_corrects_its_guesses_by_what_parts_really_took():
+    now = FakeTime()
+    clock = RunClock([Part("decode", 10, 1.0, "decode"), Part("a", 10, 1.0), Part("b", 10, 1.0)], now=now)
+    assert clock.left() == 30  # before anything: the plan's own guess
+    clock.at("decode")
+    now.t = 5.0  # decoding took half the guess
+    clock.at("a")
+    assert clock.left() == pytest.approx(20)  # compute not yet timed: still the guess
+    now.t = 5.0 + 20.0  # "a" took twice its guess
+    assert clock.at("b") == pytest.approx(20)  # so "b" is priced at twice its guess too
+    now.t = 35.0
+    assert clock.at("b", 5, 10) == pytest.approx(10)  # halfway through b after 10 s: 10 s left
+
+
+class Etas(Callback):
+    def __init__(self):
+        self.seen = []
+
+    def on_event(self, trainer, event):
+        if isinstance(event, Progress):
+            self.seen.append((event.phase, event.epoch, event.eta_seconds, event.time))
+
+
+@pytest.mark.slow
+def test_a_real_run_reports_time_left_while_preparing_and_it_covers_the_later_epochs(tmp_path):
+    data = copy_textile(tmp_path / "photos", 12)
+    etas = Etas()
+    result = train(TrainConfig(data=str(data), epochs=3, image_size=96, freeze=3), runs_dir=tmp_path / "runs",
+                   callbacks=[etas])
+    assert result.final.kind == "RunFinished"
+    preparing = [e for e in etas.seen if e[0] == "preparing"]
+    assert preparing and preparing[-1][2] > 0, "time left is shown from the start"
+    first_train = next(e for e in etas.seen if e[0] == "train")
+    end = result.final.time
+    # The estimate made in epoch 1 (a quick-start epoch) foresees the later, slower epochs: it is not
+    # the naive "epoch 1's pace times the epochs left", which a trial found 3.5x too short.
+    assert first_train[2] >= 0.35 * (end - first_train[3])
