@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core import runfiles
 from transfer_core.advice import overfitting
 from transfer_core.calibration import run_calibration
 from transfer_core.runs import RunFolder
@@ -19,7 +20,7 @@ run = pick_run("Trained model", models_to_pick(), "evaluate_run",
 if run is None:
     st.stop()
 
-if not (run.path / "validation.json").is_file():
+if not (run.path / runfiles.VALIDATION).is_file():
     st.info("This run was stopped before its results were measured. Resume it on the **Runs** page to finish "
             "it; its best model so far already works on the **Predict** page.")
     st.page_link("pages/5_Runs.py", label="Go to Runs", icon="🗂️")

@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core import runfiles
 from transfer_core.datasets import BadImage
 from transfer_core.calibration import run_calibration
 from transfer_core.gradcam import explain
 from transfer_core.predict import answer, load_model, to_rgb
 from transfer_core.runs import RunFolder
 from ui import charts, session
+from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 
 page("Predict", "🔮")
@@ -38,22 +40,25 @@ def unusual(result) -> str:
     return f"it is more unusual than {share:.0%} of the validation pictures"
 
 
-classes = RunFolder(run.path).read_json("classes.json", [])
+classes = RunFolder(run.path).read_json(runfiles.CLASSES, [])
 top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
                   help="The most likely classes for each picture, with how sure the model is of each.")
 threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0.05, key="threshold",
                       format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
                                          "but the ones given are right more often. 0 always answers.")
 with friendly_errors("Measuring the threshold"):
-    if threshold > 0 and (run.path / "validation.json").is_file():
+    if threshold > 0 and (run.path / runfiles.VALIDATION).is_file():
         st.caption("On the validation pictures: " + run_calibration(run.path).threshold_effect(threshold).describe())
 explain_it = st.toggle("Show why (heat map)", key="gradcam", help="Colours the parts of the picture that made the "
                        "model choose its answer (Grad-CAM): red mattered most. A model that looks at the "
                        "background instead of the object has learned the wrong thing.")
 files = st.file_uploader("Pictures to classify", type=None, accept_multiple_files=True, key="predict_files",
                          help="One or many pictures (JPEG, PNG...). They are classified here and not stored.")
-photo = st.camera_input("Or take a photo", key="camera") if st.toggle(
-    "Use my camera", key="use_camera", help="Asks your browser for the camera, then classifies the photo.") else None
+use_camera = st.toggle("Use my camera", key="use_camera",
+                       help="Asks your browser for the camera, then classifies the photo.")
+if use_camera:
+    camera_check()  # says "no camera found" in words where the browser has none (or may not use it here)
+photo = st.camera_input("Or take a photo", key="camera") if use_camera else None
 
 images = [(f.name, f.getvalue()) for f in (files or [])] + ([("camera photo", photo.getvalue())] if photo else [])
 if not images:
@@ -61,7 +66,7 @@ if not images:
     st.stop()
 
 with friendly_errors("Loading the model"):
-    model = cached_model(str(run.path), (run.path / "best.pt").stat().st_mtime)
+    model = cached_model(str(run.path), (run.path / runfiles.BEST).stat().st_mtime)
     st.caption(familiarity_words(model))
     for i, (name, data) in enumerate(images):
         left, right = st.columns([1, 2])

@@ -141,7 +141,8 @@ with st.expander("All its settings"):
 with friendly_errors("Preparing the download"):
     if run.has_model:
         # The zip is built when the button is pressed, not on every redraw of the page.
-        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path), download_name(names[run.id]),
+        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path),
+                           download_name(names[run.id]),
                            "application/zip", help="Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet.")
         export_section(run)

@@ -32,7 +32,8 @@ def test_thousands_of_tiny_files_upload_and_scan(tmp_path):
     seconds = time.time() - t0
     assert report.classes == ("a", "b", "c") and not report.skipped
     counts = report.counts()
-    assert all(counts[c]["total"] == 1000 and counts[c]["val"] == counts[c]["test"] == 100 for c in report.classes), counts
+    assert all(counts[c]["total"] == 1000 and counts[c]["val"] == counts[c]["test"] == 100
+               for c in report.classes), counts
     assert seconds < 120, f"3,000 tiny files took {seconds:.0f} s"
 
 

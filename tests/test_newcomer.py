@@ -148,7 +148,8 @@ def test_runs_page_asks_before_deleting_says_it_did_and_names_downloads_by_name(
     assert all(a.endswith("%") for a in table["best accuracy"])
     at.selectbox(key="detail_run").set_value(mine).run()
     at.text_input(key=f"name_{mine}").set_value("frozen: all layers").run()
-    assert any(o.startswith("yours · frozen: all layers") for o in no_exception(at).selectbox(key="detail_run").options)
+    options = no_exception(at).selectbox(key="detail_run").options
+    assert any(o.startswith("yours · frozen: all layers") for o in options)
     from ui.common import download_name
 
     assert download_name("frozen: all layers") == "frozen_all_layers.zip" and download_name("??") == "run.zip"

@@ -9,17 +9,19 @@ import json
 import zipfile
 from pathlib import Path
 
+from . import runfiles
 from .datarefs import label, shown_config
 from .runs import RunFolder
 
-BUNDLE_FILES = ("best.pt", "classes.json", "preprocessing.json", "model.json", "config.json", "dataset.json",
-                "validation.json", "test.json", "calibration.json", "novelty.pt", "novelty.json", "events.jsonl")
+BUNDLE_FILES = (runfiles.BEST, runfiles.CLASSES, runfiles.PREPROCESSING, runfiles.MODEL, runfiles.CONFIG,
+                runfiles.DATASET, runfiles.VALIDATION, runfiles.TEST, runfiles.CALIBRATION, runfiles.NOVELTY_WEIGHTS,
+                runfiles.NOVELTY, runfiles.EVENTS)
 # Files that may name the data's folder (a command-line run keeps the one it was given): labels instead.
-_LABELLED = {"config.json": lambda run: shown_config(run.config),
-             "dataset.json": lambda run: _root_as_label(run.read_json("dataset.json")),
-             "validation.json": lambda run: _root_as_label(run.read_json("validation.json")),
-             "test.json": lambda run: _root_as_label(run.read_json("test.json"))}
-_REQUIRED = ("best.pt", "classes.json", "preprocessing.json", "model.json", "config.json")
+_LABELLED = {runfiles.CONFIG: lambda run: shown_config(run.config),
+             runfiles.DATASET: lambda run: _root_as_label(run.read_json(runfiles.DATASET)),
+             runfiles.VALIDATION: lambda run: _root_as_label(run.read_json(runfiles.VALIDATION)),
+             runfiles.TEST: lambda run: _root_as_label(run.read_json(runfiles.TEST))}
+_REQUIRED = (runfiles.BEST, runfiles.CLASSES, runfiles.PREPROCESSING, runfiles.MODEL, runfiles.CONFIG)
 
 
 def model_bundle(run_dir: str | Path) -> bytes:

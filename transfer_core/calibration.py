@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import runfiles
 from .evaluation import evaluate_run
 from .runs import RunFolder, write_json
 
-CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FILE = runfiles.CALIBRATION
 DEFAULT_BINS = 10
 # Inverse temperatures searched: T from 1/20 to 20 covers every model we have seen by a wide margin.
 _BETA_RANGE = (0.05, 20.0)

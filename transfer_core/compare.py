@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import runfiles
 from .config import TrainConfig
 from .datarefs import shown_config
 from .metrics import wilson_interval
@@ -131,7 +132,7 @@ def setting_differences(configs: list[TrainConfig]) -> dict[str, list]:
 
 
 def _validation_size(run: RunFolder) -> int:
-    return len((run.read_json("validation.json") or {}).get("labels", []))
+    return len((run.read_json(runfiles.VALIDATION) or {}).get("labels", []))
 
 
 def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
@@ -139,7 +140,7 @@ def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
     if len(run_dirs) < 2:
         raise ValueError("Pick at least two runs to compare.")
     folders = [RunFolder(d) for d in run_dirs]
-    missing = [f.id for f in folders if not (f.path / "config.json").is_file()]
+    missing = [f.id for f in folders if not (f.path / runfiles.CONFIG).is_file()]
     if missing:
         raise FileNotFoundError(f"Not a run folder: {', '.join(missing)}")
     curves = _unique_labels([run_curves(f.path) for f in folders])
@@ -159,7 +160,7 @@ def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
 
 def _validation_pictures(run: RunFolder) -> str:
     """Identifies the pictures a run was validated on (and their labels)."""
-    val = run.read_json("validation.json") or {}
+    val = run.read_json(runfiles.VALIDATION) or {}
     record = [val.get("root"), val.get("names"), val.get("labels")]
     return hashlib.sha256(json.dumps(record).encode()).hexdigest()
 

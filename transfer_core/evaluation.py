@@ -6,8 +6,9 @@ from pathlib import Path
 
 import torch
 
+from . import runfiles
 from .metrics import Evaluation, evaluate_predictions
-from .runs import TEST_FILE, RunFolder
+from .runs import RunFolder
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class RunEvaluation:
     labels: torch.Tensor
 
 
-SHARES = {"test": TEST_FILE, "validation": "validation.json"}
+SHARES = {"test": runfiles.TEST, "validation": runfiles.VALIDATION}
 
 
 def evaluate_run(run_dir: str | Path, share: str = "validation") -> RunEvaluation:
@@ -39,7 +40,7 @@ def evaluate_run(run_dir: str | Path, share: str = "validation") -> RunEvaluatio
     if not val:
         raise FileNotFoundError(f"Run {run.id} has no {share} results" +
                                 (" (it did not finish)." if share == "validation" else "."))
-    classes = run.read_json("classes.json")
+    classes = run.read_json(runfiles.CLASSES)
     probs = torch.tensor(val["probs"], dtype=torch.float32).view(-1, len(classes))
     labels = torch.tensor(val["labels"], dtype=torch.long)
     evaluation = evaluate_predictions(labels, probs, classes)
@@ -56,7 +57,7 @@ _WIDE_INTERVAL = 0.15
 
 
 def has_test_share(run_dir: str | Path) -> bool:
-    return (Path(run_dir) / TEST_FILE).is_file()
+    return (Path(run_dir) / runfiles.TEST).is_file()
 
 
 def describe_accuracy(evaluation: Evaluation, share: str = "validation") -> str:

@@ -25,6 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from . import runfiles
 from .backbones import get_backbone
 from .evaluation import evaluate_run, has_test_share
 from .predict import load_model, predict_probs
@@ -198,15 +199,16 @@ def _compare_verdicts(engine, exported, threshold: float) -> dict:
 
 # ---------------------------------------------------------------------------------------------- model card
 def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: float = 1.0) -> dict:
-    desc, config, data = run.read_json("model.json"), run.read_json("config.json") or {}, run.read_json("dataset.json") or {}
-    spec = get_backbone(desc["backbone"])
+    desc, config = run.model_description(), run.read_json(runfiles.CONFIG) or {}
+    data = run.read_json(runfiles.DATASET) or {}
+    spec = get_backbone(desc.backbone)
     return {
         "format": "transfer-studio-bundle/1",
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "run_id": run.id,
         "classes": classes,
         "backbone": {"name": spec.name, "title": spec.title, "imagenet_top1": spec.imagenet_top1,
-                     "head": desc["head"], "frozen_stages": config.get("freeze")},
+                     "head": desc.head, "frozen_stages": config.get("freeze")},
         "preprocessing": prep,
         "input": {"name": "images", "shape": ["batch", 3, prep["crop"], prep["crop"]], "dtype": "float32",
                   "meaning": "RGB, shorter side resized to preprocessing.resize, centre crop, /255, "

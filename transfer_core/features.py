@@ -172,7 +172,8 @@ def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
     """Stages start..depth of `net` (pooled when every stage is frozen), for computing cached outputs,
     with each BatchNorm folded into the convolution before it (torch.fx): the same function for frozen,
     eval-mode layers, 1.46x faster on this CPU (python bench/cpu_kernels.py), equal to ~1e-5. A copy:
-    the network itself is untouched. Only used while the stages are known to be frozen and unchanged (preparing the cache);
+    the network itself is untouched. Only used while the stages are known to be frozen and unchanged
+    (preparing the cache);
     a network that fx cannot trace runs as it is."""
     part = nn.Sequential(*net.stages[start:depth], *([net.pool] if depth >= net.num_stages else []))
     try:

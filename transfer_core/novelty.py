@@ -27,9 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import runfiles
 from .augment import eval_view
 
-NOVELTY_WEIGHTS, NOVELTY_FILE = "novelty.pt", "novelty.json"
+NOVELTY_WEIGHTS, NOVELTY_FILE = runfiles.NOVELTY_WEIGHTS, runfiles.NOVELTY
 FLAG_SHARE = 0.05  # share of validation pictures flagged: fewer misses of unfamiliar ones costs more of these
 MAX_REFERENCE = 2000  # training pictures kept as the reference: enough to cover each class, small to ship
 KNN_K = 5  # the 5th neighbour, not the 1st: one odd training picture does not make its neighbourhood familiar

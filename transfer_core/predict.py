@@ -9,6 +9,7 @@ from typing import Iterable, Union
 import torch
 from PIL import Image
 
+from . import runfiles
 from . import novelty
 from .backbones import build_network
 from .calibration import load_temperature
@@ -47,13 +48,13 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
     run = RunFolder(run_dir)
     if not run.has_model():
         raise FileNotFoundError(f"{run.path} has no trained model yet (it needs best.pt and model.json).")
-    desc = run.read_json("model.json")
-    net = build_network(desc["backbone"], desc["num_classes"], pretrained=False, head=desc["head"],
-                        hidden=desc["mlp_hidden"], dropout=desc["dropout"])
-    net.load_state_dict(torch.load(run.path / "best.pt", map_location="cpu", weights_only=True))
+    desc = run.model_description()
+    net = build_network(desc.backbone, desc.num_classes, pretrained=False, head=desc.head,
+                        hidden=desc.mlp_hidden, dropout=desc.dropout)
+    net.load_state_dict(torch.load(run.path / runfiles.BEST, map_location="cpu", weights_only=True))
     dev = pick_device(str(device) if device else None)
-    return LoadedModel(run, net.to(dev).eval(), run.read_json("classes.json"),
-                       Preprocessing.from_dict(run.read_json("preprocessing.json")), dev, load_temperature(run.path),
+    return LoadedModel(run, net.to(dev).eval(), run.read_json(runfiles.CLASSES),
+                       Preprocessing.from_dict(run.read_json(runfiles.PREPROCESSING)), dev, load_temperature(run.path),
                        novelty.load(run.path))
 
 

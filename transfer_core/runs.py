@@ -19,14 +19,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import runfiles
 from .config import TrainConfig
 from .datarefs import portable_config, redact_paths, resolve
 from .events import FINAL_EVENTS, Event, EpochEnd, event_from_dict
 
 DEFAULT_RUNS_DIR = Path(os.environ.get("TRANSFER_STUDIO_RUNS", "runs"))
-
-
-TEST_FILE = "test.json"  # predictions on the test share, like validation.json
 
 
 def _shareable(event: dict) -> dict:
@@ -128,16 +126,16 @@ class RunFolder:
         runs_dir.mkdir(parents=True, exist_ok=True)
         run = cls(runs_dir / (run_id or new_run_id(config.backbone)))
         run.path.mkdir()  # never reuses (and so never overwrites) an existing run
-        portable_config(config, runs_dir).save(run.path / "config.json")
+        portable_config(config, runs_dir).save(run.path / runfiles.CONFIG)
         run.claim()
         return run
 
     def claim(self) -> None:
         pid = os.getpid()
-        write_json(self.path / "process.json", {"pid": pid, "since": time.time(), "start": _process_start(pid)})
+        write_json(self.path / runfiles.PROCESS, {"pid": pid, "since": time.time(), "start": _process_start(pid)})
 
     def append_event(self, event: Event) -> None:
-        with open(self.path / "events.jsonl", "a", encoding="utf-8") as f:
+        with open(self.path / runfiles.EVENTS, "a", encoding="utf-8") as f:
             f.write(json.dumps(_shareable(event.to_dict()), ensure_ascii=False) + "\n")
 
     def keep_events_through_epoch(self, epoch: int) -> None:
@@ -145,7 +143,7 @@ class RunFolder:
         it (a half-finished epoch, a half-written line, a Stopped/Failed end), so the history reads as one run."""
         kept, lines = [], []
         try:
-            lines = (self.path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = (self.path / runfiles.EVENTS).read_text(encoding="utf-8").splitlines()
         except OSError:
             pass
         for line in lines:
@@ -158,9 +156,16 @@ class RunFolder:
             kept.append(line + "\n")
         tmp = self.path / "events.jsonl.tmp"
         tmp.write_text("".join(kept), encoding="utf-8")
-        tmp.replace(self.path / "events.jsonl")
+        tmp.replace(self.path / runfiles.EVENTS)
 
-    def validation_images(self, name: str = "validation.json") -> list[str]:
+    def model_description(self) -> runfiles.ModelDescription:
+        return runfiles.ModelDescription.from_dict(self.read_json(runfiles.MODEL))
+
+    def predictions(self, name: str = runfiles.VALIDATION) -> runfiles.Predictions | None:
+        record = self.read_json(name)
+        return runfiles.Predictions.from_dict(record) if record else None
+
+    def validation_images(self, name: str = runfiles.VALIDATION) -> list[str]:
         """Where the validation (or test.json's) pictures are on this server, in the file's order ('' where
         unknown)."""
         val = self.read_json(name) or {}
@@ -175,7 +180,7 @@ class RunFolder:
     # ---- reading --------------------------------------------------------------------------------
     @property
     def config(self) -> TrainConfig:
-        return TrainConfig.load(self.path / "config.json")
+        return TrainConfig.load(self.path / runfiles.CONFIG)
 
     def read_json(self, name: str, default=None):
         try:
@@ -187,7 +192,7 @@ class RunFolder:
         """All events; a half-written last line (the process was killed mid-write) is ignored."""
         out = []
         try:
-            lines = (self.path / "events.jsonl").read_text(encoding="utf-8").splitlines()
+            lines = (self.path / runfiles.EVENTS).read_text(encoding="utf-8").splitlines()
         except OSError:
             return out
         for line in lines:
@@ -209,10 +214,10 @@ class RunFolder:
         final = self.final_event(events)
         if final is not None:
             return {"RunFinished": "finished", "RunStopped": "stopped", "RunFailed": "failed"}[final.kind]
-        return "running" if _trainer_alive(self.read_json("process.json", {})) else "interrupted"
+        return "running" if _trainer_alive(self.read_json(runfiles.PROCESS, {})) else "interrupted"
 
     def has_model(self) -> bool:
-        return (self.path / "best.pt").is_file() and (self.path / "model.json").is_file()
+        return (self.path / runfiles.BEST).is_file() and (self.path / runfiles.MODEL).is_file()
 
 
 @dataclass(frozen=True)
@@ -247,5 +252,5 @@ def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
-    runs = [RunFolder(p) for p in runs_dir.iterdir() if (p / "config.json").is_file()]
+    runs = [RunFolder(p) for p in runs_dir.iterdir() if (p / runfiles.CONFIG).is_file()]
     return sorted((summarize(r) for r in runs), key=lambda s: s.created, reverse=True)

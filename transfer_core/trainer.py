@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import runfiles
 from . import distributed, eta
 from .augment import eval_view, train_view
 from .backbones import build_network, get_backbone
@@ -35,7 +36,7 @@ from .imagecache import ImageStore, Stopped
 from . import novelty
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
 from .predict import load_model, predict_probs
-from .runs import DEFAULT_RUNS_DIR, TEST_FILE, RunFolder, save_atomically, write_json
+from .runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically, write_json
 from .stepmemory import bytes_per_image, part_size, split_count
 
 _PROGRESS_EVERY_S = 0.25
@@ -207,16 +208,15 @@ class Trainer:
         if cfg.max_images and len(self.train_samples) > cfg.max_images:
             order = torch.randperm(len(self.train_samples), generator=self.gen)[:cfg.max_images]
             self.train_samples = [self.train_samples[i] for i in sorted(order.tolist())]
-        write_json(self.run.path / "dataset.json", {**report.to_dict(), "root": to_ref(report.root, self.runs_dir)})
+        write_json(self.run.path / runfiles.DATASET, {**report.to_dict(), "root": to_ref(report.root, self.runs_dir)})
         return report
 
     def _save_model_description(self) -> None:
         cfg = self.config
-        write_json(self.run.path / "classes.json", self.classes)
-        write_json(self.run.path / "preprocessing.json", self.prep.to_dict())
-        write_json(self.run.path / "model.json", {"backbone": cfg.backbone, "num_classes": len(self.classes),
-                                                  "head": cfg.head, "mlp_hidden": cfg.mlp_hidden,
-                                                  "dropout": cfg.dropout})
+        write_json(self.run.path / runfiles.CLASSES, self.classes)
+        write_json(self.run.path / runfiles.PREPROCESSING, self.prep.to_dict())
+        write_json(self.run.path / runfiles.MODEL, runfiles.ModelDescription(
+            cfg.backbone, len(self.classes), cfg.head, cfg.mlp_hidden, cfg.dropout).to_dict())
 
     def _load_images(self) -> None:
         budget = self.config.cache_mb * 2 ** 20
@@ -430,7 +430,7 @@ class Trainer:
         # Best = highest validation accuracy; among equals, the lower validation loss.
         if val_acc > self.best_acc or (val_acc == self.best_acc and val_loss < self.loss_at_best):
             self.best_acc, self.best_epoch, self.loss_at_best = val_acc, epoch, val_loss
-            self._save_weights(self.run.path / "best.pt")
+            self._save_weights(self.run.path / runfiles.BEST)
         self.bad_epochs = 0 if val_loss < self.best_loss else self.bad_epochs + 1
         self.best_loss = min(self.best_loss, val_loss)
         self._save_checkpoint(epoch)
@@ -447,7 +447,7 @@ class Trainer:
                  "step": self.step, "generator": self.gen.get_state(), "torch_rng": torch.get_rng_state(),
                  "loss_at_best": self.loss_at_best, "cache_generator": self.cache_gen_state,
                  "scaler": self.scaler.state_dict()}
-        save_atomically(state, self.run.path / "checkpoint.pt")
+        save_atomically(state, self.run.path / runfiles.CHECKPOINT)
 
     # ------------------------------------------------------------------ resuming an interrupted run
     @classmethod
@@ -459,7 +459,7 @@ class Trainer:
 
     def _open_resumed(self) -> RunFolder:
         run = RunFolder(self.runs_dir / self.run_id)
-        path = run.path / "checkpoint.pt"
+        path = run.path / runfiles.CHECKPOINT
         # weights_only: a checkpoint is read like any file from outside, without running code from it.
         self.checkpoint = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else None
         run.keep_events_through_epoch(self.checkpoint["epoch"] if self.checkpoint else 0)
@@ -493,7 +493,7 @@ class Trainer:
 
     def _finish(self) -> None:
         """Put the best epoch's weights back, let methods adjust them, save them with validation results."""
-        best = self.run.path / "best.pt"
+        best = self.run.path / runfiles.BEST
         if best.is_file():
             self.net.load_state_dict(torch.load(best, map_location=self.device, weights_only=True))
         for cb in self.callbacks:
@@ -501,7 +501,7 @@ class Trainer:
         self._save_weights(best)
         _, acc, probs = self.evaluate()
         self.best_acc = acc
-        self._save_predictions("validation.json", self.val_samples, probs)
+        self._save_predictions(runfiles.VALIDATION, self.val_samples, probs)
         # Fitted once here, so the run folder alone predicts with calibrated confidence (predict.py).
         save_calibration(self.run.path, probs, self.val_y)
         self._fit_novelty()
@@ -535,14 +535,13 @@ class Trainer:
             probs = predict_probs(model, [s.path for s in self.test_samples], calibrated=False)
         labels = torch.tensor([s.label for s in self.test_samples])
         self.test_acc = float((probs.argmax(1) == labels).float().mean())
-        self._save_predictions(TEST_FILE, self.test_samples, probs)
+        self._save_predictions(runfiles.TEST, self.test_samples, probs)
 
     def _save_predictions(self, name: str, samples: list, probs: torch.Tensor) -> None:
-        root = self.report.root
-        write_json(self.run.path / name, {
-            "root": to_ref(root, self.runs_dir),  # names below it: no server path (datarefs)
-            "names": [_relative(s.path, root) for s in samples], "labels": [s.label for s in samples],
-            "probs": [[round(float(v), 6) for v in row] for row in probs]})
+        root = self.report.root  # the pictures are named below a data reference: no server path (datarefs)
+        write_json(self.run.path / name, runfiles.Predictions(
+            to_ref(root, self.runs_dir), [_relative(s.path, root) for s in samples], [s.label for s in samples],
+            probs.tolist()).to_dict())
 
     # ------------------------------------------------------------------ progress
     def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
@@ -584,7 +583,7 @@ class CannotResume(ValueError):
 
 def check_resumable(run_dir: str | Path) -> RunFolder:
     run = RunFolder(run_dir)
-    if not (run.path / "config.json").is_file():
+    if not (run.path / runfiles.CONFIG).is_file():
         raise CannotResume(f"'{run_dir}' is not a run folder (it has no config.json).")
     status = run.status()
     if status == "running":

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import runfiles
 from .callbacks import Callback
 from .datarefs import data_roots
 from .events import RunStarted
@@ -37,8 +38,8 @@ if TYPE_CHECKING:
     from .runs import RunSummary
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-OWNER_FILE = "owner.json"
-NAME_FILE = "name.json"
+OWNER_FILE = runfiles.OWNER
+NAME_FILE = runfiles.NAME
 MAX_NAME = 80
 
 
@@ -116,7 +117,7 @@ def run_owner_is(run_dir: str | Path, token: str) -> bool:
 def require_owner(run_dir: str | Path, token: str, runs_dir: str | Path, action: str = "change") -> Path:
     """The run's real folder, if it is a run directly inside runs_dir and `token` started it; else NotAllowed."""
     run_dir, runs_dir = Path(run_dir).resolve(), Path(runs_dir).resolve()
-    if run_dir.parent != runs_dir or not (run_dir / "config.json").is_file():
+    if run_dir.parent != runs_dir or not (run_dir / runfiles.CONFIG).is_file():
         raise NotAllowed("That is not a run in this app's runs folder.")
     if not run_owner_is(run_dir, token):
         raise NotAllowed(f"This run was started by someone else (or from the command line), so you can look at it "

@@ -131,7 +131,8 @@ def percent(value: float | None) -> str:
 
 
 def run_label(r: RunSummary, name: str | None = None) -> str:
-    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {percent(r.best_val_accuracy)}"
+    accuracy = percent(r.best_val_accuracy)
+    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {accuracy}"
 
 
 _MARKDOWN_CHARS = set("\\`*_{}[]()#+-.!|<>~$:")
