@@ -3,14 +3,55 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 
+from .config import TrainConfig
 from .events import Event
 
-if TYPE_CHECKING:
-    from .trainer import Trainer
+
+class TrainingState(Protocol):
+    """What a callback (a method, a reporter, the feature cache) may read of a run in progress, and the few
+    things it may change. This is the whole surface: nothing else of the training loop is theirs to touch.
+
+    Read: config, classes, device, prep (preprocessing), run / run_id (the run folder), net (the network;
+    methods may wrap parts of it in before_fit), depth (stages kept frozen now), train_samples /
+    val_samples, train_store / val_store (decoded pictures), val_y, feature_cache, optimizer, step /
+    total_steps, stop (the Stop flag), callbacks.
+    Change: final_extra (figures reported with RunFinished), optimizer param groups (a method adding its
+    own layers' parameters), the network's weights at after_fit.
+    Call: check_stop(), thaw_epochs(), evaluate(), train_batch(idx, epoch), report_progress(...)."""
+    config: TrainConfig
+    classes: list[str]
+    device: torch.device
+    prep: Any
+    run: Any
+    run_id: str | None
+    net: torch.nn.Module
+    depth: int
+    train_samples: list
+    val_samples: list
+    train_store: Any
+    val_store: Any
+    val_y: torch.Tensor
+    feature_cache: Any
+    optimizer: torch.optim.Optimizer
+    step: int
+    total_steps: int
+    stop: threading.Event
+    callbacks: list
+    final_extra: dict
+
+    def check_stop(self) -> None: ...
+
+    def thaw_epochs(self) -> set[int]: ...
+
+    def evaluate(self) -> tuple[float, float, torch.Tensor]: ...
+
+    def train_batch(self, idx: torch.Tensor, epoch: int) -> "Batch": ...
+
+    def report_progress(self, phase: str, step: int, steps: int, **kw) -> None: ...
 
 
 @dataclass
@@ -37,19 +78,19 @@ class Callback:
     needs_images: bool = False  # True: every batch carries images, so activations are not cached
     label_weight: float = 1.0  # how much the true labels' loss counts (distillation gives some to the teacher)
 
-    def on_event(self, trainer: "Trainer", event: Event) -> None: ...
+    def on_event(self, trainer: "TrainingState", event: Event) -> None: ...
 
-    def before_fit(self, trainer: "Trainer") -> None: ...
+    def before_fit(self, trainer: "TrainingState") -> None: ...
 
-    def before_epoch(self, trainer: "Trainer", epoch: int) -> None: ...
+    def before_epoch(self, trainer: "TrainingState", epoch: int) -> None: ...
 
-    def extra_loss(self, trainer: "Trainer", batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
+    def extra_loss(self, trainer: "TrainingState", batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    def after_epoch(self, trainer: "Trainer", epoch: int, extra: dict) -> None:
+    def after_epoch(self, trainer: "TrainingState", epoch: int, extra: dict) -> None:
         """Add method-specific figures to `extra`; they are saved with the epoch's event."""
 
-    def after_fit(self, trainer: "Trainer") -> None:
+    def after_fit(self, trainer: "TrainingState") -> None:
         """Runs on the best model before it is saved for good (e.g. AdaBN re-estimates statistics)."""
 
 

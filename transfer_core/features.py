@@ -21,11 +21,11 @@ from .augment import eval_view, train_view
 from .device import plan_for
 
 if TYPE_CHECKING:
-    from .trainer import Trainer
+    from .callbacks import TrainingState
 
 
 class FeatureCache:
-    def __init__(self, trainer: "Trainer"):
+    def __init__(self, trainer: "TrainingState"):
         self.t = trainer
         self.depth = -1
         self.train: torch.Tensor | None = None  # views x images x (activation shape)
@@ -86,7 +86,7 @@ class FeatureCache:
         stages = frozen_part(self.t.net, start, depth, plan_for(self.t.device).channels_last)
         parts = []
         for i in range(0, len(cached), 64):
-            self.t._check_stop()
+            self.t.check_stop()
             parts.append(stages(cached[i:i + 64].to(self.t.device)))
         return torch.cat(parts)
 
@@ -119,11 +119,11 @@ class FeatureCache:
         stages = frozen_part(self.t.net, 0, depth, channels_last)
         bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
-            self.t._check_stop()
+            self.t.check_stop()
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
             parts.append(stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images))
-            self.t._progress("preparing", min(i + bs, n), n, part="cache")
+            self.t.report_progress("preparing", min(i + bs, n), n, part="cache")
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def describe(self) -> str:

@@ -81,7 +81,7 @@ class Trainer:
     def _event(self, cls, **fields) -> Event:
         return cls(run_id=self.run_id or "", time=time.time(), **fields)
 
-    def _check_stop(self) -> None:
+    def check_stop(self) -> None:
         if self.stop.is_set():
             raise Stopped()
 
@@ -99,7 +99,7 @@ class Trainer:
             self.run_id = self.run.id
             self.emit(self._event(RunStarted, backbone=self.config.backbone, device=str(self.device),
                                   run_dir=str(self.run.path)))
-            self._prepare()
+            self.prepare()
             final = self._fit()
         except Stopped:
             final = self._event(RunStopped, best_val_accuracy=max(getattr(self, "best_acc", 0.0), 0.0),
@@ -146,11 +146,11 @@ class Trainer:
             setattr(self, name, None)
 
     # ------------------------------------------------------------------ preparation
-    def _prepare(self) -> None:
+    def prepare(self) -> None:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
-        self._progress("preparing", 0, 1)
+        self.report_progress("preparing", 0, 1)
         self.report = self._scan()
         self.classes = list(self.report.classes)
         self.spec = get_backbone(cfg.backbone)
@@ -224,7 +224,7 @@ class Trainer:
         total = n_train + n_val
 
         def progress(offset):
-            return lambda done, _n: self._progress("preparing", offset + done, total, part="decode")
+            return lambda done, _n: self.report_progress("preparing", offset + done, total, part="decode")
 
         pin = plan_for(self.device).pin_memory
         self.train_store = ImageStore([s.path for s in self.train_samples], self.prep, budget_bytes=budget,
@@ -343,7 +343,7 @@ class Trainer:
             loss, n_correct = self._train_step(self.train_batch(idx, epoch))
             t_train += time.time() - t
             loss_sum, correct, seen = loss_sum + loss * len(idx), correct + n_correct, seen + len(idx)
-            self._progress("train", i + 1, len(steps), epoch=epoch,
+            self.report_progress("train", i + 1, len(steps), epoch=epoch,
                            rate=seen * distributed.world_size() / max(t_train, 1e-9),
                            loss=loss_sum / seen)
         loss_sum, correct, seen = distributed.sum_over_ranks([loss_sum, correct, seen])  # whole-epoch figures
@@ -415,7 +415,7 @@ class Trainer:
         self.net.eval()
         probs, loss_sum = [], 0.0
         for x, start, y in self.val_batches():
-            self._check_stop()
+            self.check_stop()
             with torch.autocast(self.device.type, enabled=use_amp(self.device)):
                 logits = self.net(x, start).float()
             loss_sum += float(F.cross_entropy(logits, y, reduction="sum"))
@@ -512,7 +512,7 @@ class Trainer:
         validation pictures: what Predict needs to say "this does not look like your training pictures"."""
         if not distributed.is_main():
             return
-        self._progress("checking", 0, 1, part="finish")
+        self.report_progress("checking", 0, 1, part="finish")
         idx = novelty.reference_sample(len(self.train_samples), self.config.seed)
         reference = self._pooled("train", self.train_store, idx)
         validation = self._pooled("val", self.val_store, torch.arange(len(self.val_samples)))
@@ -529,7 +529,7 @@ class Trainer:
         self.test_acc = None
         if not self.test_samples or not distributed.is_main():
             return
-        self._progress("testing", 0, 1, part="finish")
+        self.report_progress("testing", 0, 1, part="finish")
         model = load_model(self.run.path, device=self.device)
         with torch.inference_mode():
             probs = predict_probs(model, [s.path for s in self.test_samples], calibrated=False)
@@ -544,7 +544,7 @@ class Trainer:
             probs.tolist()).to_dict())
 
     # ------------------------------------------------------------------ progress
-    def _progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
+    def report_progress(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
                   loss: float = 0.0, part: str | None = None) -> None:
         """`part` names the part of the plan (eta.plan_run) the run is in; the time left covers the rest."""
         clock = getattr(self, "clock", None)
@@ -567,7 +567,7 @@ class Trainer:
                                                n_val=len(self.val_samples), n_test=len(self.test_samples),
                                                epochs=cfg.epochs, depths=depths, cached=cached,
                                                views=cfg.feature_views if cfg.augment != "none" else 1))
-        self._progress("preparing", 0, 1, part="decode")
+        self.report_progress("preparing", 0, 1, part="decode")
 
 
 def _relative(path: Path, root: Path) -> str:

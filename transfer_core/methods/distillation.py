@@ -86,10 +86,10 @@ class Distillation(Callback):
                 f"{', '.join(trainer.classes)}. Choose a teacher trained on the same classes.")
         self.teacher.net.eval()
         self.val_logits = teacher_logits(self.teacher, [s.path for s in trainer.val_samples],
-                                         check_stop=trainer._check_stop)
+                                         check_stop=trainer.check_stop)
         if not self.needs_images:
             self.train_logits = teacher_logits(self.teacher, [s.path for s in trainer.train_samples],
-                                               check_stop=trainer._check_stop)
+                                               check_stop=trainer.check_stop)
             self.teacher = None  # not needed any more: free its memory
 
     def _batch_teacher_logits(self, trainer, batch) -> torch.Tensor:

@@ -111,7 +111,7 @@ def _prepared_trainer(config: TrainConfig, folder: str, stop: threading.Event | 
     trainer.callbacks = [_Preparing(preparing)] if preparing else []
     trainer.run = RunFolder.create(folder, config)
     trainer.run_id = trainer.run.id
-    trainer._prepare()
+    trainer.prepare()
     return trainer
 
 
@@ -122,7 +122,7 @@ def _sweep(trainer: Trainer, lrs: list[float], gen: torch.Generator, tick: Calla
     order = _batches(len(trainer.train_samples), cfg.batch_size, len(lrs), gen)
     losses: list[float] = []
     for i, (lr, idx) in enumerate(zip(lrs, order)):
-        trainer._check_stop()
+        trainer.check_stop()
         for g in optimizer.param_groups:  # keep discriminative ratios: every group scales together
             g["lr"] = lr * g["base_lr"] / cfg.lr
         batch = trainer.train_batch(idx, 1)
