@@ -1,18 +1,16 @@
-"""Find, check and split an image-classification dataset; unpack uploads and zips safely.
+"""Find, check and split an image-classification dataset (class folders, or train/ and val/ folders).
 
 Every image is decoded once while scanning, so a damaged file is reported here with its reason instead
-of failing an epoch later. Zips and uploads come from strangers: no name or size they declare is trusted.
+of failing an epoch later. Reading one picture is datafiles.py's job, unpacking uploads uploads.py's, the
+advice in words dataadvice.py's.
 """
 from __future__ import annotations
 
-import errno
 import hashlib
 import importlib.util
 import io
 import os
 import random
-import re
-import stat
 import tempfile
 import unicodedata
 import zipfile
@@ -21,38 +19,25 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import Sequence
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+# Re-exported: these lived here before the module was split, and callers import them from here.
+from .datafiles import (  # noqa: F401
+    BadImage, DatasetError, IMAGE_EXTENSIONS, MAX_PIXELS, _CONTROL, _DRIVE, _IGNORED, _UNSUPPORTED,
+    _check_pixels, _decode, _file_size, _high_depth_to_rgb, _human, _ignored, _inside, _name_clash, _names,
+    _on_white, _rel, _remaining_bytes, _safe_parts, _to_rgb, _too_large_reason, _upright, load_rgb)
+from .dataadvice import (FEW_IMAGES, IMBALANCE, _balance_warnings, _duplicate_warnings,  # noqa: F401
+                         _empty_warnings, _single_image_warnings, _split_gaps)
+from .uploads import (  # noqa: F401
+    ZipLimits, _CHUNK, _RATIO_FLOOR, _check_ratios, _check_sizes, _copy_member, _damaged_zip, _extract_member,
+    _is_symlink, _plan_zip, _write_zip_upload, safe_extract_zip, write_uploads)
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
-                              ".ppm", ".pgm", ".pbm", ".pnm"})
-# Phones save HEIC by default; saying so beats a bare "not an image file".
-_UNSUPPORTED = {".heic": "HEIC photos are not supported: convert them to JPEG",
-                ".heif": "HEIF photos are not supported: convert them to JPEG"}
-MAX_PIXELS = 80_000_000  # ~ 9000 x 9000; larger files are almost always mistakes or attacks, and eat GBs of RAM
 LAYOUT_CLASSES = "class folders"
 LAYOUT_SPLITS = "train/val folders"
-FEW_IMAGES = 10
 # From this many pictures in every class, a test share is kept apart (DatasetReport.test).
 TEST_MIN_PER_CLASS = 50
-IMBALANCE = 5.0
-_IGNORED = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _TRAIN_NAMES = ("train", "training")
 _VAL_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
-_RATIO_FLOOR = 2 ** 20  # tiny files (blank masks, empty notes) compress enormously and harmlessly
-_CHUNK = 2 ** 20
-_DRIVE = re.compile(r"^[A-Za-z]:")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-class DatasetError(ValueError):
-    """The data cannot be used as given; the message says what to change."""
-
-
-class BadImage(ValueError):
-    """One file cannot be used as an image; the message is the reason, in plain words."""
 
 
 @dataclass(frozen=True)
@@ -65,14 +50,6 @@ class Sample:
 class Skipped:
     path: str  # relative to the dataset root, as shown to the user
     reason: str
-
-
-@dataclass(frozen=True)
-class ZipLimits:
-    max_files: int = 50_000
-    max_total_bytes: int = 4 * 2 ** 30
-    max_ratio: float = 200.0
-    max_file_bytes: int = 200 * 2 ** 20
 
 
 @dataclass(frozen=True)
@@ -114,325 +91,6 @@ class DatasetReport:
                 "num_test": len(self.test),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
                 "warnings": list(self.warnings), "fingerprint": self.fingerprint()}
-
-
-# ---------------------------------------------------------------------------------------------- decoding
-def load_rgb(path: str | Path | IO[bytes]) -> Image.Image:
-    """The image as 8-bit RGB, upright, first frame only; BadImage with a plain reason otherwise.
-
-    A missing or unreadable file raises the usual OSError: that is the caller's problem, not the image's.
-    """
-    if isinstance(path, (str, os.PathLike)):
-        with open(path, "rb") as f:
-            return _decode(f)
-    return _decode(path)
-
-
-def _decode(f: IO[bytes]) -> Image.Image:
-    if _remaining_bytes(f) == 0:
-        raise BadImage("empty file")
-    try:
-        with Image.open(f) as im:
-            _check_pixels(*im.size)
-            im.load()  # decode everything now, so a cut-short file fails here and not mid-training
-            return _to_rgb(_upright(im))
-    except BadImage:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BadImage(_too_large_reason(exc)) from None
-    except UnidentifiedImageError:
-        raise BadImage("not an image") from None
-    except MemoryError:
-        raise
-    except Exception as exc:  # Pillow's plugins raise many types (SyntaxError, struct.error, ...) on bad data
-        raise BadImage("file is damaged or cut short") from exc
-
-
-def _remaining_bytes(f: IO[bytes]) -> int:
-    try:
-        pos = f.tell()
-        end = f.seek(0, io.SEEK_END)
-        f.seek(pos)
-        return end - pos
-    except (AttributeError, OSError, ValueError):
-        return -1  # not seekable: let Pillow find out
-
-
-def _check_pixels(width: int, height: int) -> None:
-    # Our own limit, checked from the header before decoding; Pillow's global one may have been changed.
-    if width * height > MAX_PIXELS:
-        raise BadImage(f"image too large ({width * height / 1e6:.0f} megapixels; at most {MAX_PIXELS / 1e6:.0f})")
-
-
-def _too_large_reason(exc: Exception) -> str:
-    numbers = re.findall(r"\d+", str(exc))
-    size = f"{int(numbers[0]) / 1e6:.0f} megapixels" if numbers else "too many pixels"
-    return f"image too large ({size}; at most {MAX_PIXELS / 1e6:.0f})"
-
-
-def _upright(im: Image.Image) -> Image.Image:
-    try:
-        return ImageOps.exif_transpose(im)
-    except Exception:  # broken EXIF is common in the wild; the pixels are still fine, just maybe sideways
-        return im
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode.startswith("I") or im.mode == "F":
-        return _high_depth_to_rgb(im)
-    if im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        return _on_white(im.convert("RGBA"))
-    try:
-        return im.convert("RGB")
-    except ValueError:
-        raise BadImage(f"unsupported colour format ({im.mode})") from None
-
-
-def _on_white(rgba: Image.Image) -> Image.Image:
-    # Transparent pixels often hold junk colour (black); white is what people saw in their viewer.
-    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    return Image.alpha_composite(background, rgba).convert("RGB")
-
-
-def _high_depth_to_rgb(im: Image.Image) -> Image.Image:
-    """16/32-bit greyscale to 8 bits by scaling (1/256), so bright pixels are not all clipped to white."""
-    a = np.asarray(im)
-    if im.mode == "F":
-        a = a * 255.0 if a.size and np.nanmax(a) <= 1.0 else a
-    elif im.mode.startswith("I;16") or (a.size and a.max() > 255):
-        a = a.astype(np.int64) >> 8
-    a = np.clip(np.nan_to_num(a), 0, 255).astype(np.uint8)
-    return Image.fromarray(a).convert("RGB")
-
-
-# ---------------------------------------------------------------------------------------------- names
-def _ignored(name: str) -> bool:
-    """System litter (".DS_Store", "__MACOSX", "Thumbs.db") that nobody means as data."""
-    return name.startswith(".") or name.lower() in _IGNORED
-
-
-def _safe_parts(name: str) -> tuple[str, ...] | None:
-    """The components of an archive/upload name that may be written below a folder, or None to skip it.
-
-    Names come from someone else: absolute paths, drive letters and ".." would escape the folder, so
-    such entries are dropped rather than "repaired" into something the sender did not mean.
-    """
-    name = name.replace("\\", "/")
-    if name.startswith("/") or _DRIVE.match(name) or _CONTROL.search(name):
-        return None
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if not parts or len(name.encode("utf-8", "surrogatepass")) > 1024:
-        return None
-    for p in parts:
-        if p == ".." or _ignored(p) or len(p.encode("utf-8", "surrogatepass")) > 255:
-            return None
-        if os.name == "nt" and (":" in p or p != p.rstrip(". ")):
-            return None
-    return parts
-
-
-def _inside(dest_real: Path, parts: Sequence[str]) -> Path | None:
-    """Where `parts` goes below dest, or None if that would leave it (e.g. through an existing symlink)."""
-    target = dest_real.joinpath(*parts)
-    try:
-        target.resolve().relative_to(dest_real)
-    except (ValueError, OSError):
-        return None
-    return target
-
-
-def _name_clash(exc: OSError) -> bool:
-    """A name that cannot be written (a file where a folder must go, too long): skip that entry only."""
-    return (isinstance(exc, (FileExistsError, NotADirectoryError, IsADirectoryError))
-            or exc.errno in (errno.ENAMETOOLONG, errno.EINVAL, errno.EILSEQ))
-
-
-def _human(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            break
-        n /= 1024
-    return f"{n:.0f} {unit}" if unit == "bytes" or n >= 10 or n == int(n) else f"{n:.1f} {unit}"
-
-
-def _names(names: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(f"'{n}'" for n in names[:limit])
-    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
-
-
-def _rel(path: Path, root: Path) -> str:
-    try:
-        rel = path.relative_to(root).as_posix()
-    except ValueError:
-        rel = str(path)
-    # Undecodable bytes in a file name would break JSON later; show them as "?" instead.
-    return rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def _file_size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return -1
-
-
-# ---------------------------------------------------------------------------------------------- zips/uploads
-def _check_sizes(what: str, sizes: Sequence[tuple[str, int]], limits: ZipLimits) -> None:
-    if len(sizes) > limits.max_files:
-        raise DatasetError(f"This {what} holds {len(sizes):,} files, more than the {limits.max_files:,} limit. "
-                           "Split it into smaller parts or leave out files you don't need.")
-    total = sum(size for _, size in sizes)
-    if total > limits.max_total_bytes:
-        verb = "would unpack to" if what == "zip" else "adds up to"
-        raise DatasetError(f"This {what} {verb} {_human(total)}, more than the {_human(limits.max_total_bytes)} "
-                           "limit. Use fewer or smaller images.")
-    for name, size in sizes:
-        if size > limits.max_file_bytes:
-            raise DatasetError(f"'{name}' in this {what} is {_human(size)}, more than the "
-                               f"{_human(limits.max_file_bytes)} limit for one file. Leave it out or make it smaller.")
-
-
-def _check_ratios(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
-    rows = [(i.filename, i.file_size, i.compress_size) for i in infos]
-    rows.append(("the zip as a whole", sum(r[1] for r in rows), sum(r[2] for r in rows)))
-    for name, size, packed in rows:
-        if size > _RATIO_FLOOR and size > limits.max_ratio * max(packed, 1):
-            raise DatasetError(f"{name if name.startswith('the zip') else repr(name)} would grow "
-                               f"{size / max(packed, 1):,.0f} times when unpacked (the limit is "
-                               f"{limits.max_ratio:,.0f}). That looks like a zip bomb, so nothing was unpacked; "
-                               "a real image dataset hardly compresses.")
-
-
-def _is_symlink(info: zipfile.ZipInfo) -> bool:
-    return stat.S_ISLNK(info.external_attr >> 16)
-
-
-def _plan_zip(zf: zipfile.ZipFile, limits: ZipLimits) -> list[tuple[zipfile.ZipInfo, tuple[str, ...]]]:
-    """The members worth unpacking, after every limit was checked against what the zip declares."""
-    plan = []
-    for info in zf.infolist():
-        parts = _safe_parts(info.filename)
-        if parts is None or _is_symlink(info):
-            continue
-        if info.flag_bits & 0x1 and not info.is_dir():
-            raise DatasetError("This zip is password-protected. Unzip it yourself and upload the folder instead.")
-        plan.append((info, parts))
-    files = [info for info, _ in plan if not info.is_dir()]
-    _check_sizes("zip", [(i.filename, i.file_size) for i in files], limits)
-    _check_ratios(files, limits)
-    return plan
-
-
-def _damaged_zip(name: str) -> DatasetError:
-    return DatasetError(f"'{name}' is not a zip file or it is damaged. Make the zip again "
-                        "(e.g. right-click the folder > Compress) and try once more.")
-
-
-def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: ZipLimits = ZipLimits()) -> Path:
-    """Unpack `zip_path` below `dest` without ever writing outside it; returns `dest`.
-
-    Unsafe entries (absolute, "..", drive letters, symlinks) and system litter are skipped. Limits are
-    checked on the declared sizes first, then again on the bytes actually produced, because headers lie.
-    """
-    zip_path, dest = Path(zip_path), Path(dest)
-    if not zip_path.is_file():
-        raise DatasetError(f"'{zip_path}' does not exist. Check the path or upload the zip again.")
-    try:
-        zf = zipfile.ZipFile(zip_path)
-    except MemoryError:
-        raise
-    except Exception:  # a damaged central directory surfaces as many types (BadZipFile, ValueError, ...)
-        raise _damaged_zip(zip_path.name) from None
-    with zf:
-        try:
-            plan = _plan_zip(zf, limits)
-        except DatasetError:
-            raise
-        except Exception:
-            raise _damaged_zip(zip_path.name) from None
-        dest.mkdir(parents=True, exist_ok=True)
-        dest_real = dest.resolve()
-        budget = limits.max_total_bytes
-        for info, parts in plan:
-            budget -= _extract_member(zf, info, parts, dest_real, min(limits.max_file_bytes, budget), zip_path.name)
-    return dest
-
-
-def _extract_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, parts: tuple[str, ...], dest_real: Path,
-                    allowed: int, zip_name: str) -> int:
-    """Write one member, stopping at `allowed` bytes; returns the bytes written."""
-    target = _inside(dest_real, parts)
-    if target is None:
-        return 0
-    try:
-        if info.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            return 0
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as out:
-            return _copy_member(zf, info, out, min(allowed, info.file_size), zip_name)
-    except DatasetError:
-        target.unlink(missing_ok=True)
-        raise
-    except OSError as exc:
-        if _name_clash(exc):
-            return 0
-        raise
-
-
-def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes], allowed: int, zip_name: str) -> int:
-    written = 0
-    try:
-        with zf.open(info) as src:
-            while chunk := src.read(_CHUNK):
-                written += len(chunk)
-                if written > allowed:
-                    raise DatasetError(f"'{info.filename}' in '{zip_name}' holds more data than the zip declares "
-                                       "or than the limits allow, so unpacking stopped. Make the zip again.")
-                out.write(chunk)
-    except (DatasetError, MemoryError):
-        raise
-    except Exception:  # CRC errors, bad deflate data, unsupported compression methods
-        raise _damaged_zip(zip_name) from None
-    return written
-
-
-def write_uploads(files: Iterable[tuple[str, bytes]], dest: str | Path, limits: ZipLimits = ZipLimits()) -> Path:
-    """Write browser uploads ("data/cats/0.png" -> dest/data/cats/0.png); returns the folder to scan.
-
-    A single uploaded .zip is unpacked safely instead. Unsafe or hidden names are skipped.
-    """
-    items = [(str(name), data) for name, data in files]
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    if len(items) == 1 and items[0][0].lower().endswith(".zip"):
-        return _write_zip_upload(*items[0], dest, limits)
-    plan = [(parts, data) for name, data in items if (parts := _safe_parts(name)) is not None]
-    _check_sizes("upload", [("/".join(parts), len(data)) for parts, data in plan], limits)
-    dest_real = dest.resolve()
-    for parts, data in plan:
-        target = _inside(dest_real, parts)
-        if target is None:
-            continue
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(data)
-        except OSError as exc:
-            if not _name_clash(exc):
-                raise
-    return dest
-
-
-def _write_zip_upload(name: str, data: bytes, dest: Path, limits: ZipLimits) -> Path:
-    if len(data) > limits.max_total_bytes:
-        raise DatasetError(f"This zip is {_human(len(data))}, more than the {_human(limits.max_total_bytes)} limit.")
-    stem = (_safe_parts(Path(name.replace("\\", "/")).stem) or ("unzipped",))[-1]
-    zip_path = dest / ".upload.zip"  # hidden, so a later scan of dest never lists it
-    zip_path.write_bytes(data)
-    try:
-        return safe_extract_zip(zip_path, dest / stem, limits)
-    finally:
-        zip_path.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------- finding files
@@ -671,69 +329,6 @@ def _stratified(usable, labels, val_split: float, seed: int,
         val += [Sample(p, label) for p in sorted(paths[t:k])]
         train += [Sample(p, label) for p in sorted(paths[k:])]
     return train, val, test
-
-
-def _single_image_warnings(usable, classes) -> list[str]:
-    single = [c for c in classes if len(usable[c][""]) == 1]
-    if not single:
-        return []
-    return [f"{_names(single)} {'has' if len(single) == 1 else 'have'} only 1 image, so it cannot be both trained "
-            "and checked: it is used for training only and has no validation image. Add more images."]
-
-
-def _split_gaps(usable, classes, train_name: str, val_name: str) -> list[str]:
-    out = []
-    no_train = [c for c in classes if not usable[c]["train"]]
-    no_val = [c for c in classes if not usable[c]["val"]]
-    if no_train:
-        out.append(f"{_names(no_train)} has no usable images in '{train_name}', so the model cannot learn it. "
-                   f"Add images to '{train_name}/<class>'.")
-    if no_val:
-        out.append(f"{_names(no_val)} has no usable images in '{val_name}', so its accuracy cannot be checked. "
-                   f"Add images to '{val_name}/<class>'.")
-    return out
-
-
-def _empty_warnings(empty: set[str]) -> list[str]:
-    if not empty:
-        return []
-    return [f"Folder(s) {_names(sorted(empty))} hold no usable images, so they are not classes. "
-            "Add images to them or remove them."]
-
-
-def _balance_warnings(usable, classes) -> list[str]:
-    totals = {c: sum(len(v) for v in usable[c].values()) for c in classes}
-    out = []
-    few = [c for c in classes if totals[c] < FEW_IMAGES]
-    if few:
-        out.append(f"Few images in {_names(few)}: add more (at least {FEW_IMAGES} per class; 50 or more "
-                   "works much better).")
-    big, small = max(classes, key=totals.get), min(classes, key=totals.get)
-    if totals[big] > IMBALANCE * totals[small]:
-        out.append(f"The classes are unbalanced: '{big}' has {totals[big]} images but '{small}' only "
-                   f"{totals[small]}. The model will lean towards big classes: add images to the small ones.")
-    return out
-
-
-def _duplicate_warnings(usable, root: Path) -> list[str]:
-    """Identical files: in two classes they contradict each other; in one class they may leak into validation."""
-    seen: dict[str, list[tuple[str, Path]]] = defaultdict(list)
-    for name, splits in usable.items():
-        for results in splits.values():
-            for r in results:
-                seen[r.digest].append((name, r.path))
-    groups = [sorted(g) for g in seen.values() if len(g) > 1]
-    conflicts = [g for g in groups if len({name for name, _ in g}) > 1]
-    out = []
-    if conflicts:
-        example = " and ".join(f"'{_rel(p, root)}'" for _, p in conflicts[0][:2])
-        out.append(f"{len(conflicts)} picture(s) appear in more than one class (e.g. {example}). A picture "
-                   "can have only one label: keep each in the right class only.")
-    copies = len(groups) - len(conflicts)
-    if copies:
-        out.append(f"{copies} picture(s) are stored more than once in the same class. Copies can land in both "
-                   "training and validation and make the score look better than it is: remove them.")
-    return out
 
 
 def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),
