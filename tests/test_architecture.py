@@ -86,3 +86,8 @@ def test_import_linter_contracts_hold():
     done = subprocess.run([str(lint)], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "2 kept, 0 broken" in done.stdout
+
+
+def test_the_readme_picture_of_the_layers_is_the_code_s():
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "architecture.py"), "--check"], cwd=ROOT)
+    assert done.returncode == 0, "run: python scripts/architecture.py (README's picture differs from .importlinter)"
