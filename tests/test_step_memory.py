@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from transfer_core.config import TrainConfig
+from transfer_core.freezing import set_train_mode
 from transfer_core.methods.lr_finder import _prepared_trainer
 from transfer_core.optim import build_optimizer
 from transfer_core.stepmemory import bytes_per_image, part_size, saved_bytes, split_count
@@ -114,3 +116,54 @@ def test_full_fine_tuning_peaks_lower_in_parts(textile_full):
     whole, parts = peak(0), peak(600)
     assert whole["part_size"] == 32 and parts["part_size"] < 16
     assert whole["peak_mb"] - parts["peak_mb"] > 800, (whole, parts)
+
+
+def _sgd_step(trainer, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+    """How far one training step moves every learning weight."""
+    set_train_mode(trainer.net, trainer.depth)  # as in an epoch: learning BatchNorm uses batch statistics
+    before = {n: p.detach().clone() for n, p in trainer.net.named_parameters() if p.requires_grad}
+    trainer._train_step(trainer.train_batch(idx, 1))
+    return {n: p.detach() - before[n] for n, p in trainer.net.named_parameters() if n in before}
+
+
+def _distance(a: dict, b: dict) -> float:
+    """Relative distance between two updates (0: the same step)."""
+    diff = sum(float((a[n] - b[n]).pow(2).sum()) for n in a)
+    return (diff / sum(float(v.pow(2).sum()) for v in b.values())) ** 0.5
+
+
+def _reference_step(trainer, idx: torch.Tensor, count: int) -> dict[str, torch.Tensor]:
+    """The step gradient accumulation should take, written out: every part's own forward and backward
+    (a learning BatchNorm normalises each part by that part's statistics), its loss weighted by its
+    share of the batch, then one plain SGD step."""
+    set_train_mode(trainer.net, trainer.depth)
+    batch = trainer.train_batch(idx, 1)
+    params = {n: p for n, p in trainer.net.named_parameters() if p.requires_grad}
+    for part in batch.parts(count):
+        logits = trainer.net(part.x, part.start)
+        loss = F.cross_entropy(logits, part.y, label_smoothing=trainer.config.label_smoothing)
+        (loss * len(part.y) / len(batch.y)).backward()
+    return {n: -trainer.config.lr * p.grad for n, p in params.items()}
+
+
+# Plain SGD without momentum or decay: the step is lr x gradient, so a wrongly weighted part shows in
+# the step (AdamW's first step is about lr x sign(gradient), which hides a wrong weight). No dropout:
+# its random masks differ between one batch and its parts, which is not what this compares.
+SGD = dict(optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1e-2, dropout=0.0)
+
+
+@pytest.mark.parametrize("freeze", ["all", 0])
+def test_parts_give_the_same_sgd_step(textile_small, tmp_path, freeze):
+    """Frozen BatchNorm (feature extraction): parts give the whole batch's step to float precision.
+    Learning BatchNorm (freeze 0): each part is normalised by its own statistics, so the step is exactly
+    the share-weighted sum of the parts' own gradients, and close to (not equal to) the whole batch's."""
+    whole, parts, written_out = (_trainer(textile_small, tmp_path / n, freeze=freeze, **SGD) for n in "abc")
+    whole.part_size, parts.part_size = 12, 4  # parts: 3 of 4 images
+    idx = torch.arange(12)
+    step_whole, step_parts = _sgd_step(whole, idx), _sgd_step(parts, idx)
+    assert sum(float(v.abs().sum()) for v in step_whole.values()) > 0
+    if freeze == "all":
+        assert _distance(step_parts, step_whole) < 1e-4
+    else:
+        assert _distance(step_parts, _reference_step(written_out, idx, 3)) < 1e-4
+        assert _distance(step_parts, step_whole) < 0.5  # same direction; BatchNorm's statistics differ
