@@ -4,6 +4,7 @@ Small on purpose (3 classes x 20-30 images, 96-128 px, 1-3 epochs): big enough f
 with a fixed seed, small enough for CI. The figures in the README come from larger runs (commands there).
 """
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from transfer_core.methods import HELP, callbacks_for
 from transfer_core.methods.adaptation import coral_loss, reverse_gradient, target_labels
 from transfer_core.methods.distillation import agreement, convert_view, distillation_loss
 from transfer_core.methods.l2sp import distance_to_start, transferred_parameters
-from transfer_core.methods.lr_finder import lr_find
+from transfer_core.methods.lr_finder import _until_blow_up, lr_find, lr_schedule, smooth, suggest
 from transfer_core.methods.shift import shifted_copy
 from transfer_core.optim import build_optimizer, set_lr
 from transfer_core.predict import load_model, predict_probs
@@ -254,3 +255,27 @@ def test_every_method_has_help_text():
     assert {"l2sp", "distillation", "adaptation", "scratch_baseline", "unfreeze_at", "lr_group_factor", "head",
             "lr_find"} <= set(HELP)
     assert all(len(text) > 100 for text in HELP.values())
+
+
+def _valley(lrs: list[float], bottom: float) -> list[float]:
+    """A synthetic range-test curve: loss falls as the rate rises, is lowest at `bottom`, then rises."""
+    return [1.0 + (math.log10(lr) - math.log10(bottom)) ** 2 for lr in lrs]
+
+
+@pytest.mark.parametrize("bottom", [1e-4, 1e-2, 1e-1])
+def test_lr_suggestion_is_one_decade_below_the_valley_floor(bottom):
+    lrs = lr_schedule(1e-6, 1.0, 61)  # ten points per decade: every bottom is on the grid
+    assert suggest(lrs, _valley(lrs, bottom)) == pytest.approx(bottom / 10, rel=1e-6)
+
+
+def test_lr_suggestion_ignores_the_blow_up_and_a_flat_curve_gives_the_smallest_rate():
+    lrs = lr_schedule(1e-6, 1.0, 61)
+    # falls until 3e-3, then explodes (as a sweep that diverges); cut where the finder cuts it
+    falling = [2.0 - 0.2 * math.log10(lr / 1e-6) for lr in lrs if lr <= 3.2e-3]
+    diverging = _until_blow_up(smooth(falling + [10.0 ** k for k in range(1, 8)]))
+    assert len(diverging) < len(falling) + 7  # the blow-up was cut off
+    floor = lrs[diverging.index(min(diverging))]
+    assert 1e-3 <= floor <= 3.2e-3  # smoothing lags the raw curve's floor by a few points at most
+    assert suggest(lrs[:len(diverging)], diverging) == pytest.approx(floor / 10)
+    # nothing learns: every rate is as good as the first, and the first (the safest) wins
+    assert suggest(lrs, [1.1] * len(lrs)) == pytest.approx(1e-7)
