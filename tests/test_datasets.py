@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import io
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -58,14 +61,25 @@ def test_real_textile_class_folders(textile10):
     assert set(summary) >= {"classes", "counts", "skipped", "warnings", "layout", "fingerprint"}
 
 
-def test_whole_demo_folder_scans_quickly():
-    root = demo_dataset_path()
-    start = time.perf_counter()
-    report = scan_dataset(root)
-    assert time.perf_counter() - start < 30
+def _seconds_per_image(root: Path, repeats: int = 2) -> tuple[float, DatasetReport]:
+    """Scanning time per picture, the best of `repeats` scans (the least disturbed by other work)."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        report = scan_dataset(root)
+        best = min(best, time.perf_counter() - start)
+    return best / (len(report.train) + len(report.val) + len(report.test)), report
+
+
+def test_whole_demo_folder_scans_in_time_proportional_to_its_size(tmp_path):
+    """Scanning work grows with the number of pictures, not faster. A ratio measured side by side (a 150
+    picture copy of the same data, then the whole 2,000), so a busy machine slows both alike."""
+    small, _ = _seconds_per_image(copy_real(tmp_path / "small", 50))
+    whole, report = _seconds_per_image(demo_dataset_path())
     assert report.classes == ("global", "local", "nominal")
     assert len(report.train) + len(report.val) + len(report.test) == 2000 and not report.skipped
     assert (len(report.train), len(report.val), len(report.test)) == (1600, 200, 200)
+    assert whole < 2 * small, (whole, small)  # per picture; measured 0.9x; all-pairs work makes it 3x+
 
 
 def test_fingerprint_identifies_the_data(tmp_path, textile10):
@@ -82,11 +96,51 @@ def test_demo_path_missing_package_is_a_plain_error(monkeypatch):
         demo_dataset_path()
 
 
-def test_engine_never_imports_streamlit():
-    tree = ast.parse(Path(ds.__file__).read_text())
+ENGINE = Path(ds.__file__).parent
+
+
+def _engine_modules() -> list[str]:
+    """transfer_core and every module below it, as importable dotted names (not __main__: importing it
+    runs the command line)."""
+    names = []
+    for path in sorted(ENGINE.rglob("*.py")):
+        if path.stem == "__main__":
+            continue
+        parts = path.relative_to(ENGINE.parent).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def _imported_names(tree: ast.AST) -> set[str]:
+    """Every module a file imports: import statements, and the strings given to importlib.import_module,
+    __import__ and importlib.util.find_spec (an import hidden in a string is still an import)."""
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
-    assert not any(n.split(".")[0] == "streamlit" for n in names)
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Call) and n.args and isinstance(n.args[0], ast.Constant) \
+                and isinstance(n.args[0].value, str):
+            func = ast.unparse(n.func)
+            if func.endswith(("import_module", "__import__", "find_spec")):
+                names.add(n.args[0].value)
+    return names
+
+
+def test_engine_never_imports_streamlit():
+    """The engine serves the command line and tests too; only app.py and pages/ may use Streamlit."""
+    files = sorted(ENGINE.rglob("*.py"))
+    assert len(files) > 30 and ENGINE / "methods" / "adaptation.py" in files  # sub-packages are walked too
+    for path in files:
+        names = _imported_names(ast.parse(path.read_text()))
+        assert not any(n.split(".")[0] == "streamlit" for n in names), path
+    # And at run time: importing every engine module pulls in no Streamlit, directly or through a library.
+    modules = _engine_modules()
+    code = f"import sys, importlib; [importlib.import_module(m) for m in {modules!r}]; " \
+           "print('streamlit' in sys.modules, len(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=ENGINE.parent)
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded, count = out.stdout.split()
+    assert loaded == "False" and int(count) > len(modules)
 
 
 # ------------------------------------------------------------------------------------------ bad files
@@ -237,17 +291,20 @@ def test_identical_pictures_in_two_classes_are_flagged(tmp_path, textile10):
     assert any("more than one class" in w for w in report.warnings)
 
 
+def _two_image_classes(root: Path, count: int) -> Path:
+    for c in range(count):
+        (root / f"c{c:04d}").mkdir(parents=True)
+        for i in range(2):
+            Image.new("L", (16, 16), (c * 2 + i) % 256).save(root / f"c{c:04d}" / f"{i}.png")
+    return root
+
+
 def test_thousand_classes_of_two_images(tmp_path):
-    for c in range(1000):
-        for i in range(2):
-            Image.new("L", (16, 16), (c * 2 + i) % 256).save(tmp_path / f"class_{c:04d}_{i}.png")
-    for c in range(1000):
-        (tmp_path / f"c{c:04d}").mkdir()
-        for i in range(2):
-            os.replace(tmp_path / f"class_{c:04d}_{i}.png", tmp_path / f"c{c:04d}" / f"{i}.png")
-    start = time.perf_counter()
-    report = scan_dataset(tmp_path)
-    assert time.perf_counter() - start < 30
+    # Per picture, 1,000 classes scan about as fast as 100 (a ratio measured side by side): nothing is
+    # done per pair of classes.
+    few, _ = _seconds_per_image(_two_image_classes(tmp_path / "few", 100), repeats=3)
+    many, report = _seconds_per_image(_two_image_classes(tmp_path / "many", 1000), repeats=3)
+    assert many < 3 * few, (many, few)  # measured 0.6x to 2x; work per pair of classes makes it 8x
     assert len(report.classes) == 1000 and len(report.train) == len(report.val) == 1000
     assert all(len(w) < 600 for w in report.warnings)  # long lists are summarised ("and 995 more")
 
@@ -446,13 +503,28 @@ def test_zip_members_cannot_escape(tmp_path):
     assert _all_inside(dest)
 
 
+@contextlib.contextmanager
+def _members_opened():
+    """The names of the zip members read (decompressed) inside the block: the real ZipFile.open, counted."""
+    opened, real_open = [], zipfile.ZipFile.open
+
+    def counting_open(self, name, *args, **kwargs):
+        opened.append(getattr(name, "filename", name))
+        return real_open(self, name, *args, **kwargs)
+
+    zipfile.ZipFile.open = counting_open
+    try:
+        yield opened
+    finally:
+        zipfile.ZipFile.open = real_open
+
+
 def test_zip_bomb_is_refused_quickly(tmp_path, zip_bomb):
     for limits, message in ((ZipLimits(), "more than the 200 MB limit for one file"),
                             (ZipLimits(max_file_bytes=2 ** 30), "looks like a zip bomb")):
-        start = time.perf_counter()
-        with pytest.raises(DatasetError, match=message):
+        with _members_opened() as opened, pytest.raises(DatasetError, match=message):
             safe_extract_zip(zip_bomb, tmp_path / "out", limits)
-        assert time.perf_counter() - start < 2
+        assert opened == []  # refused without inflating a single byte: quick whatever the machine
         assert not (tmp_path / "out").exists()  # refused from the declared sizes, before writing anything
     with pytest.raises(DatasetError, match="would unpack to 300 MB, more than the 100 MB limit"):
         safe_extract_zip(zip_bomb, tmp_path / "out", ZipLimits(max_total_bytes=100 * 2 ** 20))
