@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -73,8 +74,17 @@ def choose_folder(at: AppTest, folder: Path) -> None:
 def test_home_says_what_it_does_and_which_device(app_dirs):
     at = no_exception(page("app.py").run())
     assert "your own pictures" in texts(at)
-    assert "CPU" in texts(at)  # this machine has no GPU
+    # the device this machine really trains on: the GPU where torch sees one, else the CPU
+    assert ("GPU" if torch.cuda.is_available() else "CPU") in texts(at)
     assert at.query_params["ws"], "the workspace token is put in the URL so a refresh keeps it"
+
+
+def test_home_names_the_gpu_when_torch_sees_one(app_dirs, monkeypatch):
+    # Mocked: no GPU here. AppTest runs the page in this process, so it sees torch as patched here.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA T4 (test)")
+    at = no_exception(page("app.py").run())
+    assert "GPU: NVIDIA T4 (test)" in texts(at) and "CPU" not in texts(at)
 
 
 def test_data_page_demo_shows_classes_counts_and_thumbnails(app_dirs):

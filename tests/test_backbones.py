@@ -1,4 +1,6 @@
 """Every registered backbone: the split reproduces the original network, and offline weights are real."""
+import urllib.error
+
 import pytest
 import torch
 import torchvision.models as tvm
@@ -55,8 +57,17 @@ def test_freeze_options_cover_every_depth(name):
 
 
 def test_unavailable_weights_give_advice_not_a_traceback(tmp_path, monkeypatch):
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty cache, and no network here
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))  # an empty cache
+    opened = []
+
+    def offline(request, *args, **kwargs):
+        opened.append(request.full_url)
+        raise urllib.error.URLError(OSError(101, "Network is unreachable"))  # what urlopen raises offline
+
+    # Offline on every machine: torch.hub's real downloader runs; only its urlopen fails, as offline.
+    monkeypatch.setattr(torch.hub, "urlopen", offline)
     spec = get_backbone("resnet18")
     assert not spec.available() and "needs download" in spec.availability()
     with pytest.raises(WeightsUnavailable, match="works offline"):
         build_network("resnet18", 3)
+    assert opened == [tvm.ResNet18_Weights.IMAGENET1K_V1.url]  # it did try to download, once

