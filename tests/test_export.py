@@ -2,6 +2,7 @@
 app's answers on real images; its preprocessing is the engine's, pixel for pixel."""
 import io
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -19,7 +20,8 @@ from transfer_core.backbones import get_backbone
 from transfer_core.cli import main
 from transfer_core.config import TrainConfig
 from transfer_core.datasets import load_rgb
-from transfer_core.export import ExportError, export_run
+from transfer_core.export import (PARITY_PROB, ExportError, _Logits, _write_torchscript, check_parity, export_run,
+                                  validation_images)
 from transfer_core.predict import load_model, predict
 from transfer_core.preprocessing import Preprocessing
 from transfer_core.runs import RunFolder
@@ -59,7 +61,9 @@ def test_bundle_holds_both_model_files_a_card_and_a_zip(exported):
     assert card["data"]["fingerprint"] == dataset["fingerprint"]
     assert card["preprocessing"] == json.loads((run_dir / "preprocessing.json").read_text())
     assert card["backbone"]["name"] == "mobilenet_v2" and card["temperature"] == TEMPERATURE
-    assert 0 <= card["metrics"]["accuracy"] <= 1 and card["metrics"]["validation_images"] == 12
+    val = json.loads((run_dir / "validation.json").read_text())
+    right = sum(max(range(3), key=probs.__getitem__) == y for probs, y in zip(val["probs"], val["labels"]))
+    assert card["metrics"]["accuracy"] == round(right / 12, 4) and card["metrics"]["validation_images"] == 12
     names = set(zipfile.ZipFile(bundle.with_suffix(".zip")).namelist())
     assert {f"bundle/{n}" for n in ("model.onnx", "model.torchscript.pt", "model_card.json", "MODEL_CARD.md",
                                     "predict.py")} <= names
@@ -138,3 +142,38 @@ def test_standalone_preprocessing_is_the_engines_pixel_for_pixel(tmp_path, prep)
     assert engine.shape == standalone_np.shape == (len(photos), 3, prep.crop, prep.crop)
     assert (engine - standalone_np).abs().max() < 1e-5
     assert (engine - standalone_torch).abs().max() < 1e-5
+
+
+# ---------------------------------------------------------------------------------------------- parity must fail
+def _broken_copy(bundle: Path, dest: Path) -> Path:
+    shutil.copytree(bundle, dest)
+    return dest
+
+
+@pytest.mark.slow  # uses the module's trained and exported run
+def test_parity_check_fails_a_bundle_with_the_wrong_preprocessing_mean(exported, tmp_path):
+    run_dir, bundle, _ = exported
+    broken = _broken_copy(bundle, tmp_path / "bundle")
+    card = json.loads((broken / "model_card.json").read_text())
+    card["preprocessing"]["mean"] = [0.5, 0.5, 0.5]  # not ImageNet's (0.485, 0.456, 0.406)
+    (broken / "model_card.json").write_text(json.dumps(card))
+    parity = check_parity(load_model(run_dir), broken, validation_images(RunFolder(run_dir)))
+    assert parity["images"] == 12 and not parity["passed"]
+    for name in ("onnxruntime", "torchscript"):  # both model files get the wrong input
+        assert not parity[name]["passed"] and parity[name]["max_probability_difference"] > PARITY_PROB
+
+
+@pytest.mark.slow  # uses the module's trained and exported run
+def test_parity_check_fails_a_bundle_whose_weights_differ(exported, tmp_path):
+    run_dir, bundle, _ = exported
+    broken = _broken_copy(bundle, tmp_path / "bundle")
+    model = load_model(run_dir)
+    perturbed = load_model(run_dir).net
+    with torch.no_grad():
+        for p in perturbed.head.parameters():  # a slightly different classifier than the one trained
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
+    example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
+    _write_torchscript(_Logits(perturbed).eval(), example, broken / "model.torchscript.pt")
+    parity = check_parity(model, broken, validation_images(RunFolder(run_dir)))
+    assert parity["onnxruntime"]["passed"]  # the untouched file still agrees: the check tells them apart
+    assert not parity["torchscript"]["passed"] and not parity["passed"]
