@@ -205,7 +205,7 @@ def test_app_killed_mid_run_lists_it_interrupted_and_resumes_it(browser_page, tm
     finally:
         app.kill()  # SIGKILL: like pulling the plug on the laptop
         app.wait(timeout=30)
-    assert run / "best.pt" and (run / "checkpoint.pt").is_file()
+    assert (run / "best.pt").is_file() and (run / "checkpoint.pt").is_file()
     finished_epochs = sum('"EpochEnd"' in line for line in (run / "events.jsonl").read_text().splitlines())
     assert finished_epochs < 6, "the kill must come before the run's end"
 

@@ -21,7 +21,7 @@ from transfer_core.events import RunFailed, RunFinished
 from transfer_core.methods import HELP, callbacks_for
 from transfer_core.methods.adaptation import coral_loss, reverse_gradient, target_labels
 from transfer_core.methods.distillation import agreement, convert_view, distillation_loss
-from transfer_core.methods.l2sp import distance_to_start, transferred_parameters
+from transfer_core.methods.l2sp import L2SP, distance_to_start, transferred_parameters
 from transfer_core.methods.lr_finder import _until_blow_up, lr_find, lr_schedule, smooth, suggest
 from transfer_core.methods.shift import shifted_copy
 from transfer_core.optim import build_optimizer, set_lr
@@ -71,8 +71,9 @@ def test_l2sp_keeps_transferred_weights_closer_to_pretrained(textile20, tmp_path
 
 
 def test_l2sp_is_off_for_a_from_scratch_network():
-    assert not callbacks_for(TrainConfig(data="x", l2sp=0.1, pretrained=False))
-    assert callbacks_for(TrainConfig(data="x", l2sp=0.1))
+    assert callbacks_for(TrainConfig(data="x", l2sp=0.1, pretrained=False)) == []
+    (l2sp,) = callbacks_for(TrainConfig(data="x", l2sp=0.1))  # exactly one callback: L2-SP at that strength
+    assert isinstance(l2sp, L2SP) and l2sp.strength == 0.1
 
 
 # ------------------------------------------------------------------------------------------- distillation
