@@ -151,6 +151,7 @@ class Watchers(Callback):
         self.every, self.n, self.job = every, n, None
         self.active, self.done = threading.Event(), threading.Event()
         self.latencies: list[float] = []
+        self.fresh: list[list] = [[] for _ in range(n)]  # per watcher, the new events it saw, in its order
         self.lock = threading.Lock()
 
     def before_epoch(self, trainer, epoch):
@@ -160,7 +161,7 @@ class Watchers(Callback):
         if isinstance(event, EpochEnd):
             self.active.clear()
 
-    def _watch(self):
+    def _watch(self, me: int):
         seen = None  # events already there when watching starts are history, not latency
         while not self.done.is_set():
             if not self.active.wait(0.05):
@@ -168,16 +169,17 @@ class Watchers(Callback):
                 continue
             events = self.job.events()
             now = time.time()
-            fresh = [now - e.time for e in events[seen:]] if seen is not None else []
+            fresh = events[seen:] if seen is not None else []
             seen = len(events)
             self.points = [(e.epoch, e.train_loss) for e in events if isinstance(e, (Progress, EpochEnd))]  # a chart
             with self.lock:
-                self.latencies += fresh
+                self.latencies += [now - e.time for e in fresh]
+                self.fresh[me] += fresh
             time.sleep(self.every)
 
     def run(self, queue, cfg, runs_dir):
         self.job = queue.submit(cfg, runs_dir, owner="teacher", callbacks=[self])
-        threads = [threading.Thread(target=self._watch, daemon=True) for _ in range(self.n)]
+        threads = [threading.Thread(target=self._watch, args=(i,), daemon=True) for i in range(self.n)]
         for t in threads:
             t.start()
         try:
@@ -192,17 +194,25 @@ class Watchers(Callback):
 @pytest.mark.slow
 def test_ten_watchers_keep_up_without_slowing_training(textile_small, tmp_path):
     """Engine side of the load test: 10 sessions watching one live run (the browser side is the app's).
-    Epochs 2 and 4 are watched, 3 and 5 are not (epoch 1 warms up): one run, so machine noise cancels."""
+    Epochs 2 and 4 are watched, 3 and 5 are not (epoch 1 warms up): one run, so machine noise cancels.
+    Only counts, order and ratios measured side by side: a busy machine slows training and watchers alike."""
     watchers = Watchers(10)
     job = watchers.run(JobQueue(), TrainConfig(data=str(textile_small), image_size=96, batch_size=4, epochs=5,
                                                seed=0, freeze=2), tmp_path)
     assert isinstance(job.final, RunFinished), job.final
-    rate = {e.epoch: e.images_per_sec for e in job.events() if isinstance(e, EpochEnd)}
+    log = job.events()
+    for fresh in watchers.fresh:
+        # every watcher saw the run move in both watched epochs, each event once, in the run's order
+        assert {2, 4} <= {e.epoch for e in fresh}, [(type(e).__name__, e.epoch) for e in fresh]
+        assert sorted(fresh, key=log.index) == fresh and len(set(map(id, fresh))) == len(fresh)
+    ends = {e.epoch: e for e in log if isinstance(e, EpochEnd)}
+    rate = {epoch: e.images_per_sec for epoch, e in ends.items()}
     watched, alone = (rate[2] + rate[4]) / 2, (rate[3] + rate[5]) / 2
     latencies = sorted(watchers.latencies)
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
+    epoch_s = (ends[2].seconds + ends[4].seconds) / 2
     print(f"\nimages/s without watchers {alone:.1f}, with 10 watchers {watched:.1f} ({watched / alone - 1:+.1%}); "
-          f"event-to-watcher latency p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms")
-    assert len(latencies) > 10 * 4  # every watcher really saw the run move
+          f"event-to-watcher latency p95 {p95 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms; "
+          f"watched epochs {epoch_s:.2f} s")
     assert watched >= 0.9 * alone
-    assert p95 < 0.5
+    assert p95 < 0.25 * epoch_s  # an event reaches every watcher within a quarter of an epoch
