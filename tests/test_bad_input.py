@@ -35,7 +35,7 @@ def _upload_and_scan(dest, per_class: int):
 def test_thousands_of_tiny_files_upload_and_scan(tmp_path):
     # Speed as a ratio measured side by side, so a busy machine slows both alike: per file, 3,000 files
     # cost about what 300 do (nothing is done per pair of files).
-    few, _ = _upload_and_scan(tmp_path / "few", 100)
+    few = min(_upload_and_scan(tmp_path / f"few{i}", 100)[0] for i in range(2))  # the less disturbed of two
     seconds, report = _upload_and_scan(tmp_path / "upload", 1000)
     assert report.classes == ("a", "b", "c") and not report.skipped
     counts = report.counts()
