@@ -344,7 +344,7 @@ def test_dann_domain_classifier_changes_the_backbone_and_reports_its_loss(small_
                                                     for p in g["params"]}
     backbone = [n for n in with_dann.weights if n.startswith("stages.")]
     assert {int(n.split(".")[1]) for n in backbone} == set(range(4, with_dann.trainer.net.num_stages))  # freeze 4
-    start = {n: p for n, p in build_network("mobilenet_v2", 3).named_parameters()}
+    start = {n: p.detach() for n, p in build_network("mobilenet_v2", 3).named_parameters()}
     moved = sum(float((without.weights[n] - start[n]).pow(2).sum()) for n in backbone) ** 0.5
     apart = sum(float((with_dann.weights[n] - without.weights[n]).pow(2).sum()) for n in backbone) ** 0.5
     assert apart > 0.05 * moved, (apart, moved)  # the reversed domain gradient reached the backbone
