@@ -158,6 +158,7 @@ class Watchers(Callback):
         self.lock = threading.Lock()
         self.step_seconds = {True: [], False: []}  # training-step durations, watched or not
         self.last: tuple[float, bool] | None = None
+        self.resumed = 0.0  # when watching last resumed
 
     def before_epoch(self, trainer, epoch):
         self.epoch, self.last = epoch, None  # a step's time never spans validation
@@ -168,7 +169,11 @@ class Watchers(Callback):
         if self.last is not None and self.epoch >= 2:
             self.step_seconds[self.last[1]].append(now - self.last[0])
         watch = self.epoch >= 2 and not (self.last and self.last[1])
-        self.active.set() if watch else self.active.clear()
+        if watch:
+            self.resumed = time.time()
+            self.active.set()
+        else:
+            self.active.clear()
         self.last = (now, watch)
 
     def on_event(self, trainer, event):
@@ -176,18 +181,17 @@ class Watchers(Callback):
             self.active.clear()
 
     def _watch(self, me: int):
-        seen = None  # events already there when watching starts are history, not latency
+        seen = None  # events already there at the first look are history, not latency
         while not self.done.is_set():
             if not self.active.wait(0.05):
-                seen = None
                 continue
             events = self.job.events()
             now = time.time()
             fresh = events[seen:] if seen is not None else []
             seen = len(events)
             self.points = [(e.epoch, e.train_loss) for e in events if isinstance(e, (Progress, EpochEnd))]  # a chart
-            with self.lock:
-                self.latencies += [now - e.time for e in fresh]
+            with self.lock:  # time spent paused (an unwatched step) is not the watcher's delay
+                self.latencies += [now - max(e.time, self.resumed) for e in fresh]
                 self.fresh[me] += fresh
             time.sleep(self.every)
 
