@@ -58,6 +58,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def code_version() -> str:
+    """The commit the figures come from, so a README table can say which engine it describes."""
+    repo = Path(__file__).resolve().parents[1]
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", "transfer_core", "bench"],
+                           capture_output=True, text=True).stdout.strip()
+    return (head or "unknown") + (" with uncommitted changes" if dirty else "")
+
+
 def load() -> str:
     return "load average %.1f %.1f %.1f" % os.getloadavg() + f" on {os.cpu_count()} cores"
 
@@ -358,6 +368,7 @@ def main(argv=None) -> dict:
     if a.json:
         out["command"] = "python bench/benchmark.py " + " ".join(sys.argv[1:] if argv is None else argv)
         out["date"] = time.strftime("%Y-%m-%d", time.gmtime())
+        out["commit"] = code_version()
         Path(a.json).write_text(json.dumps(out, indent=2, default=str))
     return out
 

@@ -44,6 +44,8 @@ from transfer_core.methods.shift import shifted  # noqa: E402
 from transfer_core.predict import load_model, predict_probs  # noqa: E402
 from transfer_core.trainer import train  # noqa: E402
 
+from benchmark import code_version  # noqa: E402  (bench/ is this script's own folder)
+
 METHODS = ("none", "adabn", "coral", "dann")
 BOOTSTRAP = 2000
 
@@ -239,6 +241,7 @@ def main(argv=None) -> dict:
     t0 = time.time()
     base = {seed: train_run(source, None, "none", seed, a, work / "runs") for seed in a.seeds}
     out = {"command": "python bench/domain_shift.py " + " ".join(a.argv), "date": time.strftime("%Y-%m-%d"),
+           "commit": code_version(),
            "image_size": a.image_size, "epochs": a.epochs, "seeds": a.seeds, "batch_size": 16,
            "sizes_per_class": asdict(a.sizes), "shifts": {}}
     for name in a.shifts:

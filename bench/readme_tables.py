@@ -25,7 +25,8 @@ MARKER = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:
 # ----------------------------------------------------------------------------- small formatting helpers
 def stamp(data: dict, extra: str = "") -> str:
     """The line above every table: how to get these figures again, and when they were measured."""
-    return (f"*Measured {data['date']} with `{data['command']}`{extra}. "
+    code = f", code of commit {data['commit']}" if data.get("commit") else ""
+    return (f"*Measured {data['date']} with `{data['command']}`{code}{extra}. "
             f"Table written by `python bench/readme_tables.py` from `bench/results/`.*\n\n")
 
 
