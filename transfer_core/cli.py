@@ -1,15 +1,18 @@
 """Command line: the same engine as the app, for scripts and machines without a screen.
 
     python -m transfer_core backbones
-    python -m transfer_core train DATA --backbone mobilenet_v2 --freeze 3 --epochs 5 --out runs [--json]
+    python -m transfer_core train DATA [--backbone mobilenet_v2] [--freeze 3] [--epochs 4] [--out runs] [--json]
     python -m transfer_core predict RUN_DIR IMAGE... [--top-k 3] [--threshold 0.8] [--json]
     python -m transfer_core calibration RUN_DIR [--json]
     python -m transfer_core compare RUN_DIR RUN_DIR... [--json]
-    python -m transfer_core gradcam RUN_DIR IMAGE [--out heat.png] [--class NAME]
+    python -m transfer_core gradcam RUN_DIR IMAGE [--out gradcam.png] [--class NAME]
     python -m transfer_core check-data DATA [--json]
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
-    python -m transfer_core lr-find DATA --backbone mobilenet_v2 [--json]
+    python -m transfer_core lr-find DATA [--backbone mobilenet_v2] [--steps 60] [--sweeps 3] [--json]
+
+Values shown are the defaults (TrainConfig, transfer_core/config.py), except --threshold, whose default
+0 always answers (0.8 is an example).
 """
 from __future__ import annotations
 

@@ -1,0 +1,205 @@
+"""Write the README's tables of measured figures from the benchmarks' JSON output, never by hand.
+
+    python bench/readme_tables.py [JSON ...] [--readme README.md] [--check]
+
+Each table sits between marker comments, `<!-- table:NAME -->` ... `<!-- /table:NAME -->`, and is
+rewritten whole: a line stamped with the command that measured it and the date, then the table.
+Which tables a JSON file gives follows from its content (RENDERERS). Without arguments, the committed
+files in bench/results/ are used, so `python bench/readme_tables.py` regenerates every table;
+--check changes nothing and exits 1 when the README differs (tests/test_readme_tables.py does the same).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+MARKER = re.compile(r"<!-- table:(?P<name>[\w-]+) -->\n(?P<body>.*?)<!-- /table:(?P=name) -->", re.S)
+
+
+# ----------------------------------------------------------------------------- small formatting helpers
+def stamp(data: dict, extra: str = "") -> str:
+    """The line above every table: how to get these figures again, and when they were measured."""
+    code = f", code of commit {data['commit']}" if data.get("commit") else ""
+    return (f"*Measured {data['date']} with `{data['command']}`{code}{extra}. "
+            f"Table written by `python bench/readme_tables.py` from `bench/results/`.*\n\n")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "**not met**"
+
+
+def interval(pair: list[float], signed: bool = False) -> str:
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    return f"[{fmt.format(pair[0])} to {fmt.format(pair[1])}]" if signed else \
+        f"[{fmt.format(pair[0])}-{fmt.format(pair[1])}]"
+
+
+# ----------------------------------------------------------------------------- bench/benchmark.py
+CROP_WORDS = {"random-resized": "`RandomResizedCrop` (scale 0.08-1) + flip",
+              "centre": "resize + centre crop + flip (the control)"}
+
+
+def throughput_rows(b: dict) -> list[list[str]]:
+    rows = []
+    for r in b["throughput"]:
+        before, after = r["limit_train_before_after"]
+        rows.append([f"{r['setting']}, {r['images']} images x {r['epochs']} epochs (no quick start): "
+                     f"limit {before:.1f} / {after:.1f} img/s (before / after)",
+                     f"engine {r['engine_epoch']:.1f} img/s within an epoch ({r['ratio_epoch']:.2f}x), "
+                     f"{r['engine_whole_run']:.1f} over the whole run incl. decoding ({r['ratio_whole_run']:.2f}x)",
+                     f">= 0.9x: within an epoch {met(r['ratio_epoch'] >= 0.9)}, "
+                     f"whole run {met(r['ratio_whole_run'] >= 0.9)}"])
+    return rows
+
+
+def plain_rows(b: dict) -> list[list[str]]:
+    rows = []
+    for p in b["plain_recipes"]:
+        strong = " (the stronger)" if p["crop"] == b["plain"]["crop"] else ""
+        epochs = " / ".join(f"{a:.3f}" for a in p["per_epoch"])
+        rows.append([f"plain recipe, {CROP_WORDS[p['crop']]}, {len(p['per_epoch'])} epochs on "
+                     f"{p['num_train']:,} images{strong}",
+                     f"val. accuracy {epochs} (per epoch), {p['accuracy']:.3f} after {p['seconds']:.0f} s", ""])
+    return rows
+
+
+def engine_row(b: dict) -> list[str]:
+    e, plain = b["engine"], b["plain"]
+    curve = " / ".join(f"{x['val_accuracy']:.3f}" for x in e["epochs"])
+    times = " / ".join(f"{x['at']:.0f}" for x in e["epochs"])
+    reach, ratio = e["time_to_plain_accuracy"], b.get("plain_over_engine")
+    got = (f"reached at {reach:.0f} s: **{ratio:.1f}x faster**" if reach else "**not reached**")
+    return [f"engine defaults (freeze 3, quick start), {len(e['epochs'])} epochs, to the stronger plain "
+            f"recipe's {plain['accuracy']:.3f}", f"{got}; epochs {curve} at {times} s",
+            f">= 5x: {met(bool(ratio) and ratio >= 5)}"]
+
+
+def feature_row(b: dict) -> list[str]:
+    f = b["feature_extraction"]
+    return [f"feature extraction, {f['epochs']} epochs",
+            f"later epochs {f['later_epoch_s']:.3f} s = {f['later_over_first']:.2%} of the first "
+            f"({f['first_epoch_s']:.1f} s, decoding + features); {f['epochs']} epochs {f['total_s']:.1f} s = "
+            f"**{f['total_over_pass']:.2f}x** one inference pass over the {f['num_train']:,} training images "
+            f"({f['one_inference_pass_s']:.1f} s, mean of before / after)",
+            f"< 5%: {met(f['later_over_first'] < 0.05)}; <= 1.3x: {met(f['total_over_pass'] <= 1.3)}"]
+
+
+def render_benchmark(b: dict) -> str:
+    rows = throughput_rows(b) + plain_rows(b) + [engine_row(b), feature_row(b)]
+    rows.append([f"peak RSS, engine defaults, {b['engine']['num_train']:,} training images",
+                 f"{b['engine']['peak_rss_mb']:,.0f} MB", f"< 3 GB: {met(b['engine']['peak_rss_mb'] < 3072)}"])
+    extra = f" ({b['device']}; {b['load_start']} at the start, {b['load_end'].split(' on ')[0]} at the end)"
+    return stamp(b, extra) + table(["figure", "measured", "target"], rows)
+
+
+def render_defaults(b: dict) -> str:
+    e = b["engine"]
+    curve = " / ".join(f"{x['val_accuracy']:.3f}" for x in e["epochs"])
+    times = " / ".join(f"{x['at']:.0f}" for x in e["epochs"])
+    rows = [[f"**{b['image_size']} px, freeze 3, quick start, no augmentation (default)**, "
+             f"{e['num_train']:,} training images", f"{curve} (best {e['best']:.3f})", times]]
+    return stamp(b, ", section 4") + table(
+        ["setting", f"val. accuracy after epoch 1 ... {len(e['epochs'])}", "reached at (s from the call)"], rows)
+
+
+# ----------------------------------------------------------------------------- older, transcribed figures
+def render_older_defaults(o: dict) -> str:
+    rows = [[r["setting"], r["accuracy"], r["note"]] for r in o["rows"]]
+    return (f"*Measured {o['date']} with `{o['command']}`, by {o['engine']}; {o['source']}. "
+            f"Table written by `python bench/readme_tables.py` from `bench/results/`.*\n\n"
+            + table(["setting (older engine)", "val. accuracy after epoch 1 / 2 / 4", "note"], rows))
+
+
+# ----------------------------------------------------------------------------- bench/domain_shift.py
+def domain_rows(name: str, s: dict) -> list[list[str]]:
+    rows = []
+    for m, r in s["results"].items():
+        change = "" if m == "none" else \
+            f"{r['change_vs_none']:+.3f} {interval(r['change_interval'], signed=True)}: **{r['verdict']}**"
+        seeds = " / ".join(f"{a:.2f}" for a in r["per_seed"])
+        rows.append([name if m == "none" else "", m, f"{r['accuracy']:.3f} {interval(r['interval'])} ({seeds})",
+                     change, f"{r['clean_accuracy']:.3f}"])
+    return rows
+
+
+def render_domain_shift(d: dict) -> str:
+    sizes = d["sizes_per_class"]
+    extra = (f" ({sizes['source']} labelled source, {sizes['adapt']} unlabelled target and {sizes['test']} "
+             f"labelled target test pictures per class, {d['image_size']} px, {d['epochs']} epochs, seeds "
+             f"{', '.join(map(str, d['seeds']))})")
+    rows = [row for name, s in d["shifts"].items() for row in domain_rows(name, s)]
+    shifts = "".join(f"- `{name}`: {s['description']} ({s['test_images']} test pictures)\n"
+                     for name, s in d["shifts"].items())
+    return stamp(d, extra) + shifts + "\n" + table(
+        ["shift", "method", "target test accuracy [95%] (per seed)", "change against none [95%]",
+         "same pictures unshifted"], rows)
+
+
+RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
+    ("benchmark", lambda d: "throughput" in d, render_benchmark),
+    ("defaults", lambda d: "throughput" in d, render_defaults),
+    ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),
+    ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
+]
+
+
+# ----------------------------------------------------------------------------- the README
+def render(paths: list[Path]) -> dict[str, str]:
+    """{table name: its text between the markers}, from every JSON file given."""
+    tables: dict[str, str] = {}
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for name, applies, fn in RENDERERS:
+            if applies(data):
+                if name in tables:
+                    raise SystemExit(f"two JSON files give the table {name!r}: keep one in bench/results/")
+                tables[name] = fn(data)
+    return tables
+
+
+def marker_tables(text: str) -> dict[str, str]:
+    return {m["name"]: m["body"] for m in MARKER.finditer(text)}
+
+
+def rewrite(text: str, tables: dict[str, str]) -> str:
+    missing = set(tables) - set(marker_tables(text))
+    if missing:
+        raise SystemExit(f"README has no markers for {sorted(missing)}: add <!-- table:NAME --> <!-- /table:NAME -->")
+    return MARKER.sub(lambda m: f"<!-- table:{m['name']} -->\n{tables.get(m['name'], m['body'])}"
+                                f"<!-- /table:{m['name']} -->", text)
+
+
+def committed_results() -> list[Path]:
+    return sorted(RESULTS.glob("*.json"))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("json", nargs="*", type=Path, help="benchmark JSON files (default: bench/results/*.json)")
+    ap.add_argument("--readme", type=Path, default=REPO / "README.md")
+    ap.add_argument("--check", action="store_true", help="only compare; exit 1 when a table differs")
+    a = ap.parse_args(argv)
+    text = a.readme.read_text()
+    new = rewrite(text, render(a.json or committed_results()))
+    if a.check:
+        print("README tables match" if new == text else "README tables differ from the JSON: run bench/readme_tables.py")
+        return int(new != text)
+    a.readme.write_text(new)
+    print(f"rewrote {len(marker_tables(new))} tables in {a.readme}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""The README's measured figures cannot drift from the benchmarks that measured them.
+
+Every table between `<!-- table:NAME -->` markers must be exactly what bench/readme_tables.py renders
+from the JSON committed in bench/results/ (so a hand edit fails here), and figures written as prose in
+the "Defaults" and "Methods" sections must say when they were measured.
+"""
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+README = (REPO / "README.md").read_text()
+_spec = importlib.util.spec_from_file_location("readme_tables", REPO / "bench" / "readme_tables.py")
+readme_tables = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(readme_tables)
+
+# A figure: a decimal (0.877, 9.6, 6.3x) or a rate like 3.6e-4. Settings are not figures: numbers in
+# `code` (flags, commands) and right after a setting's name ("label smoothing 0.1") are left out.
+FIGURE = re.compile(r"(?<![\w.-])(\d+\.\d+x?|\d\.\de-\d)(?![\w.])")
+SETTING = re.compile(r"(smoothing|lambda|alpha|factor|lr|dropout|temperature|decay|momentum|rate)\s*$")
+DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
+
+
+def has_figure(paragraph: str) -> bool:
+    text = re.sub(r"`[^`]*`", "", paragraph)
+    return any(not SETTING.search(text[:m.start()]) for m in FIGURE.finditer(text))
+
+
+def section(text: str, heading: str) -> str:
+    """From `heading` to the next heading of the same or a higher level."""
+    level = heading.split(" ")[0]
+    start = text.index(heading + "\n")
+    end = re.search(rf"^#{{1,{len(level)}}} ", text[start + len(heading):], re.M)
+    return text[start:start + len(heading) + end.start()] if end else text[start:]
+
+
+def prose_paragraphs(text: str) -> list[str]:
+    """Paragraphs outside marker tables and code blocks."""
+    text = readme_tables.MARKER.sub("", re.sub(r"```.*?```", "", text, flags=re.S))
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def test_every_marker_table_is_what_the_committed_json_renders():
+    rendered = readme_tables.render(readme_tables.committed_results())
+    in_readme = readme_tables.marker_tables(README)
+    assert set(rendered) == set(in_readme), "a table without markers, or markers without a JSON file"
+    for name, body in rendered.items():
+        assert in_readme[name] == body, f"README table {name!r} was edited by hand: run bench/readme_tables.py"
+
+
+def test_a_changed_figure_is_caught():
+    # The comparison above is strict: one digit changed in a table makes it fail.
+    rendered = readme_tables.render(readme_tables.committed_results())
+    name, body = next(iter(readme_tables.marker_tables(README).items()))
+    edited = re.sub(r"\d", lambda m: str((int(m[0]) + 1) % 10), body, count=1)
+    assert readme_tables.marker_tables(README.replace(body, edited))[name] != rendered[name]
+    assert readme_tables.rewrite(README.replace(body, edited), rendered) == README  # and the script repairs it
+
+
+@pytest.mark.parametrize("heading", ["### Defaults, and how they were chosen", "## Methods beyond fine-tuning"])
+def test_figures_outside_tables_carry_the_date_they_were_measured(heading):
+    undated = [p for p in prose_paragraphs(section(README, heading)) if has_figure(p) and not DATE.search(p)]
+    assert not undated, "figures without a date (YYYY-MM-DD) in:\n\n" + "\n\n".join(undated)
