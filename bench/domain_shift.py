@@ -14,8 +14,8 @@ twice:
 Each shift is something a user meets when the camera or the light changes (see SHIFTS). Every method
 runs with the engine's defaults except image size and batch (--image-size, 16), adapt_weight 1, and
 several training seeds. Accuracy is the mean over the seeds; its 95% interval is a bootstrap over the
-test pictures (paired across methods, so "change against none" has its own interval, the number that
-says whether a method helps: "helps" / "hurts" only when that interval excludes 0).
+test pictures (paired across methods, so "change against none" has its own interval): "helps" /
+"hurts" only when that interval excludes 0 and every seed moved the same way.
 --quick: tiny sets, 64 px, one seed, one epoch: a smoke run of every path (about two minutes).
 """
 from __future__ import annotations
@@ -45,6 +45,7 @@ from transfer_core.predict import load_model, predict_probs  # noqa: E402
 from transfer_core.trainer import train  # noqa: E402
 
 from benchmark import code_version  # noqa: E402  (bench/ is this script's own folder)
+from readme_tables import verdict  # noqa: E402
 
 METHODS = ("none", "adabn", "coral", "dann")
 BOOTSTRAP = 2000
@@ -171,14 +172,6 @@ def bootstrap_interval(per_image: np.ndarray, rng: np.random.Generator) -> list[
     return [float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))]
 
 
-def verdict(change_interval: list[float]) -> str:
-    if change_interval[0] > 0:
-        return "helps"
-    if change_interval[1] < 0:
-        return "hurts"
-    return "no clear change"
-
-
 def summarize_method(scores: np.ndarray, base: np.ndarray, clean: np.ndarray, runs: list[dict]) -> dict:
     """scores, base, clean: seeds x test pictures (0/1). The same resampled pictures for both intervals."""
     mean, change = scores.mean(0), scores.mean(0) - base.mean(0)
@@ -226,8 +219,9 @@ def run_shift(shift: Shift, parts: dict, source: Path, base: dict, a, work: Path
                   f"clean {clean[m][-1].mean():.3f}, source val {run['source_val_accuracy']:.3f}", flush=True)
     results = {m: summarize_method(np.array(score[m]), np.array(score["none"]), np.array(clean[m]), runs[m])
                for m in METHODS}
-    for m in METHODS[1:]:
-        results[m]["verdict"] = verdict(results[m]["change_interval"])
+    for m in METHODS[1:]:  # the README's rule (bench/readme_tables.py): the seeds must agree too
+        results[m]["verdict"] = verdict(results[m]["change_interval"], results[m]["per_seed"],
+                                        results["none"]["per_seed"])
     return {"description": shift.description, "test_images": len(tests), "results": results}
 
 
