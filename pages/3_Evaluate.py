@@ -37,9 +37,10 @@ SHARE_WORDS = {
 
 with friendly_errors("Reading this run's results"):
     shares = ["test", "validation"] if has_test_share(run.path) else ["validation"]
-    share = st.radio("Measured on", shares, format_func=lambda s: SHARE_WORDS[s].split(":")[0], horizontal=True,
-                     key="evaluate_share", help="Test pictures are kept apart when every class has at least "
-                     f"{TEST_MIN_PER_CLASS} pictures: half of the share you set aside on the Data page.")
+    share = shares[0] if len(shares) == 1 else st.radio(
+        "Measured on", shares, format_func=lambda s: SHARE_WORDS[s].split(":")[0], horizontal=True,
+        key="evaluate_share", help="Test pictures are kept apart when every class has at least "
+        f"{TEST_MIN_PER_CLASS} pictures: half of the share you set aside on the Data page.")
     st.caption(SHARE_WORDS[share] if len(shares) > 1 else SHARE_WORDS["validation"] + " With at least "
                f"{TEST_MIN_PER_CLASS} pictures in every class, a separate test share is kept for an honest figure.")
     result = evaluate_run(run.path, share)

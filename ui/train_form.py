@@ -39,13 +39,15 @@ def freeze_plans(name: str) -> list:
 def choose_backbone() -> str:
     rows = backbone_rows()
     st.dataframe(rows, hide_index=True, width="stretch", height=_ROW_PX * (len(rows) + 1) + 3, column_config={
-        "network": st.column_config.TextColumn(width="small"),
+        "network": st.column_config.TextColumn(width="medium"),
         "weights": st.column_config.TextColumn("works here?", width="medium",
                                                help="'works offline': its ImageNet weights are on this machine."),
         "speed": st.column_config.TextColumn(width="small", help="Training speed on a laptop CPU."),
-        "ImageNet acc.": st.column_config.TextColumn(width="small", help="Top-1 accuracy on ImageNet's 1,000 "
-                                                     "classes: how well it learned to see, not your score."),
-        "million weights": st.column_config.NumberColumn(width="small", format="%.1f")})
+        "ImageNet acc.": st.column_config.TextColumn("ImageNet", width="small", help="Top-1 accuracy on "
+                                                     "ImageNet's 1,000 classes: how well it learned to see, not "
+                                                     "your score."),
+        "million weights": st.column_config.NumberColumn("size (M)", width="small", format="%.1f",
+                                                         help="Millions of weights: bigger is slower.")})
     names = [r["network"] for r in rows]
     offline = {r["network"]: r["weights"] for r in rows}
     remembered("backbone", DEFAULTS.backbone, names)
