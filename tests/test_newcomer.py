@@ -1,6 +1,9 @@
 """What a newcomer tripped over in a side-by-side trial (issue 13), each checked through the real pages."""
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -208,3 +211,17 @@ def test_the_learning_rate_finder_runs_as_a_task_and_offers_exactly_its_suggesti
     assert use.label == f"Use {suggestion:g}"
     use.click().run()
     assert no_exception(at).select_slider(key="lr").value == suggestion
+
+
+def test_after_a_restart_the_train_page_points_to_the_interrupted_run(app_dirs, tmp_path):
+    token = new_token()
+    run = stopped_run(copy_textile(tmp_path / "photos", 5), app_dirs / "runs", token)
+    # What a restart leaves: no final event, and a training process that no longer exists.
+    events = (run.path / "events.jsonl").read_text().splitlines()
+    (run.path / "events.jsonl").write_text("\n".join(e for e in events if '"RunStopped"' not in e) + "\n")
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (run.path / "process.json").write_text(json.dumps({"pid": int(gone.stdout), "since": 0, "start": 0}))
+    assert RunFolder(run.path).status() == "interrupted"
+    at = no_exception(page("pages/2_Train.py", token).run())
+    assert "was interrupted when the app stopped after 1 of 3 epochs" in texts(at)
+    assert at.button(key=f"resume_{run.id}").label == "Resume training"
