@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -94,6 +95,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     card["parity"] = check_parity(model, out, images, progress)
     write_json(out / "model_card.json", card)
     (out / "MODEL_CARD.md").write_text(card_markdown(card), encoding="utf-8")
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)  # never ship compiled files (they name server paths)
     zip_path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
     return ExportResult(out, zip_path, card)
 
@@ -133,7 +135,12 @@ def load_standalone(bundle: Path):
     """The bundle's own predict.py as a module: the check runs the code users will run."""
     spec = importlib.util.spec_from_file_location(f"bundle_predict_{abs(hash(str(bundle)))}", bundle / "predict.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # No __pycache__ in the bundle: compiled files record the server path they were compiled from.
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
     return module
 
 
