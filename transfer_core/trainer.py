@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import runfiles
-from . import distributed, eta
+from . import distributed, eta, novelty, runfiles
 from .augment import eval_view, train_view
 from .backbones import build_network, get_backbone
 from .calibration import save_calibration
@@ -33,7 +32,6 @@ from .failures import Diverged, explain
 from .features import FeatureCache, cached_pooled
 from .freezing import apply_freeze, describe_freeze, resolve_depth, set_train_mode
 from .imagecache import ImageStore, Stopped
-from . import novelty
 from .optim import add_stage, build_optimizer, lr_multiplier, set_lr
 from .predict import load_model, predict_probs
 from .runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically, write_json
