@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.device import describe_device
-from transfer_core.jobs import default_queue
+from transfer_core.core.device import describe_device
+from transfer_core.service.jobs import default_queue
 from ui import session
 from ui.common import page
 

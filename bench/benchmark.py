@@ -36,12 +36,12 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer_core.backbones import build_network, get_backbone  # noqa: E402
-from transfer_core.config import TrainConfig  # noqa: E402
-from transfer_core.datasets import demo_dataset_path, scan_dataset  # noqa: E402
-from transfer_core.device import describe_device, pick_device, plan_for  # noqa: E402
-from transfer_core.freezing import apply_freeze, resolve_depth, set_train_mode  # noqa: E402
-from transfer_core.imagecache import ImageStore  # noqa: E402
+from transfer_core.core.config import TrainConfig  # noqa: E402
+from transfer_core.core.device import describe_device, pick_device, plan_for  # noqa: E402
+from transfer_core.data.datasets import demo_dataset_path, scan_dataset  # noqa: E402
+from transfer_core.data.imagecache import ImageStore  # noqa: E402
+from transfer_core.models.backbones import build_network, get_backbone  # noqa: E402
+from transfer_core.models.freezing import apply_freeze, resolve_depth, set_train_mode  # noqa: E402
 
 BACKBONE = "mobilenet_v2"
 
@@ -116,9 +116,9 @@ def _rate(step, batch: int, steps: int) -> float:
 # ----------------------------------------------------------------------------- engine runs (child processes)
 def engine_child(config_json: str) -> None:
     """Runs in a child process: one engine run; prints one JSON line with its timings and peak RSS."""
-    from transfer_core.callbacks import EventLog
-    from transfer_core.events import DataReady, EpochEnd, RunFinished
-    from transfer_core.trainer import train
+    from transfer_core.core.events import DataReady, EpochEnd, RunFinished
+    from transfer_core.training.callbacks import EventLog
+    from transfer_core.workflows.train import train
 
     spec = json.loads(config_json)
     runs_dir = spec.pop("runs_dir")

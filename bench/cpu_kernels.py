@@ -20,10 +20,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer_core.backbones import build_network  # noqa: E402
-from transfer_core.device import describe_device, pick_device  # noqa: E402
-from transfer_core.features import frozen_part  # noqa: E402
-from transfer_core.freezing import apply_freeze, set_train_mode  # noqa: E402
+from transfer_core.core.device import describe_device, pick_device  # noqa: E402
+from transfer_core.models.backbones import build_network  # noqa: E402
+from transfer_core.models.freezing import apply_freeze, set_train_mode  # noqa: E402
+from transfer_core.training.features import frozen_part  # noqa: E402
 
 
 def rate(step, batch: int, steps: int) -> float:

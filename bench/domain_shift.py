@@ -37,15 +37,15 @@ from PIL import Image, ImageEnhance, ImageFilter
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer_core.config import TrainConfig  # noqa: E402
-from transfer_core.datasets import demo_dataset_path, load_rgb  # noqa: E402
-from transfer_core.events import RunFinished  # noqa: E402
-from transfer_core.methods.shift import shifted  # noqa: E402
-from transfer_core.predict import load_model, predict_probs  # noqa: E402
-from transfer_core.trainer import train  # noqa: E402
-
 from benchmark import code_version  # noqa: E402  (bench/ is this script's own folder)
 from readme_tables import verdict  # noqa: E402
+
+from transfer_core.core.config import TrainConfig  # noqa: E402
+from transfer_core.core.events import RunFinished  # noqa: E402
+from transfer_core.data.datasets import demo_dataset_path, load_rgb  # noqa: E402
+from transfer_core.data.shift import shifted  # noqa: E402
+from transfer_core.inference.predict import load_model, predict_probs  # noqa: E402
+from transfer_core.workflows.train import train  # noqa: E402
 
 METHODS = ("none", "adabn", "coral", "dann")
 BOOTSTRAP = 2000

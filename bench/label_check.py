@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer_core.datasets import demo_dataset_path  # noqa: E402
-from transfer_core.quality import embed_images, label_probs, rank_suspects  # noqa: E402
+from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
+from transfer_core.quality.checks import embed_images, label_probs, rank_suspects  # noqa: E402
 
 
 def main() -> None:

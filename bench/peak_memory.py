@@ -19,11 +19,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark import load, peak_rss_mb  # noqa: E402
-from transfer_core.callbacks import Callback  # noqa: E402
-from transfer_core.config import TrainConfig  # noqa: E402
-from transfer_core.datasets import demo_dataset_path  # noqa: E402
-from transfer_core.events import Progress, RunStopped  # noqa: E402
-from transfer_core.trainer import Trainer  # noqa: E402
+
+from transfer_core.core.config import TrainConfig  # noqa: E402
+from transfer_core.core.events import Progress, RunStopped  # noqa: E402
+from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
+from transfer_core.training.callbacks import Callback  # noqa: E402
+from transfer_core.workflows.train import make_trainer  # noqa: E402
 
 
 class StopAfterSteps(Callback):
@@ -53,14 +54,14 @@ def main() -> None:
     ap.add_argument("--freeze", default="3", help="a number or 'all' (default: the app's 3)")
     ap.add_argument("--augment", default="none")
     ap.add_argument("--step-memory-mb", type=int, default=TrainConfig(data="").step_memory_mb,
-                    help="0: never split a batch (see transfer_core/stepmemory.py)")
+                    help="0: never split a batch (see transfer_core/training/stepmemory.py)")
     a = ap.parse_args()
     freeze = "all" if a.freeze == "all" else int(a.freeze)
     config = TrainConfig(data=str(a.data or demo_dataset_path()), freeze=freeze, augment=a.augment, batch_size=32,
                          step_memory_mb=a.step_memory_mb)
     stop = threading.Event()
     probe = StopAfterSteps(a.steps, stop)
-    result = Trainer(config, runs_dir=tempfile.mkdtemp(prefix="bench-mem-"), callbacks=[probe], stop=stop).run_training()
+    result = make_trainer(config, runs_dir=tempfile.mkdtemp(prefix="bench-mem-"), callbacks=[probe], stop=stop).run_training()
     if not isinstance(result.final, RunStopped):
         raise SystemExit(f"expected the run to be stopped after {a.steps} steps, got {result.final}")
     print(f"{load()}\nfreeze {a.freeze}, augmentation {a.augment}, batch {config.batch_size}, "

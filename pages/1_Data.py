@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.datasets import write_uploads
+from transfer_core.data.datasets import write_uploads
 from ui import charts, session
 from ui.common import friendly_errors, md_escape, page
 from ui.data_view import scan, server_folder_picker, show_report

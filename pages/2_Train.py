@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.config import ConfigError, TrainConfig
-from transfer_core.datasets import class_folders
-from transfer_core.jobs import default_queue
-from transfer_core.methods.baseline import linked_runs
-from transfer_core.workspaces import OwnerTag
+from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.data.datasets import class_folders
+from transfer_core.service.jobs import default_queue
+from transfer_core.service.workspaces import OwnerTag
+from transfer_core.workflows.baseline import linked_runs
 from ui import methods_form, session, train_form
 from ui.common import md_escape, need_data, page
 from ui.live import live_job

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core import runfiles
-from transfer_core.advice import overfitting
-from transfer_core.calibration import run_calibration
-from transfer_core.runs import RunFolder
-from transfer_core.datasets import TEST_MIN_PER_CLASS
-from transfer_core.evaluation import evaluate_run, has_test_share
+from transfer_core.core.advice import overfitting
+from transfer_core.data.datasets import TEST_MIN_PER_CLASS
+from transfer_core.inference.calibration import run_calibration
+from transfer_core.inference.evaluation import evaluate_run, has_test_share
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
 from ui import charts, session
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.data_view import thumbnail

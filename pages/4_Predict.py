@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core import runfiles
-from transfer_core.datasets import BadImage
-from transfer_core.calibration import run_calibration
-from transfer_core.gradcam import explain
-from transfer_core.predict import answer, load_model, to_rgb
-from transfer_core.runs import RunFolder
+from transfer_core.data.datasets import BadImage
+from transfer_core.inference.calibration import run_calibration
+from transfer_core.inference.gradcam import explain
+from transfer_core.inference.predict import answer, load_model, to_rgb
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
 from ui import charts, session
 from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run

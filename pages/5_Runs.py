@@ -7,14 +7,26 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.bundle import model_bundle
-from transfer_core.compare import compare_runs
-from transfer_core.datarefs import shown_config
-from transfer_core.export import export_run
-from transfer_core.runs import RunFolder
-from transfer_core.workspaces import NotAllowed, delete_run, list_runs_for, rename_run
+from transfer_core.data.datarefs import shown_config
+from transfer_core.results.bundle import model_bundle
+from transfer_core.results.compare import compare_runs
+from transfer_core.results.export import export_run
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.workspaces import (
+    NotAllowed,
+    delete_run,
+    list_runs_for,
+    rename_run,
+)
 from ui import charts, session, tasks
-from ui.common import download_name, friendly_errors, md_escape, owned_label, page, percent
+from ui.common import (
+    download_name,
+    friendly_errors,
+    md_escape,
+    owned_label,
+    page,
+    percent,
+)
 from ui.resume import RESUMABLE, resume_button
 
 page("Runs", "🗂️")

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import TEXTILE_CLASSES, textile_root
+from PIL import Image
 
 
 def real_jpgs(cls: str, n: int, offset: int = 0) -> list[Path]:

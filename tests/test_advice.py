@@ -2,8 +2,8 @@
 pictures while training reached 1.0, and the page said only "best 66.7% (epoch 1)"."""
 from __future__ import annotations
 
-from transfer_core.advice import overfitting
-from transfer_core.events import EpochEnd
+from transfer_core.core.advice import overfitting
+from transfer_core.core.events import EpochEnd
 
 
 def curve(train_acc, val_acc, train_loss=None, val_loss=None) -> list[EpochEnd]:

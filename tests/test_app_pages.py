@@ -13,7 +13,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import copy_textile, textile_root
-from transfer_core.jobs import default_queue
+from transfer_core.service.jobs import default_queue
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 120
@@ -223,7 +223,7 @@ def test_a_failed_run_is_explained_in_words_and_the_app_keeps_working(app_dirs, 
 
 
 def session_data_path(token: str, root: Path) -> str:
-    from transfer_core.workspaces import Workspace
+    from transfer_core.service.workspaces import Workspace
 
     return Workspace(root / "workspaces", token).read_json("data_choice.json")["path"]
 

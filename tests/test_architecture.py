@@ -91,3 +91,17 @@ def test_import_linter_contracts_hold():
 def test_the_readme_picture_of_the_layers_is_the_code_s():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "architecture.py"), "--check"], cwd=ROOT)
     assert done.returncode == 0, "run: python scripts/architecture.py (README's picture differs from .importlinter)"
+
+
+def test_readme_run_path_names_real_functions():
+    """The README's path of one run names module.function pairs; a move or rename must update it."""
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import architecture
+    finally:
+        sys.path.pop(0)
+    missing = [f"{m}.{n}" for _, m, n in architecture.RUN_PATH if not hasattr(importlib.import_module(m), n)]
+    assert not missing, f"scripts/architecture.py RUN_PATH names what does not exist: {missing}"
+    assert len(architecture.RUN_PATH) >= 6

@@ -7,8 +7,13 @@ import torchvision.models as tvm
 from PIL import Image
 from skimage import data
 
-from transfer_core.backbones import build_network, freeze_options, get_backbone, list_backbones
-from transfer_core.weights import WeightsUnavailable
+from transfer_core.models.backbones import (
+    build_network,
+    freeze_options,
+    get_backbone,
+    list_backbones,
+)
+from transfer_core.models.weights import WeightsUnavailable
 
 IMAGENET = tvm.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]
 CAT_BREEDS = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}

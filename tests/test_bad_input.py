@@ -11,8 +11,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from transfer_core.datasets import (_TRAIN_NAMES, _VAL_NAMES, IMAGE_EXTENSIONS, DatasetError, _ignored,
-                                    scan_dataset, write_uploads)
+from transfer_core.data.datasets import (
+    _TRAIN_NAMES,
+    _VAL_NAMES,
+    IMAGE_EXTENSIONS,
+    DatasetError,
+    _ignored,
+    scan_dataset,
+    write_uploads,
+)
 
 
 def _png(seed: int, side: int = 16) -> bytes:

@@ -5,17 +5,26 @@ import shutil
 
 import pytest
 import torch
-
 from conftest import copy_textile
+
 from transfer_core import cli
-from transfer_core.calibration import (CALIBRATION_FILE, Calibration, expected_calibration_error, fit_temperature,
-                                       load_temperature, nll, reliability_bins, run_calibration, scaled_probs)
-from transfer_core.config import TrainConfig
-from transfer_core.evaluation import evaluate_run
-from transfer_core.events import RunFinished
-from transfer_core.predict import NOT_SURE, answer, load_model, predict_probs
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import RunFinished
+from transfer_core.inference.calibration import (
+    CALIBRATION_FILE,
+    Calibration,
+    expected_calibration_error,
+    fit_temperature,
+    load_temperature,
+    nll,
+    reliability_bins,
+    run_calibration,
+    scaled_probs,
+)
+from transfer_core.inference.evaluation import evaluate_run
+from transfer_core.inference.predict import NOT_SURE, answer, load_model, predict_probs
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.workflows.train import train
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,17 @@ import pytest
 import torch
 
 from transfer_core import cli
-from transfer_core.compare import compare_runs, images_needed, setting_differences, tell_apart
-from transfer_core.config import TrainConfig
-from transfer_core.evaluation import describe_accuracy
-from transfer_core.events import RunFinished
-from transfer_core.metrics import evaluate_predictions
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import RunFinished
+from transfer_core.core.metrics import evaluate_predictions
+from transfer_core.inference.evaluation import describe_accuracy
+from transfer_core.results.compare import (
+    compare_runs,
+    images_needed,
+    setting_differences,
+    tell_apart,
+)
+from transfer_core.workflows.train import train
 
 TINY = dict(image_size=64, batch_size=8, seed=0, freeze="all")
 

@@ -1,4 +1,4 @@
-"""transfer_core.datasets: scanning, splitting, decoding odd images, and unpacking hostile zips/uploads."""
+"""transfer_core.data.datasets: scanning, splitting, decoding odd images, and unpacking hostile zips/uploads."""
 from __future__ import annotations
 
 import ast
@@ -17,16 +17,37 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets_fixtures import (  # noqa: F401
+    blank_png_bytes,
+    copy_real,
+    noise_png,
+    png_bytes,
+    real_jpgs,
+    symlink_info,
+    textile10,
+    tiny_png,
+    zip_bomb,
+    zip_folder,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageFile
 
-import transfer_core.datasets as ds
-from transfer_core.datasets import (BadImage, DatasetError, DatasetReport, Sample, Skipped, ZipLimits,
-                                    demo_dataset_path, load_rgb, safe_extract_zip, scan_dataset, scan_unlabelled,
-                                    write_uploads)
-from datasets_fixtures import (blank_png_bytes, copy_real, noise_png, png_bytes, real_jpgs, symlink_info,  # noqa: F401
-                               textile10, tiny_png, zip_bomb, zip_folder)
+import transfer_core.data.datasets as ds
+from transfer_core.data.datasets import (
+    BadImage,
+    DatasetError,
+    DatasetReport,
+    Sample,
+    Skipped,
+    ZipLimits,
+    demo_dataset_path,
+    load_rgb,
+    safe_extract_zip,
+    scan_dataset,
+    scan_unlabelled,
+    write_uploads,
+)
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import copy_textile
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.distributed import shard
-from transfer_core.events import EpochEnd, Progress, RunFinished, RunStarted
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import Trainer
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import EpochEnd, Progress, RunFinished, RunStarted
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.training.callbacks import Callback
+from transfer_core.training.distributed import shard
+from transfer_core.training.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,10 +64,10 @@ RANK_CHILD = """
 import json, sys
 from pathlib import Path
 import torch
-from transfer_core import distributed
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.trainer import Trainer
+from transfer_core.training import distributed
+from transfer_core.training.callbacks import Callback
+from transfer_core.core.config import TrainConfig
+from transfer_core.workflows.train import make_trainer
 
 class Record(Callback):
     def __init__(self):
@@ -80,7 +80,7 @@ class Record(Callback):
 data, out, options = sys.argv[1], Path(sys.argv[2]), json.loads(sys.argv[3])
 rank, _ = distributed.init()
 record = Record()
-final = Trainer(TrainConfig(data=data, **options), runs_dir=out / "runs", callbacks=[record]).run_training().final
+final = make_trainer(TrainConfig(data=data, **options), runs_dir=out / "runs", callbacks=[record]).run_training().final
 torch.save({"steps": record.steps, "learned": record.learned, "final": final.kind}, out / f"rank{rank}.pt")
 distributed.finish()
 """

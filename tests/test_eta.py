@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import copy_textile
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.eta import Part, RunClock, plan_run
-from transfer_core.events import Progress
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import Progress
+from transfer_core.training.callbacks import Callback
+from transfer_core.training.eta import Part, RunClock, plan_run
+from transfer_core.workflows.train import train
 
 
 class FakeTime:

@@ -6,8 +6,8 @@ import pytest
 
 from tests.conftest import copy_textile, textile_root
 from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts  # noqa: F401 - fixture
-from transfer_core.backbones import get_backbone, list_backbones
-from transfer_core.jobs import default_queue
+from transfer_core.models.backbones import get_backbone, list_backbones
+from transfer_core.service.jobs import default_queue
 
 ALL = [s.name for s in list_backbones()]
 OFFLINE = [s.name for s in list_backbones() if s.weights.available()]

@@ -12,20 +12,27 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from conftest import copy_textile
 from PIL import Image
 
-from conftest import copy_textile
-from transfer_core import bundle_predict
-from transfer_core.backbones import get_backbone
 from transfer_core.cli import main
-from transfer_core.config import TrainConfig
-from transfer_core.datasets import load_rgb
-from transfer_core.export import (PARITY_PROB, ExportError, _Logits, _write_torchscript, check_parity, export_run,
-                                  validation_images)
-from transfer_core.predict import load_model, predict
-from transfer_core.preprocessing import Preprocessing
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.data.datasets import load_rgb
+from transfer_core.inference.predict import load_model, predict
+from transfer_core.models.backbones import get_backbone
+from transfer_core.models.preprocessing import Preprocessing
+from transfer_core.results import bundle_predict
+from transfer_core.results.export import (
+    PARITY_PROB,
+    ExportError,
+    _Logits,
+    _write_torchscript,
+    check_parity,
+    export_run,
+    validation_images,
+)
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.workflows.train import train
 
 TEMPERATURE = 1.5
 

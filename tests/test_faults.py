@@ -14,14 +14,21 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import copy_textile
-from transfer_core.callbacks import Callback, EventLog
-from transfer_core.config import TrainConfig
-from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
-from transfer_core.predict import predict
-from transfer_core.runs import RunFolder, list_runs
-from transfer_core.trainer import CannotResume, resume, train
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import (
+    DataReady,
+    EpochEnd,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+)
+from transfer_core.inference.predict import predict
+from transfer_core.runstore.runs import RunFolder, list_runs
+from transfer_core.training.callbacks import Callback, EventLog
+from transfer_core.workflows.train import CannotResume, resume, train
 
 FAST = dict(image_size=64, batch_size=8, epochs=1, seed=0, freeze="all")
 REPO = Path(__file__).resolve().parents[1]

@@ -6,9 +6,14 @@ import torchvision.models as tvm
 from PIL import Image
 from skimage import data
 
-from transfer_core.backbones import build_network, get_backbone, list_backbones, offline_backbones
-from transfer_core.gradcam import explain, gradcam
-from transfer_core.predict import LoadedModel
+from transfer_core.inference.gradcam import explain, gradcam
+from transfer_core.inference.predict import LoadedModel
+from transfer_core.models.backbones import (
+    build_network,
+    get_backbone,
+    list_backbones,
+    offline_backbones,
+)
 
 IMAGENET = tvm.MobileNet_V2_Weights.IMAGENET1K_V1.meta["categories"]  # same 1000 classes for every backbone
 ESPRESSO = IMAGENET.index("espresso")

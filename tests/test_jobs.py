@@ -6,10 +6,18 @@ import time
 
 import pytest
 
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStarted, RunStopped
-from transfer_core.jobs import JobQueue
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import (
+    DataReady,
+    EpochEnd,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+)
+from transfer_core.service.jobs import JobQueue
+from transfer_core.training.callbacks import Callback
 
 TINY = dict(image_size=64, batch_size=8, epochs=1, seed=0, freeze="all", max_images=12)
 OWNERS = ("ann-0123456789abcdef", "ben-0123456789abcdef", "cat-0123456789abcdef", "dan-0123456789abcdef")
@@ -134,7 +142,7 @@ def test_a_run_cannot_be_resumed_twice_at_once(textile_small, tmp_path):
 def test_starts_in_the_same_second_get_different_runs(textile_small, tmp_path, monkeypatch):
     ids = iter(["20260101-000000-mobilenet_v2-beef", "20260101-000000-mobilenet_v2-beef",
                 "20260101-000000-mobilenet_v2-cafe"])
-    monkeypatch.setattr("transfer_core.jobs.new_run_id", lambda backbone: next(ids))
+    monkeypatch.setattr("transfer_core.service.jobs.new_run_id", lambda backbone: next(ids))
     queue, gate = JobQueue(), threading.Event()
     cfg = TrainConfig(data=str(textile_small), **TINY)
     a, b = (queue.submit(cfg, tmp_path, o, callbacks=[Gate(gate)]) for o in ("a", "b"))

@@ -11,23 +11,39 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import copy_textile, textile_root
 from PIL import Image
 
-from conftest import copy_textile, textile_root
-from transfer_core.backbones import build_network, get_backbone
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.events import RunFailed, RunFinished
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import RunFailed, RunFinished
+from transfer_core.data.shift import shifted_copy
+from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.methods import HELP, callbacks_for
-from transfer_core.methods.adaptation import TargetDomain, coral_loss, reverse_gradient, target_labels
-from transfer_core.methods.distillation import Distillation, agreement, convert_view, distillation_loss
+from transfer_core.methods.adaptation import (
+    TargetDomain,
+    coral_loss,
+    reverse_gradient,
+    target_labels,
+)
+from transfer_core.methods.distillation import (
+    Distillation,
+    agreement,
+    convert_view,
+    distillation_loss,
+)
 from transfer_core.methods.l2sp import L2SP, distance_to_start, transferred_parameters
-from transfer_core.methods.lr_finder import _until_blow_up, lr_find, lr_schedule, smooth, suggest
-from transfer_core.methods.shift import shifted_copy
-from transfer_core.optim import build_optimizer, set_lr
-from transfer_core.predict import load_model, predict_probs
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
+from transfer_core.models.backbones import build_network, get_backbone
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.training.callbacks import Callback
+from transfer_core.training.optim import build_optimizer, set_lr
+from transfer_core.workflows.lr_finder import (
+    _until_blow_up,
+    lr_find,
+    lr_schedule,
+    smooth,
+    suggest,
+)
+from transfer_core.workflows.train import train
 
 FAST = dict(image_size=96, batch_size=16, seed=0)
 CORAL_WEIGHT = 10.0

@@ -9,14 +9,21 @@ import threading
 import pytest
 
 from tests.conftest import copy_textile
-from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, raw_texts, texts  # noqa: F401
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.events import EpochEnd
-from transfer_core.jobs import default_queue
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import Trainer, train
-from transfer_core.workspaces import OwnerTag, new_token
+from tests.test_app_pages import (  # noqa: F401
+    app_dirs,
+    choose_folder,
+    no_exception,
+    page,
+    raw_texts,
+    texts,
+)
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import EpochEnd
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.jobs import default_queue
+from transfer_core.service.workspaces import OwnerTag, new_token
+from transfer_core.training.callbacks import Callback
+from transfer_core.workflows.train import make_trainer, train
 
 TINY = dict(image_size=64, batch_size=8, freeze="all")
 
@@ -32,7 +39,7 @@ class StopAfterFirstEpoch(Callback):
 
 def stopped_run(data, runs, token) -> RunFolder:
     stop = threading.Event()
-    trainer = Trainer(TrainConfig(data=str(data), epochs=3, **TINY), runs_dir=runs, stop=stop,
+    trainer = make_trainer(TrainConfig(data=str(data), epochs=3, **TINY), runs_dir=runs, stop=stop,
                       callbacks=[OwnerTag(token), StopAfterFirstEpoch(stop)])
     result = trainer.run_training()
     assert result.final.kind == "RunStopped"
@@ -110,7 +117,7 @@ def test_a_stopped_run_counts_its_epochs_lists_everywhere_and_resumes(app_dirs, 
 
 
 def test_colour_means_the_share_on_every_chart_and_runs_differ_by_line_style(two_peoples_runs, app_dirs):
-    from transfer_core.compare import compare_runs
+    from transfer_core.results.compare import compare_runs
     from ui import charts
 
     _, mine, theirs = two_peoples_runs
@@ -165,7 +172,7 @@ def test_runs_page_asks_before_deleting_says_it_did_and_names_downloads_by_name(
 
 
 def test_the_network_table_shows_every_network_and_whether_it_works_here(app_dirs):
-    from transfer_core.backbones import list_backbones
+    from transfer_core.models.backbones import list_backbones
 
     at = page("pages/2_Train.py").run()
     at.button(key="use_demo_here").click().run()

@@ -12,14 +12,20 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import copy_textile
-from tests.test_app_pages import (app_dirs, choose_folder, no_exception, page, texts,  # noqa: F401
-                                  wait_for_task)
-from transfer_core.config import TrainConfig
-from transfer_core.datasets import demo_dataset_path
-from transfer_core.jobs import default_queue
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
-from transfer_core.workspaces import Workspace, workspace_id
+from tests.test_app_pages import (  # noqa: F401
+    app_dirs,
+    choose_folder,
+    no_exception,
+    page,
+    texts,
+    wait_for_task,
+)
+from transfer_core.core.config import TrainConfig
+from transfer_core.data.datasets import demo_dataset_path
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.jobs import default_queue
+from transfer_core.service.workspaces import Workspace, workspace_id
+from transfer_core.workflows.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -77,7 +83,7 @@ def test_upload_train_export_leaks_no_key_and_no_server_path(app_dirs, tmp_path)
     wait_for_task(runs_page, f"export_task_{job.id}")
     no_exception(runs_page)
     export_zip = Path(runs_page.session_state[f"exported_{job.id}"][0])
-    from transfer_core.bundle import model_bundle
+    from transfer_core.results.bundle import model_bundle
 
     items = list(blobs(run_dir)) + list(zip_blobs("model download", model_bundle(run_dir)))
     items += list(zip_blobs("export", export_zip.read_bytes()))
@@ -120,7 +126,7 @@ def test_a_command_line_runs_download_does_not_name_its_folder(tmp_path):
     # server, and resume needs it); the download that anyone may take shows it as a label.
     folder = copy_textile(tmp_path / "photos", 3)
     result = train(TrainConfig(data=str(folder), epochs=1, image_size=64, freeze="all"), runs_dir=tmp_path / "runs")
-    from transfer_core.bundle import model_bundle
+    from transfer_core.results.bundle import model_bundle
 
     assert leaks(zip_blobs("download", model_bundle(result.run_dir)), secrets_of(tmp_path)) == []
     assert RunFolder(result.run_dir).config.data == str(folder.resolve())

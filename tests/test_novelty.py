@@ -13,18 +13,24 @@ import numpy as np
 import pytest
 import skimage.data
 import torch
+from conftest import copy_textile
 from PIL import Image
 
-from conftest import copy_textile
 from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401 - app_dirs is a fixture
-from transfer_core import novelty
-from transfer_core.bundle import model_bundle
 from transfer_core.cli import main
-from transfer_core.config import TrainConfig
-from transfer_core.export import export_run
-from transfer_core.predict import UNFAMILIAR, answer, familiarity, load_model, outputs
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.inference import novelty
+from transfer_core.inference.predict import (
+    UNFAMILIAR,
+    answer,
+    familiarity,
+    load_model,
+    outputs,
+)
+from transfer_core.results.bundle import model_bundle
+from transfer_core.results.export import export_run
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.workflows.train import train
 
 
 def _noise(folder: Path, n: int, seed: int = 0) -> list[Path]:

@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import copy_textile
-from transfer_core.backbones import get_backbone
-from transfer_core.callbacks import Callback
-from transfer_core.config import TrainConfig
-from transfer_core.device import plan_for
-from transfer_core.events import RunFinished
-from transfer_core.imagecache import ImageStore
-from transfer_core.trainer import train
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.device import plan_for
+from transfer_core.core.events import RunFinished
+from transfer_core.data.imagecache import ImageStore
+from transfer_core.models.backbones import get_backbone
+from transfer_core.training.callbacks import Callback
+from transfer_core.workflows.train import train
 
 FAST = dict(image_size=64, batch_size=8, seed=0)
 REPO = Path(__file__).resolve().parents[1]
@@ -160,7 +160,7 @@ class StageWeights(StageCalls):
 
 def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_kept_cache(textile_small, tmp_path,
                                                                                            monkeypatch):
-    from transfer_core.features import FeatureCache
+    from transfer_core.training.features import FeatureCache
     computed = []  # (phase, depth) of every pass of the images through the first stages
     original = FeatureCache._compute
 
@@ -198,8 +198,8 @@ def test_quick_start_is_off_for_feature_extraction_and_for_runs_saved_before_it(
 def test_frozen_stages_folded_for_caching_compute_the_same_outputs(name):
     from torch import nn
 
-    from transfer_core.backbones import build_network
-    from transfer_core.features import frozen_part
+    from transfer_core.models.backbones import build_network
+    from transfer_core.training.features import frozen_part
 
     net = build_network(name, 3).eval()
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -5,12 +5,18 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import TEXTILE_CLASSES, copy_textile, textile_root
 from PIL import Image
 
-from conftest import TEXTILE_CLASSES, copy_textile, textile_root
 from transfer_core.cli import main
-from transfer_core.datasets import DatasetError, demo_dataset_path, scan_dataset
-from transfer_core.quality import check_dataset, clear_feature_cache, exclude_image, move_to_class, undo_move
+from transfer_core.data.datasets import DatasetError, demo_dataset_path, scan_dataset
+from transfer_core.quality.checks import (
+    check_dataset,
+    clear_feature_cache,
+    exclude_image,
+    move_to_class,
+    undo_move,
+)
 
 
 def flip_labels(root: Path, share: float, seed: int) -> set[str]:

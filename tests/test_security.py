@@ -10,21 +10,33 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets_fixtures import png_bytes, textile10, zip_folder  # noqa: F401 - textile10 is a fixture
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from datasets_fixtures import png_bytes, textile10, zip_folder  # noqa: F401 - textile10 is a fixture
-from transfer_core.config import TrainConfig
-from transfer_core.datasets import DatasetError, scan_dataset, write_uploads
-from transfer_core.events import RunFailed, RunStarted
-from transfer_core.jobs import JobQueue
-from transfer_core.predict import load_model
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import resume, train
-from transfer_core.weights import WeightsUnavailable, load_user_state_dict
-from transfer_core.workspaces import (NotAllowed, OwnerTag, Workspace, data_roots, delete_run, list_runs_for,
-                                      new_token, rename_run, resolve_server_folder, resume_run, run_name,
-                                      run_owner_is, valid_token)
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import RunFailed, RunStarted
+from transfer_core.data.datasets import DatasetError, scan_dataset, write_uploads
+from transfer_core.inference.predict import load_model
+from transfer_core.models.weights import WeightsUnavailable, load_user_state_dict
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.jobs import JobQueue
+from transfer_core.service.workspaces import (
+    NotAllowed,
+    OwnerTag,
+    Workspace,
+    data_roots,
+    delete_run,
+    list_runs_for,
+    new_token,
+    rename_run,
+    resolve_server_folder,
+    resume_run,
+    run_name,
+    run_owner_is,
+    valid_token,
+)
+from transfer_core.workflows.train import resume, train
 
 ALICE, BOB = "alice-token-0123456789", "bob-token-abcdefghijkl"
 

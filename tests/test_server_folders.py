@@ -6,7 +6,7 @@ import os
 
 from tests.conftest import copy_textile
 from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401 - fixture
-from transfer_core.workspaces import server_folders
+from transfer_core.service.workspaces import server_folders
 
 
 def shared_tree(tmp_path):

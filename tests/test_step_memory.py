@@ -13,11 +13,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from transfer_core.config import TrainConfig
-from transfer_core.freezing import set_train_mode
-from transfer_core.methods.lr_finder import _prepared_trainer
-from transfer_core.optim import build_optimizer
-from transfer_core.stepmemory import bytes_per_image, part_size, saved_bytes, split_count
+from transfer_core.core.config import TrainConfig
+from transfer_core.models.freezing import set_train_mode
+from transfer_core.training.optim import build_optimizer
+from transfer_core.training.stepmemory import (
+    bytes_per_image,
+    part_size,
+    saved_bytes,
+    split_count,
+)
+from transfer_core.workflows.lr_finder import _prepared_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,10 +89,10 @@ def test_parts_give_the_same_update(textile_small, tmp_path, freeze):
 PEAK_CHILD = """
 import json, sys, threading, tempfile
 from pathlib import Path
-from transfer_core.config import TrainConfig
-from transfer_core.events import Progress
-from transfer_core.callbacks import Callback
-from transfer_core.trainer import Trainer
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import Progress
+from transfer_core.training.callbacks import Callback
+from transfer_core.workflows.train import make_trainer
 
 class StopAfter(Callback):
     def __init__(self, stop): self.stop = stop
@@ -97,7 +102,7 @@ class StopAfter(Callback):
 
 stop = threading.Event()
 config = TrainConfig(data=sys.argv[1], freeze=0, batch_size=32, step_memory_mb=int(sys.argv[2]), max_images=64)
-trainer = Trainer(config, runs_dir=tempfile.mkdtemp(), callbacks=[StopAfter(stop)], stop=stop)
+trainer = make_trainer(config, runs_dir=tempfile.mkdtemp(), callbacks=[StopAfter(stop)], stop=stop)
 trainer.run_training()
 hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
 print(json.dumps({"peak_mb": hwm / 1024, "part_size": trainer.part_size}))

@@ -10,11 +10,11 @@ import torch
 
 from tests.conftest import copy_textile
 from tests.test_app_pages import app_dirs, no_exception, page  # noqa: F401 - fixture
-from transfer_core.config import TrainConfig
-from transfer_core.datasets import TEST_MIN_PER_CLASS, scan_dataset
-from transfer_core.evaluation import evaluate_run
-from transfer_core.runs import RunFolder
-from transfer_core.trainer import train
+from transfer_core.core.config import TrainConfig
+from transfer_core.data.datasets import TEST_MIN_PER_CLASS, scan_dataset
+from transfer_core.inference.evaluation import evaluate_run
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.workflows.train import train
 
 
 @pytest.fixture(scope="module")

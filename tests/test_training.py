@@ -9,14 +9,22 @@ import pytest
 import torch
 import torchvision.models as tvm
 
-from transfer_core.callbacks import Callback, EventLog
-from transfer_core.config import TrainConfig
-from transfer_core.events import (DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStarted,
-                                  RunStopped)
-from transfer_core.freezing import frozen_modules
-from transfer_core.predict import load_model, predict
-from transfer_core.runs import RunFolder, list_runs
-from transfer_core.trainer import Trainer, train
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import (
+    DataReady,
+    EpochEnd,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+)
+from transfer_core.inference.predict import load_model, predict
+from transfer_core.models.freezing import frozen_modules
+from transfer_core.runstore.runs import RunFolder, list_runs
+from transfer_core.training.callbacks import Callback, EventLog
+from transfer_core.training.trainer import Trainer
+from transfer_core.workflows.train import train
 
 FAST = dict(image_size=64, batch_size=8, epochs=1, seed=0)
 
@@ -169,7 +177,8 @@ def test_pretrained_clearly_beats_random_initialisation(tmp_path):
     The baseline is the fair one the CLI's --scratch-baseline trains: every layer learns from random
     weights (random layers kept frozen would be a straw man)."""
     from conftest import copy_textile
-    from transfer_core.methods.baseline import scratch_config
+
+    from transfer_core.workflows.baseline import scratch_config
 
     data = copy_textile(tmp_path / "data", 60)
     config = TrainConfig(data=str(data), seed=1)  # the one-click defaults otherwise

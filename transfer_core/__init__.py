@@ -1,12 +1,16 @@
 """transfer_core: the Transfer Studio engine (no UI code: the app, the CLI and tests all drive it).
 
-Main entry points:
-    list_backbones(), get_backbone(name), build_network(...)   backbones.py
-    scan_dataset(path) -> DatasetReport                          datasets.py
-    TrainConfig(...)                                             config.py
-    train(config, runs_dir=..., callbacks=[...], stop=Event())   trainer.py
-    default_queue().submit(config, runs_dir, owner)             jobs.py (one job at a time, for the app)
-    list_runs(runs_dir), RunFolder(path)                         runs.py
-    load_model(run_dir), predict(run_dir, images, k)             predict.py
-    evaluate_run(run_dir)                                        evaluation.py
+Sub-packages, each importing only those listed before it (checked by `lint-imports`, see .importlinter):
+    core        config.TrainConfig, events, device, metrics, advice
+    models      backbones.get_backbone / build_network, weights, preprocessing, freezing, augment
+    data        datasets.scan_dataset -> DatasetReport, uploads, datarefs, imagecache
+    runstore    runfiles (every file name of a run folder), runs.RunFolder / list_runs
+    inference   predict.load_model / predict, calibration, gradcam, novelty, evaluation.evaluate_run
+    training    trainer.Trainer (the loop), callbacks, features (cache), optim, eta, failures
+    methods     L2-SP, distillation, domain adaptation: callbacks_for(config)
+    workflows   train.train / resume, lr_finder.lr_find, baseline
+    quality     checks.check_dataset (duplicates, suspected labels)
+    results     compare, bundle, export
+    service     jobs.default_queue() (one job at a time per device), workspaces
+    cli         the command line (python -m transfer_core)
 """

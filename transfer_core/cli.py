@@ -11,7 +11,7 @@
     python -m transfer_core resume RUN_DIR [--json]
     python -m transfer_core lr-find DATA [--backbone mobilenet_v2] [--steps 60] [--sweeps 3] [--json]
 
-Values shown are the defaults (TrainConfig, transfer_core/config.py), except --threshold, whose default
+Values shown are the defaults (TrainConfig, transfer_core/core/config.py), except --threshold, whose default
 0 always answers (0.8 is an example).
 """
 from __future__ import annotations
@@ -22,11 +22,18 @@ import sys
 import time
 from dataclasses import fields
 
-from . import distributed
-from .backbones import list_backbones
-from .callbacks import Callback
-from .config import ConfigError, TrainConfig
-from .events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
+from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.core.events import (
+    DataReady,
+    EpochEnd,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+)
+from transfer_core.models.backbones import list_backbones
+from transfer_core.training import distributed
+from transfer_core.training.callbacks import Callback
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
@@ -113,7 +120,9 @@ class ProgressPrinter(Callback):
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from .trainer import train  # imported here so `backbones` and `--help` stay quick
+    from transfer_core.workflows.train import (
+        train,  # imported here so `backbones` and `--help` stay quick
+    )
 
     config = config_from_args(args)
     t0 = time.time()
@@ -123,7 +132,7 @@ def run_train(args: argparse.Namespace) -> int:
     callbacks = [ProgressPrinter()] if rank == 0 else []
     scratch = None
     if args.scratch_baseline:  # the pretrained run, then the same from random weights (methods/baseline.py)
-        from .methods.baseline import train_with_scratch_baseline
+        from transfer_core.workflows.baseline import train_with_scratch_baseline
 
         result, scratch = train_with_scratch_baseline(config, runs_dir=args.out, callbacks=callbacks)
     else:
@@ -150,7 +159,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def run_resume(args: argparse.Namespace) -> int:
     """Continue an interrupted (or stopped, or failed) run from its last finished epoch."""
-    from .trainer import resume
+    from transfer_core.workflows.train import resume
 
     t0 = time.time()
     result = resume(args.run_dir, callbacks=[ProgressPrinter()])  # CannotResume is a ValueError: main() says why
@@ -176,7 +185,7 @@ def run_backbones(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .predict import answer, load_model
+    from transfer_core.inference.predict import answer, load_model
 
     model = load_model(args.run_dir)
     for path, ans in zip(args.images, answer(model, args.images, threshold=args.threshold, k=args.top_k)):
@@ -195,7 +204,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_calibration_report(args: argparse.Namespace) -> int:
-    from .calibration import run_calibration
+    from transfer_core.inference.calibration import run_calibration
 
     rc = run_calibration(args.run_dir)
     curve = rc.threshold_curve(11)
@@ -215,7 +224,7 @@ def run_calibration_report(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs
+    from transfer_core.results.compare import compare_runs
 
     result = compare_runs(args.runs)
     if args.json:
@@ -241,8 +250,8 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def run_gradcam(args: argparse.Namespace) -> int:
-    from .gradcam import explain
-    from .predict import load_model
+    from transfer_core.inference.gradcam import explain
+    from transfer_core.inference.predict import load_model
 
     result = explain(load_model(args.run_dir), args.image, args.target)
     result.overlay().save(args.out)
@@ -251,7 +260,7 @@ def run_gradcam(args: argparse.Namespace) -> int:
 
 
 def run_check_data(args: argparse.Namespace) -> int:
-    from .quality import check_dataset
+    from transfer_core.quality.checks import check_dataset
 
     def progress(phase, done, total):
         sys.stderr.write(f"\r{phase:>10} {done}/{total}   ")
@@ -274,7 +283,7 @@ def run_check_data(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from .export import ExportError, export_run
+    from transfer_core.results.export import ExportError, export_run
 
     try:
         result = export_run(args.run_dir, args.out)
@@ -299,7 +308,7 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_lr_find(args: argparse.Namespace) -> int:
-    from .methods.lr_finder import lr_find
+    from transfer_core.workflows.lr_finder import lr_find
 
     def progress(done, total):
         sys.stderr.write(f"\r  lr-find {done}/{total} steps   ")

@@ -2,16 +2,16 @@
 from __future__ import annotations
 
 import functools
-import re
 import gc
+import re
 from contextlib import contextmanager
 
 import streamlit as st
 
-from transfer_core.datarefs import redact_paths
-from transfer_core.jobs import default_queue
-from transfer_core.runs import RunSummary
-from transfer_core.workspaces import OwnedRun, list_runs_for, run_name
+from transfer_core.data.datarefs import redact_paths
+from transfer_core.runstore.runs import RunSummary
+from transfer_core.service.jobs import default_queue
+from transfer_core.service.workspaces import OwnedRun, list_runs_for, run_name
 
 from . import session
 

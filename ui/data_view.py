@@ -7,9 +7,13 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from transfer_core.datarefs import data_roots
-from transfer_core.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
-from transfer_core.workspaces import NotAllowed, resolve_server_folder, server_folders
+from transfer_core.data.datarefs import data_roots
+from transfer_core.data.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
+from transfer_core.service.workspaces import (
+    NotAllowed,
+    resolve_server_folder,
+    server_folders,
+)
 
 from .common import md_escape
 

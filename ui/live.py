@@ -8,9 +8,16 @@ import time
 
 import streamlit as st
 
-from transfer_core.advice import overfitting
-from transfer_core.events import DataReady, EpochEnd, Progress, RunFailed, RunFinished, RunStopped
-from transfer_core.jobs import Job, default_queue
+from transfer_core.core.advice import overfitting
+from transfer_core.core.events import (
+    DataReady,
+    EpochEnd,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStopped,
+)
+from transfer_core.service.jobs import Job, default_queue
 
 from . import charts, session
 from .common import md_escape

@@ -11,15 +11,15 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from transfer_core.config import TrainConfig
-from transfer_core.datasets import write_uploads
+from transfer_core.core.config import TrainConfig
+from transfer_core.data.datasets import write_uploads
 from transfer_core.methods import HELP
-from transfer_core.methods.lr_finder import lr_find
-from transfer_core.runs import list_runs
+from transfer_core.runstore.runs import list_runs
+from transfer_core.workflows.lr_finder import lr_find
 
 from . import session, tasks
-from .session import remembered
 from .common import friendly_errors, run_label
+from .session import remembered
 
 LR_OPTIONS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
 L2SP_OPTIONS = [0.0, 0.01, 0.1, 0.3, 0.5]

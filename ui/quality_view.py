@@ -6,7 +6,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.quality import FileMove, QualityReport, check_dataset, exclude_image, move_to_class, undo_move
+from transfer_core.quality.checks import (
+    FileMove,
+    QualityReport,
+    check_dataset,
+    exclude_image,
+    move_to_class,
+    undo_move,
+)
 
 from . import session, tasks
 from .common import friendly_errors

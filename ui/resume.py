@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.workspaces import OwnedRun, list_runs_for, resume_run
+from transfer_core.service.workspaces import OwnedRun, list_runs_for, resume_run
 
 from . import session
 from .common import friendly_errors, md_escape

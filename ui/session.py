@@ -2,7 +2,7 @@
 
 A browser session's workspace token lives in the URL (`?ws=...`), so a refresh or a bookmarked tab finds
 the same data and runs again, and nothing needs a login. The token only names folders; what another
-token's owner may do with a run is decided by the engine (transfer_core.workspaces).
+token's owner may do with a run is decided by the engine (transfer_core.service.workspaces).
 """
 from __future__ import annotations
 
@@ -12,11 +12,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.datarefs import workspaces_root
-from transfer_core.datasets import demo_dataset_path
-from transfer_core.jobs import Job, default_queue
-from transfer_core.workspaces import Workspace, new_token, valid_token
-
+from transfer_core.data.datarefs import workspaces_root
+from transfer_core.data.datasets import demo_dataset_path
+from transfer_core.service.jobs import Job, default_queue
+from transfer_core.service.workspaces import Workspace, new_token, valid_token
 
 
 def runs_dir() -> Path:

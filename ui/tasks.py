@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.jobs import Task, TaskWork, default_queue
+from transfer_core.service.jobs import Task, TaskWork, default_queue
 
 from . import session
 from .common import md_escape

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.backbones import freeze_options, get_backbone, list_backbones
-from transfer_core.config import AUGMENTS, OPTIMIZERS, TrainConfig
+from transfer_core.core.config import AUGMENTS, OPTIMIZERS, TrainConfig
+from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 
 from .methods_form import lr_options
 from .session import remembered

@@ -13,8 +13,8 @@ the README.
 """
 from __future__ import annotations
 
-from ..callbacks import Callback
-from ..config import TrainConfig
+from transfer_core.core.config import TrainConfig
+from transfer_core.training.callbacks import Callback
 
 HELP: dict[str, str] = {
     "l2sp": (
@@ -60,9 +60,9 @@ HELP: dict[str, str] = {
 
 def callbacks_for(config: TrainConfig) -> list[Callback]:
     """The callbacks the config's methods need, in the order their end-of-training steps must run."""
-    from .adaptation import TargetDomain
-    from .distillation import Distillation
-    from .l2sp import L2SP
+    from transfer_core.methods.adaptation import TargetDomain
+    from transfer_core.methods.distillation import Distillation
+    from transfer_core.methods.l2sp import L2SP
 
     out: list[Callback] = []
     if config.target_data:

@@ -22,14 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..augment import eval_view
-from ..callbacks import Callback
-from ..config import ConfigError, TrainConfig
-from ..datasets import scan_unlabelled
-from ..features import entry_point
-from ..freezing import set_train_mode
-from ..imagecache import ImageStore
-from ..network import TransferNet
+from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.data.datasets import scan_unlabelled
+from transfer_core.data.imagecache import ImageStore
+from transfer_core.models.augment import eval_view
+from transfer_core.models.freezing import set_train_mode
+from transfer_core.models.network import TransferNet
+from transfer_core.training.callbacks import Callback
+from transfer_core.training.features import entry_point
 
 _DOMAIN_HIDDEN = 256
 # The paper's CORAL loss is divided by 4 d^2 (d = 1280 for most backbones here), so at weight 1 it is

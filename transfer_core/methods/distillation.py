@@ -17,12 +17,12 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from ..augment import eval_view
-from ..callbacks import Callback
-from ..config import ConfigError, TrainConfig
-from ..imagecache import ImageStore
-from ..predict import LoadedModel, load_model
-from ..preprocessing import Preprocessing
+from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.data.imagecache import ImageStore
+from transfer_core.inference.predict import LoadedModel, load_model
+from transfer_core.models.augment import eval_view
+from transfer_core.models.preprocessing import Preprocessing
+from transfer_core.training.callbacks import Callback
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..callbacks import Callback
-from ..network import TransferNet
+from transfer_core.models.network import TransferNet
+from transfer_core.training.callbacks import Callback
 
 
 def transferred_parameters(net: TransferNet) -> list[tuple[str, nn.Parameter]]:

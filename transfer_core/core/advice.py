@@ -1,0 +1,36 @@
+"""Reading a run's curves the way a teacher would, in plain words: is it memorising the pictures?"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from transfer_core.core.events import EpochEnd
+
+# Validation accuracy this far below its best, with training accuracy this far above validation, is more
+# than the noise of a small validation share: the model learns the training pictures themselves.
+FALL = 0.05
+GAP = 0.15
+
+
+def overfitting(epochs: Sequence[EpochEnd]) -> str | None:
+    """Words for a run whose validation accuracy fell after its best epoch while training accuracy kept
+    climbing (or whose validation loss kept rising for 2 epochs while the training loss fell); else None."""
+    if len(epochs) < 2:
+        return None
+    best = max(epochs, key=lambda e: (e.val_accuracy, -e.epoch))
+    last = epochs[-1]
+    falling = last.val_accuracy <= best.val_accuracy - FALL and last.train_accuracy >= last.val_accuracy + GAP
+    if not (falling or _loss_diverging(epochs)) or last.epoch == best.epoch:
+        return None
+    return (f"Signs of overfitting: after epoch {best.epoch}, training accuracy went to {last.train_accuracy:.0%} "
+            f"while validation accuracy went from {best.val_accuracy:.0%} to {last.val_accuracy:.0%}. The model "
+            f"is memorising your pictures instead of learning what tells the classes apart. The best epoch "
+            f"({best.epoch}) is the model kept. To do better: add more pictures, turn on augmentation, keep "
+            f"more layers frozen, or train fewer epochs (early stopping does that by itself).")
+
+
+def _loss_diverging(epochs: Sequence[EpochEnd]) -> bool:
+    """The last 3 epochs: validation loss up twice in a row while training loss went down."""
+    if len(epochs) < 3:
+        return False
+    a, b, c = epochs[-3:]
+    return a.val_loss < b.val_loss < c.val_loss and c.train_loss < a.train_loss and c.train_accuracy > 0.9

@@ -1,0 +1,401 @@
+"""Find, check and split an image-classification dataset (class folders, or train/ and val/ folders).
+
+Every image is decoded once while scanning, so a damaged file is reported here with its reason instead
+of failing an epoch later. Reading one picture is datafiles.py's job, unpacking uploads uploads.py's, the
+advice in words dataadvice.py's.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import os
+import random
+import tempfile
+import unicodedata
+import zipfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Sequence
+
+from transfer_core.data.dataadvice import (  # noqa: F401
+    FEW_IMAGES,
+    IMBALANCE,
+    _balance_warnings,
+    _duplicate_warnings,
+    _empty_warnings,
+    _single_image_warnings,
+    _split_gaps,
+)
+
+# Re-exported: these lived here before the module was split, and callers import them from here.
+from transfer_core.data.datafiles import (  # noqa: F401
+    _CONTROL,
+    _DRIVE,
+    _IGNORED,
+    _UNSUPPORTED,
+    IMAGE_EXTENSIONS,
+    MAX_PIXELS,
+    BadImage,
+    DatasetError,
+    _check_pixels,
+    _decode,
+    _file_size,
+    _high_depth_to_rgb,
+    _human,
+    _ignored,
+    _inside,
+    _name_clash,
+    _names,
+    _on_white,
+    _rel,
+    _remaining_bytes,
+    _safe_parts,
+    _to_rgb,
+    _too_large_reason,
+    _upright,
+    load_rgb,
+)
+from transfer_core.data.uploads import (  # noqa: F401
+    _CHUNK,
+    _RATIO_FLOOR,
+    ZipLimits,
+    _check_ratios,
+    _check_sizes,
+    _copy_member,
+    _damaged_zip,
+    _extract_member,
+    _is_symlink,
+    _plan_zip,
+    _write_zip_upload,
+    safe_extract_zip,
+    write_uploads,
+)
+
+LAYOUT_CLASSES = "class folders"
+LAYOUT_SPLITS = "train/val folders"
+# From this many pictures in every class, a test share is kept apart (DatasetReport.test).
+TEST_MIN_PER_CLASS = 50
+_TRAIN_NAMES = ("train", "training")
+_VAL_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int
+
+
+@dataclass(frozen=True)
+class Skipped:
+    path: str  # relative to the dataset root, as shown to the user
+    reason: str
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    root: Path
+    classes: tuple[str, ...]
+    train: tuple[Sample, ...]
+    val: tuple[Sample, ...]
+    skipped: tuple[Skipped, ...]
+    warnings: tuple[str, ...]
+    layout: str  # LAYOUT_CLASSES or LAYOUT_SPLITS
+    # Held out from the validation share when every class has TEST_MIN_PER_CLASS pictures: nothing is tuned
+    # on these (the validation pictures choose the best epoch and fit the confidence), so their figure is
+    # the honest one.
+    test: tuple[Sample, ...] = ()
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """class -> {"train": n, "val": n, "total": n}"""
+        out = {c: {"train": 0, "val": 0, "test": 0, "total": 0} for c in self.classes}
+        for split, samples in (("train", self.train), ("val", self.val), ("test", self.test)):
+            for s in samples:
+                row = out[self.classes[s.label]]
+                row[split] += 1
+                row["total"] += 1
+        return out
+
+    def fingerprint(self) -> str:
+        """Identifies the data: changes when a file is added, removed, resized or relabelled."""
+        rows = sorted((_rel(s.path, self.root), _file_size(s.path), s.label)
+                      for s in self.train + self.val + self.test)
+        digest = hashlib.sha256()
+        for rel, size, label in rows:
+            digest.update(f"{rel}\0{size}\0{label}\n".encode("utf-8", "replace"))
+        return digest.hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"root": str(self.root), "layout": self.layout, "classes": list(self.classes),
+                "counts": self.counts(), "num_train": len(self.train), "num_val": len(self.val),
+                "num_test": len(self.test),
+                "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+                "warnings": list(self.warnings), "fingerprint": self.fingerprint()}
+
+
+# ---------------------------------------------------------------------------------------------- finding files
+def _entries(folder: Path) -> list[Path]:
+    try:
+        return sorted(p for p in folder.iterdir() if not _ignored(p.name))
+    except OSError as exc:
+        raise DatasetError(f"The folder '{folder}' cannot be read ({exc.strerror or exc}).") from None
+
+
+def _is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _non_image_reason(path: Path) -> str:
+    return _UNSUPPORTED.get(path.suffix.lower(), "not an image file")
+
+
+def _walk(folder: Path, root: Path) -> tuple[list[Path], list[Skipped]]:
+    """Image files anywhere below `folder` (sorted), and the other files as skipped."""
+    images, skipped = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not _ignored(d))
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            if _ignored(name):
+                continue
+            if _is_image_name(path):
+                images.append(path)
+            else:
+                skipped.append(Skipped(_rel(path, root), _non_image_reason(path)))
+    return images, skipped
+
+
+def _unwrap(folder: Path) -> Path:
+    """Step into lone wrapping folders ("upload/data/cats" -> "upload/data"), as zips and uploads add them."""
+    for _ in range(8):
+        entries = _entries(folder)
+        dirs = [e for e in entries if e.is_dir()]
+        if len(dirs) != 1 or any(_is_image_name(e) for e in entries if not e.is_dir()):
+            break
+        if not any(e.is_dir() for e in _entries(dirs[0])):
+            break  # a lone folder of pictures is a class (the only one), not a wrapper
+        folder = dirs[0]
+    return folder
+
+
+def _split_folders(root: Path) -> tuple[Path, Path, list[str]] | None:
+    """(train, val, notes) when `root` holds train/ and val/ (or valid/, test/...) folders."""
+    dirs = {d.name.lower(): d for d in _entries(root) if d.is_dir()}
+    train = next((dirs[n] for n in _TRAIN_NAMES if n in dirs), None)
+    val = next((dirs[n] for n in _VAL_NAMES if n in dirs), None)
+    if train is None or val is None:
+        return None
+    unused = sorted(d.name for d in dirs.values() if d not in (train, val))
+    notes = [f"Folder(s) {_names(unused)} were not used: with '{train.name}' and '{val.name}' folders, "
+             "only those two are read."] if unused else []
+    return train, val, notes
+
+
+def _resolve(source: str | Path, extract_to: str | Path | None, limits: ZipLimits) -> Path:
+    if source is None or not str(source).strip():
+        raise DatasetError("No dataset chosen. Give a folder with one folder of images per class, or a .zip of it.")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise DatasetError(f"'{source}' does not exist. Check the path, or upload the folder again.")
+    if path.is_dir():
+        return path.absolute()
+    if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
+        return safe_extract_zip(path, _extract_dir(extract_to), limits).absolute()
+    raise DatasetError(f"'{source}' is a file, not a folder or a .zip. Choose the folder that holds one folder "
+                       "of images per class.")
+
+
+def _extract_dir(extract_to: str | Path | None) -> Path:
+    if extract_to is None:
+        return Path(tempfile.mkdtemp(prefix="transfer_studio_data_"))
+    path = Path(extract_to)
+    if path.is_dir() and any(path.iterdir()):
+        return Path(tempfile.mkdtemp(prefix="unzipped_", dir=path))  # never mix with earlier contents
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- checking files
+@dataclass(frozen=True)
+class _Checked:
+    path: Path
+    reason: str | None  # None: usable
+    digest: str = ""
+
+
+def _check(path: Path, min_side: int, max_bytes: int) -> _Checked:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return _Checked(path, f"file too large ({_human(size)}; at most {_human(max_bytes)})")
+        data = path.read_bytes()
+        width, height = load_rgb(io.BytesIO(data)).size
+    except BadImage as exc:
+        return _Checked(path, str(exc))
+    except OSError as exc:
+        return _Checked(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
+    if min(width, height) < min_side:
+        return _Checked(path, f"image too small ({width}x{height} px; at least {min_side}x{min_side})")
+    return _Checked(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[_Checked]:
+    """Decode every file once, in threads (Pillow releases the GIL while decoding); keeps the input order."""
+    if not paths:
+        return []
+    workers = max(1, min(8, 2 * (os.cpu_count() or 1), len(paths)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(partial(_check, min_side=min_side, max_bytes=max_bytes), paths, chunksize=16))
+
+
+# ---------------------------------------------------------------------------------------------- scanning
+@dataclass
+class _Found:
+    """Candidate images as (class, split, path), before decoding."""
+    candidates: list[tuple[str, str, Path]]
+    skipped: list[Skipped]
+    class_names: set[str]
+
+
+def _class_name(folder_name: str) -> str:
+    # macOS writes accents decomposed; without this "café" from a Mac zip and from Windows are two classes.
+    return unicodedata.normalize("NFC", folder_name)
+
+
+def _gather(folder: Path, root: Path, split: str, found: _Found) -> None:
+    for entry in _entries(folder):
+        if entry.is_dir():
+            name = _class_name(entry.name)
+            found.class_names.add(name)
+            images, skipped = _walk(entry, root)
+            found.candidates += [(name, split, p) for p in images]
+            found.skipped += skipped
+        else:
+            reason = "not inside a class folder" if _is_image_name(entry) else _non_image_reason(entry)
+            found.skipped.append(Skipped(_rel(entry, root), reason))
+
+
+def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
+                 extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),
+                 min_side: int = 16, test_share: bool = True) -> DatasetReport:
+    """Find the classes and images of a folder (or .zip), check every image, split train/validation, and
+    (test_share, every class with TEST_MIN_PER_CLASS pictures) half the validation share into a test share."""
+    if not 0 <= val_split < 1:
+        raise DatasetError(f"The validation share must be between 0 and 1 (e.g. 0.2), not {val_split}.")
+    root = _unwrap(_resolve(source, extract_to, limits))
+    splits = _split_folders(root)
+    found = _Found([], [], set())
+    notes = []
+    if splits:
+        train_dir, val_dir, notes = splits
+        _gather(train_dir, root, "train", found)
+        _gather(val_dir, root, "val", found)
+    else:
+        _gather(root, root, "", found)
+    checked = _check_all([p for _, _, p in found.candidates], min_side, limits.max_file_bytes)
+    usable: dict[str, dict[str, list[_Checked]]] = defaultdict(lambda: defaultdict(list))
+    for (name, split, path), result in zip(found.candidates, checked):
+        if result.reason is None:
+            usable[name][split].append(result)
+        else:
+            found.skipped.append(Skipped(_rel(path, root), result.reason))
+    skipped = tuple(sorted(found.skipped, key=lambda s: s.path))
+    classes = tuple(sorted(usable))
+    if len(classes) < 2:
+        raise DatasetError(_too_few_classes(root, classes, found, skipped))
+    labels = {name: i for i, name in enumerate(classes)}
+    if splits:
+        train, val = _as_given(usable, labels)
+        test = []
+        notes += _split_gaps(usable, classes, splits[0].name, splits[1].name)
+    else:
+        with_test = test_share and all(len(usable[c][""]) >= TEST_MIN_PER_CLASS for c in classes)
+        train, val, test = _stratified(usable, labels, val_split, seed, with_test)
+        notes += _single_image_warnings(usable, classes)
+    warnings = notes + _empty_warnings(found.class_names - set(classes)) + _balance_warnings(usable, classes)
+    warnings += _duplicate_warnings(usable, root)
+    return DatasetReport(root=root, classes=classes, train=tuple(train), val=tuple(val), skipped=skipped,
+                         warnings=tuple(warnings), layout=LAYOUT_SPLITS if splits else LAYOUT_CLASSES,
+                         test=tuple(test))
+
+
+def class_folders(source: str | Path) -> tuple[str, ...] | None:
+    """The class folders that hold at least one picture-named file, found by listing only (no decoding):
+    cheap enough for a page to tell at once that a choice cannot train. None for a .zip or a missing path."""
+    path = Path(source)
+    if not path.is_dir():
+        return None
+    root = _unwrap(path)
+    splits = _split_folders(root)
+    parent = splits[0] if splits else root
+    return tuple(sorted(_class_name(d.name) for d in _entries(parent) if d.is_dir() and _walk(d, root)[0]))
+
+
+def _too_few_classes(root: Path, classes: Sequence[str], found: _Found, skipped: Sequence[Skipped]) -> str:
+    hint = f" {len(skipped)} file(s) were skipped, e.g. '{skipped[0].path}': {skipped[0].reason}." if skipped else ""
+    need = ("Training needs at least two classes, each a folder of images, side by side (for example "
+            "photos/good/ and photos/scratched/).")
+    if len(classes) == 1:
+        return f"Only one class found ('{classes[0]}'): add a second class folder beside it. {need}{hint}"
+    if not found.class_names and any(s.reason == "not inside a class folder" for s in skipped):
+        return f"This folder holds images but no class folders. {need}{hint}"
+    return f"No class folder with usable images was found. {need}{hint}"
+
+
+def _sorted_paths(results: Sequence[_Checked]) -> list[Path]:
+    return sorted(r.path for r in results)
+
+
+def _as_given(usable, labels) -> tuple[list[Sample], list[Sample]]:
+    train, val = [], []
+    for name, label in labels.items():
+        train += [Sample(p, label) for p in _sorted_paths(usable[name]["train"])]
+        val += [Sample(p, label) for p in _sorted_paths(usable[name]["val"])]
+    return train, val
+
+
+def _stratified(usable, labels, val_split: float, seed: int,
+                with_test: bool = False) -> tuple[list[Sample], list[Sample], list[Sample]]:
+    """Per class: round(n * val_split) images held out, at least 1 and leaving at least 1 to train on; with
+    a test share, the first half of them (in shuffled order) are test pictures, the rest validation."""
+    train, val, test = [], [], []
+    for name, label in labels.items():
+        paths = _sorted_paths(usable[name][""])
+        n = len(paths)
+        k = min(max(round(n * val_split), 1), n - 1) if n >= 2 else 0
+        # Seeded per class, so adding images to one class leaves the others' split unchanged.
+        random.Random(f"{seed}/{name}").shuffle(paths)
+        t = k // 2 if with_test else 0  # the training pictures are the same with or without a test share
+        test += [Sample(p, label) for p in sorted(paths[:t])]
+        val += [Sample(p, label) for p in sorted(paths[t:k])]
+        train += [Sample(p, label) for p in sorted(paths[k:])]
+    return train, val, test
+
+
+def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),
+                    min_side: int = 16) -> tuple[list[Path], list[Skipped]]:
+    """Every usable image anywhere below a folder (or .zip), sorted, and the files skipped with reasons."""
+    root = _unwrap(_resolve(source, extract_to, limits))
+    images, skipped = _walk(root, root)
+    checked = _check_all(images, min_side, limits.max_file_bytes)
+    skipped += [Skipped(_rel(c.path, root), c.reason) for c in checked if c.reason is not None]
+    usable = [c.path for c in checked if c.reason is None]
+    if not usable:
+        raise DatasetError(f"No usable images were found in '{source}'. Choose a folder of images (.jpg, .png...)."
+                           + (f" {len(skipped)} file(s) were skipped, e.g. '{skipped[0].path}': {skipped[0].reason}."
+                              if skipped else ""))
+    return usable, sorted(skipped, key=lambda s: s.path)
+
+
+def demo_dataset_path() -> Path:
+    """The bundled textile-defect images (classes global, local, nominal)."""
+    spec = importlib.util.find_spec("conformal_clip_data")
+    hint = "Install them with: pip install conformal-clip-data"
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError(f"The demo images are not installed. {hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "textile_images" / "simulated"
+    if not path.is_dir():
+        raise DatasetError(f"The demo images are missing from the installed package ({path}). {hint}")
+    return path

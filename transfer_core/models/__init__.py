@@ -1,0 +1,1 @@
+"""Networks: the backbone registry, offline weights, preprocessing, freezing by named stages, augmentation."""

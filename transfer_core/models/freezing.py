@@ -1,0 +1,74 @@
+"""Freezing: "freeze depth N" keeps the first N stages of a TransferNet at their pretrained values.
+
+Frozen stages stay in eval mode, so BatchNorm keeps its ImageNet running statistics (training mode
+would overwrite them with small-batch estimates even though no weight changes).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from transfer_core.models.network import TransferNet
+
+
+def resolve_depth(freeze: int | str, num_stages: int) -> int:
+    """'all' -> every stage (only the head trains); an int is clamped to the number of stages."""
+    if freeze == "all":
+        return num_stages
+    return max(0, min(int(freeze), num_stages))
+
+
+def frozen_modules(net: TransferNet, depth: int) -> list[nn.Module]:
+    mods = list(net.stages[:depth])
+    if depth >= net.num_stages:
+        mods.append(net.pool)  # pool may hold pretrained layers (VGG fc, MobileNetV3's 1280-d layer)
+    return mods
+
+
+def apply_freeze(net: TransferNet, depth: int) -> None:
+    frozen = {id(p) for m in frozen_modules(net, depth) for p in m.parameters()}
+    for p in net.parameters():
+        p.requires_grad_(id(p) not in frozen)
+
+
+def set_train_mode(net: TransferNet, depth: int) -> None:
+    """net.train(), except frozen parts, which stay in eval mode (BatchNorm statistics, dropout)."""
+    net.train()
+    for m in frozen_modules(net, depth):
+        m.eval()
+
+
+def count_params(modules) -> int:
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+@dataclass(frozen=True)
+class FreezePlan:
+    depth: int
+    num_stages: int
+    training: tuple[str, ...]  # names of the parts that learn
+    frozen: tuple[str, ...]
+    trainable_params: int
+    total_params: int
+
+    def describe(self) -> str:
+        share = self.trainable_params / max(1, self.total_params)
+        if self.depth >= self.num_stages:
+            what = "Feature extraction: every pretrained layer is kept; only the new classifier learns"
+        elif self.depth == 0:
+            what = "Full fine-tuning: every layer adapts to your images"
+        else:
+            what = f"The first {self.depth} of {self.num_stages} stages are kept; the rest adapt to your images"
+        return f"{what}. {self.trainable_params:,} of {self.total_params:,} weights train ({share:.1%})."
+
+
+def describe_freeze(net: TransferNet, freeze: int | str) -> FreezePlan:
+    depth = resolve_depth(freeze, net.num_stages)
+    names = list(net.stage_names)
+    trainable = count_params(net.stages[depth:]) + count_params([net.head])
+    if depth < net.num_stages:
+        trainable += count_params([net.pool])
+    return FreezePlan(depth=depth, num_stages=net.num_stages, training=tuple(names[depth:]) + ("new classifier",),
+                      frozen=tuple(names[:depth]), trainable_params=trainable,
+                      total_params=count_params([net]))

@@ -1,0 +1,1 @@
+"""Checking a data set: duplicates, suspected wrong labels, moving files between classes."""

@@ -1,0 +1,1 @@
+"""What a finished run gives: comparisons, downloads (bundle) and exports."""

@@ -1,0 +1,300 @@
+"""Export a trained run as a bundle that gives the app's answers anywhere, with no Transfer Studio.
+
+    bundle/model.onnx            the network (input "images": N x 3 x C x C normalised; output "logits",
+                                 and "novelty" when the run has the familiarity check: see novelty.py)
+           model.torchscript.pt  the same network for torch alone
+           model_card.json       classes, preprocessing, backbone, metrics, data fingerprint, date, parity
+           MODEL_CARD.md         the same in short, for people
+           predict.py            standalone: `python predict.py IMAGE...` (see bundle_predict.py)
+    bundle.zip                   all of it, to download
+
+On export, the bundle's own predict.py (not the engine's code) runs both model files over the run's
+validation images and compares them with the engine's predictions; the result goes into the card.
+"""
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from PIL import Image
+from torch import nn
+
+from transfer_core import runfiles
+from transfer_core.backbones import get_backbone
+from transfer_core.evaluation import evaluate_run, has_test_share
+from transfer_core.predict import load_model, predict_probs
+from transfer_core.runs import RunFolder, write_json
+
+ONNX_OPSET = 17  # onnxruntime has run opset 17 since 1.14; newer ones gain nothing for these networks
+PARITY_TOP1 = 0.995  # share of images whose top class must agree
+PARITY_PROB = 1e-3  # largest allowed difference of any class probability
+PARITY_NOVELTY = 1e-4  # largest allowed difference of a novelty score (they are ~0.01-1); verdicts must agree
+_STANDALONE = Path(__file__).with_name("bundle_predict.py")
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+class ExportError(RuntimeError):
+    """The run cannot be exported as it is; the message says why in plain words."""
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    bundle: Path
+    zip_path: Path
+    card: dict
+
+    @property
+    def parity_passed(self) -> bool:
+        return bool(self.card["parity"].get("passed"))
+
+
+class _Logits(nn.Module):
+    """The network from images to logits, without TransferNet's cached-input branch (not traceable); with
+    the run's familiarity check, also each picture's novelty score. The score is computed inside the model
+    files by the engine's own module, so both runtimes give the engine's verdict with nothing to re-write."""
+
+    def __init__(self, net: nn.Module, novelty_score: nn.Module | None = None):
+        super().__init__()
+        self.net = net
+        self.novelty = novelty_score
+
+    def forward(self, images: torch.Tensor):
+        features = self.net.features(images)
+        logits = self.net.head(features)
+        return logits if self.novelty is None else (logits, self.novelty(features))
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
+               max_parity_images: int | None = None) -> ExportResult:
+    """Write the bundle folder `out_dir` (must be new or empty) and `out_dir`.zip beside it."""
+    run, out = RunFolder(run_dir), Path(out_dir)
+    if not run.has_model():
+        raise ExportError(f"Run {run.id} has no trained model yet, so there is nothing to export.")
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ExportError(f"{out} is not empty: choose a new folder for the bundle.")
+    out.mkdir(parents=True, exist_ok=True)
+    model = load_model(run.path, device="cpu")
+    example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
+    detector = getattr(model, "novelty", None)
+    wrapped = _Logits(model.net, detector.score if detector else None).eval()
+    _write_onnx(wrapped, example, out / "model.onnx", with_novelty=detector is not None)
+    _write_torchscript(wrapped, example, out / "model.torchscript.pt")
+    shutil.copy(_STANDALONE, out / "predict.py")
+    card = model_card(run, model.classes, model.prep.to_dict(), getattr(model, "temperature", 1.0))
+    card["novelty"] = novelty_card(detector)
+    write_json(out / "model_card.json", card)  # predict.py reads it, so it must exist before the check
+    images = validation_images(run, max_parity_images)
+    card["parity"] = check_parity(model, out, images, progress)
+    write_json(out / "model_card.json", card)
+    (out / "MODEL_CARD.md").write_text(card_markdown(card), encoding="utf-8")
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)  # never ship compiled files (they name server paths)
+    zip_path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
+    return ExportResult(out, zip_path, card)
+
+
+# ---------------------------------------------------------------------------------------------- model files
+def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, with_novelty: bool = False) -> None:
+    # The TorchScript-based exporter: the newer dynamo one needs onnxscript, which the app does not ship.
+    outputs = ["logits", "novelty"] if with_novelty else ["logits"]
+    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=outputs,
+                      dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]}, opset_version=ONNX_OPSET,
+                      dynamo=False)
+
+
+def novelty_card(detector) -> dict | None:
+    """What predict.py needs to say "does not look like the training pictures"; None: the run has no check."""
+    if detector is None:
+        return None
+    return {**detector.summary(), "output": "novelty",
+            "meaning": "the model's second output; above the threshold, the picture does not look like the "
+                       "training pictures (validation_rate of normal pictures are flagged too)"}
+
+
+def _write_torchscript(net: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with torch.no_grad():
+        traced = torch.jit.trace(net, example, check_trace=False)
+    traced.save(str(path))
+
+
+# ---------------------------------------------------------------------------------------------- parity
+def validation_images(run: RunFolder, limit: int | None = None) -> list[str]:
+    """The run's validation images that are still on disk."""
+    paths = [p for p in run.validation_images() if p and Path(p).is_file()]
+    return paths[:limit] if limit else paths
+
+
+def load_standalone(bundle: Path):
+    """The bundle's own predict.py as a module: the check runs the code users will run."""
+    spec = importlib.util.spec_from_file_location(f"bundle_predict_{abs(hash(str(bundle)))}", bundle / "predict.py")
+    module = importlib.util.module_from_spec(spec)
+    # No __pycache__ in the bundle: compiled files record the server path they were compiled from.
+    before, sys.dont_write_bytecode = sys.dont_write_bytecode, True
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    return module
+
+
+def compare(reference: torch.Tensor, exported: torch.Tensor) -> dict:
+    """Top-1 agreement and the largest probability difference between two N x C probability tables."""
+    if len(reference) == 0:
+        return {"images": 0, "top1_agreement": None, "max_probability_difference": None, "passed": False}
+    agree = float((reference.argmax(1) == exported.argmax(1)).float().mean())
+    diff = float((reference - exported).abs().max())
+    return {"images": len(reference), "top1_agreement": round(agree, 6), "max_probability_difference": diff,
+            "passed": agree >= PARITY_TOP1 and diff <= PARITY_PROB}
+
+
+def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressFn | None = None) -> dict:
+    """Engine vs the bundle's predict.py with each model file, on the same images, both calibrated."""
+    if not images:
+        return {"passed": False, "images": 0,
+                "note": "not checked: the run's validation images are no longer on disk"}
+    standalone = load_standalone(bundle)
+    reference = predict_probs(model, images)
+    result = {"images": len(images), "criteria": {"top1_agreement_at_least": PARITY_TOP1,
+                                                   "max_probability_difference_at_most": PARITY_PROB}}
+    for step, runtime in enumerate(("onnx", "torch"), start=1):
+        exported = torch.tensor(standalone.probabilities(images, runtime, bundle))
+        result["onnxruntime" if runtime == "onnx" else "torchscript"] = compare(reference, exported)
+        if progress:
+            progress("parity", step, 2)
+    result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
+    if getattr(model, "novelty", None) is not None:
+        result["novelty"] = check_novelty_parity(model, standalone, bundle, images)
+        result["passed"] = result["passed"] and result["novelty"]["passed"]
+    return result
+
+
+def check_novelty_parity(model, standalone, bundle: Path, images: Sequence[str]) -> dict:
+    """The "does not look like the training pictures" verdict, engine vs bundle, on the validation images
+    and two random-noise pictures (so both verdicts are exercised)."""
+    from transfer_core.predict import familiarity
+
+    with tempfile.TemporaryDirectory() as tmp:
+        noise = [str(Path(tmp) / f"noise{i}.png") for i in range(2)]
+        for i, path in enumerate(noise):
+            pixels = torch.randint(0, 256, (96, 96, 3), generator=torch.Generator().manual_seed(i), dtype=torch.uint8)
+            Image.fromarray(pixels.numpy()).save(path)
+        paths = [*images, *noise]
+        engine = familiarity(model, paths)
+        result = {"images": len(paths), "noise_images": len(noise),
+                  "engine_unfamiliar": sum(v.unfamiliar for v in engine)}
+        for runtime in ("onnx", "torch"):
+            result["onnxruntime" if runtime == "onnx" else "torchscript"] = _compare_verdicts(
+                engine, standalone.verdicts(paths, runtime, bundle), model.novelty.threshold)
+    result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
+    return result
+
+
+def _compare_verdicts(engine, exported, threshold: float) -> dict:
+    diff = max(abs(e.score - x["novelty"]) for e, x in zip(engine, exported))
+    # A score within the tolerance of the threshold may fall either side: only clear cases must agree.
+    clear = [(e, x) for e, x in zip(engine, exported) if abs(e.score - threshold) > PARITY_NOVELTY]
+    agree = all(e.unfamiliar == x["unfamiliar"] for e, x in clear)
+    return {"max_score_difference": diff, "verdicts_agree": agree, "passed": agree and diff <= PARITY_NOVELTY}
+
+
+# ---------------------------------------------------------------------------------------------- model card
+def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: float = 1.0) -> dict:
+    desc, config = run.model_description(), run.read_json(runfiles.CONFIG) or {}
+    data = run.read_json(runfiles.DATASET) or {}
+    spec = get_backbone(desc.backbone)
+    return {
+        "format": "transfer-studio-bundle/1",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "run_id": run.id,
+        "classes": classes,
+        "backbone": {"name": spec.name, "title": spec.title, "imagenet_top1": spec.imagenet_top1,
+                     "head": desc.head, "frozen_stages": config.get("freeze")},
+        "preprocessing": prep,
+        "input": {"name": "images", "shape": ["batch", 3, prep["crop"], prep["crop"]], "dtype": "float32",
+                  "meaning": "RGB, shorter side resized to preprocessing.resize, centre crop, /255, "
+                             "minus mean, divided by std"},
+        "output": {"name": "logits", "probabilities": "softmax(logits / temperature)"},
+        "temperature": temperature,  # from calibration.json (temperature scaling); 1.0: as trained
+        "metrics": _metrics(run),
+        "training": {k: config.get(k) for k in ("epochs", "lr", "batch_size", "image_size", "augment",
+                                                "optimizer", "label_smoothing", "seed", "val_split")},
+        "data": {"fingerprint": data.get("fingerprint"), "num_train": data.get("num_train"),
+                 "num_val": data.get("num_val"), "counts": data.get("counts")},
+        "files": {"onnx": "model.onnx", "onnx_opset": ONNX_OPSET, "torchscript": "model.torchscript.pt",
+                  "predict": "predict.py"},
+    }
+
+
+def _metrics(run: RunFolder) -> dict | None:
+    try:
+        ev = evaluate_run(run.path).evaluation
+    except FileNotFoundError:
+        return None
+    out = {"validation_images": ev.total, **_figures(ev)}
+    if has_test_share(run.path):  # the honest figure: nothing was tuned on these pictures
+        test = evaluate_run(run.path, "test").evaluation
+        out["test"] = {"images": test.total, **_figures(test)}
+    return out
+
+
+def _figures(ev) -> dict:
+    return {"accuracy": round(ev.accuracy, 4), "accuracy_95ci": [round(v, 4) for v in ev.interval],
+            "macro_f1": round(ev.macro_f1, 4),
+            "per_class": {s.name: {"precision": round(s.precision, 4), "recall": round(s.recall, 4),
+                                   "f1": round(s.f1, 4), "support": s.support} for s in ev.scores}}
+
+
+def card_markdown(card: dict) -> str:
+    m, p, parity = card["metrics"], card["preprocessing"], card["parity"]
+    lines = [f"# Model card: {', '.join(card['classes'])}", "",
+             f"- Exported {card['created']} from Transfer Studio run `{card['run_id']}`.",
+             f"- Classes, in output order: {', '.join(card['classes'])}.",
+             f"- Backbone: {card['backbone']['title']} ({card['backbone']['name']}), ImageNet-pretrained, "
+             f"{card['backbone']['head']} head.",
+             f"- Preprocessing: RGB, shorter side to {p['resize']} px ({p['interpolation']}), centre crop "
+             f"{p['crop']} px, /255, mean {list(p['mean'])}, std {list(p['std'])}.",
+             f"- Data fingerprint: `{card['data']['fingerprint']}` ({card['data']['num_train']} training, "
+             f"{card['data']['num_val']} validation images)."]
+    if m and m.get("test"):
+        t = m["test"]
+        lines.append(f"- Test accuracy: {t['accuracy']:.1%} (95% interval {t['accuracy_95ci'][0]:.1%} to "
+                     f"{t['accuracy_95ci'][1]:.1%}) on {t['images']} images used for nothing else; macro F1 "
+                     f"{t['macro_f1']:.3f}.")
+    if m:
+        lo, hi = m["accuracy_95ci"]
+        lines.append(f"- Validation accuracy: {m['accuracy']:.1%} (95% interval {lo:.1%} to {hi:.1%}) on "
+                     f"{m['validation_images']} images, which chose the best epoch (a little optimistic); "
+                     f"macro F1 {m['macro_f1']:.3f}.")
+    if card.get("temperature", 1.0) != 1.0:
+        lines.append(f"- Probabilities are calibrated: softmax(logits / {card['temperature']:.3f}).")
+    if card.get("novelty"):
+        lines.append(f"- Unfamiliar pictures: predict.py says when a picture does not look like the training "
+                     f"pictures (its features are far from theirs); {card['novelty']['validation_rate']:.0%} of "
+                     f"the validation pictures are flagged too.")
+    lines.append(f"- Parity check: {_parity_words(parity)}")
+    lines += ["", "Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + pillow): "
+              "one line per image, the most likely class first.", ""]
+    return "\n".join(lines)
+
+
+def _parity_words(parity: dict) -> str:
+    if "onnxruntime" not in parity:
+        return parity.get("note", "not run")
+    parts = []
+    for name in ("onnxruntime", "torchscript"):
+        r = parity[name]
+        parts.append(f"{name} agrees on the top class for {r['top1_agreement']:.1%} of {r['images']} validation "
+                     f"images, probabilities within {r['max_probability_difference']:.1e}")
+        parts[-1] += "" if r["passed"] else " (FAILED)"
+    if "novelty" in parity:
+        n = parity["novelty"]
+        parts.append(f"the unfamiliar-picture verdict agrees on {n['images']} pictures, {n['noise_images']} of them "
+                     f"random noise" + ("" if n["passed"] else " (FAILED)"))
+    return "; ".join(parts) + "."

@@ -1,0 +1,1 @@
+"""Run folders: the one module that names their files (runfiles) and reading / writing them (runs)."""

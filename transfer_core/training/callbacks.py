@@ -1,0 +1,120 @@
+"""Callbacks: how reporting and the methods beyond plain fine-tuning hook into the one training loop."""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol
+
+import torch
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import Event
+
+
+class TrainingState(Protocol):
+    """What a callback (a method, a reporter, the feature cache) may read of a run in progress, and the few
+    things it may change. This is the whole surface: nothing else of the training loop is theirs to touch.
+
+    Read: config, classes, device, prep (preprocessing), run / run_id (the run folder), net (the network;
+    methods may wrap parts of it in before_fit), depth (stages kept frozen now), train_samples /
+    val_samples, train_store / val_store (decoded pictures), val_y, feature_cache, optimizer, step /
+    total_steps, stop (the Stop flag), callbacks.
+    Change: final_extra (figures reported with RunFinished), optimizer param groups (a method adding its
+    own layers' parameters), the network's weights at after_fit.
+    Call: check_stop(), thaw_epochs(), evaluate(), train_batch(idx, epoch), report_progress(...)."""
+    config: TrainConfig
+    classes: list[str]
+    device: torch.device
+    prep: Any
+    run: Any
+    run_id: str | None
+    net: torch.nn.Module
+    depth: int
+    train_samples: list
+    val_samples: list
+    train_store: Any
+    val_store: Any
+    val_y: torch.Tensor
+    feature_cache: Any
+    optimizer: torch.optim.Optimizer
+    step: int
+    total_steps: int
+    stop: threading.Event
+    callbacks: list
+    final_extra: dict
+
+    def check_stop(self) -> None: ...
+
+    def thaw_epochs(self) -> set[int]: ...
+
+    def evaluate(self) -> tuple[float, float, torch.Tensor]: ...
+
+    def train_batch(self, idx: torch.Tensor, epoch: int) -> "Batch": ...
+
+    def report_progress(self, phase: str, step: int, steps: int, **kw) -> None: ...
+
+
+@dataclass
+class Batch:
+    x: torch.Tensor  # input for net(x, start): images, cached activations or pooled features
+    start: int  # which stage x enters at (num_stages + 1 means x is already a pooled feature vector)
+    y: torch.Tensor
+    idx: torch.Tensor  # positions in the training set
+    images: torch.Tensor | None = None  # the normalised training view, when a callback asked for it
+    features: torch.Tensor | None = None  # pooled features of x (set by the trainer; domain adaptation uses them)
+
+    def parts(self, count: int) -> list["Batch"]:
+        """The batch cut into `count` near-equal parts (learned from one after another); itself if count is 1."""
+        if count <= 1:
+            return [self]
+        cut = [torch.tensor_split(t, count) if t is not None else [None] * count
+               for t in (self.x, self.y, self.idx, self.images)]
+        return [Batch(x, self.start, y, idx, images) for x, y, idx, images in zip(*cut)]
+
+
+class Callback:
+    """Override what you need. Raising inside a hook fails this run only (a RunFailed event)."""
+
+    needs_images: bool = False  # True: every batch carries images, so activations are not cached
+    label_weight: float = 1.0  # how much the true labels' loss counts (distillation gives some to the teacher)
+
+    def on_event(self, trainer: "TrainingState", event: Event) -> None: ...
+
+    def before_fit(self, trainer: "TrainingState") -> None: ...
+
+    def before_epoch(self, trainer: "TrainingState", epoch: int) -> None: ...
+
+    def extra_loss(self, trainer: "TrainingState", batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
+        return None
+
+    def after_epoch(self, trainer: "TrainingState", epoch: int, extra: dict) -> None:
+        """Add method-specific figures to `extra`; they are saved with the epoch's event."""
+
+    def after_fit(self, trainer: "TrainingState") -> None:
+        """Runs on the best model before it is saved for good (e.g. AdaBN re-estimates statistics)."""
+
+
+class EventFunction(Callback):
+    """Wraps a plain function of one event."""
+
+    def __init__(self, fn: Callable[[Event], None]):
+        self.fn = fn
+
+    def on_event(self, trainer, event):
+        self.fn(event)
+
+
+class EventLog(Callback):
+    """A thread-safe list of events that another thread (the UI) can read while training runs."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._events: list[Event] = []
+
+    def on_event(self, trainer, event):
+        with self._lock:
+            self._events.append(event)
+
+    def snapshot(self) -> list[Event]:
+        with self._lock:
+            return list(self._events)

@@ -1,0 +1,1 @@
+"""What a person starts: train, resume, the learning-rate finder, the from-scratch baseline."""
