@@ -27,9 +27,9 @@ from PIL import Image, ImageFilter, ImageOps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from transfer_core import novelty  # noqa: E402
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
+from transfer_core.inference import novelty  # noqa: E402
 from transfer_core.inference.predict import familiarity, load_model, outputs  # noqa: E402
 from transfer_core.runstore.runs import RunFolder  # noqa: E402
 from transfer_core.workflows.train import train  # noqa: E402

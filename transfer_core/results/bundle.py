@@ -9,9 +9,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from transfer_core import runfiles
-from transfer_core.datarefs import label, shown_config
-from transfer_core.runs import RunFolder
+from transfer_core.data.datarefs import label, shown_config
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
 
 BUNDLE_FILES = (runfiles.BEST, runfiles.CLASSES, runfiles.PREPROCESSING, runfiles.MODEL, runfiles.CONFIG,
                 runfiles.DATASET, runfiles.VALIDATION, runfiles.TEST, runfiles.CALIBRATION, runfiles.NOVELTY_WEIGHTS,

@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from transfer_core import runfiles
-from transfer_core.config import TrainConfig
-from transfer_core.datarefs import shown_config
-from transfer_core.metrics import wilson_interval
-from transfer_core.runs import RunFolder
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.metrics import wilson_interval
+from transfer_core.data.datarefs import shown_config
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
 

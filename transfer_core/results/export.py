@@ -26,11 +26,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from transfer_core import runfiles
-from transfer_core.backbones import get_backbone
-from transfer_core.evaluation import evaluate_run, has_test_share
-from transfer_core.predict import load_model, predict_probs
-from transfer_core.runs import RunFolder, write_json
+from transfer_core.inference.evaluation import evaluate_run, has_test_share
+from transfer_core.inference.predict import load_model, predict_probs
+from transfer_core.models.backbones import get_backbone
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder, write_json
 
 ONNX_OPSET = 17  # onnxruntime has run opset 17 since 1.14; newer ones gain nothing for these networks
 PARITY_TOP1 = 0.995  # share of images whose top class must agree
@@ -178,7 +178,7 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
 def check_novelty_parity(model, standalone, bundle: Path, images: Sequence[str]) -> dict:
     """The "does not look like the training pictures" verdict, engine vs bundle, on the validation images
     and two random-noise pictures (so both verdicts are exercised)."""
-    from transfer_core.predict import familiarity
+    from transfer_core.inference.predict import familiarity
 
     with tempfile.TemporaryDirectory() as tmp:
         noise = [str(Path(tmp) / f"noise{i}.png") for i in range(2)]
