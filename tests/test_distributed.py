@@ -96,7 +96,7 @@ class Replay(Trainer):
         super().__init__(config, **kwargs)
         self.replayed = [torch.tensor(s) for s in steps]
 
-    def _steps(self):
+    def epoch_order(self):
         return self.replayed
 
 

@@ -15,7 +15,6 @@ import torch.nn.functional as F
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.models.freezing import set_train_mode
-from transfer_core.training.optim import build_optimizer
 from transfer_core.training.stepmemory import (
     bytes_per_image,
     part_size,
@@ -28,13 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainer(data: Path, tmp_path: Path, **config):
-    trainer = _prepared_trainer(TrainConfig(data=str(data), batch_size=12, **config), str(tmp_path), None)
-    trainer.optimizer = build_optimizer(trainer.net, trainer.config, trainer.depth)
-    trainer.model = trainer._parallel()
-    trainer.total_steps, trainer.warmup_steps, trainer.step, trainer.epoch = 10, 0, 0, 1
-    trainer.divergence_limit = 1e9
-    trainer.scaler = torch.amp.GradScaler("cuda", enabled=False)
-    return trainer
+    return _prepared_trainer(TrainConfig(data=str(data), batch_size=12, **config), str(tmp_path), None)
 
 
 def test_split_never_leaves_a_single_image_and_respects_the_budget():
@@ -73,8 +66,8 @@ def test_parts_give_the_same_update(textile_small, tmp_path, freeze):
     assert all(torch.equal(a, b) for a, b in zip(trainer.net.parameters(), twin.net.parameters()))
     trainer.part_size, twin.part_size = 12, 4  # twin: 3 parts of 4
     idx = torch.arange(12)
-    loss_whole, correct_whole = trainer._train_step(trainer.train_batch(idx, 1))
-    loss_parts, correct_parts = twin._train_step(twin.train_batch(idx, 1))
+    loss_whole, correct_whole = trainer.train_step(trainer.train_batch(idx, 1), lr_scale=1.0)
+    loss_parts, correct_parts = twin.train_step(twin.train_batch(idx, 1), lr_scale=1.0)
     head, head_twin = trainer.net.head.state_dict(), twin.net.head.state_dict()
     if freeze == "all":
         assert loss_parts == pytest.approx(loss_whole, rel=1e-5)
@@ -127,7 +120,7 @@ def _sgd_step(trainer, idx: torch.Tensor) -> dict[str, torch.Tensor]:
     """How far one training step moves every learning weight."""
     set_train_mode(trainer.net, trainer.depth)  # as in an epoch: learning BatchNorm uses batch statistics
     before = {n: p.detach().clone() for n, p in trainer.net.named_parameters() if p.requires_grad}
-    trainer._train_step(trainer.train_batch(idx, 1))
+    trainer.train_step(trainer.train_batch(idx, 1), lr_scale=1.0)
     return {n: p.detach() - before[n] for n, p in trainer.net.named_parameters() if n in before}
 
 

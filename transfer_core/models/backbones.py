@@ -7,14 +7,15 @@ on this machine now), how images must be preprocessed for it, and how to cut it 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torchvision.models as tvm
 from torch import nn
 
+from transfer_core.core.device import plan_for
 from transfer_core.models.network import Split, TransferNet, make_head
 from transfer_core.models.preprocessing import Preprocessing
 from transfer_core.models.weights import (
@@ -42,6 +43,10 @@ class BackboneSpec:
 
     def available(self) -> bool:
         return self.weights.available()
+
+    def preprocessing_at(self, image_size: int | None) -> Preprocessing:
+        """The recipe at the chosen training size (None: the backbone's own; fixed-size networks keep theirs)."""
+        return self.preprocessing.at_size(None if self.fixed_size else image_size)
 
     def availability(self) -> str:
         return self.weights.describe()
@@ -260,3 +265,11 @@ def freeze_options(name: str) -> list:
 
     net = build_network(name, 2, pretrained=False)
     return [describe_freeze(net, depth) for depth in range(net.num_stages + 1)]
+
+
+def network_for(config, num_classes: int, device: torch.device) -> TransferNet:
+    """The network a run trains (a TrainConfig's backbone, weights and head), on `device`, in the memory
+    layout that device is fastest with."""
+    net = build_network(config.backbone, num_classes, pretrained=config.pretrained, weights_file=config.weights_file,
+                        head=config.head, hidden=config.mlp_hidden, dropout=config.dropout).to(device)
+    return net.to(memory_format=torch.channels_last) if plan_for(device).channels_last else net

@@ -121,7 +121,7 @@ class RunFolder:
 
     # ---- creation / writing ---------------------------------------------------------------------
     @classmethod
-    def create(cls, runs_dir: str | Path, config: TrainConfig, run_id: str | None = None) -> "RunFolder":
+    def create(cls, runs_dir: str | Path, config: TrainConfig, run_id: str | None = None) -> RunFolder:
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         run = cls(runs_dir / (run_id or new_run_id(config.backbone)))
@@ -129,6 +129,13 @@ class RunFolder:
         portable_config(config, runs_dir).save(run.path / runfiles.CONFIG)
         run.claim()
         return run
+
+    def save_model_description(self, classes: list[str], prep, config: TrainConfig) -> None:
+        """What Predict needs to rebuild the network: class names, preprocessing, architecture and head."""
+        write_json(self.path / runfiles.CLASSES, classes)
+        write_json(self.path / runfiles.PREPROCESSING, prep.to_dict())
+        write_json(self.path / runfiles.MODEL, runfiles.ModelDescription(
+            config.backbone, len(classes), config.head, config.mlp_hidden, config.dropout).to_dict())
 
     def claim(self) -> None:
         pid = os.getpid()

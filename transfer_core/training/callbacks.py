@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import torch
 
@@ -12,16 +13,17 @@ from transfer_core.core.events import Event
 
 
 class TrainingState(Protocol):
-    """What a callback (a method, a reporter, the feature cache) may read of a run in progress, and the few
+    """What a callback (a method, a reporter, the thaw schedule) may read of a run in progress, and the few
     things it may change. This is the whole surface: nothing else of the training loop is theirs to touch.
 
     Read: config, classes, device, prep (preprocessing), run / run_id (the run folder), net (the network;
     methods may wrap parts of it in before_fit), depth (stages kept frozen now), train_samples /
     val_samples, train_store / val_store (decoded pictures), val_y, feature_cache, optimizer, step /
-    total_steps, stop (the Stop flag), callbacks.
+    total_steps, stop (the Stop flag), callbacks, best (selection.BestEpoch: the epoch kept so far).
     Change: final_extra (figures reported with RunFinished), optimizer param groups (a method adding its
     own layers' parameters), the network's weights at after_fit.
-    Call: check_stop(), thaw_epochs(), evaluate(), train_batch(idx, epoch), report_progress(...)."""
+    Call: check_stop(), thaw_epochs(), thaw_one_stage(epoch) (the thaw schedule's mechanism), evaluate(),
+    train_batch(idx, epoch), report_progress(...)."""
     config: TrainConfig
     classes: list[str]
     device: torch.device
@@ -42,14 +44,17 @@ class TrainingState(Protocol):
     stop: threading.Event
     callbacks: list
     final_extra: dict
+    best: Any
 
     def check_stop(self) -> None: ...
 
     def thaw_epochs(self) -> set[int]: ...
 
+    def thaw_one_stage(self, epoch: int, *, prepare_cache: bool = True) -> None: ...
+
     def evaluate(self) -> tuple[float, float, torch.Tensor]: ...
 
-    def train_batch(self, idx: torch.Tensor, epoch: int) -> "Batch": ...
+    def train_batch(self, idx: torch.Tensor, epoch: int) -> Batch: ...
 
     def report_progress(self, phase: str, step: int, steps: int, **kw) -> None: ...
 
@@ -63,7 +68,7 @@ class Batch:
     images: torch.Tensor | None = None  # the normalised training view, when a callback asked for it
     features: torch.Tensor | None = None  # pooled features of x (set by the trainer; domain adaptation uses them)
 
-    def parts(self, count: int) -> list["Batch"]:
+    def parts(self, count: int) -> list[Batch]:
         """The batch cut into `count` near-equal parts (learned from one after another); itself if count is 1."""
         if count <= 1:
             return [self]
@@ -78,19 +83,19 @@ class Callback:
     needs_images: bool = False  # True: every batch carries images, so activations are not cached
     label_weight: float = 1.0  # how much the true labels' loss counts (distillation gives some to the teacher)
 
-    def on_event(self, trainer: "TrainingState", event: Event) -> None: ...
+    def on_event(self, trainer: TrainingState, event: Event) -> None: ...
 
-    def before_fit(self, trainer: "TrainingState") -> None: ...
+    def before_fit(self, trainer: TrainingState) -> None: ...
 
-    def before_epoch(self, trainer: "TrainingState", epoch: int) -> None: ...
+    def before_epoch(self, trainer: TrainingState, epoch: int) -> None: ...
 
-    def extra_loss(self, trainer: "TrainingState", batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
+    def extra_loss(self, trainer: TrainingState, batch: Batch, logits: torch.Tensor) -> torch.Tensor | None:
         return None
 
-    def after_epoch(self, trainer: "TrainingState", epoch: int, extra: dict) -> None:
+    def after_epoch(self, trainer: TrainingState, epoch: int, extra: dict) -> None:
         """Add method-specific figures to `extra`; they are saved with the epoch's event."""
 
-    def after_fit(self, trainer: "TrainingState") -> None:
+    def after_fit(self, trainer: TrainingState) -> None:
         """Runs on the best model before it is saved for good (e.g. AdaBN re-estimates statistics)."""
 
 

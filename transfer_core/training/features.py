@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -20,13 +20,20 @@ from torch.fx.experimental.optimization import fuse
 from transfer_core.core.device import plan_for
 from transfer_core.models.augment import eval_view, train_view
 
-if TYPE_CHECKING:
-    from transfer_core.training.callbacks import TrainingState
-
 
 class FeatureCache:
-    def __init__(self, trainer: "TrainingState"):
-        self.t = trainer
+    """Given its inputs explicitly: the network, the decoded pictures, how training views are drawn, and
+    two functions to call back (check_stop between chunks, progress as chunks are done)."""
+
+    def __init__(self, net, prep, device: torch.device, train_store, val_store, *, gen: torch.Generator,
+                 augment: str, train_views: int, cache_mb: int, check_stop: Callable[[], None],
+                 progress: Callable[[int, int], None]):
+        self.net, self.prep, self.device, self.gen = net, prep, device, gen
+        self.train_store, self.val_store = train_store, val_store
+        self.augment = augment
+        self.train_views = train_views  # views of each training picture to cache; 0: run frozen layers per batch
+        self.cache_mb = cache_mb
+        self.check_stop, self.progress = check_stop, progress
         self.depth = -1
         self.train: torch.Tensor | None = None  # views x images x (activation shape)
         self.val: torch.Tensor | None = None
@@ -39,7 +46,7 @@ class FeatureCache:
         (quick start, gradual unfreezing) and nothing random sits before the frozen part, `later`'s
         outputs are computed first and kept: `depth`'s follow from them through the stages in between
         (cheap: the early, high-resolution stages are most of the work), and the thaw costs nothing."""
-        net = self.t.net
+        net = self.net
         kept = self.kept.pop(depth, None)
         self.depth, self.train, self.val = depth, None, None
         self.start = entry_point(net, depth)
@@ -53,7 +60,7 @@ class FeatureCache:
     def _deterministic(self) -> bool:
         """No random view before the frozen part: cached outputs are the same whenever computed, so a
         resumed run (which recomputes them) gets exactly what an uninterrupted one kept."""
-        return self.t.config.augment == "none" and self._train_views() == 1
+        return self.augment == "none" and self.train_views == 1
 
     def _prepare_through(self, later: int, depth: int) -> None:
         base = self._outputs(later, self._budget_bytes())
@@ -66,71 +73,64 @@ class FeatureCache:
         self.val = self._onward(base[1], later, depth)
 
     def _items(self) -> int:
-        return len(self.t.train_samples) + len(self.t.val_samples)
+        return len(self.train_store) + len(self.val_store)
 
     def _outputs(self, depth: int, budget: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """(training views, validation) outputs of the first `depth` stages, each None if over the budget."""
         per_item = self._bytes_per_item(depth)
-        views = self._train_views()
+        views = self.train_views
         train = val = None
-        if per_item * len(self.t.val_samples) <= budget:
-            val = self._compute(self.t.val_store, lambda b: eval_view(b, self.t.prep), depth)
-            budget -= per_item * len(self.t.val_samples)
-        if views and per_item * len(self.t.train_samples) * views <= budget:
-            train = torch.stack([self._compute(self.t.train_store, self._view_fn(), depth) for _ in range(views)])
+        if per_item * len(self.val_store) <= budget:
+            val = self._compute(self.val_store, lambda b: eval_view(b, self.prep), depth)
+            budget -= per_item * len(self.val_store)
+        if views and per_item * len(self.train_store) * views <= budget:
+            train = torch.stack([self._compute(self.train_store, self._view_fn(), depth) for _ in range(views)])
         return train, val
 
     @torch.no_grad()
     def _onward(self, cached: torch.Tensor, start: int, depth: int) -> torch.Tensor:
         """The stages from `start` to `depth` run on outputs already cached at `start`."""
-        stages = frozen_part(self.t.net, start, depth, plan_for(self.t.device).channels_last)
+        stages = frozen_part(self.net, start, depth, plan_for(self.device).channels_last)
         parts = []
         for i in range(0, len(cached), 64):
-            self.t.check_stop()
-            parts.append(stages(cached[i:i + 64].to(self.t.device)))
+            self.check_stop()
+            parts.append(stages(cached[i:i + 64].to(self.device)))
         return torch.cat(parts)
 
-    def _train_views(self) -> int:
-        """How many training views to cache: 0 means the frozen part must run on every batch."""
-        if any(cb.needs_images for cb in self.t.callbacks):
-            return 0
-        return 1 if self.t.config.augment == "none" else self.t.config.feature_views
-
     def _view_fn(self):
-        cfg = self.t.config
-        return lambda b: train_view(b, self.t.prep, cfg.augment, self.t.gen)
+        return lambda b: train_view(b, self.prep, self.augment, self.gen)
 
     def _budget_bytes(self) -> int:
         kept = _nbytes(*(t for outputs in self.kept.values() for t in outputs))
-        used = self.t.train_store.nbytes + self.t.val_store.nbytes + kept
-        return max(0, self.t.config.cache_mb * 2 ** 20 - used)
+        used = self.train_store.nbytes + self.val_store.nbytes + kept
+        return max(0, self.cache_mb * 2 ** 20 - used)
 
     @torch.no_grad()
     def _bytes_per_item(self, depth: int) -> int:
-        probe = torch.zeros(1, 3, self.t.prep.crop, self.t.prep.crop, device=self.t.device)
-        self.t.net.eval()
+        probe = torch.zeros(1, 3, self.prep.crop, self.prep.crop, device=self.device)
+        self.net.eval()
         out, _ = self.run_frozen(probe, depth)
         return out.numel() * out.element_size()
 
     @torch.no_grad()
     def _compute(self, store, view_fn, depth: int) -> torch.Tensor:
-        self.t.net.eval()
-        channels_last = plan_for(self.t.device).channels_last
-        stages = frozen_part(self.t.net, 0, depth, channels_last)
+        self.net.eval()
+        channels_last = plan_for(self.device).channels_last
+        stages = frozen_part(self.net, 0, depth, channels_last)
         bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
-            self.t.check_stop()
+            self.check_stop()
             idx = torch.arange(i, min(i + bs, n))
-            images = view_fn(store.batch(idx).to(self.t.device, non_blocking=True))
+            images = view_fn(store.batch(idx).to(self.device, non_blocking=True))
             parts.append(stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images))
-            self.t.report_progress("preparing", min(i + bs, n), n, part="cache")
+            self.progress(min(i + bs, n), n)
         return torch.cat(parts) if parts else torch.zeros(0)
 
     def describe(self) -> str:
         if self.depth == 0:
             return "Every batch goes through the whole network."
         if self.train is not None:
-            what = "features" if self.start > self.t.net.num_stages else "frozen-layer outputs"
+            what = "features" if self.start > self.net.num_stages else "frozen-layer outputs"
             views = f" for {len(self.train)} augmented views of each image" if len(self.train) > 1 else ""
             return f"The {what} were computed once{views}, so each epoch only runs the layers that learn."
         return "Frozen layers run without gradients on each freshly augmented batch."
@@ -138,8 +138,8 @@ class FeatureCache:
     # ---- use ------------------------------------------------------------------------------------
     @torch.no_grad()
     def run_frozen(self, images: torch.Tensor, depth: int) -> tuple[torch.Tensor, int]:
-        net = self.t.net
-        if plan_for(self.t.device).channels_last:
+        net = self.net
+        if plan_for(self.device).channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         if depth == 0:
             return images, 0
@@ -151,11 +151,29 @@ class FeatureCache:
             return None
         if len(self.train) == 1:
             return self.train[0][idx], self.start
-        view = torch.randint(len(self.train), (len(idx),), generator=self.t.gen)
+        view = torch.randint(len(self.train), (len(idx),), generator=self.gen)
         return self.train[view, idx], self.start
 
     def val_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, int] | None:
         return None if self.val is None else (self.val[idx], self.start)
+
+    def train_or_run(self, idx: torch.Tensor, epoch: int, depth: int) -> tuple[torch.Tensor, int, torch.Tensor | None]:
+        """(input, entry stage, augmented images or None) for these training pictures: cached where it can be,
+        else a fresh augmented view through the frozen part (the images come back for callbacks needing them)."""
+        cached = self.train_inputs(idx, epoch)
+        if cached is not None:
+            return cached[0].to(self.device, non_blocking=True), cached[1], None
+        images = train_view(self.train_store.batch(idx).to(self.device, non_blocking=True), self.prep,
+                            self.augment, self.gen)
+        return (*self.run_frozen(images, depth), images)
+
+    def val_or_run(self, idx: torch.Tensor, depth: int) -> tuple[torch.Tensor, int]:
+        """Validation pictures' input at this depth: cached, or their (never augmented) view run through."""
+        cached = self.val_inputs(idx)
+        if cached is None:
+            images = eval_view(self.val_store.batch(idx).to(self.device, non_blocking=True), self.prep)
+            cached = self.run_frozen(images, depth)
+        return cached[0].to(self.device), cached[1]
 
 
 def _nbytes(*tensors) -> int:
@@ -184,21 +202,21 @@ def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
 
 
 @torch.no_grad()
-def cached_pooled(cache: "FeatureCache", which: str, idx: torch.Tensor) -> torch.Tensor | None:
+def cached_pooled(cache: FeatureCache, which: str, idx: torch.Tensor) -> torch.Tensor | None:
     """Pooled features of training ("train") or validation pictures as Predict sees them, from the cached
     frozen outputs: only the learning layers run. None where nothing is cached in the eval view (augmented
     training views are not what Predict sees)."""
-    net = cache.t.net
+    net = cache.net
     if which == "val":
         cached = cache.val
     else:
-        cached = cache.train[0] if cache.train is not None and cache.t.config.augment == "none" else None
+        cached = cache.train[0] if cache.train is not None and cache.augment == "none" else None
     if cached is None:
         return None
     net.eval()
     parts = []
     for chunk in idx.split(64):
-        x = cached[chunk].to(cache.t.device)
+        x = cached[chunk].to(cache.device)
         parts.append((x if cache.start > net.num_stages else net.features(x, cache.start)).float().cpu())
     return torch.cat(parts) if parts else torch.zeros(0, net.feature_dim)
 

@@ -53,3 +53,17 @@ def part_size(batch_size: int, per_image: int, budget_mb: int) -> int:
 def split_count(n: int, size: int) -> int:
     """Into how many near-equal parts a batch of n goes, each at most `size` and at least 2 images."""
     return max(1, min(math.ceil(n / size), n // 2))
+
+
+def part_size_for(net: nn.Module, run_frozen, crop: int, depth: int, device: torch.device, batch_size: int,
+                  budget_mb: int) -> int:
+    """Images per part at this freeze depth, measured on a probe through the frozen part (`run_frozen`)."""
+    probe = torch.zeros(2, 3, crop, crop, device=device)
+    x, start = run_frozen(probe, depth)
+    return part_size(batch_size, bytes_per_image(net, x, start), budget_mb)
+
+
+def parts_words(batch_size: int, size: int, budget_mb: int) -> str:
+    n = split_count(batch_size, size)
+    return "" if n == 1 else (f" To stay within {budget_mb} MB, each batch of {batch_size} is learned from in "
+                              f"{n} parts (same update, less memory).")

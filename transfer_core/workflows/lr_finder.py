@@ -11,22 +11,19 @@ It uses the trainer's own data pipeline, so frozen stages run once (feature cach
 from __future__ import annotations
 
 import copy
-import math
 import tempfile
 import threading
 from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import Progress
 from transfer_core.models.freezing import set_train_mode
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.training.callbacks import Callback
-from transfer_core.training.optim import build_optimizer
-from transfer_core.training.stepmemory import split_count
+from transfer_core.training.failures import Diverged
 from transfer_core.training.trainer import Trainer
 
 _SMOOTHING = 0.9  # moving-average factor for the loss curve
@@ -104,39 +101,32 @@ def lr_find(config: TrainConfig, *, steps: int = 60, start_lr: float = 1e-6, end
 
 def _prepared_trainer(config: TrainConfig, folder: str, stop: threading.Event | None,
                       preparing: Callable[[int, int], None] | None = None) -> Trainer:
-    """The trainer's data, network and feature cache, in a throw-away run folder, without method callbacks."""
+    """The trainer's data, network and feature cache, in a throw-away run folder, without method callbacks:
+    a range test measures the plain loss (no teacher, no adaptation, no L2-SP); only progress is followed."""
     # The rate is for the depth that trains most of the run: the one chosen, not the quick start's.
-    trainer = Trainer(replace(config, quick_start_epochs=0), runs_dir=folder, stop=stop)
-    # A range test measures the plain loss: no teacher, no adaptation, no L2-SP; only progress is followed.
-    trainer.callbacks = [_Preparing(preparing)] if preparing else []
-    trainer.run = RunFolder.create(folder, config)
+    trainer = Trainer(replace(config, quick_start_epochs=0), runs_dir=folder, stop=stop,
+                      callbacks=[_Preparing(preparing)] if preparing else [])
+    trainer.run = RunFolder.create(folder, trainer.config)
     trainer.run_id = trainer.run.id
     trainer.prepare()
+    trainer.start_optimizer()
     return trainer
 
 
 def _sweep(trainer: Trainer, lrs: list[float], gen: torch.Generator, tick: Callable[[int], None]) -> list[float]:
-    cfg, net = trainer.config, trainer.net
-    optimizer = build_optimizer(net, cfg, trainer.depth)
-    set_train_mode(net, trainer.depth)
+    """One sweep through the trainer's own data pipeline and training step, at each rate in turn."""
+    cfg = trainer.config
+    trainer.start_optimizer()  # a fresh optimizer (no momentum carried over from the previous sweep)
+    set_train_mode(trainer.net, trainer.depth)
     order = _batches(len(trainer.train_samples), cfg.batch_size, len(lrs), gen)
     losses: list[float] = []
     for i, (lr, idx) in enumerate(zip(lrs, order)):
         trainer.check_stop()
-        for g in optimizer.param_groups:  # keep discriminative ratios: every group scales together
-            g["lr"] = lr * g["base_lr"] / cfg.lr
-        batch = trainer.train_batch(idx, 1)
-        optimizer.zero_grad(set_to_none=True)
-        value = 0.0
-        for part in batch.parts(split_count(len(batch.y), trainer.part_size)):  # within step_memory_mb
-            share = len(part.y) / len(batch.y)
-            loss = F.cross_entropy(net(part.x, part.start).float(), part.y, label_smoothing=cfg.label_smoothing)
-            (loss * share).backward()
-            value += float(loss.detach()) * share
-        if not math.isfinite(value):
+        try:  # every group scales together, so discriminative learning rates keep their ratios
+            value, _ = trainer.train_step(trainer.train_batch(idx, 1), lr_scale=lr / cfg.lr)
+        except Diverged:  # not finite, or far beyond guessing: the curve has blown up
             break
         losses.append(value)
-        optimizer.step()
         tick(i)
         if len(losses) > 5 and smooth(losses)[-1] > _BLOW_UP * min(smooth(losses)):
             break

@@ -1,0 +1,74 @@
+"""A run from its folder's creation to exactly one final event (RunFinished, RunStopped or RunFailed),
+whatever happens in between: a Stop, a failure in words, a disk or callback error at the very end."""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from transfer_core.core.events import Event, RunFailed, RunStarted, RunStopped
+from transfer_core.data.datarefs import redact_paths
+from transfer_core.data.imagecache import Stopped
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.training import checkpoint, distributed
+from transfer_core.training.failures import explain
+
+__all__ = ["Stopped", "run_to_end"]
+
+
+def run_to_end(trainer) -> tuple[Path | None, Event]:
+    """(the run folder, or None under torchrun's ranks > 0; the final event). Never raises for a training
+    problem."""
+    final: Event | None = None
+    scratch: Path | None = None
+    try:
+        state = None
+        if trainer.resume:
+            trainer.run, state = checkpoint.open_resumed(trainer.runs_dir, trainer.run_id)
+        else:
+            trainer.run, scratch = _create_run(trainer)
+        trainer.run_id = trainer.run.id
+        trainer.emit(trainer.event(RunStarted, backbone=trainer.config.backbone, device=str(trainer.device),
+                                   run_dir=str(trainer.run.path)))
+        trainer.prepare()
+        final = trainer.fit(state)
+    except Stopped:
+        final = trainer.event(RunStopped, best_val_accuracy=max(trainer.best.accuracy, 0.0),
+                              epochs_run=trainer.epochs_done, seconds=time.time() - trainer.t0)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
+        # Redacted here, not only on disk: the live view shows the message while the run is still open.
+        final = trainer.event(RunFailed, error=redact_paths(explain(exc, trainer.config)),
+                              detail=redact_paths("".join(traceback.format_exception_only(type(exc), exc)))
+                              .strip()[-2000:], seconds=time.time() - trainer.t0)
+    finally:
+        final = final or trainer.event(RunFailed, error="Training ended unexpectedly.")
+        _emit_final(trainer, final)
+        for name in ("train_store", "val_store", "feature_cache"):  # the memory goes back now, not at exit
+            setattr(trainer, name, None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return (trainer.run.path if trainer.run and scratch is None else None), final
+
+
+def _create_run(trainer) -> tuple[RunFolder, Path | None]:
+    """Rank 0 (the only rank without torchrun) writes the run folder; other ranks use a scratch copy."""
+    if distributed.is_main():
+        run = RunFolder.create(trainer.runs_dir, trainer.config, trainer.run_id)
+        distributed.broadcast_object(run.id)
+        return run, None
+    run_id = distributed.broadcast_object(None)
+    scratch = Path(tempfile.mkdtemp(prefix=f"transfer-rank{distributed.rank()}-"))
+    return RunFolder.create(scratch, trainer.config, run_id), scratch
+
+
+def _emit_final(trainer, final: Event) -> None:
+    try:
+        trainer.emit(final)
+    except Exception:  # noqa: BLE001 - a disk or callback error must not hide the run's real end
+        for cb in trainer.callbacks:
+            try:
+                cb.on_event(trainer, final)
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,40 @@
+"""Progress events for a run: at most four a second, each with the time left for the whole run (eta.py)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from transfer_core.core.events import Event, Progress
+from transfer_core.training import eta
+
+_EVERY_S = 0.25
+
+
+class ProgressReporter:
+    def __init__(self, emit: Callable[[Event], None], event: Callable[..., Event]):
+        self.emit, self.event = emit, event
+        self.clock: eta.RunClock | None = None  # set once the run's plan is known (start_clock)
+        self._last = 0.0
+
+    def report(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
+               loss: float = 0.0, part: str | None = None) -> None:
+        """`part` names the part of the plan (eta.plan_run) the run is in; the time left covers the rest.
+        The clock hears every call; an event goes out at most every 0.25 s, and always for a part's end."""
+        name = part or (f"train{epoch}" if phase == "train" else phase)
+        left = self.clock.at(name, step, steps) if self.clock else 0.0
+        now = time.time()
+        if step < steps and now - self._last < _EVERY_S:
+            return
+        self._last = now
+        self.emit(self.event(Progress, phase=phase, epoch=epoch, step=step, steps=steps, images_per_sec=rate,
+                             eta_seconds=left, train_loss=loss))
+
+    def start_clock(self, net, prep, device, *, config, start_depth: int, n_train: int, n_val: int, n_test: int,
+                    depths: list[int]) -> None:
+        """The plan of the whole run, priced by timing the network once on a probe (a fraction of a second)."""
+        cached = start_depth > 0 and (config.augment == "none" or config.feature_views > 0)
+        self.clock = eta.RunClock(eta.plan_run(
+            eta.stage_seconds(net, prep.crop, device), n_train=n_train, n_val=n_val, n_test=n_test,
+            epochs=config.epochs, depths=depths, cached=cached,
+            views=config.feature_views if config.augment != "none" else 1))
+        self.report("preparing", 0, 1, part="decode")

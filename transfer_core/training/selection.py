@@ -1,0 +1,39 @@
+"""Which epoch's model is kept, and when to stop early: pure bookkeeping over validation results."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass
+class BestEpoch:
+    accuracy: float = -1.0  # validation accuracy of the kept epoch
+    epoch: int = 0
+    loss_at_best: float = float("inf")  # its validation loss
+    lowest_loss: float = float("inf")  # the lowest validation loss of any epoch (early stopping watches it)
+    bad_epochs: int = 0  # epochs in a row without a lower validation loss
+
+    def update(self, epoch: int, val_loss: float, val_acc: float) -> bool:
+        """Record one epoch's validation; True when it is the new best. Best = highest validation accuracy;
+        among equals, the lower validation loss."""
+        better = val_acc > self.accuracy or (val_acc == self.accuracy and val_loss < self.loss_at_best)
+        if better:
+            self.accuracy, self.epoch, self.loss_at_best = val_acc, epoch, val_loss
+        self.bad_epochs = 0 if val_loss < self.lowest_loss else self.bad_epochs + 1
+        self.lowest_loss = min(self.lowest_loss, val_loss)
+        return better
+
+    def patience_ran_out(self, patience: int) -> bool:
+        return patience > 0 and self.bad_epochs >= patience
+
+    def to_checkpoint(self) -> dict:
+        # The keys older checkpoints used, so runs interrupted before this module existed still resume.
+        return {"best_acc": self.accuracy, "best_epoch": self.epoch, "best_loss": self.lowest_loss,
+                "loss_at_best": self.loss_at_best, "bad_epochs": self.bad_epochs}
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> BestEpoch:
+        return cls(accuracy=state["best_acc"], epoch=state["best_epoch"], lowest_loss=state["best_loss"],
+                   loss_at_best=state.get("loss_at_best", state["best_loss"]), bad_epochs=state["bad_epochs"])
+
+    def to_dict(self) -> dict:
+        return asdict(self)

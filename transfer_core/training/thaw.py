@@ -1,0 +1,59 @@
+"""When frozen stages start to learn: one schedule, kept in a callback (Lightning's `BaseFinetuning` idea).
+
+The loop offers the mechanism (`Trainer.thaw_one_stage`: one more stage learns, with its own optimizer
+group); the schedule decides when. Two schedules people choose today are one set of epochs:
+- quick start keeps one more stage frozen (its output cached) for the first epochs, then lets it learn;
+- gradual unfreezing lets one more frozen stage learn at each epoch listed.
+"""
+from __future__ import annotations
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.training.callbacks import Callback
+
+
+class ThawSchedule(Callback):
+    """Thaws the last frozen stage at the start of each epoch in `epochs`, while a stage is still frozen."""
+
+    def __init__(self, epochs: frozenset[int] = frozenset(), *, quick_start_epochs: int = 0):
+        self.epochs = frozenset(epochs)
+        self.quick_start_epochs = quick_start_epochs  # > 0: one extra stage starts frozen (quick start)
+
+    @classmethod
+    def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> ThawSchedule:
+        """Quick start applies only where it saves work: not with gradual unfreezing (its own thaws), nor
+        when nothing or everything is frozen (caching the stem's output would hold ~10x the memory of the
+        pictures themselves, to skip a cheap layer)."""
+        n = config.quick_start_epochs
+        if 0 < n < config.epochs and 0 < depth < num_stages and not config.unfreeze_at:
+            return cls(frozenset({n + 1}), quick_start_epochs=n)
+        return cls(frozenset(config.unfreeze_at))
+
+    def start_depth(self, chosen: int) -> int:
+        """How many stages are frozen at the start, given the depth the person chose."""
+        return chosen + (1 if self.quick_start_epochs else 0)
+
+    def depths(self, start: int, epochs: int) -> list[int]:
+        """The frozen depth during each epoch 1..epochs (what the time estimate prices)."""
+        return [max(0, start - sum(t <= e for t in self.epochs)) for e in range(1, epochs + 1)]
+
+    def thaws_after(self, epoch: int) -> bool:
+        """Is a thaw still ahead of `epoch`? Then the feature cache keeps what the next depth will need."""
+        return any(e > epoch for e in self.epochs)
+
+    def before_epoch(self, trainer, epoch: int) -> None:
+        if epoch in self.epochs and trainer.depth > 0:
+            trainer.thaw_one_stage(epoch)
+
+    def replay(self, trainer, through: int) -> None:
+        """A resumed run thaws the same stages the interrupted one had thawed by epoch `through`, so its
+        optimizer has the same groups (the feature cache is prepared once afterwards)."""
+        for epoch in range(1, through + 1):
+            if epoch in self.epochs and trainer.depth > 0:
+                trainer.thaw_one_stage(epoch, prepare_cache=False)
+
+    def words(self, stage_names: list[str], depth: int) -> str:
+        if not self.quick_start_epochs:
+            return ""
+        n = self.quick_start_epochs
+        first = "the first epoch" if n == 1 else f"the first {n} epochs"
+        return (f" Quick start: this holds for {first}; then {stage_names[depth - 1]} learns too, as you chose.")
