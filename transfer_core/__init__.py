@@ -9,7 +9,7 @@ Sub-packages, each importing only those listed before it (checked by `lint-impor
     training    trainer.Trainer (the loop), callbacks, features (cache), optim, eta, failures
     methods     L2-SP, distillation, domain adaptation: callbacks_for(config)
     workflows   train.train / resume, lr_finder.lr_find, baseline
-    quality     checks.check_dataset (duplicates, suspected labels)
+    quality     checks.check_dataset (duplicates, leaks, suspected labels), review_actions (move, exclude, undo)
     results     compare, bundle, export
     service     jobs.default_queue() (one job at a time per device), workspaces
     cli         the command line (python -m transfer_core)

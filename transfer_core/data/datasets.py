@@ -15,11 +15,11 @@ import tempfile
 import unicodedata
 import zipfile
 from collections import defaultdict
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 from transfer_core.data.dataadvice import (  # noqa: F401
     FEW_IMAGES,
@@ -79,8 +79,8 @@ LAYOUT_CLASSES = "class folders"
 LAYOUT_SPLITS = "train/val folders"
 # From this many pictures in every class, a test share is kept apart (DatasetReport.test).
 TEST_MIN_PER_CLASS = 50
-_TRAIN_NAMES = ("train", "training")
-_VAL_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
+TRAIN_FOLDER_NAMES = ("train", "training")
+VAL_FOLDER_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
 
 
 @dataclass(frozen=True)
@@ -184,8 +184,8 @@ def _unwrap(folder: Path) -> Path:
 def _split_folders(root: Path) -> tuple[Path, Path, list[str]] | None:
     """(train, val, notes) when `root` holds train/ and val/ (or valid/, test/...) folders."""
     dirs = {d.name.lower(): d for d in _entries(root) if d.is_dir()}
-    train = next((dirs[n] for n in _TRAIN_NAMES if n in dirs), None)
-    val = next((dirs[n] for n in _VAL_NAMES if n in dirs), None)
+    train = next((dirs[n] for n in TRAIN_FOLDER_NAMES if n in dirs), None)
+    val = next((dirs[n] for n in VAL_FOLDER_NAMES if n in dirs), None)
     if train is None or val is None:
         return None
     unused = sorted(d.name for d in dirs.values() if d not in (train, val))
