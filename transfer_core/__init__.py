@@ -3,7 +3,8 @@
 Sub-packages, each importing only those listed before it (checked by `lint-imports`, see .importlinter):
     core        config.TrainConfig, events, device, metrics, advice
     models      backbones.get_backbone / build_network, weights, preprocessing, freezing, augment
-    data        datasets.scan_dataset -> DatasetReport, uploads, datarefs, imagecache
+    data        datasets.scan_dataset -> DatasetReport (scancache: unchanged files not reopened), uploads,
+                datarefs, imagecache
     runstore    runfiles (every file name of a run folder), runs.RunFolder / list_runs
     inference   predict.load_model / predict, calibration, gradcam, novelty, evaluation.evaluate_run
     training    trainer.Trainer (the loop), callbacks, features (cache), optim, eta, failures
