@@ -20,7 +20,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
-from transfer_core.quality.checks import embed_images, label_probs, rank_suspects  # noqa: E402
+from transfer_core.quality.embeddings import embed_images  # noqa: E402
+from transfer_core.quality.suspect_labels import label_probs, rank_suspects  # noqa: E402
 
 
 def main() -> None:

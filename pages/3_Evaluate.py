@@ -5,11 +5,11 @@ import streamlit as st
 
 from transfer_core.core.advice import overfitting
 from transfer_core.data.datasets import TEST_MIN_PER_CLASS
-from transfer_core.inference.calibration import run_calibration
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
-from ui import charts, session
+from ui import charts
+from ui.calibration_view import calibration_when_ready
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.data_view import thumbnail
 
@@ -65,19 +65,20 @@ with friendly_errors("Reading this run's results"):
     st.plotly_chart(charts.confusion(ev.confusion, ev.classes), width="stretch")
 
     st.subheader("How sure should you be of it?")
-    cal = run_calibration(run.path)
-    st.write(cal.calibration.describe())
-    c1, c2 = st.columns(2)
-    c1.metric("Confidence error as trained", f"{cal.calibration.ece_before:.1%}",
-              help="Expected calibration error: how far, on average, the model's stated confidence is from how "
-                   "often it is right. 0% is perfectly honest.")
-    c2.metric("After calibration", f"{cal.calibration.ece_after:.1%}",
-              delta=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f} points",
-              delta_color="inverse", help="Predict uses the calibrated confidence (temperature scaling: the "
-                                          "predicted class never changes, only how sure it says it is).")
-    left, right = st.columns(2)
-    left.plotly_chart(charts.reliability(cal.bins_before(), cal.bins_after()), width="stretch")
-    right.plotly_chart(charts.threshold_tradeoff(cal.threshold_curve()), width="stretch")
+    cal = calibration_when_ready(run.path)
+    if cal is not None:
+        st.write(cal.calibration.describe())
+        c1, c2 = st.columns(2)
+        c1.metric("Confidence error as trained", f"{cal.calibration.ece_before:.1%}",
+                  help="Expected calibration error: how far, on average, the model's stated confidence is from "
+                       "how often it is right. 0% is perfectly honest.")
+        c2.metric("After calibration", f"{cal.calibration.ece_after:.1%}",
+                  delta=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f} points",
+                  delta_color="inverse", help="Predict uses the calibrated confidence (temperature scaling: the "
+                                              "predicted class never changes, only how sure it says it is).")
+        left, right = st.columns(2)
+        left.plotly_chart(charts.reliability(cal.bins_before(), cal.bins_after()), width="stretch")
+        right.plotly_chart(charts.threshold_tradeoff(cal.threshold_curve()), width="stretch")
 
     st.subheader(f"Pictures it got wrong ({len(result.mistakes)})")
     if not result.mistakes:

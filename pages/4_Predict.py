@@ -4,12 +4,12 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.data.datasets import BadImage
-from transfer_core.inference.calibration import run_calibration
 from transfer_core.inference.gradcam import explain
 from transfer_core.inference.predict import answer, load_model, to_rgb
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
-from ui import charts, session
+from ui import charts
+from ui.calibration_view import calibration_when_ready
 from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 
@@ -46,9 +46,10 @@ top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, ma
 threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0.05, key="threshold",
                       format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
                                          "but the ones given are right more often. 0 always answers.")
-with friendly_errors("Measuring the threshold"):
-    if threshold > 0 and (run.path / runfiles.VALIDATION).is_file():
-        st.caption("On the validation pictures: " + run_calibration(run.path).threshold_effect(threshold).describe())
+if threshold > 0 and (run.path / runfiles.VALIDATION).is_file():
+    cal = calibration_when_ready(run.path)
+    if cal is not None:
+        st.caption("On the validation pictures: " + cal.threshold_effect(threshold).describe())
 explain_it = st.toggle("Show why (heat map)", key="gradcam", help="Colours the parts of the picture that made the "
                        "model choose its answer (Grad-CAM): red mattered most. A model that looks at the "
                        "background instead of the object has learned the wrong thing.")

@@ -142,6 +142,7 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     assert (Path(app_dirs) / "runs" / job.id / "owner.json").is_file()
 
     at = no_exception(page("pages/3_Evaluate.py", token).run())
+    wait_for_task(at, f"calibration_task_{job.id}")  # measured in the queue, not on the page's thread
     assert {m.label for m in at.metric} >= {"Accuracy", "Macro F1", "Confidence error as trained",
                                             "After calibration"}
     per_class = at.dataframe[0].value
@@ -158,8 +159,9 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     assert "bad.jpg was skipped" in texts(at)
     at.slider(key="threshold").set_value(1.0).run()  # nothing is ever 100% sure: every answer is "not sure"
     at.toggle(key="gradcam").set_value(True).run()
+    wait_for_task(at, f"calibration_task_{job.id}")  # what the threshold does, measured in the queue
     no_exception(at)
-    assert "**Not sure** (best guess" in texts(at) and "validation pictures" in texts(at)
+    assert "**Not sure** (best guess" in texts(at) and "On the validation pictures: At 100%" in texts(at)
     assert any("where it looked" in str(img.proto) for img in at.get("image"))
 
     at = no_exception(page("pages/5_Runs.py", token).run())

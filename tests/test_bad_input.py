@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from transfer_core.data.datasets import (
-    _TRAIN_NAMES,
-    _VAL_NAMES,
     IMAGE_EXTENSIONS,
+    TRAIN_FOLDER_NAMES,
+    VAL_FOLDER_NAMES,
     DatasetError,
     _ignored,
     scan_dataset,
@@ -55,7 +55,7 @@ def test_thousands_of_tiny_files_upload_and_scan(tmp_path):
 _POOL = [_png(seed) for seed in range(12)]
 _NAME_CHARS = st.characters(blacklist_characters="/\x00", blacklist_categories=("Cs",))
 _CLASS = st.text(_NAME_CHARS, min_size=1, max_size=20).filter(
-    lambda n: n not in (".", "..") and n.lower() not in _TRAIN_NAMES + _VAL_NAMES)
+    lambda n: n not in (".", "..") and n.lower() not in TRAIN_FOLDER_NAMES + VAL_FOLDER_NAMES)
 _FILE = st.tuples(st.text(_NAME_CHARS, min_size=1, max_size=20),
                   st.sampled_from([".png", ".PNG", ".jpg", ".txt", ".heic", ""]))
 _CONTENT = st.sampled_from(["image", "empty", "text", "truncated", "noise"])

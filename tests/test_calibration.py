@@ -2,11 +2,13 @@
 and a "not sure" threshold trades coverage for accuracy."""
 import json
 import shutil
+import threading
 
 import pytest
 import torch
 from conftest import copy_textile
 
+from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401
 from transfer_core import cli
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import RunFinished
@@ -24,6 +26,7 @@ from transfer_core.inference.calibration import (
 from transfer_core.inference.evaluation import evaluate_run
 from transfer_core.inference.predict import NOT_SURE, answer, load_model, predict_probs
 from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.jobs import default_queue
 from transfer_core.workflows.train import train
 
 
@@ -100,6 +103,41 @@ def test_a_run_saved_before_calibration_existed_still_works(overconfident_run, t
     assert refit.temperature == pytest.approx(load_temperature(overconfident_run), rel=1e-3)
     (old / CALIBRATION_FILE).write_text(json.dumps({"temperature": 2.0}))  # a hand-written file: T only
     assert load_temperature(old) == 2.0 and run_calibration(old).calibration.images == len(_validation_labels(old))
+
+
+@pytest.mark.slow
+def test_evaluate_measures_calibration_in_the_queue_not_on_the_page(overconfident_run, app_dirs,  # noqa: F811
+                                                                    monkeypatch):
+    import ui.calibration_view as view
+
+    run = shutil.copytree(overconfident_run, app_dirs / "runs" / overconfident_run.name)
+    (run / CALIBRATION_FILE).unlink()  # an older run: the temperature is fitted again, from the page
+    release, threads = threading.Event(), []
+
+    def held_back(run_dir, progress=None):
+        threads.append(threading.current_thread().name)
+        progress("reading the validation results", 0, 3)
+        assert release.wait(timeout=120)  # the page must draw meanwhile: it does not wait for the work
+        return run_calibration(run_dir, progress=progress)
+
+    monkeypatch.setattr(view, "run_calibration", held_back)
+    try:
+        at = no_exception(page("pages/3_Evaluate.py").run())
+        task = default_queue().task(at.session_state[view.task_key(run)])
+        assert task is not None and task.kind == view.KIND and task.state in ("queued", "running")
+        assert "Per class" in [h.value for h in at.subheader]  # the rest of the page is there already
+        assert "After calibration" not in {m.label for m in at.metric}
+    finally:
+        release.set()
+    assert default_queue().wait(task.id, timeout=120) and task.error is None
+    assert threads == ["transfer-studio-trainer"]  # the engine's queue worker, not the page's script thread
+    assert task.progress == (3, 3, "measuring it on held-out halves")
+    no_exception(at.run())
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["After calibration"] == f"{task.result.calibration.ece_after:.1%}"
+    assert "too sure of itself" in texts(at)
+    at.run()  # drawn again (another widget moved): the measurement is kept, not queued again
+    assert at.session_state[view.task_key(run)] == task.id
 
 
 def _validation_labels(run_dir):

@@ -117,7 +117,7 @@ def test_demo_path_missing_package_is_a_plain_error(monkeypatch):
         demo_dataset_path()
 
 
-ENGINE = Path(ds.__file__).parent
+ENGINE = Path(ds.__file__).parents[1]  # transfer_core, above data/
 
 
 def _engine_modules() -> list[str]:

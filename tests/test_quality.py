@@ -10,13 +10,9 @@ from PIL import Image
 
 from transfer_core.cli import main
 from transfer_core.data.datasets import DatasetError, demo_dataset_path, scan_dataset
-from transfer_core.quality.checks import (
-    check_dataset,
-    clear_feature_cache,
-    exclude_image,
-    move_to_class,
-    undo_move,
-)
+from transfer_core.quality.checks import check_dataset
+from transfer_core.quality.embeddings import clear_feature_cache
+from transfer_core.quality.review_actions import exclude_image, move_to_class, undo_move
 
 
 def flip_labels(root: Path, share: float, seed: int) -> set[str]:

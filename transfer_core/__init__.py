@@ -3,13 +3,14 @@
 Sub-packages, each importing only those listed before it (checked by `lint-imports`, see .importlinter):
     core        config.TrainConfig, events, device, metrics, advice
     models      backbones.get_backbone / build_network, weights, preprocessing, freezing, augment
-    data        datasets.scan_dataset -> DatasetReport, uploads, datarefs, imagecache
+    data        datasets.scan_dataset -> DatasetReport (scancache: unchanged files not reopened), uploads,
+                datarefs, imagecache
     runstore    runfiles (every file name of a run folder), runs.RunFolder / list_runs
     inference   predict.load_model / predict, calibration, gradcam, novelty, evaluation.evaluate_run
     training    trainer.Trainer (the loop), callbacks, features (cache), optim, eta, failures
     methods     L2-SP, distillation, domain adaptation: callbacks_for(config)
     workflows   train.train / resume, lr_finder.lr_find, baseline
-    quality     checks.check_dataset (duplicates, suspected labels)
+    quality     checks.check_dataset (duplicates, leaks, suspected labels), review_actions (move, exclude, undo)
     results     compare, bundle, export
     service     jobs.default_queue() (one job at a time per device), workspaces
     cli         the command line (python -m transfer_core)

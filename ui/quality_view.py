@@ -6,10 +6,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.quality.checks import (
+from transfer_core.quality.checks import check_dataset
+from transfer_core.quality.findings import QualityReport
+from transfer_core.quality.review_actions import (
     FileMove,
-    QualityReport,
-    check_dataset,
     exclude_image,
     move_to_class,
     undo_move,

@@ -1,1 +1,2 @@
-"""Pictures on disk: scanning class folders, safe uploads and zips, data references, the decoded-image store."""
+"""Pictures on disk: scanning class folders (each picture checked once while unchanged), safe uploads and
+zips, data references, the decoded-image store."""

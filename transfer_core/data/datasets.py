@@ -1,25 +1,23 @@
 """Find, check and split an image-classification dataset (class folders, or train/ and val/ folders).
 
 Every image is decoded once while scanning, so a damaged file is reported here with its reason instead
-of failing an epoch later. Reading one picture is datafiles.py's job, unpacking uploads uploads.py's, the
-advice in words dataadvice.py's.
+of failing an epoch later; a file unchanged since an earlier scan in this process is not decoded again
+(imagechecks.py, scancache.py). Reading one picture is datafiles.py's job, unpacking uploads uploads.py's,
+the advice in words dataadvice.py's.
 """
 from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import os
 import random
 import tempfile
 import unicodedata
 import zipfile
 from collections import defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
-from typing import Sequence
 
 from transfer_core.data.dataadvice import (  # noqa: F401
     FEW_IMAGES,
@@ -59,6 +57,7 @@ from transfer_core.data.datafiles import (  # noqa: F401
     _upright,
     load_rgb,
 )
+from transfer_core.data.imagechecks import CheckedImage, check_images
 from transfer_core.data.uploads import (  # noqa: F401
     _CHUNK,
     _RATIO_FLOOR,
@@ -79,8 +78,8 @@ LAYOUT_CLASSES = "class folders"
 LAYOUT_SPLITS = "train/val folders"
 # From this many pictures in every class, a test share is kept apart (DatasetReport.test).
 TEST_MIN_PER_CLASS = 50
-_TRAIN_NAMES = ("train", "training")
-_VAL_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
+TRAIN_FOLDER_NAMES = ("train", "training")
+VAL_FOLDER_NAMES = ("val", "valid", "validation", "test", "testing")  # first match wins: "val" beats "test"
 
 
 @dataclass(frozen=True)
@@ -184,8 +183,8 @@ def _unwrap(folder: Path) -> Path:
 def _split_folders(root: Path) -> tuple[Path, Path, list[str]] | None:
     """(train, val, notes) when `root` holds train/ and val/ (or valid/, test/...) folders."""
     dirs = {d.name.lower(): d for d in _entries(root) if d.is_dir()}
-    train = next((dirs[n] for n in _TRAIN_NAMES if n in dirs), None)
-    val = next((dirs[n] for n in _VAL_NAMES if n in dirs), None)
+    train = next((dirs[n] for n in TRAIN_FOLDER_NAMES if n in dirs), None)
+    val = next((dirs[n] for n in VAL_FOLDER_NAMES if n in dirs), None)
     if train is None or val is None:
         return None
     unused = sorted(d.name for d in dirs.values() if d not in (train, val))
@@ -215,39 +214,6 @@ def _extract_dir(extract_to: str | Path | None) -> Path:
     if path.is_dir() and any(path.iterdir()):
         return Path(tempfile.mkdtemp(prefix="unzipped_", dir=path))  # never mix with earlier contents
     return path
-
-
-# ---------------------------------------------------------------------------------------------- checking files
-@dataclass(frozen=True)
-class _Checked:
-    path: Path
-    reason: str | None  # None: usable
-    digest: str = ""
-
-
-def _check(path: Path, min_side: int, max_bytes: int) -> _Checked:
-    try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            return _Checked(path, f"file too large ({_human(size)}; at most {_human(max_bytes)})")
-        data = path.read_bytes()
-        width, height = load_rgb(io.BytesIO(data)).size
-    except BadImage as exc:
-        return _Checked(path, str(exc))
-    except OSError as exc:
-        return _Checked(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
-    if min(width, height) < min_side:
-        return _Checked(path, f"image too small ({width}x{height} px; at least {min_side}x{min_side})")
-    return _Checked(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
-
-
-def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[_Checked]:
-    """Decode every file once, in threads (Pillow releases the GIL while decoding); keeps the input order."""
-    if not paths:
-        return []
-    workers = max(1, min(8, 2 * (os.cpu_count() or 1), len(paths)))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(partial(_check, min_side=min_side, max_bytes=max_bytes), paths, chunksize=16))
 
 
 # ---------------------------------------------------------------------------------------------- scanning
@@ -294,8 +260,8 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
         _gather(val_dir, root, "val", found)
     else:
         _gather(root, root, "", found)
-    checked = _check_all([p for _, _, p in found.candidates], min_side, limits.max_file_bytes)
-    usable: dict[str, dict[str, list[_Checked]]] = defaultdict(lambda: defaultdict(list))
+    checked = check_images([p for _, _, p in found.candidates], min_side, limits.max_file_bytes)
+    usable: dict[str, dict[str, list[CheckedImage]]] = defaultdict(lambda: defaultdict(list))
     for (name, split, path), result in zip(found.candidates, checked):
         if result.reason is None:
             usable[name][split].append(result)
@@ -344,7 +310,7 @@ def _too_few_classes(root: Path, classes: Sequence[str], found: _Found, skipped:
     return f"No class folder with usable images was found. {need}{hint}"
 
 
-def _sorted_paths(results: Sequence[_Checked]) -> list[Path]:
+def _sorted_paths(results: Sequence[CheckedImage]) -> list[Path]:
     return sorted(r.path for r in results)
 
 
@@ -379,7 +345,7 @@ def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None,
     """Every usable image anywhere below a folder (or .zip), sorted, and the files skipped with reasons."""
     root = _unwrap(_resolve(source, extract_to, limits))
     images, skipped = _walk(root, root)
-    checked = _check_all(images, min_side, limits.max_file_bytes)
+    checked = check_images(images, min_side, limits.max_file_bytes)
     skipped += [Skipped(_rel(c.path, root), c.reason) for c in checked if c.reason is not None]
     usable = [c.path for c in checked if c.reason is None]
     if not usable:

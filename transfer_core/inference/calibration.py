@@ -9,6 +9,7 @@ validation.json alone; the trainer saves the fitted T in calibration.json and pr
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -249,11 +250,19 @@ def load_temperature(run_dir: str | Path) -> float:
     return float(t) if isinstance(t, (int, float)) and t > 0 else 1.0
 
 
-def run_calibration(run_dir: str | Path) -> RunCalibration:
-    """Calibration of a finished run, from validation.json (fitted now if calibration.json is missing)."""
+def run_calibration(run_dir: str | Path, progress: Callable[[str, int, int], None] | None = None) -> RunCalibration:
+    """Calibration of a finished run, from validation.json (fitted now if calibration.json is missing).
+
+    progress(phase, done, total), for the app's task view: the validation set can be large."""
+    say = progress or (lambda phase, done, total: None)
+    say("reading the validation results", 0, 3)
     ev = evaluate_run(run_dir)
     saved = RunFolder(run_dir).read_json(CALIBRATION_FILE)
     complete = isinstance(saved, dict) and {"temperature", "ece_before", "ece_after", "nll_before",
                                             "nll_after", "images"} <= saved.keys()
+    say("fitting the temperature", 1, 3)
     result = Calibration.from_dict(saved) if complete else calibrate(ev.probs, ev.labels)
-    return RunCalibration(result, ev.probs, cross_fitted_probs(ev.probs, ev.labels), ev.labels)
+    say("measuring it on held-out halves", 2, 3)
+    after = cross_fitted_probs(ev.probs, ev.labels)
+    say("measuring it on held-out halves", 3, 3)
+    return RunCalibration(result, ev.probs, after, ev.labels)

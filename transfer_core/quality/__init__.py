@@ -1,1 +1,9 @@
-"""Checking a data set: duplicates, suspected wrong labels, moving files between classes."""
+"""Checking a data set before training: duplicates, train/validation leaks, suspected wrong labels.
+
+    checks          check_dataset(source) -> QualityReport: the whole check, in one call
+    findings        what it finds: QualityReport (with its summary in words), DuplicatePair, SuspectLabel
+    embeddings      each picture's backbone features and thumbnail, cached by file contents
+    duplicates      exact and near duplicates, and which of them leak across training and validation
+    suspect_labels  out-of-fold label probabilities and the ranked list of likely mistakes
+    review_actions  move a picture to another class, exclude it, undo either (files are moved, never deleted)
+"""

@@ -1,0 +1,67 @@
+"""Checking each picture of a scan: it opens, is not too small or too large, and what its contents' hash is.
+
+A file checked before and unchanged since is not opened again (scancache.py): the Data page's scan, the
+data check's and training's read each picture once between them.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from transfer_core.data import scancache
+from transfer_core.data.datafiles import BadImage, _human, load_rgb
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    path: Path
+    reason: str | None  # None: usable
+    digest: str = ""  # of the file's bytes, for finding identical copies
+
+
+def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
+    """Decode one file fully, so a damaged picture is reported now rather than failing an epoch later."""
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            return CheckedImage(path, f"file too large ({_human(size)}; at most {_human(max_bytes)})")
+        data = path.read_bytes()
+        width, height = load_rgb(io.BytesIO(data)).size
+    except BadImage as exc:
+        return CheckedImage(path, str(exc))
+    except OSError as exc:
+        return CheckedImage(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
+    if min(width, height) < min_side:
+        return CheckedImage(path, f"image too small ({width}x{height} px; at least {min_side}x{min_side})")
+    return CheckedImage(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
+
+
+def check_images(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[CheckedImage]:
+    """check_image of each file, in the input order, opening only those not checked before as they are now."""
+    keys = [scancache.file_key(p, (min_side, max_bytes)) for p in paths]
+    found = {i: CheckedImage(paths[i], *answer) for i, answer in scancache.recall(keys).items()}
+    missing = [i for i in range(len(paths)) if i not in found]
+    found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes)))
+    # Kept as (reason, digest), the path being in the key. A file that could not be read may be readable
+    # in a moment (a network share coming back): not remembered.
+    scancache.remember({keys[i]: (found[i].reason, found[i].digest) for i in missing
+                        if keys[i] is not None and _settled(found[i])})
+    return [found[i] for i in range(len(paths))]
+
+
+def _settled(checked: CheckedImage) -> bool:
+    return checked.reason is None or not checked.reason.startswith("cannot be read")
+
+
+def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[CheckedImage]:
+    """Decode every file once, in threads (Pillow releases the GIL while decoding); keeps the input order."""
+    if not paths:
+        return []
+    workers = max(1, min(8, 2 * (os.cpu_count() or 1), len(paths)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda p: check_image(p, min_side, max_bytes), paths, chunksize=16))
