@@ -9,6 +9,9 @@ AUGMENTS = ("none", "light", "strong")
 OPTIMIZERS = ("adamw", "sgd")
 HEADS = ("linear", "mlp")
 ADAPTS = ("dann", "coral", "adabn")
+# progressive: a head-only model first (seconds), then stages thaw from the top while validation improves;
+# fixed: the chosen freeze depth for the chosen epochs (quick start / gradual unfreezing as set).
+SCHEDULES = ("progressive", "fixed")
 
 
 class ConfigError(ValueError):
@@ -68,6 +71,8 @@ class TrainConfig:
     # run in parts whose gradients add up before the one update (stepmemory.py). 0 = never split.
     step_memory_mb: int = 1200
     max_images: int | None = None  # use at most this many training images (quick trials, tests)
+    schedule: str = "fixed"
+    time_budget_minutes: float = 0.0  # progressive: stop improving after about this long; 0 = epochs decide
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
 
     def __post_init__(self):
@@ -75,6 +80,8 @@ class TrainConfig:
         check.choice("augment", self.augment, AUGMENTS)
         check.choice("optimizer", self.optimizer, OPTIMIZERS)
         check.choice("head", self.head, HEADS)
+        check.choice("schedule", self.schedule, SCHEDULES)
+        check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = no limit)")
         if self.adapt is not None:
             check.choice("adapt", self.adapt, ADAPTS)
             check.that(self.target_data is not None, "adapt needs target_data: a folder of unlabelled images")
@@ -113,6 +120,7 @@ class TrainConfig:
         d = {k: v for k, v in d.items() if k in known}  # tolerate configs from newer/older versions
         d.setdefault("quick_start_epochs", 0)  # runs saved before quick start existed resume as they began
         d.setdefault("test_share", False)  # so did runs saved before the test share
+        d.setdefault("schedule", "fixed")  # and before the progressive schedule
         if "unfreeze_at" in d:
             d["unfreeze_at"] = tuple(d["unfreeze_at"])
         return cls(**d)

@@ -71,6 +71,16 @@ class EpochEnd(Event):
 
 
 @dataclass(frozen=True)
+class ModelReady(Event):
+    """A usable model is saved in the run folder (best.pt + calibration) while training goes on: Predict
+    can use it now. The progressive schedule sends one after fitting the head on cached features."""
+    val_accuracy: float = 0.0
+    val_loss: float = 0.0
+    seconds: float = 0.0  # since the run started
+    what: str = "head"  # which model: "head" (only the new classifier learned so far)
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     best_val_accuracy: float = 0.0
     best_epoch: int = 0
@@ -97,7 +107,8 @@ class RunFailed(Event):
 
 
 FINAL_EVENTS = (RunFinished, RunStopped, RunFailed)
-_KINDS = {c.__name__: c for c in (RunStarted, DataReady, Progress, EpochEnd, RunFinished, RunStopped, RunFailed)}
+_KINDS = {c.__name__: c for c in (RunStarted, DataReady, Progress, EpochEnd, ModelReady, RunFinished, RunStopped,
+                                   RunFailed)}
 
 
 def event_from_dict(d: dict) -> Event:

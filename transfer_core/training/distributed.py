@@ -13,6 +13,7 @@ Without a process group every function here is a no-op, so single-process traini
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from datetime import timedelta
 
@@ -142,3 +143,15 @@ def _collective_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def training_model(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """What the training step calls: the network returning (pooled features, logits); under torchrun, DDP
+    around it (gradients averaged over ranks; DDP synchronises the parameters that learn at wrapping time)."""
+    model = FeaturesAndLogits(net)
+    return wrap(model, device) if active() else model
+
+
+def gradient_sync(model: torch.nn.Module, last: bool):
+    """Under torchrun, gradients are averaged across processes once per step, after its last part."""
+    return contextlib.nullcontext() if last or not active() else model.no_sync()

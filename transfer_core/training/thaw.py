@@ -14,6 +14,8 @@ from transfer_core.training.callbacks import Callback
 class ThawSchedule(Callback):
     """Thaws the last frozen stage at the start of each epoch in `epochs`, while a stage is still frozen."""
 
+    keep_norm_statistics = False  # True: thawed stages' BatchNorm keeps its pretrained statistics
+
     def __init__(self, epochs: frozenset[int] = frozenset(), *, quick_start_epochs: int = 0):
         self.epochs = frozenset(epochs)
         self.quick_start_epochs = quick_start_epochs  # > 0: one extra stage starts frozen (quick start)

@@ -8,7 +8,6 @@ finish.py (what is saved at the end). Callbacks see the documented surface in ca
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
@@ -45,9 +44,12 @@ from transfer_core.training.optim import (
     set_lr,
 )
 from transfer_core.training.progress import ProgressReporter
+from transfer_core.training.progressive import Progressive
 from transfer_core.training.selection import BestEpoch
 from transfer_core.training.stepmemory import part_size_for, parts_words, split_count
 from transfer_core.training.thaw import ThawSchedule
+
+SCHEDULES = {"fixed": ThawSchedule, "progressive": Progressive}  # TrainConfig.schedule -> thaw schedule
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Trainer:
         self.run: RunFolder | None = None
         self.best = BestEpoch()
         self.epochs_done = 0  # what a Stop reports: epochs whose results were recorded
+        self.finish_early: str | None = None  # a reason to end before the planned epochs (set by callbacks too)
         self.t0 = time.time()
         self.progress = ProgressReporter(self.emit, self.event)
 
@@ -117,18 +120,19 @@ class Trainer:
             progress=lambda done, n: self.report_progress("preparing", done, n, part="cache"))
         self.prepare_cache()
         plan = describe_freeze(self.net, self.depth)
+        words = (f"{plan.describe()} {self.feature_cache.describe()}"
+                 f"{parts_words(cfg.batch_size, self.part_size, cfg.step_memory_mb)}"
+                 f"{self.thaw.words(self.net.stage_names, self.depth)}")
         self.emit(self.event(DataReady, classes=tuple(self.classes), num_train=len(self.train_samples),
-                             num_val=len(self.val_samples), skipped=len(self.report.skipped),
-                             trainable_params=plan.trainable_params, total_params=plan.total_params,
-                             plan=f"{plan.describe()} {self.feature_cache.describe()}{parts_words(cfg.batch_size, self.part_size, cfg.step_memory_mb)}"
-                                  f"{self.thaw.words(self.net.stage_names, self.depth)}"))
+                             num_val=len(self.val_samples), skipped=len(self.report.skipped), plan=words,
+                             trainable_params=plan.trainable_params, total_params=plan.total_params))
 
     def _build_network(self) -> None:
         cfg = self.config
         self.prep = get_backbone(cfg.backbone).preprocessing_at(cfg.image_size)
         self.net = network_for(cfg, len(self.classes), self.device)
         chosen = resolve_depth(cfg.freeze, self.net.num_stages)
-        self.thaw = ThawSchedule.from_config(cfg, chosen, self.net.num_stages)
+        self.thaw = SCHEDULES[cfg.schedule].from_config(cfg, chosen, self.net.num_stages)
         self.callbacks.insert(0, self.thaw)  # first: a thaw happens before the methods' before_epoch
         self.depth = self.thaw.start_depth(chosen)
         apply_freeze(self.net, self.depth)
@@ -145,7 +149,7 @@ class Trainer:
         self.depth -= 1
         apply_freeze(self.net, self.depth)
         add_stage(self.optimizer, self.net, self.config, self.depth)
-        self.model = self._parallel()  # DDP synchronises the parameters that learned at wrapping time
+        self.model = distributed.training_model(self.net, self.device)  # DDP synchronises the parameters that learned at wrapping time
         if prepare_cache:
             self.prepare_cache(now=epoch)
 
@@ -177,7 +181,7 @@ class Trainer:
     # ------------------------------------------------------------------ fitting
     def start_optimizer(self) -> None:
         self.optimizer = build_optimizer(self.net, self.config, self.depth)
-        self.model = self._parallel()
+        self.model = distributed.training_model(self.net, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp(self.device))
         # A loss 50x that of guessing at random means the weights have blown up, even if still finite.
         self.divergence_limit = 50 * math.log(max(2, len(self.classes)))
@@ -192,22 +196,23 @@ class Trainer:
         self.epoch = self.epochs_done = checkpoint.restore(self, checkpoint_state) if self.resume else 0
         if self.epoch:  # resumed: the epochs done before are not part of what is left
             self.progress.clock.skip_to(f"train{self.epoch + 1}")
-        reason = "completed"
         for self.epoch in range(self.epoch + 1, cfg.epochs + 1):
             for cb in self.callbacks:
                 cb.before_epoch(self, self.epoch)
-            if distributed.any_rank(self.run_epoch(self.epoch)):  # all ranks stop together
-                reason = f"early stopping: no better validation loss for {cfg.early_stopping} epochs"
+            if self.finish_early is None:
+                self.run_epoch(self.epoch)
+            if distributed.any_rank(self.finish_early is not None):  # all ranks stop together
                 break
         test_acc = finish(self)
         return self.event(RunFinished, best_val_accuracy=self.best.accuracy, best_epoch=self.best.epoch,
-                          epochs_run=self.epoch, seconds=time.time() - self.t0, reason=reason,
+                          epochs_run=self.epochs_done, seconds=time.time() - self.t0,
+                          reason=self.finish_early or "completed",
                           test_accuracy=test_acc, num_test=len(self.test_samples), extra=self.final_extra)
 
-    def run_epoch(self, epoch: int) -> bool:
-        """Train and validate once; True when early stopping says to end the run."""
+    def run_epoch(self, epoch: int) -> None:
+        """Train and validate once; sets finish_early when early stopping says to end the run."""
         t_epoch, t_train = time.time(), 0.0
-        set_train_mode(self.net, self.depth)
+        set_train_mode(self.net, self.depth, self.thaw.keep_norm_statistics)
         loss_sum, correct, seen = 0.0, 0, 0
         steps = self.epoch_order()
         for i, idx in enumerate(steps):
@@ -232,7 +237,8 @@ class Trainer:
         if self.best.update(epoch, val_loss, val_acc):
             save_atomically(checkpoint.weights_of(self.net), self.run.path / runfiles.BEST)
         checkpoint.save_checkpoint(self, epoch)
-        return self.best.patience_ran_out(self.config.early_stopping)
+        if self.best.patience_ran_out(self.config.early_stopping):
+            self.finish_early = f"early stopping: no better validation loss for {self.config.early_stopping} epochs"
 
     def train_step(self, batch: Batch, lr_scale: float | None = None) -> tuple[float, int]:
         """One optimizer step at the schedule's rate (or `lr_scale` x the configured rate). A batch whose
@@ -244,7 +250,7 @@ class Trainer:
         value, correct = 0.0, 0
         for i, part in enumerate(parts):
             share = len(part.y) / len(batch.y)
-            with self._gradient_sync(last=i == len(parts) - 1):
+            with distributed.gradient_sync(self.model, last=i == len(parts) - 1):
                 loss, logits = self.loss(part)
                 part_value = float(loss.detach())
                 if distributed.any_rank(not math.isfinite(part_value) or part_value > self.divergence_limit):
@@ -269,15 +275,6 @@ class Trainer:
                 if extra is not None:
                     loss = loss + extra
         return loss, logits
-
-    def _gradient_sync(self, last: bool):
-        """Under torchrun, gradients are averaged across processes once per step, after its last part."""
-        return contextlib.nullcontext() if last or not distributed.active() else self.model.no_sync()
-
-    def _parallel(self) -> torch.nn.Module:
-        """What the training step calls: under torchrun, DDP around the network (gradients averaged over ranks)."""
-        model = distributed.FeaturesAndLogits(self.net)
-        return distributed.wrap(model, self.device) if distributed.active() else model
 
     @torch.no_grad()
     def evaluate(self) -> tuple[float, float, torch.Tensor]:

@@ -1,0 +1,85 @@
+"""The instant model: the new classifier fitted to convergence on the frozen network's pooled features.
+
+The frozen network's features are computed once (the feature cache), so fitting the head is a small convex
+problem (for the linear head: multinomial logistic regression) solved in seconds with L-BFGS, full batch.
+Few pictures per class is where this matters most, so the fit is regularised on purpose:
+- an L2 penalty whose strength is chosen on the validation share, preferring the stronger one (the simpler
+  model) unless a weaker one is clearly better, since a small validation share cannot tell close ones apart;
+- class-balanced weights, so a large class does not drown a small one;
+- every cached augmented view of a picture counts as a training example (cheap augmentation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+STRENGTHS = (1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)  # L2 strengths tried, strongest (simplest) first
+_CLEARLY_BETTER = 0.98  # a weaker penalty must lower the validation loss by 2% to be preferred
+_MAX_ITER = 200
+
+
+@dataclass(frozen=True)
+class HeadFit:
+    strength: float  # the L2 strength chosen
+    val_loss: float
+    val_accuracy: float
+
+
+def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """n / (classes x n_c): every class weighs the same in total (a class with no example weighs 0)."""
+    counts = torch.bincount(y, minlength=num_classes).float()
+    return torch.where(counts > 0, len(y) / (num_classes * counts.clamp(min=1)), torch.zeros_like(counts))
+
+
+def fit_head(head: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
+             num_classes: int, check_stop: Callable[[], None] = lambda: None) -> HeadFit:
+    """Fit `head` (features -> logits) on (x, y); choose the L2 strength on (val_x, val_y). `head` ends with
+    the chosen fit's weights. Deterministic: every strength starts from the same weights."""
+    start = {k: v.clone() for k, v in head.state_dict().items()}
+    weights = class_weights(y, num_classes).to(x.device)
+    fits = []
+    for strength in STRENGTHS:
+        check_stop()
+        head.load_state_dict(start)
+        _lbfgs(head, x, y, weights, strength)
+        loss, acc = _validate(head, val_x, val_y)
+        fits.append((HeadFit(strength, loss, acc), {k: v.clone() for k, v in head.state_dict().items()}))
+    chosen, state = _simplest_good(fits)
+    head.load_state_dict(state)
+    return chosen
+
+
+def _lbfgs(head: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, strength: float) -> None:
+    head.eval()  # no dropout: the penalty is the regulariser, and L-BFGS needs the same function each call
+    params = [p for p in head.parameters() if p.requires_grad]
+    penalised = [p for p in params if p.dim() > 1]  # weights, not biases
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=_MAX_ITER, history_size=20, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-6, tolerance_change=1e-9)
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(head(x).float(), y, weight=weights)
+        loss = loss + 0.5 * strength * sum(p.pow(2).sum() for p in penalised)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        opt.step(closure)
+
+
+@torch.no_grad()
+def _validate(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    if len(y) == 0:
+        return 0.0, 0.0
+    logits = head(x).float()
+    return float(F.cross_entropy(logits, y)), float((logits.argmax(1) == y).float().mean())
+
+
+def _simplest_good(fits: list) -> tuple[HeadFit, dict]:
+    """The strongest penalty whose validation loss is within 2% of the best one's."""
+    best = min(f.val_loss for f, _ in fits)
+    return next((f, s) for f, s in fits if f.val_loss <= best / _CLEARLY_BETTER)
