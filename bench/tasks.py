@@ -197,7 +197,8 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
              "40 test pictures per class", (10, 20, 50), lfw_faces),
     TaskSpec("textures", "brick / grass / gravel: 64 px patches of scikit-image's real 512x512 photos; test "
              f"patches from {TEST_REGIONS} of 16 regions per photo (stride {TEST_STRIDE}), training from the "
-             f"others (stride {TRAIN_STRIDE})", (10, 20, 50, 200), textures),
+             f"others (stride {TRAIN_STRIDE}); test patches of one region overlap, so its intervals are too narrow",
+             (10, 20, 50, 200), textures),
 )}
 
 
@@ -249,7 +250,7 @@ def build_task(name: str, cache: str | Path = DEFAULT_CACHE, seed: int = 0) -> T
         (partial / MANIFEST).write_text(json.dumps(manifest, indent=1))
         os.replace(partial, root)  # the manifest exists only in a complete folder
     m = json.loads((root / MANIFEST).read_text())
-    return Task(name, m["description"], root, tuple(m["classes"]), tuple(m["sizes"]), seed)
+    return Task(name, spec.description, root, tuple(m["classes"]), tuple(m["sizes"]), seed)
 
 
 def pixel_hash(path: Path) -> str:
