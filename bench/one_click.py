@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -171,7 +172,7 @@ def print_run(row: dict) -> None:
 def main(argv=None) -> dict:
     a = parse_args(argv)
     tasks = [build_task(name, a.cache, a.seed) for name in a.tasks]
-    out = {"kind": "one-click", "command": "python bench/one_click.py " + " ".join(a.argv),
+    out = {"kind": "one-click", "command": shlex.join(["python", "bench/one_click.py", *a.argv]),
            "date": time.strftime("%Y-%m-%d"), "commit": code_version(), "device": describe_device(),
            "load_start": load(), "seed": a.seed, "quick": a.quick, "overrides": QUICK if a.quick else {},
            "settings": {s: SETTINGS[s] for s in a.settings}, "tasks": describe_tasks(tasks), "runs": []}
