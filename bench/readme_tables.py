@@ -162,11 +162,45 @@ def render_domain_shift(d: dict) -> str:
          "same pictures unshifted"], rows)
 
 
+# ----------------------------------------------------------------------------- bench/one_click.py
+def one_click_cell(run: dict | None) -> str:
+    if run is None:
+        return ""
+    if run["status"] != "RunFinished":
+        return f"{run['status']}"
+    return f"{run['test_accuracy']:.3f} {interval(run['interval'])}, {run['seconds']:.0f} s"
+
+
+def one_click_rows(d: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per task and training size, one column per setting; the header and the rows."""
+    settings = list(d["settings"])
+    runs = {(r["task"], r["size"], r["setting"]): r for r in d["runs"]}
+    rows = []
+    for name, task in d["tasks"].items():
+        base = task["majority_baseline"]
+        for i, size in enumerate(sorted({r["size"] for r in d["runs"] if r["task"] == name})):
+            first = [name, str(size), f"{base['accuracy']:.3f} ({task['test_images']} test pictures)"]
+            rows.append((first if i == 0 else ["", str(size), ""])
+                        + [one_click_cell(runs.get((name, size, s))) for s in settings])
+    return ["task", "training pictures per class", "majority class"] + settings, rows
+
+
+def render_one_click(d: dict) -> str:
+    quick = f"; smoke run: {', '.join(f'{k} {v}' for k, v in d['overrides'].items())}" if d.get("quick") else ""
+    extra = (f" ({d['device']}, seed {d['seed']}{quick}; each cell: accuracy on the task's test pictures, which "
+             f"no setting trained or chose anything on [95% Wilson interval], and the seconds training took)")
+    tasks = "".join(f"- {name}: {t['description']}\n" for name, t in d["tasks"].items())
+    settings = "".join(f"- `{name}`: " + (", ".join(f"{k}={v!r}" for k, v in over.items()) or "the engine's defaults")
+                       + "\n" for name, over in d["settings"].items())
+    return stamp(d, extra) + tasks + settings + "\n" + table(*one_click_rows(d))
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
     ("defaults", lambda d: "throughput" in d, render_defaults),
     ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),
     ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
+    ("one-click", lambda d: d.get("kind") == "one-click", render_one_click),
 ]
 
 

@@ -1,0 +1,59 @@
+"""bench/one_click.py without training: its interval, baseline, settings and README table."""
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))  # the script imports its neighbours (benchmark, tasks, readme_tables)
+_spec = importlib.util.spec_from_file_location("bench_one_click", REPO / "bench" / "one_click.py")
+one_click = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = one_click
+_spec.loader.exec_module(one_click)
+import readme_tables  # noqa: E402
+
+
+@pytest.mark.parametrize("k, n, expected", [(0, 10, (0.0, 0.2775)), (5, 10, (0.2366, 0.7634)),
+                                            (73, 80, (0.8303, 0.9570)), (80, 80, (0.9542, 1.0))])
+def test_wilson_interval_matches_published_values(k, n, expected):
+    lo, hi = one_click.wilson(k, n)
+    assert lo == pytest.approx(expected[0], abs=1e-4) and hi == pytest.approx(expected[1], abs=1e-4)
+
+
+def test_majority_baseline_is_the_most_common_test_class():
+    tests = [(Path(f"{i}.png"), c) for i, c in enumerate(["a"] * 3 + ["b"] * 5 + ["c"] * 2)]
+    base = one_click.majority_baseline(tests)
+    assert base["class"] == "b" and base["accuracy"] == 0.5
+
+
+def test_every_setting_is_a_valid_config_that_changes_what_it_names(tmp_path):
+    task = one_click.Task("t", "", tmp_path, ("a", "b"), (10,), 0)
+    default = one_click.config_for(task, 10, "default", seed=3, quick=False)
+    assert default.seed == 3 and default.data == str(tmp_path / "train-10")
+    for name, fields in one_click.SETTINGS.items():
+        config = one_click.config_for(task, 10, name, seed=3, quick=False)
+        assert set(config.differences(default)) <= set(fields), f"{name} changes more than it names"
+        assert {k: getattr(config, k) for k in fields} == fields, name
+    assert one_click.config_for(task, 10, "head only", 0, False).freeze == "all"
+    assert one_click.config_for(task, 10, "everything trains", 0, False).freeze == 0
+    quick = one_click.config_for(task, 10, "fixed 8 epochs", 0, quick=True)
+    assert quick.epochs == 2 and quick.image_size == 64  # a smoke run stays a smoke run
+
+
+def test_the_readme_table_shows_every_run_and_setting():
+    data = {"kind": "one-click", "command": "python bench/one_click.py", "date": "2026-12-01", "commit": "abc",
+            "device": "CPU", "seed": 0, "quick": False, "overrides": {},
+            "settings": {"default": {}, "head only": {"freeze": "all"}},
+            "tasks": {"lfw-faces": {"description": "faces", "test_images": 80,
+                                    "majority_baseline": {"class": "face", "accuracy": 0.5}}},
+            "runs": [{"task": "lfw-faces", "size": 10, "setting": "default", "status": "RunFinished",
+                      "test_accuracy": 0.9125, "interval": [0.8303, 0.957], "seconds": 7.2},
+                     {"task": "lfw-faces", "size": 10, "setting": "head only", "status": "RunFailed"},
+                     {"task": "lfw-faces", "size": 20, "setting": "default", "status": "RunFinished",
+                      "test_accuracy": 0.95, "interval": [0.88, 0.98], "seconds": 9}]}
+    text = readme_tables.render_one_click(data)
+    assert "| lfw-faces | 10 | 0.500 (80 test pictures) | 0.912 [0.830-0.957], 7 s | RunFailed |" in text
+    assert "|  | 20 |  | 0.950 [0.880-0.980], 9 s |  |" in text
+    assert "`head only`: freeze='all'" in text and "2026-12-01" in text
+    assert [name for name, applies, _ in readme_tables.RENDERERS if applies(data)] == ["one-click"]
