@@ -49,6 +49,8 @@ from transfer_core.workflows.train import train  # noqa: E402
 # name -> TrainConfig fields that differ from the engine's defaults. Add a setting by adding a line.
 SETTINGS: dict[str, dict] = {
     "default": {},
+    "progressive": {"schedule": "progressive", "epochs": 8},
+    "progressive freeze 2": {"schedule": "progressive", "freeze": 2, "epochs": 8},
     "head only": {"freeze": "all"},
     "freeze 2": {"freeze": 2},
     "freeze 3": {"freeze": 3},
