@@ -1,0 +1,134 @@
+"""The progressive schedule: a usable model before the first epoch, then stages thaw from the top.
+
+Real offline MobileNetV2 weights and real textile pictures throughout (small sizes, CPU)."""
+from __future__ import annotations
+
+import torch
+
+from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import EpochEnd, ModelReady, RunFinished
+from transfer_core.inference.predict import load_model, predict_probs
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
+from transfer_core.training.callbacks import Callback
+from transfer_core.training.instant import STRENGTHS, _simplest_good, class_weights, fit_head
+from transfer_core.training.selection import BestEpoch
+from transfer_core.workflows.train import train
+
+FAST = dict(image_size=64, batch_size=8, seed=0, schedule="progressive")
+
+
+class PredictWhenReady(Callback):
+    """At ModelReady, while the run goes on: load the run folder as Predict does and classify pictures."""
+
+    def __init__(self, pictures):
+        self.pictures, self.kinds, self.probs = pictures, [], None
+
+    def on_event(self, trainer, event):
+        self.kinds.append(event.kind)
+        if isinstance(event, ModelReady):
+            model = load_model(trainer.run.path)
+            self.probs = predict_probs(model, self.pictures)
+            self.depth_then = trainer.depth
+
+
+def test_a_usable_model_is_saved_before_the_first_epoch(textile_small, tmp_path):
+    pictures = sorted((textile_small / "nominal").iterdir())[:3]
+    watch = PredictWhenReady(pictures)
+    result = train(TrainConfig(data=str(textile_small), freeze=4, epochs=3, **FAST), runs_dir=tmp_path,
+                   callbacks=[watch])
+    assert isinstance(result.final, RunFinished), result.final
+    assert watch.kinds.index("ModelReady") < watch.kinds.index("EpochEnd"), "the model comes before any epoch"
+    assert watch.probs is not None and watch.probs.shape == (3, 3)
+    assert torch.allclose(watch.probs.sum(1), torch.ones(3), atol=1e-4)
+    assert watch.depth_then == 6, "the instant model is the head alone: every stage still frozen"
+    run = RunFolder(result.run_dir)
+    ready = [e for e in run.events() if isinstance(e, ModelReady)]
+    assert len(ready) == 1 and 0 <= ready[0].val_accuracy <= 1 and ready[0].seconds > 0
+    epochs = [e for e in run.events() if isinstance(e, EpochEnd)]
+    assert 1 <= len(epochs) <= 3
+
+
+def test_stages_thaw_from_the_top_one_per_epoch_down_to_the_chosen_depth(textile_small, tmp_path):
+    depths = []
+
+    class Depth(Callback):
+        def after_epoch(self, trainer, epoch, extra):
+            depths.append(trainer.depth)
+
+    train(TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST), runs_dir=tmp_path, callbacks=[Depth()])
+    assert depths[:2] == [5, 4][:len(depths)], depths  # MobileNetV2: 6 stages; last conv, then stage 4
+    assert all(d >= 4 for d in depths), "never deeper than the freeze depth chosen"
+
+
+def test_batchnorm_keeps_its_pretrained_statistics_while_stages_learn(textile_small, tmp_path):
+    seen = {}
+
+    class Stats(Callback):
+        def before_fit(self, trainer):
+            seen["before"] = {n: b.clone() for n, b in trainer.net.named_buffers() if "running" in n}
+
+        def after_epoch(self, trainer, epoch, extra):
+            seen["after"] = {n: b.clone() for n, b in trainer.net.named_buffers() if "running" in n}
+            seen["learned"] = any(p.requires_grad for p in trainer.net.stages[-1].parameters())
+
+    train(TrainConfig(data=str(textile_small), freeze=5, epochs=1, **FAST), runs_dir=tmp_path, callbacks=[Stats()])
+    assert seen["learned"], "the top stage learned in epoch 1"
+    assert all(torch.equal(seen["before"][n], seen["after"][n]) for n in seen["before"])
+
+
+def test_head_only_ends_with_the_instant_model(textile_small, tmp_path):
+    result = train(TrainConfig(data=str(textile_small), freeze="all", epochs=5, **FAST), runs_dir=tmp_path)
+    final = result.final
+    assert isinstance(final, RunFinished) and final.epochs_run == 0 and final.best_epoch == 0
+    assert "alone" in final.reason
+    run = RunFolder(result.run_dir)
+    assert (run.path / runfiles.BEST).is_file() and (run.path / runfiles.VALIDATION).is_file()
+    assert final.test_accuracy is not None or final.num_test == 0
+
+
+def test_the_head_fit_beats_guessing_on_real_features(textile_full):
+    """Pooled MobileNetV2 features of 60 real pictures per class: the fitted head separates the classes
+    far better than the majority class on 30 held-out pictures per class."""
+    from PIL import Image
+
+    from transfer_core.models.backbones import build_network, get_backbone
+
+    net = build_network("mobilenet_v2", 3).eval()
+    prep = get_backbone("mobilenet_v2").preprocessing_at(96)
+    classes = sorted(p.name for p in textile_full.iterdir() if p.is_dir())
+    xs, ys = [], []
+    for label, name in enumerate(classes):
+        files = sorted((textile_full / name).iterdir())[:90]
+        batch = torch.stack([prep.eval_tensor(Image.open(f).convert("RGB")) for f in files])
+        with torch.no_grad():
+            xs.append(net.features(batch))
+        ys.append(torch.full((len(files),), label))
+    x, y = torch.cat(xs), torch.cat(ys)
+    train_idx = torch.cat([torch.arange(i * 90, i * 90 + 60) for i in range(3)])
+    val_idx = torch.cat([torch.arange(i * 90 + 60, i * 90 + 90) for i in range(3)])
+    fit = fit_head(net.head, x[train_idx], y[train_idx], x[val_idx], y[val_idx], 3)
+    assert fit.strength in STRENGTHS
+    assert fit.val_accuracy > 0.5, fit  # majority: 1/3
+
+
+def test_class_weights_balance_classes_and_the_simplest_good_fit_wins():
+    w = class_weights(torch.tensor([0, 0, 0, 1]), 3)
+    assert torch.allclose(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
+    from transfer_core.training.instant import HeadFit
+
+    fits = [(HeadFit(0.1, 0.500, 0.8), "strong"), (HeadFit(0.01, 0.495, 0.8), "middle"),
+            (HeadFit(0.001, 0.40, 0.9), "weak")]
+    assert _simplest_good(fits)[1] == "weak"  # clearly lower loss
+    assert _simplest_good(fits[:2])[1] == "strong"  # within 2%: the stronger penalty
+
+
+def test_careful_selection_needs_more_than_noise_to_replace_the_kept_model():
+    best = BestEpoch(careful_n=100)
+    assert best.update(0, 0.50, 0.90)
+    assert not best.update(1, 0.55, 0.92), "2 points on 100 pictures at 0.9 is within one standard error (3)"
+    assert best.update(2, 0.45, 0.90), "as accurate and a lower loss"
+    assert best.update(3, 0.60, 0.94), "4 points is beyond the noise"
+    plain = BestEpoch()
+    plain.update(0, 0.50, 0.90)
+    assert plain.update(1, 0.55, 0.92), "the fixed schedule keeps the old rule: higher accuracy wins"
