@@ -17,6 +17,9 @@ page("Predict", "🔮")
 run = pick_run("Trained model", models_to_pick(), "predict_run", "Any run with a saved model, newest first.")
 if run is None:
     st.stop()
+if run.status == "running":
+    st.info("This run is still training: you are trying its best model so far. When training finds a clearly "
+            "better one, it replaces this one here by itself.")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
@@ -24,7 +27,9 @@ def cached_model(run_dir: str, mtime: float):
     return load_model(run_dir)
 
 
-def familiarity_words(model) -> str:
+def familiarity_words(model, running: bool = False) -> str:
+    if model.novelty is None and running:
+        return "The check for pictures unlike the training pictures is added when training ends."
     if model.novelty is None:
         return ("This model cannot warn about pictures unlike its training pictures: it was trained before "
                 "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
@@ -68,7 +73,7 @@ if not images:
 
 with friendly_errors("Loading the model"):
     model = cached_model(str(run.path), (run.path / runfiles.BEST).stat().st_mtime)
-    st.caption(familiarity_words(model))
+    st.caption(familiarity_words(model, run.status == "running"))
     for i, (name, data) in enumerate(images):
         left, right = st.columns([1, 2])
         try:

@@ -9,9 +9,11 @@ import time
 import streamlit as st
 
 from transfer_core.core.advice import overfitting
+from transfer_core.core.metrics import wilson_interval
 from transfer_core.core.events import (
     DataReady,
     EpochEnd,
+    ModelReady,
     Progress,
     RunFailed,
     RunFinished,
@@ -125,6 +127,22 @@ def _show_progress(job: Job, events) -> None:
         default_queue().stop(job.id, owner=session.workspace().token)
 
 
+def first_model_words(ready: ModelReady, num_val: int) -> str:
+    """The instant model announced in plain words, with how sure its figure is (small shares: wide)."""
+    low, high = wilson_interval(round(ready.val_accuracy * num_val), num_val) if num_val else (0.0, 1.0)
+    return (f"Your first model is ready after {ready.seconds:.0f} s: {ready.val_accuracy:.0%} right on "
+            f"{num_val} validation pictures (95% sure the true figure is between {low:.0%} and {high:.0%}). "
+            "**Predict** works now; training goes on to improve it, and a better model replaces it only if it "
+            "is clearly better.")
+
+
+def _show_first_model(events) -> None:
+    ready = next((e for e in events if isinstance(e, ModelReady)), None)
+    data = next((e for e in events if isinstance(e, DataReady)), None)
+    if ready is not None:
+        st.success(first_model_words(ready, data.num_val if data else 0))
+
+
 def _final_message(final, who: str = "", epochs=()) -> None:
     if isinstance(final, RunFinished):
         st.success(f"{who}Finished: best validation accuracy {final.best_val_accuracy:.1%} "
@@ -174,6 +192,7 @@ def _job_view() -> None:
                     "itself when the run before it ends.")
         elif position == 0:
             _show_progress(j, j.events())
+            _show_first_model(j.events())
     show_curves(job, partner)
     _method_figures(job.events())
     for j in jobs:
