@@ -128,7 +128,7 @@ def setting_differences(configs: list[TrainConfig]) -> dict[str, list]:
     for other in configs[1:]:
         keys += [k for k in configs[0].differences(other) if k not in keys]
     dicts = [shown_config(c) for c in configs]  # data as labels, never server paths
-    return {k: [d[k] for d in dicts] for k in keys}
+    return {k: [d.get(k) for d in dicts] for k in keys}  # a removed method's setting: None elsewhere
 
 
 def _validation_size(run: RunFolder) -> int:
