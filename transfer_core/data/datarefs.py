@@ -138,12 +138,13 @@ def resolved_config(config: TrainConfig, runs_dir: str | Path | None) -> TrainCo
 
 
 def shown_config(config: TrainConfig) -> dict:
-    """The settings as a page shows them: path settings as labels."""
-    d = config.flat()
-    for name in (*PATH_SETTINGS, *_added_paths(config)):
-        if d.get(name):
-            d[name] = label(d[name])
-    return d
+    """The settings as a page shows them (and a bundle keeps them, loadable as a config): paths as labels."""
+    return labelled_config(config).to_dict()
+
+
+def labelled_config(config: TrainConfig) -> TrainConfig:
+    """The config with every path setting (a method's added ones too) as its label."""
+    return _map_paths(config, lambda v: label(v) if v else v)
 
 
 def _added_paths(config: TrainConfig) -> list[str]:
