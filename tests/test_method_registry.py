@@ -116,7 +116,8 @@ def test_a_setting_of_a_method_no_longer_registered_loads_but_does_not_train(nud
         callbacks_for(config)
 
 
-def test_the_train_page_draws_a_registered_method_and_the_live_view_shows_its_figures(nudge, app_dirs, tmp_path):
+@pytest.mark.usefixtures("app_dirs")  # runs and workspaces in a temporary folder
+def test_the_train_page_draws_a_registered_method_and_the_live_view_shows_its_figures(nudge, tmp_path):
     at = page("pages/1_Data.py").run()
     choose_folder(at, copy_textile(tmp_path / "nudged", 4))
     train = no_exception(page("pages/2_Train.py", at.query_params["ws"]).run())
@@ -185,7 +186,7 @@ def test_l2sp_turns_off_decay_of_the_transferred_weights_only():
 # ---------------------------------------------------------------------------------------------- the README
 def test_the_readmes_example_method_registers_and_reaches_the_cli(capsys):
     section = README.read_text().split("## Adding a method", 1)[1].split("\n## ", 1)[0]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     namespace: dict = {}
     exec(compile(code, "README example", "exec"), namespace)  # noqa: S102 (our own README's example)
     spec = namespace["SPEC"]
