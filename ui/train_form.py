@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.config import AUGMENTS, OPTIMIZERS, TrainConfig
+from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 
 from .methods_form import lr_options
@@ -116,9 +116,7 @@ def choose_basics() -> dict:
                              help="Pictures per step. Larger is smoother and faster per picture but needs more "
                                   "memory. Lower it if you see an out-of-memory message.")
     remembered("augment", DEFAULTS.augment, AUGMENTS)
-    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment",
-                           format_func={"none": "none", "light": "light (flip + crop)",
-                                        "strong": "strong (also colour, rotation)"}.get,
+    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment", format_func=SETTINGS["augment"].words.get,
                            help="Shows the model slightly changed copies of your pictures so it learns what "
                                 "does not matter. Helps with few pictures; can hide small details (tiny "
                                 "defects) when cropping cuts them off.")
@@ -130,9 +128,7 @@ def choose_advanced(name: str) -> dict:
     with st.expander("Advanced settings"):
         c1, c2, c3 = st.columns(3)
         remembered("optimizer", DEFAULTS.optimizer, OPTIMIZERS)
-        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer",
-                                 format_func={"adamw": "AdamW (adapts step sizes)",
-                                              "sgd": "SGD with momentum (classic)"}.get,
+        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer", format_func=SETTINGS["optimizer"].words.get,
                                  help="The rule that turns mistakes into weight changes. AdamW works with "
                                       "little tuning; SGD can generalise slightly better with a tuned rate.")
         remembered("weight_decay", DEFAULTS.weight_decay, DECAYS)
