@@ -26,6 +26,7 @@ from transfer_core.core.config import SETTINGS, ConfigError, TrainConfig
 from transfer_core.core.events import (
     DataReady,
     EpochEnd,
+    ModelReady,
     Progress,
     RunFailed,
     RunFinished,
@@ -34,6 +35,7 @@ from transfer_core.core.events import (
 from transfer_core.core.settings import Setting, added_settings
 from transfer_core.methods import list_methods
 from transfer_core.models.backbones import list_backbones
+from transfer_core.runstore.runs import RunFolder
 from transfer_core.training import distributed
 from transfer_core.training.callbacks import Callback
 
@@ -94,6 +96,9 @@ class ProgressPrinter(Callback):
             self.stream.write(f"\repoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, "
                               f"val loss {event.val_loss:.3f}, val accuracy {event.val_accuracy:.3f} "
                               f"({event.seconds:.1f}s){' ' * 20}\n")
+        elif isinstance(event, ModelReady):
+            self.stream.write(f"\nFirst model ready after {event.seconds:.1f}s (the new classifier alone): val "
+                              f"accuracy {event.val_accuracy:.3f}; it can predict now, training goes on\n")
         elif isinstance(event, RunFailed):
             self.stream.write(f"\nFAILED: {event.error}\n")
         elif isinstance(event, (RunFinished, RunStopped)):
@@ -128,6 +133,9 @@ def run_train(args: argparse.Namespace) -> int:
                "best_val_accuracy": getattr(final, "best_val_accuracy", None),
                "test_accuracy": getattr(final, "test_accuracy", None), "num_test": getattr(final, "num_test", 0),
                "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2)}
+    ready = next((e for e in RunFolder(result.run_dir).events() if isinstance(e, ModelReady)), None) \
+        if result.run_dir else None
+    summary["first_model_seconds"] = round(ready.seconds, 2) if ready else None  # progressive schedule only
     if isinstance(final, RunFailed):
         summary["error"] = final.error
     summary.update(getattr(final, "extra", {}))  # method figures, e.g. target_accuracy with --target-data

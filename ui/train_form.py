@@ -88,6 +88,29 @@ def choose_freeze(name: str) -> int | str:
     return "all" if depth == total else depth
 
 
+SCHEDULE_WORDS = {"progressive": "Model first, then better (recommended)", "fixed": "Exactly as set"}
+
+
+def choose_schedule() -> dict:
+    """TrainConfig.schedule and time_budget_minutes, in words."""
+    remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
+    schedule = st.radio(
+        "How to train", list(SCHEDULE_WORDS), key="schedule", format_func=SCHEDULE_WORDS.get, horizontal=True,
+        help="Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
+             "that model is ready to try on Predict. Then the layers above the ones you keep start learning, "
+             "one more group each epoch, and training stops by itself when the validation pictures stop "
+             "getting better; a later model replaces the first only if it is clearly better. Exactly as set: "
+             "the layers you chose learn for the epochs you chose.")
+    budget = 0.0
+    if schedule == "progressive":
+        remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
+        budget = st.number_input(
+            "Time limit (minutes, 0 = none)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
+            help="Stop improving the model after about this long (the best model so far is kept). 0: the "
+                 "epochs below and the validation pictures decide when to stop.")
+    return {"schedule": schedule, "time_budget_minutes": float(budget)}
+
+
 def choose_quick_start(freeze: int | str) -> int:
     """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
     remembered("quick_start", DEFAULTS.quick_start_epochs > 0)
