@@ -128,7 +128,8 @@ def choose_basics() -> dict:
     remembered("epochs", DEFAULTS.epochs)
     epochs = c1.number_input("Epochs", 1, 100, key="epochs",
                              help="How many times the model sees every training picture. More can help, until "
-                                  "the validation curve stops improving.")
+                                  "the validation curve stops improving. With \"Model first\" it is the most "
+                                  "it may take: it stops by itself when the validation pictures stop improving.")
     remembered("lr", DEFAULTS.lr, lr_options())  # the learning-rate finder may set it too
     lr = c2.select_slider("Learning rate", lr_options(),
                           format_func=lambda v: f"{v:g}", key="lr",

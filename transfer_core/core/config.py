@@ -43,7 +43,7 @@ class TrainConfig:
     # afterwards the chosen depth trains (README, "Defaults"). 0 = off. Not used with freeze 0 or "all",
     # nor combined with unfreeze_at.
     quick_start_epochs: int = setting(1, "epochs at the start with one more stage frozen (faster; 0 = off)")
-    epochs: int = setting(4, "times the model sees every training picture")
+    epochs: int = setting(8, "times the model sees every training picture (progressive: at most)")
     lr: float = setting(1e-3, "learning rate (typical: 0.0001 to 0.01; see lr-find)")
     batch_size: int = setting(32, "pictures per step (lower it when memory runs out)")
     image_size: int | None = setting(None, "square size pictures are resized to (default: the backbone's own)",
@@ -103,7 +103,7 @@ class TrainConfig:
     step_memory_mb: int = setting(1200, "memory for one step's activations; a batch needing more is learned "
                                         "from in parts")
     max_images: int | None = setting(None, "use at most this many training images", parse=int)
-    schedule: str = setting("fixed", "progressive: a head-only model first, then stages thaw from the top while "
+    schedule: str = setting("progressive", "progressive: a head-only model first, then stages thaw from the top while "
                                      "validation improves; fixed: the chosen freeze depth for the chosen epochs",
                             choices=SCHEDULES)
     time_budget_minutes: float = setting(  # 0 = epochs decide
