@@ -5,14 +5,13 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from tests.conftest import textile_root
-from tests.test_app_pages import (  # noqa: F401
-    app_dirs,
+from tests.test_app_pages import (
     no_exception,
     page,
-    raw_texts,
     texts,
     wait_for_task,
 )
@@ -23,6 +22,14 @@ from transfer_core.data.datasets import demo_dataset_path
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import OwnerTag, Workspace, new_token
 from transfer_core.workflows.train import train
+
+
+@pytest.fixture
+def app_dirs(tmp_path, monkeypatch):
+    """Runs and workspaces in a temporary folder, as in test_app_pages."""
+    monkeypatch.setenv("TRANSFER_STUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFER_STUDIO_WORKSPACES", str(tmp_path / "workspaces"))
+    return tmp_path
 
 
 def pictures(cls: str, n: int, offset: int = 0) -> list[tuple[str, bytes, str]]:
