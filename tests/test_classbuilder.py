@@ -182,7 +182,8 @@ def test_the_demo_pictures_are_never_changed(workspaces, tmp_path):
                    lambda: cb.remove_picture(demo, "nominal", "textile_0001.jpg"),
                    lambda: cb.move_picture(demo, "nominal", "textile_0001.jpg", "local"),
                    lambda: cb.rename_class(demo, "local", "mine"),
-                   lambda: cb.delete_class(demo.parent, demo.name)):  # a folder holding the demo counts too
+                   lambda: cb.delete_class(demo.parent, demo.name),  # a folder holding the demo counts too
+                   lambda: cb.create_class(demo / "nominal", "inside")):  # and a folder inside it
         with pytest.raises(DatasetError, match="shared by everyone"):
             action()
 
@@ -193,12 +194,29 @@ def test_the_demo_pictures_are_never_changed(workspaces, tmp_path):
     assert tree_digest(demo) == before
 
 
+def test_server_folders_are_never_changed_and_the_demo_neither_when_it_is_not_one(workspaces, tmp_path,
+                                                                                  monkeypatch):
+    shared = tmp_path / "shared"
+    (shared / "a").mkdir(parents=True)
+    monkeypatch.setenv("TRANSFER_STUDIO_DATA_ROOTS", str(shared))
+    for folder in (shared, textile_root()):
+        with pytest.raises(DatasetError, match="shared by everyone"):
+            cb.create_class(folder, "mine")
+    assert [p.name for p in shared.iterdir()] == ["a"] and not (textile_root() / "mine").exists()
+
+
 # ---------------------------------------------------------------------------------------------- own copies
 def test_a_copy_keeps_every_picture_reports_progress_and_is_found_again(workspaces):
     sets = workspaces / "ws1" / cb.SETS
-    steps = []
+    steps, seen = [], set()
+
+    def progress(i, n, phase):
+        steps.append((i, n))
+        seen.update(d.name for d in sets.iterdir() if not d.name.startswith("."))
+
     copy = cb.own_copy(textile_root(), sets, name="copy-of-demo", label="My copy of the demo pictures",
-                       source="demo:.", progress=lambda i, n, phase: steps.append((i, n)))
+                       source="demo:.", progress=progress)
+    assert seen == set(), "a half-made copy is never visible as a data set"
     counts = {k: len(v) for k, v in cb.list_classes(copy).items()}
     assert counts == {c: len(list((textile_root() / c).glob("*.jpg"))) for c in TEXTILE_CLASSES}
     assert steps[-1] == (2000, 2000) and len(steps) > 10
@@ -248,3 +266,10 @@ def test_links_in_a_shared_folder_are_not_copied(workspaces, tmp_path):
     (shared / "c").symlink_to(secret, target_is_directory=True)
     copy = cb.own_copy(shared, workspaces / "ws1" / cb.SETS, name="copy", label="x", source="shared:s/.")
     assert cb.list_classes(copy) == {"a": ["1.jpg"], "b": ["2.jpg"]}
+
+
+def test_a_run_on_an_own_set_names_it_and_never_a_server_path():
+    from transfer_core.data.datarefs import label
+
+    assert label("workspace:0123abcd/sets/copy-of-demo") == "Own set: copy-of-demo"
+    assert label("workspace:0123abcd/uploads/20261201-x/photos") == "Upload: photos"

@@ -72,6 +72,7 @@ def test_make_two_classes_fill_them_tidy_them_and_train_on_them(app_dirs):
     upload_into(at, "good", pictures("nominal", 5))
     upload_into(at, "破损", pictures("global", 4) + [("broken.jpg", b"\xff\xd8 not a jpeg", "image/jpeg")])
     assert counts(at) == {"good": "5", "破损": "4"}
+    assert all(not u.value for u in at.file_uploader), "an upload box empties once its pictures are added"
     assert "'broken.jpg' was not added: not an image." in texts(at)
     assert len(at.get("image")) == 9, "each picture as a thumbnail"
 
@@ -108,14 +109,15 @@ def test_many_pictures_are_shown_a_page_at_a_time(app_dirs):
     at.radio(key="data_source").set_value("own").run()
     add_class(at, "a")
     add_class(at, "b")
-    upload_into(at, "a", pictures("local", 14))
+    upload_into(at, "a", pictures("local", 26))
     assert len(at.get("image")) == 12
-    at.number_input(key="cb_page:a").set_value(2).run()
+    at.number_input(key="cb_page:a").set_value(3).run()
     assert len(at.get("image")) == 2
-    at.button(key="cb_rm:a/textile_0014.jpg").click().run()
-    at.button(key="cb_rm:a/textile_0013.jpg").click().run()
+    at.button(key="cb_rm:a/textile_0026.jpg").click().run()
+    at.button(key="cb_rm:a/textile_0025.jpg").click().run()
     no_exception(at)
-    assert counts(at)["a"] == "12" and len(at.get("image")) == 12, "back to the one page left"
+    assert counts(at)["a"] == "24" and len(at.get("image")) == 12, "on the last page left"
+    assert at.number_input(key="cb_page:a").value == 2
 
 
 def demo_run(app_dirs, token: str) -> str:
@@ -195,3 +197,16 @@ def test_a_correction_of_my_own_data_goes_straight_in_and_someone_elses_is_refus
     assert "correction_task" not in at.session_state, "no copy: the owner's own pictures take it directly"
     assert len(list_classes(theirs)["local"]) == 7
     assert "1 picture(s) added to **my-classes**" in texts(at)
+
+
+def test_two_tabs_correcting_at_once_make_one_copy(app_dirs):
+    from transfer_core.data.classbuilder import correction_target
+    from ui.corrections import _copy_then_add
+
+    workspace = Workspace(app_dirs / "workspaces", new_token()).path
+    target = correction_target("demo:.", workspace)  # both tabs saw no copy yet and queued one
+    for name, data, _ in pictures("global", 2):
+        _copy_then_add(target, workspace / "sets", "run", "local", name, data, lambda *_: None, None)
+    assert [d.name for d in (workspace / "sets").iterdir()] == ["copy-of-demo"]
+    in_demo = len(list((textile_root() / "local").glob("*.jpg")))
+    assert len(list_classes(workspace / "sets" / "copy-of-demo")["local"]) == in_demo + 2
