@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import TEXTILE_CLASSES, textile_root
+from tests.conftest import TEXTILE_CLASSES, copy_textile, textile_root
 from transfer_core.data import classbuilder as cb
 from transfer_core.data.datafiles import DatasetError
 from transfer_core.data.datasets import scan_dataset
@@ -17,8 +17,22 @@ from transfer_core.data.imagecache import Stopped
 from transfer_core.data.uploads import safe_extract_zip
 
 
+def fake_demo(monkeypatch, folder: Path, per_class: int = 12) -> Path:
+    """Real demo pictures copied to `folder`, which the engine then takes for the demo: a broken guard under
+    test can only harm this copy, never the installed demo that every session on the machine shares."""
+    copy_textile(folder, per_class)
+    for module in ("transfer_core.data.datarefs", "transfer_core.data.classbuilder"):
+        monkeypatch.setattr(f"{module}.demo_dataset_path", lambda: folder)
+    return folder
+
+
 @pytest.fixture
-def workspaces(tmp_path, monkeypatch) -> Path:
+def demo(tmp_path, monkeypatch) -> Path:
+    return fake_demo(monkeypatch, tmp_path / "demo" / "simulated")
+
+
+@pytest.fixture
+def workspaces(tmp_path, monkeypatch, demo) -> Path:
     monkeypatch.setenv("TRANSFER_STUDIO_WORKSPACES", str(tmp_path / "workspaces"))
     monkeypatch.delenv("TRANSFER_STUDIO_DATA_ROOTS", raising=False)
     return tmp_path / "workspaces"
@@ -94,6 +108,9 @@ def test_rename_keeps_pictures_and_refuses_a_taken_name(own_set):
     with pytest.raises(DatasetError, match="already a class 'dog'"):
         cb.rename_class(own_set, "猫", "DOG")
     assert cb.list_classes(own_set) == {"dog": [], "猫": ["a.jpg"]}
+    assert cb.rename_class(own_set, "dog", "../../dog2") == "dog2" and (own_set / "dog2").is_dir()
+    with pytest.raises(DatasetError, match="no class"):
+        cb.rename_class(own_set, "../my-classes", "x")
 
 
 # ---------------------------------------------------------------------------------------------- pictures
@@ -174,8 +191,7 @@ def test_a_link_inside_the_set_is_never_followed(own_set, tmp_path):
     assert "secret.jpg" not in str(cb.zip_bytes(own_set)) and (elsewhere / "secret.jpg").is_file()
 
 
-def test_the_demo_pictures_are_never_changed(workspaces, tmp_path):
-    demo = textile_root()
+def test_the_demo_pictures_are_never_changed(workspaces, demo):
     before = tree_digest(demo)
     for action in (lambda: cb.create_class(demo, "mine"), lambda: cb.delete_class(demo, "nominal"),
                    lambda: cb.add_picture(demo, "nominal", real_picture()),
@@ -194,19 +210,20 @@ def test_the_demo_pictures_are_never_changed(workspaces, tmp_path):
     assert tree_digest(demo) == before
 
 
-def test_server_folders_are_never_changed_and_the_demo_neither_when_it_is_not_one(workspaces, tmp_path,
+def test_server_folders_are_never_changed_and_the_demo_neither_when_it_is_not_one(workspaces, demo, tmp_path,
                                                                                   monkeypatch):
     shared = tmp_path / "shared"
     (shared / "a").mkdir(parents=True)
     monkeypatch.setenv("TRANSFER_STUDIO_DATA_ROOTS", str(shared))
-    for folder in (shared, textile_root()):
+    for folder in (shared, demo):
         with pytest.raises(DatasetError, match="shared by everyone"):
             cb.create_class(folder, "mine")
-    assert [p.name for p in shared.iterdir()] == ["a"] and not (textile_root() / "mine").exists()
+    assert [p.name for p in shared.iterdir()] == ["a"] and not (demo / "mine").exists()
 
 
 # ---------------------------------------------------------------------------------------------- own copies
 def test_a_copy_keeps_every_picture_reports_progress_and_is_found_again(workspaces):
+    # The installed demo, only read: its 2,000 pictures show the progress as a long copy reports it.
     sets = workspaces / "ws1" / cb.SETS
     steps, seen = [], set()
 
@@ -226,22 +243,22 @@ def test_a_copy_keeps_every_picture_reports_progress_and_is_found_again(workspac
     assert target.dataset == copy and target.copy_from is None, "a second correction does not copy again"
 
 
-def test_a_stopped_copy_leaves_nothing_behind(workspaces):
+def test_a_stopped_copy_leaves_nothing_behind(workspaces, demo):
     sets = workspaces / "ws1" / cb.SETS
     stop = threading.Event()
     stop.set()
     with pytest.raises(Stopped):
-        cb.own_copy(textile_root(), sets, name="copy", label="x", source="demo:.", stop=stop)
+        cb.own_copy(demo, sets, name="copy", label="x", source="demo:.", stop=stop)
     assert list(sets.iterdir()) == []
 
 
-def test_corrections_go_to_the_own_set_or_a_copy_and_never_to_someone_else(workspaces, tmp_path):
+def test_corrections_go_to_the_own_set_or_a_copy_and_never_to_someone_else(workspaces, demo, tmp_path):
     mine = cb.ensure_set(workspaces / "ws1" / cb.SETS, "my-classes", "My classes")
     theirs = cb.ensure_set(workspaces / "ws2" / cb.SETS, "my-classes", "My classes")
     target = cb.correction_target("workspace:ws1/sets/my-classes", workspaces / "ws1")
     assert target.dataset == mine.resolve() and target.copy_from is None
-    demo = cb.correction_target("demo:.", workspaces / "ws1")
-    assert demo.dataset is None and demo.copy_from == textile_root().resolve() and demo.source == "demo:."
+    to_copy = cb.correction_target("demo:.", workspaces / "ws1")
+    assert to_copy.dataset is None and to_copy.copy_from == demo.resolve() and to_copy.source == "demo:."
     with pytest.raises(DatasetError, match="someone else's pictures"):
         cb.correction_target("workspace:ws2/sets/my-classes", workspaces / "ws1")
     with pytest.raises(DatasetError, match="someone else's pictures"):

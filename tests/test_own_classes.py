@@ -15,10 +15,9 @@ from tests.test_app_pages import (
     texts,
     wait_for_task,
 )
-from tests.test_classbuilder import tree_digest
+from tests.test_classbuilder import fake_demo, tree_digest
 from transfer_core.core.config import TrainConfig
 from transfer_core.data.classbuilder import list_classes, set_info
-from transfer_core.data.datasets import demo_dataset_path
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import OwnerTag, Workspace, new_token
 from transfer_core.workflows.train import train
@@ -121,8 +120,7 @@ def test_many_pictures_are_shown_a_page_at_a_time(app_dirs):
 
 
 def demo_run(app_dirs, token: str) -> str:
-    config = TrainConfig(data=str(demo_dataset_path()), epochs=1, image_size=64, batch_size=8, freeze="all",
-                         max_images=30)
+    config = TrainConfig(data=str(app_dirs / "demo"), epochs=1, image_size=64, batch_size=8, freeze="all")
     return train(config, runs_dir=app_dirs / "runs", callbacks=[OwnerTag(token)]).run_dir.name
 
 
@@ -132,10 +130,12 @@ def correct(at, index: int, cls: str) -> None:
     no_exception(at)
 
 
-def test_correcting_a_demo_run_copies_into_the_workspace_then_retrains(app_dirs):
+def test_correcting_a_demo_run_copies_into_the_workspace_then_retrains(app_dirs, monkeypatch):
+    demo = fake_demo(monkeypatch, app_dirs / "demo", per_class=10)  # what the app takes for the demo pictures
     token = new_token()
     run_id = demo_run(app_dirs, token)
-    demo_before = tree_digest(textile_root())
+    assert TrainConfig.load(app_dirs / "runs" / run_id / "config.json").data == "demo:."
+    demo_before = tree_digest(demo)
     at = no_exception(page("pages/4_Predict.py", token).run())
     assert at.selectbox(key="predict_run").value == run_id
     wrong = pictures("nominal", 1, offset=500)[0]
@@ -153,9 +153,8 @@ def test_correcting_a_demo_run_copies_into_the_workspace_then_retrains(app_dirs)
     sets = Workspace(app_dirs / "workspaces", token).path / "sets"
     copy = sets / "copy-of-demo"
     assert set_info(copy)["copied_from"] == "demo:."
-    in_demo = len(list((textile_root() / "local").glob("*.jpg")))
-    assert "mine.jpg" in list_classes(copy)["local"] and len(list_classes(copy)["local"]) == in_demo + 1
-    assert tree_digest(textile_root()) == demo_before and not list(textile_root().rglob("mine*"))
+    assert "mine.jpg" in list_classes(copy)["local"] and len(list_classes(copy)["local"]) == 11
+    assert tree_digest(demo) == demo_before and not list(demo.rglob("mine*"))
 
     correct(at, 0, "global")  # a second correction: straight into the same copy, no new copy
     assert [d.name for d in sets.iterdir()] == ["copy-of-demo"]
@@ -199,14 +198,14 @@ def test_a_correction_of_my_own_data_goes_straight_in_and_someone_elses_is_refus
     assert "1 picture(s) added to **my-classes**" in texts(at)
 
 
-def test_two_tabs_correcting_at_once_make_one_copy(app_dirs):
+def test_two_tabs_correcting_at_once_make_one_copy(app_dirs, monkeypatch):
     from transfer_core.data.classbuilder import correction_target
     from ui.corrections import _copy_then_add
 
+    fake_demo(monkeypatch, app_dirs / "demo", per_class=5)
     workspace = Workspace(app_dirs / "workspaces", new_token()).path
     target = correction_target("demo:.", workspace)  # both tabs saw no copy yet and queued one
     for name, data, _ in pictures("global", 2):
         _copy_then_add(target, workspace / "sets", "run", "local", name, data, lambda *_: None, None)
     assert [d.name for d in (workspace / "sets").iterdir()] == ["copy-of-demo"]
-    in_demo = len(list((textile_root() / "local").glob("*.jpg")))
-    assert len(list_classes(workspace / "sets" / "copy-of-demo")["local"]) == in_demo + 2
+    assert len(list_classes(workspace / "sets" / "copy-of-demo")["local"]) == 5 + 2
