@@ -47,19 +47,22 @@ from transfer_core.runstore.runs import RunFolder  # noqa: E402
 from transfer_core.workflows.train import train  # noqa: E402
 
 # name -> TrainConfig fields that differ from the engine's defaults. Add a setting by adding a line.
+# Each setting is what it changes from TrainConfig's defaults (the one click: progressive, at most 8 epochs).
+# Results measured before commit "One click is progressive" name the then default (fixed, freeze 3, quick
+# start, 4 epochs) "default"; their JSON keeps the settings as they were then.
 SETTINGS: dict[str, dict] = {
     "default": {},
-    "progressive": {"schedule": "progressive", "epochs": 8},
-    "progressive freeze 2": {"schedule": "progressive", "freeze": 2, "epochs": 8},
+    "progressive freeze 2": {"freeze": 2},
     "head only": {"freeze": "all"},
-    "freeze 2": {"freeze": 2},
-    "freeze 3": {"freeze": 3},
-    "freeze 4": {"freeze": 4},
-    "everything trains": {"freeze": 0},
-    "fixed 8 epochs": {"epochs": 8},
+    "fixed (old default)": {"schedule": "fixed", "epochs": 4},
+    "fixed, head only": {"schedule": "fixed", "epochs": 4, "freeze": "all"},
+    "fixed, freeze 2": {"schedule": "fixed", "epochs": 4, "freeze": 2},
+    "fixed, freeze 4": {"schedule": "fixed", "epochs": 4, "freeze": 4},
+    "fixed, everything trains": {"schedule": "fixed", "epochs": 4, "freeze": 0},
+    "fixed, 8 epochs": {"schedule": "fixed", "epochs": 8},
 }
 QUICK = {"image_size": 64, "epochs": 2}  # the smoke run: every setting shrinks to this
-QUICK_DEFAULTS = {"tasks": ["lfw-faces"], "sizes": [10], "settings": ["default", "head only"]}
+QUICK_DEFAULTS = {"tasks": ["lfw-faces"], "sizes": [10], "settings": ["default", "fixed (old default)"]}
 Z95 = 1.959964
 
 

@@ -35,13 +35,15 @@ st.subheader("1. Pretrained network")
 backbone = train_form.choose_backbone()
 st.subheader("2. How much of it to keep")
 freeze = train_form.choose_freeze(backbone)
-quick_start = train_form.choose_quick_start(freeze)
+schedule = train_form.choose_schedule()
+quick_start = train_form.choose_quick_start(freeze) if schedule["schedule"] == "fixed" else 0
 st.subheader("3. Training")
 settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}
 scratch_baseline = settings.pop("scratch_baseline")
 try:
-    config = TrainConfig(data=data.path, backbone=backbone, freeze=freeze, quick_start_epochs=quick_start,
-                         val_split=data.val_split, seed=data.seed, **settings)
+    config = TrainConfig.from_settings(dict(data=data.path, backbone=backbone, freeze=freeze,
+                                            quick_start_epochs=quick_start, val_split=data.val_split,
+                                            seed=data.seed, **schedule, **settings))  # a method's added settings included
 except ConfigError as exc:
     config = None
     st.error(f"These settings cannot work: {md_escape(str(exc))}")

@@ -36,8 +36,8 @@ def test_every_setting_is_a_valid_config_that_changes_what_it_names(tmp_path):
         assert set(config.differences(default)) <= set(fields), f"{name} changes more than it names"
         assert {k: getattr(config, k) for k in fields} == fields, name
     assert one_click.config_for(task, 10, "head only", 0, False).freeze == "all"
-    assert one_click.config_for(task, 10, "everything trains", 0, False).freeze == 0
-    quick = one_click.config_for(task, 10, "fixed 8 epochs", 0, quick=True)
+    assert one_click.config_for(task, 10, "fixed, everything trains", 0, False).freeze == 0
+    quick = one_click.config_for(task, 10, "fixed, 8 epochs", 0, quick=True)
     assert quick.epochs == 2 and quick.image_size == 64  # a smoke run stays a smoke run
 
 

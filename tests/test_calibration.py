@@ -35,7 +35,7 @@ def overconfident_run(tmp_path_factory):
     """A real run made over-confident honestly: no label smoothing or dropout, a high learning rate on
     the new head, many epochs on 90 training images. Half of the 180 real textile images validate."""
     data = copy_textile(tmp_path_factory.mktemp("textile60"), 60)
-    config = TrainConfig(data=str(data), freeze="all", epochs=12, lr=0.1, image_size=128, batch_size=16,
+    config = TrainConfig(schedule="fixed", data=str(data), freeze="all", epochs=12, lr=0.1, image_size=128, batch_size=16,
                          label_smoothing=0.0, dropout=0.0, val_split=0.5, seed=0,
                          test_share=False)  # all 90 held-out pictures calibrate and measure it
     result = train(config, runs_dir=tmp_path_factory.mktemp("runs"))

@@ -18,7 +18,7 @@ from transfer_core.results.compare import (
 )
 from transfer_core.workflows.train import train
 
-TINY = dict(image_size=64, batch_size=8, seed=0, freeze="all")
+TINY = dict(schedule="fixed", image_size=64, batch_size=8, seed=0, freeze="all")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_two_real_runs_align_by_epoch_and_list_what_differs(two_runs, capsys):
 
 def test_differences_across_three_configs_cover_every_changed_setting():
     base = TrainConfig(data="d")
-    configs = [base, TrainConfig(data="d", epochs=9), TrainConfig(data="d", augment="light")]
+    configs = [base, TrainConfig(schedule="fixed", data="d", epochs=9), TrainConfig(schedule="fixed", data="d", augment="light")]
     assert setting_differences(configs) == {"epochs": [4, 9, 4], "augment": ["none", "none", "light"]}
 
 

@@ -85,7 +85,7 @@ torch.save({"steps": record.steps, "learned": record.learned, "final": final.kin
 distributed.finish()
 """
 # Plain SGD (no momentum, decay or dropout): each step is lr x the gradient, nothing random.
-DDP_OPTIONS = dict(freeze=4, epochs=1, image_size=64, batch_size=4, optimizer="sgd", momentum=0.0, lr=0.05,
+DDP_OPTIONS = dict(schedule="fixed", freeze=4, epochs=1, image_size=64, batch_size=4, optimizer="sgd", momentum=0.0, lr=0.05,
                    weight_decay=0.0, dropout=0.0, seed=0)
 
 

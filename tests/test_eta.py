@@ -57,7 +57,7 @@ class Etas(Callback):
 def test_a_real_run_reports_time_left_while_preparing_and_it_covers_the_later_epochs(tmp_path):
     data = copy_textile(tmp_path / "photos", 12)
     etas = Etas()
-    result = train(TrainConfig(data=str(data), epochs=3, image_size=96, freeze=3), runs_dir=tmp_path / "runs",
+    result = train(TrainConfig(schedule="fixed", data=str(data), epochs=3, image_size=96, freeze=3), runs_dir=tmp_path / "runs",
                    callbacks=[etas])
     assert result.final.kind == "RunFinished"
     preparing = [e for e in etas.seen if e[0] == "preparing"]

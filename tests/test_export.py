@@ -42,7 +42,7 @@ def exported(tmp_path_factory):
     """A tiny real run (3 classes x 20 textile images, 96 px, 1 epoch) with a calibration file, exported."""
     tmp = tmp_path_factory.mktemp("export")
     data = copy_textile(tmp / "data", 20)
-    result = train(TrainConfig(data=str(data), freeze=3, image_size=96, batch_size=8, epochs=1, seed=0),
+    result = train(TrainConfig(schedule="fixed", data=str(data), freeze=3, image_size=96, batch_size=8, epochs=1, seed=0),
                    runs_dir=tmp / "runs")
     # calibration.json is written by the calibration step (temperature scaling); the bundle must use it
     (result.run_dir / "calibration.json").write_text(json.dumps({"temperature": TEMPERATURE}))

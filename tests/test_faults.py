@@ -30,7 +30,7 @@ from transfer_core.runstore.runs import RunFolder, list_runs
 from transfer_core.training.callbacks import Callback, EventLog
 from transfer_core.workflows.train import CannotResume, resume, train
 
-FAST = dict(image_size=64, batch_size=8, epochs=1, seed=0, freeze="all")
+FAST = dict(schedule="fixed", image_size=64, batch_size=8, epochs=1, seed=0, freeze="all")
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -193,7 +193,7 @@ def _epoch_figures(run_dir: Path) -> list[tuple]:
 @pytest.mark.slow
 def test_resume_after_a_stop_mid_epoch_is_exact(textile_small, tmp_path):
     """Augmented views drawn from the seeded generator and a stage thawed at epoch 2 must all come back."""
-    cfg = TrainConfig(data=str(textile_small), image_size=64, batch_size=8, epochs=3, seed=0, freeze=4,
+    cfg = TrainConfig(schedule="fixed", data=str(textile_small), image_size=64, batch_size=8, epochs=3, seed=0, freeze=4,
                       augment="light", feature_views=2, unfreeze_at=(2,))
     whole = train(cfg, runs_dir=tmp_path)
     stop = threading.Event()
@@ -214,7 +214,7 @@ def test_resume_after_a_stop_mid_epoch_is_exact(textile_small, tmp_path):
 @pytest.mark.slow
 def test_sigkill_mid_run_then_resume_reaches_the_same_quality(tmp_path):
     data = copy_textile(tmp_path / "data", 8)
-    cfg = dict(image_size=64, batch_size=4, epochs=5, seed=0, freeze=4)
+    cfg = dict(schedule="fixed", image_size=64, batch_size=4, epochs=5, seed=0, freeze=4)
     args = [str(data), "--freeze", "4", "--epochs", "5", "--image-size", "64", "--batch-size", "4", "--seed", "0"]
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "transfer_core", "train", *args, "--out", str(runs)], cwd=REPO,
@@ -238,7 +238,7 @@ def test_sigkill_mid_run_then_resume_reaches_the_same_quality(tmp_path):
     out = _cli("resume", str(run_dir), "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "RunFinished"
-    whole = train(TrainConfig(data=str(data), **cfg), runs_dir=tmp_path / "uninterrupted")
+    whole = train(TrainConfig(schedule="fixed", data=str(data), **cfg), runs_dir=tmp_path / "uninterrupted")
     got, want = _epoch_figures(run_dir), _epoch_figures(whole.run_dir)
     assert [g[0] for g in got] == [1, 2, 3, 4, 5]
     for g, w in zip(got, want):  # another process, same seed: equal up to float summation order

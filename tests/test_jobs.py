@@ -19,7 +19,7 @@ from transfer_core.core.events import (
 from transfer_core.service.jobs import JobQueue
 from transfer_core.training.callbacks import Callback
 
-TINY = dict(image_size=64, batch_size=8, epochs=1, seed=0, freeze="all", max_images=12)
+TINY = dict(schedule="fixed", image_size=64, batch_size=8, epochs=1, seed=0, freeze="all", max_images=12)
 OWNERS = ("ann-0123456789abcdef", "ben-0123456789abcdef", "cat-0123456789abcdef", "dan-0123456789abcdef")
 
 
@@ -223,7 +223,7 @@ def test_ten_watchers_keep_up_without_slowing_training(textile_small, tmp_path):
     Only counts, order and ratios measured side by side: a busy machine slows training and watchers alike."""
     watchers = Watchers(10)
     # No quick start, so epoch 1 is the only warm-up (with it, epoch 2 would be the first to train stage 2).
-    job = watchers.run(JobQueue(), TrainConfig(data=str(textile_small), image_size=96, batch_size=4, epochs=5,
+    job = watchers.run(JobQueue(), TrainConfig(schedule="fixed", data=str(textile_small), image_size=96, batch_size=4, epochs=5,
                                                seed=0, freeze=2, quick_start_epochs=0), tmp_path)
     assert isinstance(job.final, RunFinished), job.final
     log = job.events()

@@ -45,7 +45,7 @@ from transfer_core.workflows.lr_finder import (
 )
 from transfer_core.workflows.train import train
 
-FAST = dict(image_size=96, batch_size=16, seed=0)
+FAST = dict(schedule="fixed", image_size=96, batch_size=16, seed=0)
 CORAL_WEIGHT = 10.0
 
 
@@ -112,7 +112,7 @@ def test_a_view_converted_to_another_network_equals_that_networks_own_view():
 @pytest.mark.slow
 def test_distilled_student_agrees_with_its_teacher_more_than_a_label_only_student(textile20, tmp_path):
     # teacher: a different backbone at another size (its own preprocessing), trained a little longer
-    teacher = train(TrainConfig(data=str(textile20), backbone="efficientnet_lite0", freeze=4, epochs=3,
+    teacher = train(TrainConfig(schedule="fixed", data=str(textile20), backbone="efficientnet_lite0", freeze=4, epochs=3,
                                 image_size=128, batch_size=16, seed=0), runs_dir=tmp_path)
     _finished(teacher)
     student = dict(data=str(textile20), freeze="all", epochs=3, lr=3e-3, **FAST)
@@ -302,7 +302,7 @@ def test_lr_suggestion_ignores_the_blow_up_and_a_flat_curve_gives_the_smallest_r
 
 # ------------------------------------------------------------------------------------------- end to end on real images
 # Small: 24 source images for training, 24 shifted target images, 64 px, 2 epochs, two stages learning.
-ADAPT = dict(freeze=4, epochs=2, image_size=64, batch_size=8, seed=0, quick_start_epochs=0, lr=3e-3)
+ADAPT = dict(schedule="fixed", freeze=4, epochs=2, image_size=64, batch_size=8, seed=0, quick_start_epochs=0, lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -399,10 +399,10 @@ def _gap_to_teacher(student_dir, teacher_dir, paths) -> float:
 @pytest.mark.slow
 def test_distillation_with_augmentation_asks_the_teacher_every_batch(small_domains, tmp_path):
     source, _ = small_domains
-    teacher = train(TrainConfig(data=str(source), freeze=4, epochs=2, image_size=96, batch_size=8, seed=0),
+    teacher = train(TrainConfig(schedule="fixed", data=str(source), freeze=4, epochs=2, image_size=96, batch_size=8, seed=0),
                     runs_dir=tmp_path)
     _finished(teacher)
-    student = dict(data=str(source), freeze="all", epochs=2, image_size=64, batch_size=8, seed=0, lr=1e-2,
+    student = dict(schedule="fixed", data=str(source), freeze="all", epochs=2, image_size=64, batch_size=8, seed=0, lr=1e-2,
                    augment="light")
     calls = TeacherCalls()
     distilled = train(TrainConfig(**student, teacher=str(teacher.run_dir), distill_alpha=0.9), runs_dir=tmp_path,

@@ -25,7 +25,7 @@ from transfer_core.service.workspaces import OwnerTag, new_token
 from transfer_core.training.callbacks import Callback
 from transfer_core.workflows.train import make_trainer, train
 
-TINY = dict(image_size=64, batch_size=8, freeze="all")
+TINY = dict(schedule="fixed", image_size=64, batch_size=8, freeze="all")
 
 
 class StopAfterFirstEpoch(Callback):

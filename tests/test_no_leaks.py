@@ -103,7 +103,7 @@ def test_upload_train_export_leaks_no_key_and_no_server_path(app_dirs, tmp_path)
 
 
 def test_a_demo_run_names_its_data_without_the_package_path(tmp_path):
-    config = TrainConfig(data=str(demo_dataset_path()), epochs=1, max_images=24, image_size=64, freeze="all")
+    config = TrainConfig(schedule="fixed", data=str(demo_dataset_path()), epochs=1, max_images=24, image_size=64, freeze="all")
     result = train(config, runs_dir=tmp_path / "runs")
     assert result.final.kind == "RunFinished", result.final
     run = RunFolder(result.run_dir)
@@ -114,7 +114,7 @@ def test_a_demo_run_names_its_data_without_the_package_path(tmp_path):
 
 def test_a_failure_message_kept_in_a_run_has_no_server_path(tmp_path):
     folder = copy_textile(tmp_path / "photos", 3)
-    config = TrainConfig(data=str(folder), epochs=1, weights_file=str(tmp_path / "missing" / "weights.pth"))
+    config = TrainConfig(schedule="fixed", data=str(folder), epochs=1, weights_file=str(tmp_path / "missing" / "weights.pth"))
     result = train(config, runs_dir=tmp_path / "runs")
     assert result.final.kind == "RunFailed" and "weights.pth" in result.final.detail
     events = (result.run_dir / "events.jsonl").read_bytes()
@@ -125,7 +125,7 @@ def test_a_command_line_runs_download_does_not_name_its_folder(tmp_path):
     # A folder typed on the command line is kept in the run's own config (the person who typed it runs the
     # server, and resume needs it); the download that anyone may take shows it as a label.
     folder = copy_textile(tmp_path / "photos", 3)
-    result = train(TrainConfig(data=str(folder), epochs=1, image_size=64, freeze="all"), runs_dir=tmp_path / "runs")
+    result = train(TrainConfig(schedule="fixed", data=str(folder), epochs=1, image_size=64, freeze="all"), runs_dir=tmp_path / "runs")
     from transfer_core.results.bundle import model_bundle
 
     assert leaks(zip_blobs("download", model_bundle(result.run_dir)), secrets_of(tmp_path)) == []

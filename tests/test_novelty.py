@@ -58,7 +58,7 @@ def run(tmp_path_factory):
     textile pictures neither trained nor validated on, and random noise."""
     tmp = tmp_path_factory.mktemp("novelty")
     data = copy_textile(tmp / "data", 40)
-    result = train(TrainConfig(data=str(data), freeze="all", image_size=96, batch_size=16, epochs=1, seed=0),
+    result = train(TrainConfig(schedule="fixed", data=str(data), freeze="all", image_size=96, batch_size=16, epochs=1, seed=0),
                    runs_dir=tmp / "runs")
     assert result.final.kind == "RunFinished", result.final
     unseen = sorted(copy_textile(tmp / "unseen", 15, offset=300).glob("*/*.jpg"))

@@ -19,7 +19,7 @@ from transfer_core.models.backbones import get_backbone
 from transfer_core.training.callbacks import Callback
 from transfer_core.workflows.train import train
 
-FAST = dict(image_size=64, batch_size=8, seed=0)
+FAST = dict(schedule="fixed", image_size=64, batch_size=8, seed=0)
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from tests.test_app_pages import app_dirs, page  # noqa: F401 - app_dirs is a fixture
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd, ModelReady, RunFinished
 from transfer_core.inference.predict import load_model, predict_probs
@@ -132,3 +133,35 @@ def test_careful_selection_needs_more_than_noise_to_replace_the_kept_model():
     plain = BestEpoch()
     plain.update(0, 0.50, 0.90)
     assert plain.update(1, 0.55, 0.92), "the fixed schedule keeps the old rule: higher accuracy wins"
+
+
+def test_command_line_reports_when_the_first_model_was_ready(textile_small, tmp_path, capsys):
+    import json
+
+    from transfer_core import cli
+
+    code = cli.main(["train", str(textile_small), "--schedule", "progressive", "--freeze", "5", "--epochs", "2",
+                     "--image-size", "64", "--batch-size", "8", "--out", str(tmp_path), "--json"])
+    captured = capsys.readouterr()
+    out = captured.out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert code == 0 and summary["status"] == "RunFinished"
+    assert 0 < summary["first_model_seconds"] < summary["seconds"]
+    assert "First model ready" in captured.out + captured.err
+    fixed = cli.main(["train", str(textile_small), "--schedule", "fixed", "--freeze", "all", "--epochs", "1",
+                      "--image-size", "64", "--out", str(tmp_path), "--json"])
+    assert fixed == 0 and json.loads(capsys.readouterr().out.strip().splitlines()[-1])["first_model_seconds"] is None
+
+
+def test_train_page_offers_the_schedule(app_dirs):
+    data = page("pages/1_Data.py").run()
+    data.button[0].click().run()  # the demo pictures
+    at = page("pages/2_Train.py", data.query_params["ws"]).run()
+    assert not at.exception
+    radio = at.radio(key="schedule")
+    assert set(radio.options) >= {"Model first, then better (recommended)", "Exactly as set"}
+    radio.set_value("progressive").run()
+    assert any(n.key == "time_budget_minutes" for n in at.number_input)
+    assert not any(c.key == "quick_start" for c in at.checkbox), "quick start belongs to the fixed schedule"
+    at.radio(key="schedule").set_value("fixed").run()
+    assert any(c.key == "quick_start" for c in at.checkbox)

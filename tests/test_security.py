@@ -81,7 +81,7 @@ def test_malicious_weights_file_is_refused_and_never_runs(tmp_path):
 @pytest.mark.slow
 def test_malicious_weights_through_training_and_the_cli(textile_small, tmp_path):
     marker, (evil, legacy) = _malicious_files(tmp_path)
-    result = train(TrainConfig(data=str(textile_small), weights_file=str(evil), image_size=64, epochs=1),
+    result = train(TrainConfig(schedule="fixed", data=str(textile_small), weights_file=str(evil), image_size=64, epochs=1),
                    runs_dir=tmp_path / "runs")
     assert isinstance(result.final, RunFailed) and "never run here" in result.final.error
     out = subprocess.run([sys.executable, "-m", "transfer_core", "train", str(textile_small), "--weights", str(legacy),
@@ -94,7 +94,7 @@ def test_malicious_weights_through_training_and_the_cli(textile_small, tmp_path)
 def test_a_run_folder_with_planted_pickles_never_runs_them(textile_small, tmp_path):
     """Run folders are shared between people: a planted best.pt or checkpoint.pt must not run either."""
     marker, (evil, _) = _malicious_files(tmp_path)
-    run = RunFolder.create(tmp_path / "runs", TrainConfig(data=str(textile_small), image_size=64, epochs=2))
+    run = RunFolder.create(tmp_path / "runs", TrainConfig(schedule="fixed", data=str(textile_small), image_size=64, epochs=2))
     (run.path / "process.json").write_text(json.dumps({"pid": 2 ** 22 + 1}))  # an interrupted run
     for name in ("best.pt", "checkpoint.pt"):
         (run.path / name).write_bytes(evil.read_bytes())
@@ -192,7 +192,7 @@ def test_by_default_only_the_demo_data_is_shared(monkeypatch):
 # ------------------------------------------------------------------------------------------ run ownership
 def _run_of(owner: str | None, runs: Path, data: Path) -> Path:
     """A stopped run folder (no training needed to test who may change it), tagged like the app tags it."""
-    run = RunFolder.create(runs, TrainConfig(data=str(data), image_size=64, epochs=2))
+    run = RunFolder.create(runs, TrainConfig(schedule="fixed", data=str(data), image_size=64, epochs=2))
     (run.path / "process.json").write_text(json.dumps({"pid": 2 ** 22 + 1}))  # not running
     if owner:
         OwnerTag(owner).on_event(None, RunStarted(run_id=run.id, time=0.0, run_dir=str(run.path)))
@@ -226,7 +226,7 @@ def test_other_peoples_runs_are_read_only(tmp_path, textile_small):
 
 
 def test_a_running_run_cannot_be_deleted_even_by_its_owner(tmp_path, textile_small):
-    run = RunFolder.create(tmp_path, TrainConfig(data=str(textile_small)))  # claimed by this live process
+    run = RunFolder.create(tmp_path, TrainConfig(schedule="fixed", data=str(textile_small)))  # claimed by this live process
     OwnerTag(ALICE).on_event(None, RunStarted(run_id=run.id, time=0.0, run_dir=str(run.path)))
     with pytest.raises(NotAllowed, match="still training"):
         delete_run(run.path, ALICE, tmp_path)

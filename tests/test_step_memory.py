@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _trainer(data: Path, tmp_path: Path, **config):
-    return _prepared_trainer(TrainConfig(data=str(data), batch_size=12, **config), str(tmp_path), None)
+    return _prepared_trainer(TrainConfig(schedule="fixed", data=str(data), batch_size=12, **config), str(tmp_path), None)
 
 
 def test_split_never_leaves_a_single_image_and_respects_the_budget():
@@ -94,7 +94,7 @@ class StopAfter(Callback):
             self.stop.set()
 
 stop = threading.Event()
-config = TrainConfig(data=sys.argv[1], freeze=0, batch_size=32, step_memory_mb=int(sys.argv[2]), max_images=64)
+config = TrainConfig(schedule="fixed", data=sys.argv[1], freeze=0, batch_size=32, step_memory_mb=int(sys.argv[2]), max_images=64)
 trainer = make_trainer(config, runs_dir=tempfile.mkdtemp(), callbacks=[StopAfter(stop)], stop=stop)
 trainer.run_training()
 hwm = next(int(l.split()[1]) for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))

@@ -46,7 +46,7 @@ def test_a_class_below_the_minimum_means_no_test_share(tmp_path, fifty):
 
 @pytest.mark.slow
 def test_a_run_scores_its_test_share_with_the_saved_model(fifty, tmp_path):
-    config = TrainConfig(data=str(fifty), epochs=1, image_size=64, freeze="all", val_split=0.2)
+    config = TrainConfig(schedule="fixed", data=str(fifty), epochs=1, image_size=64, freeze="all", val_split=0.2)
     result = train(config, runs_dir=tmp_path / "runs")
     final = result.final
     assert final.kind == "RunFinished", final
@@ -62,7 +62,7 @@ def test_a_run_scores_its_test_share_with_the_saved_model(fifty, tmp_path):
 
 def test_the_evaluate_page_leads_with_the_test_share_and_says_why(app_dirs, fifty):
     runs = app_dirs / "runs"
-    result = train(TrainConfig(data=str(fifty), epochs=1, image_size=64, freeze="all"), runs_dir=runs)
+    result = train(TrainConfig(schedule="fixed", data=str(fifty), epochs=1, image_size=64, freeze="all"), runs_dir=runs)
     at = no_exception(page("pages/3_Evaluate.py").run())
     assert at.radio(key="evaluate_share").value == "test"
     assert any("used for nothing during training" in c.value for c in at.caption)

@@ -26,7 +26,7 @@ from transfer_core.training.callbacks import Callback, EventLog
 from transfer_core.training.trainer import Trainer
 from transfer_core.workflows.train import train
 
-FAST = dict(image_size=64, batch_size=8, epochs=1, seed=0)
+FAST = dict(schedule="fixed", image_size=64, batch_size=8, epochs=1, seed=0)
 
 
 def _state(modules):
@@ -181,7 +181,7 @@ def test_pretrained_clearly_beats_random_initialisation(tmp_path):
     from transfer_core.workflows.baseline import scratch_config
 
     data = copy_textile(tmp_path / "data", 60)
-    config = TrainConfig(data=str(data), seed=1)  # the one-click defaults otherwise
+    config = TrainConfig(schedule="fixed", data=str(data), seed=1)  # the one-click defaults otherwise
     pre = train(config, runs_dir=tmp_path / "runs")
     scratch_cfg = scratch_config(config, compare_to=pre.run_dir.name)
     assert scratch_cfg.freeze == 0 and not scratch_cfg.pretrained

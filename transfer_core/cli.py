@@ -22,74 +22,58 @@ import sys
 import time
 from dataclasses import fields
 
-from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.core.config import SETTINGS, ConfigError, TrainConfig
 from transfer_core.core.events import (
     DataReady,
     EpochEnd,
+    ModelReady,
     Progress,
     RunFailed,
     RunFinished,
     RunStopped,
 )
+from transfer_core.core.settings import Setting, added_settings
+from transfer_core.methods import list_methods
 from transfer_core.models.backbones import list_backbones
+from transfer_core.runstore.runs import RunFolder
 from transfer_core.training import distributed
 from transfer_core.training.callbacks import Callback
 
 _DEFAULTS = {f.name: f.default for f in fields(TrainConfig)}
 
 
-def _freeze(text: str):
-    return "all" if text == "all" else int(text)
-
-
-def _epochs_list(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in text.split(",") if x.strip())
+def _add_setting(parser, s: Setting) -> None:
+    """One command-line argument, read from the setting's description (a flag without dashes is positional)."""
+    flag = s.cli_flag()
+    if flag is None:
+        return
+    words = (s.help or "").replace("%", "%%")  # argparse formats help with %
+    if not flag.startswith("-"):
+        parser.add_argument(flag, help=words)
+        return
+    parser.add_argument(flag, dest=s.name, type=s.parser(), default=s.default, help=words or None,
+                        metavar=s.metavar, choices=s.choices or None)
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
-    d = _DEFAULTS
-    p.add_argument("data", help="image folder (one sub-folder per class, or train/ and val/), or a .zip")
-    p.add_argument("--backbone", default=d["backbone"])
-    p.add_argument("--freeze", type=_freeze, default=d["freeze"], help="stages kept frozen: a number or 'all'")
-    p.add_argument("--epochs", type=int, default=d["epochs"])
-    p.add_argument("--quick-start-epochs", type=int, default=d["quick_start_epochs"],
-                   help="epochs at the start with one more stage frozen (faster; 0 = off)")
+    """TrainConfig's settings (core/config.py) and then each registered method's, under its title."""
+    of_methods = {o.name for m in list_methods() for o in m.options}
+    for s in SETTINGS.values():
+        if s.name not in of_methods:
+            _add_setting(p, s)
     p.add_argument("--out", default="runs", help="runs directory; each run gets a folder inside")
-    p.add_argument("--lr", type=float, default=d["lr"])
-    p.add_argument("--batch-size", type=int, default=d["batch_size"])
-    p.add_argument("--image-size", type=int, default=d["image_size"])
-    p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument("--val-split", type=float, default=d["val_split"])
-    p.add_argument("--augment", choices=["none", "light", "strong"], default=d["augment"])
-    p.add_argument("--optimizer", choices=["adamw", "sgd"], default=d["optimizer"])
-    p.add_argument("--weight-decay", type=float, default=d["weight_decay"])
-    p.add_argument("--label-smoothing", type=float, default=d["label_smoothing"])
-    p.add_argument("--early-stopping", type=int, default=d["early_stopping"], metavar="PATIENCE")
-    p.add_argument("--weights", dest="weights_file", default=None, help="your own weights file (.pth/.safetensors)")
-    p.add_argument("--max-images", type=int, default=None, help="use at most this many training images")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA when present)")
-    p.add_argument("--step-memory-mb", type=int, default=d["step_memory_mb"],
-                   help="memory for one step's activations; a batch needing more is learned from in parts")
-    p.add_argument("--head", choices=["linear", "mlp"], default=d["head"])
-    p.add_argument("--mlp-hidden", type=int, default=d["mlp_hidden"], help="hidden units of the mlp head")
-    p.add_argument("--dropout", type=float, default=d["dropout"], help="dropout before the head's last layer")
-    p.add_argument("--l2sp", type=float, default=d["l2sp"], metavar="LAMBDA")
-    p.add_argument("--teacher", default=None, metavar="RUN_DIR")
-    p.add_argument("--distill-temperature", type=float, default=d["distill_temperature"])
-    p.add_argument("--distill-alpha", type=float, default=d["distill_alpha"])
-    p.add_argument("--target-data", default=None, metavar="DIR")
-    p.add_argument("--adapt", choices=["dann", "coral", "adabn"], default=None)
-    p.add_argument("--adapt-weight", type=float, default=d["adapt_weight"], help="weight of the DANN/CORAL loss")
     p.add_argument("--scratch-baseline", action="store_true",
                    help="also train the same network from random weights, for comparison")
-    p.add_argument("--unfreeze-at", type=_epochs_list, default=(), metavar="E1,E2,...")
-    p.add_argument("--lr-group-factor", type=float, default=d["lr_group_factor"])
     p.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
+    for method in list_methods():
+        group = p.add_argument_group(method.title)
+        for option in method.options:
+            _add_setting(group, option.setting)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k in names and v is not None})
+    names = {*SETTINGS, *added_settings()}
+    return TrainConfig.from_settings({k: v for k, v in vars(args).items() if k in names and v is not None})
 
 
 class ProgressPrinter(Callback):
@@ -112,6 +96,9 @@ class ProgressPrinter(Callback):
             self.stream.write(f"\repoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.3f}, "
                               f"val loss {event.val_loss:.3f}, val accuracy {event.val_accuracy:.3f} "
                               f"({event.seconds:.1f}s){' ' * 20}\n")
+        elif isinstance(event, ModelReady):
+            self.stream.write(f"\nFirst model ready after {event.seconds:.1f}s (the new classifier alone): val "
+                              f"accuracy {event.val_accuracy:.3f}; it can predict now, training goes on\n")
         elif isinstance(event, RunFailed):
             self.stream.write(f"\nFAILED: {event.error}\n")
         elif isinstance(event, (RunFinished, RunStopped)):
@@ -146,6 +133,9 @@ def run_train(args: argparse.Namespace) -> int:
                "best_val_accuracy": getattr(final, "best_val_accuracy", None),
                "test_accuracy": getattr(final, "test_accuracy", None), "num_test": getattr(final, "num_test", 0),
                "epochs": getattr(final, "epochs_run", 0), "seconds": round(time.time() - t0, 2)}
+    ready = next((e for e in RunFolder(result.run_dir).events() if isinstance(e, ModelReady)), None) \
+        if result.run_dir else None
+    summary["first_model_seconds"] = round(ready.seconds, 2) if ready else None  # progressive schedule only
     if isinstance(final, RunFailed):
         summary["error"] = final.error
     summary.update(getattr(final, "extra", {}))  # method figures, e.g. target_accuracy with --target-data

@@ -19,6 +19,7 @@ from transfer_core.core.events import (
     RunFinished,
     RunStopped,
 )
+from transfer_core.methods import figure_words
 from transfer_core.service.jobs import Job, default_queue
 
 from . import charts, session
@@ -92,21 +93,22 @@ def _curve_figures(version: tuple, partner_version: tuple | None, _job: Job, _pa
     return loss, acc
 
 
-EXTRA_WORDS = {"target_accuracy": ("Accuracy on the target pictures", "{:.1%}"),
-               "teacher_agreement": ("Agrees with the teacher", "{:.1%}"),
-               "l2sp_distance": ("Distance from the pretrained weights", "{:.3f}"),
-               "dann_loss": ("Domain confusion loss (DANN)", "{:.3f}"),
-               "coral_loss": ("Feature-statistics gap (CORAL)", "{:.4f}")}
-
-
 def _method_figures(events) -> None:
-    """The figures a method adds each epoch (EpochEnd.extra), in words, latest epoch."""
+    """The figures a method adds each epoch (EpochEnd.extra), in words, latest epoch. Their words come from
+    the methods' specs (transfer_core.methods), so a method added to the engine is shown here too."""
     epochs = [e for e in events if isinstance(e, EpochEnd) and e.extra]
     if not epochs:
         return
-    shown = [(EXTRA_WORDS[k], v) for k, v in epochs[-1].extra.items() if k in EXTRA_WORDS]
-    for col, ((label, fmt), value) in zip(st.columns(max(1, len(shown))), shown):
-        col.metric(f"{label} (epoch {epochs[-1].epoch})", fmt.format(value))
+    words = figure_words()
+    shown = [(words[k], v) for k, v in epochs[-1].extra.items() if k in words]
+    for col, (figure, value) in zip(st.columns(max(1, len(shown))), shown):
+        col.metric(f"{figure.label} (epoch {epochs[-1].epoch})", figure.format.format(value))
+
+
+def _final_figures(extra: dict) -> str:
+    """The methods' end-of-run figures (RunFinished.extra) in one line of words."""
+    words = figure_words()
+    return " · ".join(f"{words[k].label}: {words[k].format.format(v)}" for k, v in extra.items() if k in words)
 
 
 def _partner(job: Job) -> Job | None:
@@ -147,6 +149,8 @@ def _final_message(final, who: str = "", epochs=()) -> None:
     if isinstance(final, RunFinished):
         st.success(f"{who}Finished: best validation accuracy {final.best_val_accuracy:.1%} "
                    f"(epoch {final.best_epoch}, {final.seconds:.0f} s). See **Evaluate** and **Predict**.")
+        if _final_figures(final.extra):
+            st.caption(who + _final_figures(final.extra))
         warning = overfitting(epochs)
         if warning:
             st.warning(who + warning)

@@ -1,6 +1,7 @@
 """The Train page's "methods beyond fine-tuning": each a real engine option, explained in plain words.
 
-The explanations come from transfer_core.methods.HELP, so the app and the README say the same thing.
+The registered methods draw themselves from their specs (method_controls.py); the explanations come from
+transfer_core.methods.HELP, so the app and the README say the same thing.
 """
 from __future__ import annotations
 
@@ -11,23 +12,19 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from transfer_core.core.config import TrainConfig
-from transfer_core.data.datasets import write_uploads
-from transfer_core.methods import HELP
-from transfer_core.runstore.runs import list_runs
+from transfer_core.core.config import HEADS, SETTINGS, TrainConfig
+from transfer_core.methods import HELP, list_methods
 from transfer_core.workflows.lr_finder import lr_find
 
 from . import session, tasks
-from .common import friendly_errors, run_label
+from .method_controls import method_settings
 from .session import remembered
 
 LR_OPTIONS = [1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
-L2SP_OPTIONS = [0.0, 0.01, 0.1, 0.3, 0.5]
 FACTORS = [1.0, 0.7, 0.5, 0.3, 0.1]
 KEY_LR_FIND = "lr_find_result"
 KEY_LR_TASK = "lr_find_task"
 KEY_LR_SHOWN = "lr_find_shown"
-KEY_TARGET = "target_data_path"
 
 
 def lr_options() -> list[float]:
@@ -39,24 +36,17 @@ def lr_options() -> list[float]:
 
 def choose_methods() -> dict:
     with st.expander("Advanced: methods beyond plain fine-tuning"):
-        out = {**_l2sp(), **_head(), **_unfreezing(), **_distillation(), **_adaptation()}
+        out = {**_head(), **_unfreezing()}
+        for spec in list_methods():  # each registered method's own controls, from its spec
+            out.update(method_settings(spec))
         out["scratch_baseline"] = st.checkbox("Also train from scratch, to compare", key="scratch_baseline",
                                               help=HELP["scratch_baseline"])
     return out
 
 
-def _l2sp() -> dict:
-    remembered("l2sp", 0.0, L2SP_OPTIONS)
-    strength = st.select_slider("Stay close to the pretrained weights (L2-SP strength)", L2SP_OPTIONS,
-                                format_func=lambda v: "off" if v == 0 else f"{v:g}", key="l2sp",
-                                help=HELP["l2sp"])
-    return {"l2sp": float(strength)}
-
-
 def _head() -> dict:
-    head = st.radio("New classifier", ["linear", "mlp"], horizontal=True, key="head",
-                    format_func={"linear": "one layer (linear)", "mlp": "small network (MLP)"}.get,
-                    help=HELP["head"])
+    words = SETTINGS["head"].words
+    head = st.radio("New classifier", HEADS, horizontal=True, key="head", format_func=words.get, help=HELP["head"])
     if head == "linear":
         return {"head": head}
     c1, c2 = st.columns(2)
@@ -81,46 +71,6 @@ def _unfreezing() -> dict:
     if text.strip() and not epochs:
         st.warning("Write epoch numbers separated by commas, e.g. 2,3.")
     return {"unfreeze_at": epochs, "lr_group_factor": float(factor)}
-
-
-def _distillation() -> dict:
-    teachers = [r for r in list_runs(session.runs_dir()) if r.has_model]
-    labels = {r.id: run_label(r) for r in teachers}
-    teacher = st.selectbox("Learn from a teacher model (knowledge distillation)", [""] + list(labels),
-                           format_func=lambda i: "no teacher" if not i else labels[i], key="teacher",
-                           help=HELP["distillation"])
-    if not teacher:
-        return {}
-    c1, c2 = st.columns(2)
-    temperature = c1.slider("Temperature", 1.0, 10.0, 4.0, 0.5, key="distill_temperature",
-                            help="How much the teacher's answers are softened before the student copies them.")
-    alpha = c2.slider("Weight of the teacher", 0.0, 1.0, 0.5, 0.1, key="distill_alpha",
-                      help="0: only your labels count; 1: only the teacher's answers count.")
-    return {"teacher": str(next(r.path for r in teachers if r.id == teacher)),
-            "distill_temperature": float(temperature), "distill_alpha": float(alpha)}
-
-
-def _adaptation() -> dict:
-    method = st.selectbox("Adapt to pictures from where the model will be used (domain adaptation)",
-                          ["", "dann", "coral", "adabn"], key="adapt", help=HELP["adaptation"],
-                          format_func={"": "no adaptation", "dann": "DANN (adversarial)",
-                                       "coral": "Deep CORAL (match feature statistics)",
-                                       "adabn": "AdaBN (re-measure normalisation only)"}.get)
-    if not method:
-        return {}
-    files = st.file_uploader("Folder of unlabelled pictures from there", accept_multiple_files="directory",
-                             key="target_upload", help="No labels needed. Class sub-folders, if present, are "
-                                                       "used only to report accuracy there.")
-    if files and st.button("Use these pictures as the target", key="use_target"):
-        with friendly_errors("Reading the target pictures"):
-            folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
-            st.session_state[KEY_TARGET] = str(folder)
-    target = st.session_state.get(KEY_TARGET)
-    if not target:
-        st.info("Upload the target pictures, then press the button, before starting.")
-        return {}
-    st.caption(f"Target pictures: {len(files or [])} uploaded.")
-    return {"target_data": target, "adapt": method}
 
 
 def lr_finder(config: TrainConfig) -> None:
@@ -157,9 +107,9 @@ def _lr_figure(lrs: list[float], losses: list[float], suggestion: float) -> go.F
     at = float(np.interp(math.log(suggestion), [math.log(v) for v in lrs], losses))
     fig.add_trace(go.Scatter(x=[suggestion], y=[at], mode="markers+text", name="suggested",
                              text=[f"suggested: {suggestion:g}"], textposition="top right",
-                             marker=dict(size=11, color="#d62728")))
+                             marker={"size": 11, "color": "#d62728"}))
     fig.update_layout(xaxis_type="log", xaxis_title="learning rate", yaxis_title="loss (smoothed)", height=280,
-                      margin=dict(l=10, r=10, t=30, b=10), showlegend=False)
+                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, showlegend=False)
     return fig
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.config import AUGMENTS, OPTIMIZERS, TrainConfig
+from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 
 from .methods_form import lr_options
@@ -88,6 +88,29 @@ def choose_freeze(name: str) -> int | str:
     return "all" if depth == total else depth
 
 
+SCHEDULE_WORDS = {"progressive": "Model first, then better (recommended)", "fixed": "Exactly as set"}
+
+
+def choose_schedule() -> dict:
+    """TrainConfig.schedule and time_budget_minutes, in words."""
+    remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
+    schedule = st.radio(
+        "How to train", list(SCHEDULE_WORDS), key="schedule", format_func=SCHEDULE_WORDS.get, horizontal=True,
+        help="Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
+             "that model is ready to try on Predict. Then the layers above the ones you keep start learning, "
+             "one more group each epoch, and training stops by itself when the validation pictures stop "
+             "getting better; a later model replaces the first only if it is clearly better. Exactly as set: "
+             "the layers you chose learn for the epochs you chose.")
+    budget = 0.0
+    if schedule == "progressive":
+        remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
+        budget = st.number_input(
+            "Time limit (minutes, 0 = none)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
+            help="Stop improving the model after about this long (the best model so far is kept). 0: the "
+                 "epochs below and the validation pictures decide when to stop.")
+    return {"schedule": schedule, "time_budget_minutes": float(budget)}
+
+
 def choose_quick_start(freeze: int | str) -> int:
     """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
     remembered("quick_start", DEFAULTS.quick_start_epochs > 0)
@@ -105,7 +128,8 @@ def choose_basics() -> dict:
     remembered("epochs", DEFAULTS.epochs)
     epochs = c1.number_input("Epochs", 1, 100, key="epochs",
                              help="How many times the model sees every training picture. More can help, until "
-                                  "the validation curve stops improving.")
+                                  "the validation curve stops improving. With \"Model first\" it is the most "
+                                  "it may take: it stops by itself when the validation pictures stop improving.")
     remembered("lr", DEFAULTS.lr, lr_options())  # the learning-rate finder may set it too
     lr = c2.select_slider("Learning rate", lr_options(),
                           format_func=lambda v: f"{v:g}", key="lr",
@@ -116,9 +140,7 @@ def choose_basics() -> dict:
                              help="Pictures per step. Larger is smoother and faster per picture but needs more "
                                   "memory. Lower it if you see an out-of-memory message.")
     remembered("augment", DEFAULTS.augment, AUGMENTS)
-    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment",
-                           format_func={"none": "none", "light": "light (flip + crop)",
-                                        "strong": "strong (also colour, rotation)"}.get,
+    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment", format_func=SETTINGS["augment"].words.get,
                            help="Shows the model slightly changed copies of your pictures so it learns what "
                                 "does not matter. Helps with few pictures; can hide small details (tiny "
                                 "defects) when cropping cuts them off.")
@@ -130,9 +152,7 @@ def choose_advanced(name: str) -> dict:
     with st.expander("Advanced settings"):
         c1, c2, c3 = st.columns(3)
         remembered("optimizer", DEFAULTS.optimizer, OPTIMIZERS)
-        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer",
-                                 format_func={"adamw": "AdamW (adapts step sizes)",
-                                              "sgd": "SGD with momentum (classic)"}.get,
+        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer", format_func=SETTINGS["optimizer"].words.get,
                                  help="The rule that turns mistakes into weight changes. AdamW works with "
                                       "little tuning; SGD can generalise slightly better with a tuned rate.")
         remembered("weight_decay", DEFAULTS.weight_decay, DECAYS)

@@ -5,6 +5,8 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from transfer_core.core.settings import added_settings, field_settings, setting
+
 AUGMENTS = ("none", "light", "strong")
 OPTIMIZERS = ("adamw", "sgd")
 HEADS = ("linear", "mlp")
@@ -18,73 +20,107 @@ class ConfigError(ValueError):
     """A setting that cannot work; the message says which and why."""
 
 
+def _freeze_text(text: str) -> int | str:
+    return "all" if text == "all" else int(text)
+
+
+def _epochs_text(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(",") if x.strip())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    data: str
-    backbone: str = "mobilenet_v2"
+    # Each field's `setting(...)` (core/settings.py) is its one description: the command line's flag and help,
+    # the allowed choices that validation, the CLI and the app all offer. Comments say why a default is so.
+    data: str = setting(help="image folder (one sub-folder per class, or train/ and val/), or a .zip",
+                        flag="data", path=True)
+    backbone: str = setting("mobilenet_v2", "pretrained network (see: python -m transfer_core backbones)")
     # How many of the backbone's stages keep their ImageNet weights unchanged: an int, or "all" for
     # feature extraction (only the new head trains). Default chosen by measurement (README, "Defaults").
-    freeze: int | str = 3
+    freeze: int | str = setting(3, "stages kept frozen: a number or 'all'", parse=_freeze_text)
     # Quick start: for the first N epochs one more stage than `freeze` stays frozen. Its output is then
     # cached too, so those epochs run several times faster, and they already learn most of the task;
     # afterwards the chosen depth trains (README, "Defaults"). 0 = off. Not used with freeze 0 or "all",
     # nor combined with unfreeze_at.
-    quick_start_epochs: int = 1
-    epochs: int = 4
-    lr: float = 1e-3
-    batch_size: int = 32
-    image_size: int | None = None  # None: the backbone's own size (224 for most)
-    seed: int = 0
-    val_split: float = 0.2
+    quick_start_epochs: int = setting(1, "epochs at the start with one more stage frozen (faster; 0 = off)")
+    epochs: int = setting(8, "times the model sees every training picture (progressive: at most)")
+    lr: float = setting(1e-3, "learning rate (typical: 0.0001 to 0.01; see lr-find)")
+    batch_size: int = setting(32, "pictures per step (lower it when memory runs out)")
+    image_size: int | None = setting(None, "square size pictures are resized to (default: the backbone's own)",
+                                     parse=int)  # None: the backbone's own size (224 for most)
+    seed: int = setting(0, "random seed: the split, the batch order and the new layers' start")
+    val_split: float = setting(0.2, "share of the pictures kept for validation")
     # Half of the validation share becomes a test share that nothing is tuned on, when every class has
     # datasets.TEST_MIN_PER_CLASS pictures: its accuracy is the headline figure (evaluation.py).
-    test_share: bool = True
-    augment: str = "none"
-    optimizer: str = "adamw"
-    weight_decay: float = 1e-4
-    momentum: float = 0.9
-    warmup_epochs: float = 0.5
-    label_smoothing: float = 0.1
-    early_stopping: int = 0  # stop after this many epochs without a better validation loss; 0 = off
-    head: str = "linear"
-    mlp_hidden: int = 512
-    dropout: float = 0.2
-    pretrained: bool = True  # False: random initialisation (the from-scratch baseline)
-    weights_file: str | None = None
-    # --- methods beyond plain fine-tuning (issue: transfer-learning methods)
-    l2sp: float = 0.0  # >0: pull transferred weights toward their pretrained values instead of decay
-    teacher: str | None = None  # run folder of a trained model to distil from
-    distill_temperature: float = 4.0
-    distill_alpha: float = 0.5  # weight of the teacher's soft targets (1 - alpha on the true labels)
-    target_data: str | None = None  # unlabelled images from where the model will be used
-    adapt: str | None = None  # dann | coral | adabn
-    adapt_weight: float = 1.0
-    unfreeze_at: tuple[int, ...] = ()  # gradual unfreezing: epochs at which one more stage thaws
-    lr_group_factor: float = 1.0  # discriminative rates: each earlier stage gets lr * factor^depth
+    test_share: bool = setting(True, "keep half of the validation share for a final test", flag=None)
+    augment: str = setting("none", "changed copies of the pictures while training", choices=AUGMENTS,
+                           words={"none": "none", "light": "light (flip + crop)",
+                                  "strong": "strong (also colour, rotation)"})
+    optimizer: str = setting("adamw", "the rule that turns mistakes into weight changes", choices=OPTIMIZERS,
+                             words={"adamw": "AdamW (adapts step sizes)", "sgd": "SGD with momentum (classic)"})
+    weight_decay: float = setting(1e-4, "pull of the weights toward zero (against memorising)")
+    momentum: float = setting(0.9, "SGD's momentum (0 = none)")
+    warmup_epochs: float = setting(0.5, "epochs over which the learning rate rises to its value")
+    label_smoothing: float = setting(0.1, "share of each label's certainty spread over the other classes")
+    early_stopping: int = setting(0, "stop after this many epochs without a better validation loss (0 = off)",
+                                  metavar="PATIENCE")
+    head: str = setting("linear", "the new classifier: one layer, or a small network", choices=HEADS,
+                        words={"linear": "one layer (linear)", "mlp": "small network (MLP)"})
+    mlp_hidden: int = setting(512, "hidden units of the mlp head")
+    dropout: float = setting(0.2, "dropout before the head's last layer")
+    pretrained: bool = setting(True, "start from pretrained weights", flag=None)  # False: the from-scratch baseline
+    weights_file: str | None = setting(None, "your own weights file (.pth/.safetensors)", flag="--weights",
+                                       path=True)
+    # --- methods beyond plain fine-tuning (transfer_core/methods: each MethodSpec names its fields here).
+    # Fields, not method_settings, because run folders saved before the registry store them at the top level.
+    l2sp: float = setting(0.0, "L2-SP strength: pull transferred weights toward their pretrained values "
+                               "instead of toward zero (0 = off)", metavar="LAMBDA")
+    teacher: str | None = setting(None, "a finished run to learn from (knowledge distillation)", metavar="RUN_DIR",
+                                  path=True)
+    distill_temperature: float = setting(
+        4.0, "How much the teacher's answers are softened before the student copies them.")
+    distill_alpha: float = setting(  # the true labels get 1 - alpha
+        0.5, "Weight of the teacher: 0, only your labels count; 1, only the teacher's answers count.")
+    target_data: str | None = setting(
+        None, "Unlabelled pictures from where the model will be used. No labels needed: class sub-folders, if "
+              "present, are used only to report accuracy there.", metavar="DIR", path=True)
+    adapt: str | None = setting(None, "how to adapt to the target pictures", choices=ADAPTS,
+                                words={"dann": "DANN (adversarial)", "coral": "Deep CORAL (match feature statistics)",
+                                       "adabn": "AdaBN (re-measure normalisation only)"})
+    adapt_weight: float = setting(1.0, "weight of the DANN/CORAL loss")
+    unfreeze_at: tuple[int, ...] = setting((), "gradual unfreezing: epochs at which one more stage thaws",
+                                           metavar="E1,E2,...", parse=_epochs_text)
+    lr_group_factor: float = setting(1.0, "discriminative rates: each earlier stage gets lr * factor^depth")
     # --- engine
-    device: str | None = None  # None: CUDA when available, else CPU
-    cache_mb: int = 3000  # memory for decoded images and cached features; beyond it, images stream from disk
+    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: CUDA when present)")
+    cache_mb: int = setting(3000, "memory for decoded images and cached features; beyond it, images stream "
+                                  "from disk")
     # With augmentation and frozen stages: how many augmented views of each image to run through the
     # frozen stages once and reuse (0 = a fresh view every batch, slower). See features.py.
-    feature_views: int = 2
+    feature_views: int = setting(2, "augmented views of each image computed once through the frozen stages")
     # Memory for the activations one training step keeps for its backward pass. A batch that needs more is
     # run in parts whose gradients add up before the one update (stepmemory.py). 0 = never split.
-    step_memory_mb: int = 1200
-    max_images: int | None = None  # use at most this many training images (quick trials, tests)
-    schedule: str = "fixed"
-    time_budget_minutes: float = 0.0  # progressive: stop improving after about this long; 0 = epochs decide
+    step_memory_mb: int = setting(1200, "memory for one step's activations; a batch needing more is learned "
+                                        "from in parts")
+    max_images: int | None = setting(None, "use at most this many training images", parse=int)
+    schedule: str = setting("progressive", "progressive: a head-only model first, then stages thaw from the top while "
+                                     "validation improves; fixed: the chosen freeze depth for the chosen epochs",
+                            choices=SCHEDULES)
+    time_budget_minutes: float = setting(  # 0 = epochs decide
+        0.0, "progressive: stop improving after about this many minutes (0 = no limit)")
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
+    # Settings of methods registered later, by name (core/settings.added_settings): a new method adds no field.
+    method_settings: dict = field(default_factory=dict)
 
     def __post_init__(self):
         check = _Checker()
-        check.choice("augment", self.augment, AUGMENTS)
-        check.choice("optimizer", self.optimizer, OPTIMIZERS)
-        check.choice("head", self.head, HEADS)
-        check.choice("schedule", self.schedule, SCHEDULES)
+        for s in SETTINGS.values():
+            if s.choices:
+                check.problem(s.problem(getattr(self, s.name)))
         check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = no limit)")
-        if self.adapt is not None:
-            check.choice("adapt", self.adapt, ADAPTS)
-            check.that(self.target_data is not None, "adapt needs target_data: a folder of unlabelled images")
+        check.that(self.adapt is None or self.target_data is not None,
+                   "adapt needs target_data: a folder of unlabelled images")
+        self._check_method_settings(check)
         if not (self.freeze == "all" or (isinstance(self.freeze, int) and self.freeze >= 0)):
             check.fail(f"freeze must be a whole number >= 0 or 'all', not {self.freeze!r}")
         check.that(1 <= self.epochs <= 1000, "epochs must be between 1 and 1000")
@@ -108,6 +144,45 @@ class TrainConfig:
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
 
+    def _check_method_settings(self, check: _Checker) -> None:
+        # Names no registered method knows are kept as they are (a run saved with a method since removed
+        # still loads); methods.callbacks_for refuses them before training.
+        added = added_settings()
+        for name, value in self.method_settings.items():
+            check.that(name not in SETTINGS, f"{name} is a setting of its own, not one of method_settings")
+            if name in added:
+                check.problem(added[name].problem(value))
+
+    # ---- settings by name, wherever they are kept ----------------------------------------------
+    def setting(self, name: str):
+        """A setting's value: a field's, or a method's added setting (method_settings, else its default)."""
+        if name in self.__dataclass_fields__:
+            return getattr(self, name)
+        if name in self.method_settings:
+            return self.method_settings[name]
+        added = added_settings().get(name)
+        if added is None:
+            raise KeyError(f"no setting named {name!r}")
+        return added.default
+
+    def flat(self) -> dict:
+        """Every setting by name, the fields and the methods' added settings side by side."""
+        d = self.to_dict()
+        added = d.pop("method_settings")
+        return {**d, **{n: s.default for n, s in added_settings().items()}, **added}
+
+    @classmethod
+    def from_settings(cls, values: dict) -> TrainConfig:
+        """From flat settings, as the command line and the app collect them: a method's added setting goes
+        into method_settings; a name that is neither is refused in words."""
+        names, added = {f.name for f in fields(cls)}, added_settings()
+        unknown = [k for k in values if k not in names and k not in added]
+        if unknown:
+            raise ConfigError(f"unknown setting {', '.join(unknown)}")
+        plain = {k: v for k, v in values.items() if k in names}
+        extra = {**plain.pop("method_settings", {}), **{k: v for k, v in values.items() if k in added}}
+        return cls(**plain, method_settings=extra)
+
     # ---- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -115,7 +190,7 @@ class TrainConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         d = {k: v for k, v in d.items() if k in known}  # tolerate configs from newer/older versions
         d.setdefault("quick_start_epochs", 0)  # runs saved before quick start existed resume as they began
@@ -129,13 +204,13 @@ class TrainConfig:
         path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: Path) -> "TrainConfig":
+    def load(cls, path: Path) -> TrainConfig:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
-    def differences(self, other: "TrainConfig") -> dict[str, tuple]:
+    def differences(self, other: TrainConfig) -> dict[str, tuple]:
         """Settings that differ between two runs: {name: (mine, theirs)}."""
-        a, b = self.to_dict(), other.to_dict()
-        return {k: (a[k], b[k]) for k in a if a[k] != b[k]}
+        a, b = self.flat(), other.flat()
+        return {k: (a.get(k), b.get(k)) for k in {**a, **b} if a.get(k) != b.get(k)}
 
 
 class _Checker:
@@ -149,9 +224,13 @@ class _Checker:
     def fail(self, message: str) -> None:
         self.problems.append(message)
 
-    def choice(self, name: str, value, allowed) -> None:
-        self.that(value in allowed, f"{name} must be one of {', '.join(allowed)}, not {value!r}")
+    def problem(self, message: str | None) -> None:
+        if message:
+            self.problems.append(message)
 
     def raise_if_any(self) -> None:
         if self.problems:
             raise ConfigError("; ".join(self.problems))
+
+
+SETTINGS = field_settings(TrainConfig)  # every described field's Setting, by name, in field order

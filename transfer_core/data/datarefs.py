@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
-from transfer_core.core.config import TrainConfig
+from transfer_core.core.config import SETTINGS, TrainConfig
+from transfer_core.core.settings import added_settings
 from transfer_core.data.datasets import DatasetError, demo_dataset_path
 
-# The settings of a run that name files or folders.
-PATH_SETTINGS = ("data", "target_data", "teacher", "weights_file")
+# The settings of a run that name files or folders (data, target_data, teacher, weights_file).
+PATH_SETTINGS = tuple(name for name, s in SETTINGS.items() if s.path)
 _SCHEMES = ("demo:", "shared:", "workspace:", "runs:")
 
 
@@ -139,17 +140,25 @@ def resolved_config(config: TrainConfig, runs_dir: str | Path | None) -> TrainCo
 
 
 def shown_config(config: TrainConfig) -> dict:
-    """The settings as a page shows them: path settings as labels."""
-    d = config.to_dict()
-    for name in PATH_SETTINGS:
-        if d.get(name):
-            d[name] = label(d[name])
-    return d
+    """The settings as a page shows them (and a bundle keeps them, loadable as a config): paths as labels."""
+    return labelled_config(config).to_dict()
+
+
+def labelled_config(config: TrainConfig) -> TrainConfig:
+    """The config with every path setting (a method's added ones too) as its label."""
+    return _map_paths(config, lambda v: label(v) if v else v)
+
+
+def _added_paths(config: TrainConfig) -> list[str]:
+    """A method's added settings that name files or folders (kept in config.method_settings)."""
+    added = added_settings()
+    return [n for n in config.method_settings if n in added and added[n].path]
 
 
 def _map_paths(config: TrainConfig, fn) -> TrainConfig:
-    known = {f.name for f in fields(config)}
-    return replace(config, **{n: fn(getattr(config, n)) for n in PATH_SETTINGS if n in known})
+    extra = {n: fn(config.method_settings[n]) for n in _added_paths(config)}
+    return replace(config, **{n: fn(getattr(config, n)) for n in PATH_SETTINGS},
+                   method_settings={**config.method_settings, **extra})
 
 
 # ---------------------------------------------------------------------------------------------- free text

@@ -1,39 +1,39 @@
 """Transfer-learning methods beyond plain fine-tuning, as callbacks on the one training loop.
 
-`callbacks_for(config)` turns a TrainConfig into the callbacks its methods need; the Trainer calls it,
-so the app, the command line and the tests all get the same behaviour from the same settings.
-`HELP` holds one plain-language paragraph per method, shared by the app's "Advanced" section and
-the README.
+A method is one module ending with `register(MethodSpec(...))` (registry.py) and its name on the import
+line below: its settings, command-line flags, Train-page controls, figures' words and help all come from
+that spec. `callbacks_for(config)` turns a TrainConfig into the callbacks its methods need; the workflows
+call it, so the app, the command line and the tests all get the same behaviour from the same settings.
+`HELP` holds one plain-language paragraph per method and per other training option, shared by the app's
+"Advanced" section and the README.
 
+    registry.py      MethodSpec, Option, Control, Figure; register, list_methods, callbacks_for
     l2sp.py          pull the transferred weights toward their pretrained values (L2-SP)
     distillation.py  learn from a finished run's softened outputs (knowledge distillation)
     adaptation.py    unlabelled target images: DANN, Deep CORAL, AdaBN; target accuracy
-    lr_finder.py     learning-rate range test with a stable suggestion
-    baseline.py      the same run from random weights, linked for comparison
 """
 from __future__ import annotations
 
-from transfer_core.core.config import TrainConfig
-from transfer_core.training.callbacks import Callback
+from collections.abc import Iterator, Mapping
 
-HELP: dict[str, str] = {
-    "l2sp": (
-        "Stay close to what the network already knows. Instead of pulling every weight toward zero (plain "
-        "weight decay), L2-SP pulls the pretrained weights back toward their ImageNet values, so only the new "
-        "classifier is free to move far. It helps most with few pictures per class, where fine-tuning tends "
-        "to forget useful general features. Strength: 0 = off; 0.1 to 0.5 (measured with AdamW: 0.5 keeps the "
-        "weights about a third closer to where they started)."),
-    "distillation": (
-        "Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
-        "teacher; the new run (the student, usually a smaller backbone) learns both from your labels and from "
-        "the teacher's softened answers, which say how similar the classes look to it. Temperature softens "
-        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels."),
-    "adaptation": (
-        "Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
-        "another factory. Add a folder of unlabelled pictures from there. DANN trains the network so that it "
-        "cannot tell the two places apart; Deep CORAL matches the statistics of their features; AdaBN (cheap, "
-        "no extra training) re-measures the network's normalisation statistics on the new pictures. If that "
-        "folder has class sub-folders, their labels are used only to report accuracy there, never to train."),
+# The registration line: importing a method's module registers it (its last statement is register(...)).
+from transfer_core.methods import adaptation, distillation, l2sp  # noqa: F401
+from transfer_core.methods.registry import (
+    Control,
+    Figure,
+    MethodSpec,
+    Option,
+    callbacks_for,
+    figure_words,
+    get_method,
+    list_methods,
+    register,
+    resume_problem,
+    unregister,
+)
+
+# Help for training options that are not methods of their own (the trainer and the workflows do them).
+OTHER_HELP: dict[str, str] = {
     "scratch_baseline": (
         "Also train the same network from random weights, with the same pictures and number of epochs, and "
         "show both runs' curves together: the classroom demonstration of why starting from a pretrained "
@@ -58,21 +58,24 @@ HELP: dict[str, str] = {
 }
 
 
-def callbacks_for(config: TrainConfig) -> list[Callback]:
-    """The callbacks the config's methods need, in the order their end-of-training steps must run."""
-    from transfer_core.methods.adaptation import TargetDomain
-    from transfer_core.methods.distillation import Distillation
-    from transfer_core.methods.l2sp import L2SP
+class _Help(Mapping):
+    """Each registered method's help (read from its spec at each use, so one registered later has its
+    own too), then the other options'."""
 
-    out: list[Callback] = []
-    if config.target_data:
-        # First, so AdaBN has adjusted the model before other callbacks measure it at the end.
-        out.append(TargetDomain(config))
-    if config.l2sp > 0 and config.pretrained:  # from random weights there is nothing to stay close to
-        out.append(L2SP(config.l2sp))
-    if config.teacher:
-        out.append(Distillation(config))
-    return out
+    def _all(self) -> dict[str, str]:
+        return {**{m.name: m.help for m in list_methods()}, **OTHER_HELP}
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
 
 
-__all__ = ["HELP", "callbacks_for"]
+HELP: Mapping[str, str] = _Help()
+
+__all__ = ["HELP", "OTHER_HELP", "Control", "Figure", "MethodSpec", "Option", "callbacks_for", "figure_words",
+           "get_method", "list_methods", "register", "resume_problem", "unregister"]

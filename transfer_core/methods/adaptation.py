@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +25,7 @@ from torch import nn
 from transfer_core.core.config import ConfigError, TrainConfig
 from transfer_core.data.datasets import scan_unlabelled
 from transfer_core.data.imagecache import ImageStore
+from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, register
 from transfer_core.models.augment import eval_view
 from transfer_core.models.freezing import set_train_mode
 from transfer_core.models.network import TransferNet
@@ -152,19 +153,93 @@ def _evaluating(trainer):
             set_train_mode(trainer.net, trainer.depth)
 
 
+# ---------------------------------------------------------------------------------- the kinds of adaptation
+class NoAdaptation:
+    """Target images without adaptation: they only score the model (when they have class folders)."""
+    name = "none"
+    trains_layers = False  # True: a loss trains the layers against the gap, so some layer must be trainable
+    cannot_resume: str | None = None
+
+    def before_fit(self, trainer) -> None: ...
+
+    def before_epoch(self, trainer, epoch: int) -> None: ...
+
+    def loss(self, trainer, source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError  # only asked of kinds that train the layers
+
+    def after_fit(self, trainer, domain: TargetDomain) -> None: ...
+
+
+class Dann(NoAdaptation):
+    """A domain classifier tells source from target features; reversed gradients make the layers fool it."""
+    name = "dann"
+    trains_layers = True
+    cannot_resume = "Runs with DANN domain adaptation cannot be resumed; start this one again."  # (its classifier
+    # and that classifier's optimizer state are not saved)
+
+    def before_fit(self, trainer) -> None:
+        self.head = nn.Sequential(nn.Linear(trainer.net.feature_dim, _DOMAIN_HIDDEN), nn.ReLU(),
+                                  nn.Linear(_DOMAIN_HIDDEN, 1)).to(trainer.device)
+
+    def before_epoch(self, trainer, epoch: int) -> None:
+        if epoch == 1:  # the trainer builds its optimizer after before_fit
+            lr = trainer.config.lr
+            trainer.optimizer.add_param_group({"params": list(self.head.parameters()), "lr": lr, "base_lr": lr,
+                                               "weight_decay": trainer.config.weight_decay,
+                                               "stage": "domain classifier"})
+        self.head.train()
+
+    def loss(self, trainer, source, target):
+        coeff = dann_coefficient(trainer.step / max(1, trainer.total_steps))
+        feats = reverse_gradient(torch.cat([source, target]).float(), coeff)
+        domain = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(feats.device)
+        return F.binary_cross_entropy_with_logits(self.head(feats).squeeze(1), domain)
+
+
+class Coral(NoAdaptation):
+    """Matches the covariance of source and target features."""
+    name = "coral"
+    trains_layers = True
+
+    def loss(self, trainer, source, target):
+        return _CORAL_SCALE * coral_loss(source, target)
+
+
+class AdaBN(NoAdaptation):
+    """No extra training: after it, BatchNorm statistics are moved from source to target images."""
+    name = "adabn"
+
+    def after_fit(self, trainer, domain: TargetDomain) -> None:
+        adapt_batchnorm(trainer.net, domain.sample(trainer.train_store, trainer), domain.sample(domain.store, trainer))
+        # Every cached frozen-layer output was computed with the old statistics.
+        trainer.feature_cache.train = trainer.feature_cache.val = None
+        domain.cached_depth = -1
+
+
+KINDS = {kind.name: kind for kind in (Dann, Coral, AdaBN)}  # TrainConfig.adapt's choices (config.ADAPTS)
+
+
+def adaptation_kind(config: TrainConfig) -> NoAdaptation:
+    return KINDS[config.adapt]() if config.adapt else NoAdaptation()
+
+
 # ---------------------------------------------------------------------------------- the callback
 class TargetDomain(Callback):
     """Target images: adaptation (if asked for) and target accuracy (if the folder has class folders)."""
 
     def __init__(self, config: TrainConfig):
         self.source = config.target_data
-        self.method = config.adapt
+        self.kind = adaptation_kind(config)
         self.weight = config.adapt_weight
         self.gen = torch.Generator().manual_seed(config.seed + 1)  # apart from the source batch order
-        self.domain_head: nn.Module | None = None
         self.cache: torch.Tensor | None = None
         self.cached_depth = -1
         self.losses: list[float] = []
+
+    @property
+    def domain_head(self) -> nn.Module | None:
+        """DANN's domain classifier (None for the other kinds)."""
+        return getattr(self.kind, "head", None)
 
     # ---- set-up
     def before_fit(self, trainer) -> None:
@@ -173,22 +248,13 @@ class TargetDomain(Callback):
         used = trainer.train_store.nbytes + trainer.val_store.nbytes
         self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
                                 stop=trainer.stop)
-        if self.method in ("dann", "coral") and trainer.depth >= trainer.net.num_stages \
-                and not trainer.thaw_epochs():
-            raise ConfigError(f"{self.method.upper()} adapts the network's layers, but every layer is frozen. "
+        if self.kind.trains_layers and trainer.depth >= trainer.net.num_stages and not trainer.thaw_epochs():
+            raise ConfigError(f"{self.kind.name.upper()} adapts the network's layers, but every layer is frozen. "
                               "Freeze fewer stages, or choose AdaBN, which works with everything frozen.")
-        if self.method == "dann":
-            self.domain_head = nn.Sequential(nn.Linear(trainer.net.feature_dim, _DOMAIN_HIDDEN), nn.ReLU(),
-                                             nn.Linear(_DOMAIN_HIDDEN, 1)).to(trainer.device)
+        self.kind.before_fit(trainer)
 
     def before_epoch(self, trainer, epoch: int) -> None:
-        if self.domain_head is not None and epoch == 1:  # the trainer builds its optimizer after before_fit
-            lr = trainer.config.lr
-            trainer.optimizer.add_param_group({"params": list(self.domain_head.parameters()), "lr": lr,
-                                               "base_lr": lr, "weight_decay": trainer.config.weight_decay,
-                                               "stage": "domain classifier"})
-        if self.domain_head is not None:
-            self.domain_head.train()
+        self.kind.before_epoch(trainer, epoch)
         self.losses = []
 
     # ---- target inputs: the frozen part's output for each target image, computed once per depth
@@ -217,38 +283,26 @@ class TargetDomain(Callback):
 
     # ---- training
     def extra_loss(self, trainer, batch, logits) -> torch.Tensor | None:
-        if self.method not in ("dann", "coral") or self.weight == 0:
+        if not self.kind.trains_layers or self.weight == 0:
             return None
-        source = batch.features
-        target = self._target_features(trainer, len(batch.y))
-        if self.method == "coral":
-            loss = _CORAL_SCALE * coral_loss(source, target)
-        else:
-            coeff = dann_coefficient(trainer.step / max(1, trainer.total_steps))
-            feats = reverse_gradient(torch.cat([source, target]).float(), coeff)
-            domain = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(feats.device)
-            loss = F.binary_cross_entropy_with_logits(self.domain_head(feats).squeeze(1), domain)
+        loss = self.kind.loss(trainer, batch.features, self._target_features(trainer, len(batch.y)))
         self.losses.append(float(loss.detach()))
         return self.weight * loss
 
     # ---- reporting and AdaBN
     def after_epoch(self, trainer, epoch: int, extra: dict) -> None:
         if self.losses:
-            extra[f"{self.method}_loss"] = round(sum(self.losses) / len(self.losses), 6)
+            extra[f"{self.kind.name}_loss"] = round(sum(self.losses) / len(self.losses), 6)
         if self.labels is not None:
             extra["target_accuracy"] = round(self.accuracy(trainer), 4)
 
     def after_fit(self, trainer) -> None:
-        if self.method == "adabn":
-            adapt_batchnorm(trainer.net, self._sample(trainer.train_store, trainer), self._sample(self.store, trainer))
-            # Every cached frozen-layer output was computed with the old statistics.
-            trainer.feature_cache.train = trainer.feature_cache.val = None
-            self.cached_depth = -1
+        self.kind.after_fit(trainer, self)
         trainer.final_extra["target_images"] = len(self.store)
         if self.labels is not None:
             trainer.final_extra["target_accuracy"] = round(self.accuracy(trainer), 4)
 
-    def _sample(self, store: ImageStore, trainer, limit: int = _ADABN_IMAGES) -> torch.Tensor:
+    def sample(self, store: ImageStore, trainer, limit: int = _ADABN_IMAGES) -> torch.Tensor:
         """Up to `limit` images as one batch: statistics need a sample, and one batch keeps the pass exact."""
         idx = torch.randperm(len(store), generator=torch.Generator().manual_seed(0))[:limit].sort().values
         return eval_view(store.batch(idx).to(trainer.device), trainer.prep)
@@ -262,3 +316,26 @@ class TargetDomain(Callback):
                 x, start = self._inputs(trainer, idx)
                 correct += int((trainer.net(x, start).argmax(1).cpu() == self.labels[idx]).sum())
         return correct / max(1, len(self.store))
+
+
+SPEC = register(MethodSpec(
+    name="adaptation", order=30,
+    title="Domain adaptation: unlabelled pictures from where the model will be used",
+    help=(
+        "Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
+        "another factory. Add a folder of unlabelled pictures from there. DANN trains the network so that it "
+        "cannot tell the two places apart; Deep CORAL matches the statistics of their features; AdaBN (cheap, "
+        "no extra training) re-measures the network's normalisation statistics on the new pictures. If that "
+        "folder has class sub-folders, their labels are used only to report accuracy there, never to train."),
+    options=(Option("adapt", Control("Adapt to pictures from where the model will be used (domain adaptation)",
+                                     "choice", words={"": "no adaptation"})),
+             Option("target_data", Control("Folder of unlabelled pictures from there", "folder")),
+             Option("adapt_weight")),
+    build=lambda config: TargetDomain(config) if config.target_data else None,
+    figures=(Figure("target_accuracy", "Accuracy on the target pictures", "{:.1%}"),
+             Figure("dann_loss", "Domain confusion loss (DANN)", "{:.3f}"),
+             Figure("coral_loss", "Feature-statistics gap (CORAL)", "{:.4f}"),
+             Figure("target_images", "Target pictures", "{}")),
+    first=True,  # AdaBN adjusts the model before the other methods measure it at the end
+    cannot_resume=lambda config: adaptation_kind(config).cannot_resume,
+))

@@ -11,8 +11,8 @@ student's, so it always sees images prepared its own way:
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from transfer_core.core.config import ConfigError, TrainConfig
 from transfer_core.data.imagecache import ImageStore
 from transfer_core.inference.predict import LoadedModel, load_model
+from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, register
 from transfer_core.models.augment import eval_view
 from transfer_core.models.preprocessing import Preprocessing
 from transfer_core.training.callbacks import Callback
@@ -115,3 +116,20 @@ class Distillation(Callback):
         """How often the student picks the teacher's class on the validation images."""
         _, _, probs = trainer.evaluate()
         return agreement(probs, self.val_logits)
+
+
+SPEC = register(MethodSpec(
+    name="distillation", order=20, title="Knowledge distillation: learn from a finished run",
+    help=(
+        "Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
+        "teacher; the new run (the student, usually a smaller backbone) learns both from your labels and from "
+        "the teacher's softened answers, which say how similar the classes look to it. Temperature softens "
+        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels."),
+    options=(Option("teacher", Control("Learn from a teacher model (knowledge distillation)", "run",
+                                       words={"": "no teacher"})),
+             Option("distill_temperature", Control("Temperature", "slider", values=(1.0, 10.0, 0.5))),
+             Option("distill_alpha", Control("Weight of the teacher", "slider", values=(0.0, 1.0, 0.1)))),
+    build=lambda config: Distillation(config) if config.teacher else None,
+    figures=(Figure("teacher_agreement", "Agrees with the teacher", "{:.1%}"),
+             Figure("teacher_val_accuracy", "The teacher's validation accuracy", "{:.1%}")),
+))

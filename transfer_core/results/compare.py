@@ -14,7 +14,7 @@ from pathlib import Path
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.metrics import wilson_interval
-from transfer_core.data.datarefs import shown_config
+from transfer_core.data.datarefs import labelled_config
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
 
@@ -127,8 +127,8 @@ def setting_differences(configs: list[TrainConfig]) -> dict[str, list]:
     keys: list[str] = []
     for other in configs[1:]:
         keys += [k for k in configs[0].differences(other) if k not in keys]
-    dicts = [shown_config(c) for c in configs]  # data as labels, never server paths
-    return {k: [d[k] for d in dicts] for k in keys}
+    dicts = [labelled_config(c).flat() for c in configs]  # data as labels, never server paths
+    return {k: [d.get(k) for d in dicts] for k in keys}  # a removed method's setting: None elsewhere
 
 
 def _validation_size(run: RunFolder) -> int:

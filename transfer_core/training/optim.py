@@ -26,7 +26,7 @@ def _decayed(params: list[nn.Parameter]) -> tuple[list, list]:
     return decay, plain
 
 
-def stage_groups(net: TransferNet, config: TrainConfig, stages: range, *, transferred_decay: float) -> list[dict]:
+def stage_groups(net: TransferNet, config: TrainConfig, stages: range) -> list[dict]:
     groups = []
     for i in stages:
         params = [p for p in net.stages[i].parameters() if p.requires_grad]
@@ -34,15 +34,9 @@ def stage_groups(net: TransferNet, config: TrainConfig, stages: range, *, transf
             params += [p for p in net.pool.parameters() if p.requires_grad]
         decay, plain = _decayed(params)
         lr = stage_lr(config, i, net.num_stages)
-        groups += [{"params": decay, "lr": lr, "base_lr": lr, "weight_decay": transferred_decay, "stage": i},
+        groups += [{"params": decay, "lr": lr, "base_lr": lr, "weight_decay": config.weight_decay, "stage": i},
                    {"params": plain, "lr": lr, "base_lr": lr, "weight_decay": 0.0, "stage": i}]
     return [g for g in groups if g["params"]]
-
-
-def transferred_decay(config: TrainConfig) -> float:
-    # With L2-SP the pull toward the pretrained weights replaces decay toward zero for transferred
-    # weights; decaying them to zero would fight it. A from-scratch model has nothing to transfer.
-    return 0.0 if config.l2sp > 0 and config.pretrained else config.weight_decay
 
 
 def build_optimizer(net: TransferNet, config: TrainConfig, depth: int) -> torch.optim.Optimizer:
@@ -52,7 +46,8 @@ def build_optimizer(net: TransferNet, config: TrainConfig, depth: int) -> torch.
               {"params": head_plain, "lr": config.lr, "base_lr": config.lr, "weight_decay": 0.0,
                "stage": net.num_stages}]
     groups = [g for g in groups if g["params"]]
-    groups += stage_groups(net, config, range(depth, net.num_stages), transferred_decay=transferred_decay(config))
+    # Methods may change a group's decay before each epoch (L2-SP turns it off for transferred weights).
+    groups += stage_groups(net, config, range(depth, net.num_stages))
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0)
     return torch.optim.AdamW(groups, lr=config.lr)
@@ -60,7 +55,7 @@ def build_optimizer(net: TransferNet, config: TrainConfig, depth: int) -> torch.
 
 def add_stage(optimizer: torch.optim.Optimizer, net: TransferNet, config: TrainConfig, stage: int) -> None:
     """Gradual unfreezing: the optimizer gains a newly thawed stage's parameters."""
-    for g in stage_groups(net, config, range(stage, stage + 1), transferred_decay=transferred_decay(config)):
+    for g in stage_groups(net, config, range(stage, stage + 1)):
         optimizer.add_param_group(g)
 
 

@@ -40,9 +40,10 @@ class BestEpoch:
                 "loss_at_best": self.loss_at_best, "bad_epochs": self.bad_epochs}
 
     @classmethod
-    def from_checkpoint(cls, state: dict) -> BestEpoch:
+    def from_checkpoint(cls, state: dict, careful_n: int = 0) -> BestEpoch:
         return cls(accuracy=state["best_acc"], epoch=state["best_epoch"], lowest_loss=state["best_loss"],
-                   loss_at_best=state.get("loss_at_best", state["best_loss"]), bad_epochs=state["bad_epochs"])
+                   loss_at_best=state.get("loss_at_best", state["best_loss"]), bad_epochs=state["bad_epochs"],
+                   careful_n=careful_n)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from transfer_core.core.config import TrainConfig
-from transfer_core.methods import callbacks_for
+from transfer_core.methods import callbacks_for, resume_problem
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import DEFAULT_RUNS_DIR, RunFolder
 from transfer_core.training.callbacks import Callback
@@ -40,8 +40,9 @@ def check_resumable(run_dir: str | Path) -> RunFolder:
     if status == "finished":
         raise CannotResume("This run already finished all its epochs, so there is nothing to resume. "
                            "Start a new run with more epochs to train longer.")
-    if run.config.adapt == "dann":  # its domain classifier and that classifier's optimizer state are not saved
-        raise CannotResume("Runs with DANN domain adaptation cannot be resumed; start this one again.")
+    why = resume_problem(run.config)  # a method whose state is not saved (DANN's domain classifier)
+    if why:
+        raise CannotResume(why)
     return run
 
 
