@@ -5,6 +5,7 @@ import streamlit as st
 
 from transfer_core.data.datasets import write_uploads
 from ui import charts, session
+from ui.classes_view import classes_builder
 from ui.common import friendly_errors, md_escape, page
 from ui.data_view import scan, server_folder_picker, show_report
 from ui.quality_view import quality_check
@@ -15,18 +16,23 @@ st.markdown("Give the model **one folder per class**: e.g. `good/` and `scratche
             "The folder names become the class names.")
 
 SOURCES = {"demo": "Demo pictures: fabric with and without defects (2,000 images, 3 classes)",
+           "own": "Make my own classes: name them, then add pictures or take photos",
            "folder": "Upload a folder from my computer",
            "zip": "Upload a .zip file",
            "server": "A folder on this server (for big data sets)"}
 source = st.radio("Where are your pictures?", list(SOURCES), format_func=SOURCES.get, key="data_source",
                   help="The demo pictures are real photos of woven fabric: 'nominal' (fine), 'local' (one small "
-                       "defect) and 'global' (the whole texture is off). They work without internet.")
+                       "defect) and 'global' (the whole texture is off). They work without internet. Your own "
+                       "classes are built here, one upload or photo at a time, and kept in your workspace.")
 
 choice = session.data_choice()
 if source == "demo":
     if st.button("Use the demo pictures", type="primary"):
         with friendly_errors("Loading the demo pictures"):
             session.use_demo_data()
+elif source == "own":
+    with friendly_errors("Making your classes"):
+        classes_builder(choice)
 elif source == "server":
     picked = server_folder_picker()
     if picked is not None:
@@ -51,7 +57,8 @@ else:
         st.info(f"Press **{button}** to use them.{now}")
 
 if choice is None:
-    st.info("Choose where your pictures are, above. The demo pictures are a good first try.")
+    if source != "own":  # the classes being made say what to do next themselves
+        st.info("Choose where your pictures are, above. The demo pictures are a good first try.")
     st.stop()
 
 st.divider()

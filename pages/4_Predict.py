@@ -12,6 +12,7 @@ from ui import charts
 from ui.calibration_view import calibration_when_ready
 from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run
+from ui.corrections import correction_controls, corrections_panel
 
 page("Predict", "🔮")
 run = pick_run("Trained model", models_to_pick(), "predict_run", "Any run with a saved model, newest first.")
@@ -65,6 +66,7 @@ use_camera = st.toggle("Use my camera", key="use_camera",
 if use_camera:
     camera_check()  # says "no camera found" in words where the browser has none (or may not use it here)
 photo = st.camera_input("Or take a photo", key="camera") if use_camera else None
+corrections_panel(run)  # what corrections below added, and Retrain
 
 images = [(f.name, f.getvalue()) for f in (files or [])] + ([("camera photo", photo.getvalue())] if photo else [])
 if not images:
@@ -97,3 +99,5 @@ with friendly_errors("Loading the model"):
         else:
             right.markdown(f"**Not sure** (best guess {top[0][0]}, only {top[0][1]:.0%} sure)")
         right.plotly_chart(charts.probabilities(top), width="stretch", key=f"probs_{i}")
+        with right:
+            correction_controls(run, classes, i, name, data)

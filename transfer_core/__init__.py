@@ -4,7 +4,7 @@ Sub-packages, each importing only those listed before it (checked by `lint-impor
     core        config.TrainConfig, events, device, metrics, advice
     models      backbones.get_backbone / build_network, weights, preprocessing, freezing, augment
     data        datasets.scan_dataset -> DatasetReport (scancache: unchanged files not reopened), uploads,
-                datarefs, imagecache
+                datarefs, imagecache, classbuilder (classes made by hand, own copies for corrections)
     runstore    runfiles (every file name of a run folder), runs.RunFolder / list_runs
     inference   predict.load_model / predict, calibration, gradcam, novelty, evaluation.evaluate_run
     training    trainer.Trainer (the loop), callbacks, features (cache), optim, eta, failures

@@ -120,6 +120,8 @@ def label(value: str | None) -> str:
         return f"Server folder: {sub}"
     if scheme == "workspace":
         parts = sub.split("/")
+        if len(parts) > 2 and parts[1] == "sets":  # classbuilder's own sets: made by hand or copied
+            return f"Own set: {parts[2]}"
         return "Upload" + (f": {'/'.join(parts[3:])}" if len(parts) > 3 else "")
     if scheme == "runs":
         return f"Run {sub.split('/')[0]}"
