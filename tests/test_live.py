@@ -76,6 +76,12 @@ def test_below_the_threshold_the_answer_is_not_sure(model, run_dir):
         live.classify(frame[..., 0])
 
 
+def in_a_new_thread(work, *args):
+    t = threading.Thread(target=work, args=args)
+    t.start()
+    t.join()
+
+
 def test_the_live_thread_count_stays_on_the_thread_that_classifies():
     seen = {}
 
@@ -87,14 +93,14 @@ def test_the_live_thread_count_stays_on_the_thread_that_classifies():
         count("video")
 
     here = torch.get_num_threads()  # this thread's own (the tests above classified on it)
-    setup = threading.Thread(target=torch.set_num_threads, args=(2,))  # new threads' default: 2, even on 1 core
-    setup.start()
-    setup.join()
-    for target, args in ((count, ("new",)), (video_thread, ()), (count, ("later",))):
-        t = threading.Thread(target=target, args=args)  # "later": e.g. a training run started meanwhile
-        t.start()
-        t.join()
-    assert seen == {"new": 2, "video": 1, "later": 2} and torch.get_num_threads() == here
+    in_a_new_thread(count, "default")
+    in_a_new_thread(torch.set_num_threads, 3)  # new threads take 3 (not 1), even on a 1-core machine
+    try:
+        in_a_new_thread(video_thread)
+        in_a_new_thread(count, "later")  # e.g. a training run started while the camera is on
+    finally:
+        in_a_new_thread(torch.set_num_threads, seen["default"])
+    assert seen["video"] == 1 and seen["later"] == 3 and torch.get_num_threads() == here
 
 
 # ---------------------------------------------------------------------------------------------- the page
