@@ -4,7 +4,7 @@
 
 Without --run, trains a tiny real run first (mobilenet_v2, frozen, 1 epoch, 60 demo pictures per class,
 224 px). The frames are real pictures as a 640x480 camera would film them: the demo textile pictures and
-scikit-image's photos, each scaled to fill the frame. Three ways of classifying one frame are timed in
+scikit-image's photos, as a camera filming them sees them (tests/live_frames.py). Three ways of classifying one frame are timed in
 turns (so a busy machine slows each the same), each the median of its rounds:
   predict   predict.answer on the frame as a PIL picture, with torch's default threads (the Predict page);
   predict-1 the same with live_threads(), to tell the thread count's share from the rest;
@@ -31,6 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.live_frames import camera_frame  # noqa: E402 - the frames the tests film too
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
 from transfer_core.inference.live import LiveClassifier, limit_this_thread, live_threads  # noqa: E402
@@ -39,15 +40,6 @@ from transfer_core.workflows.train import train  # noqa: E402
 
 RESULT = Path(__file__).resolve().parent / "results" / "live_fps.json"
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-def camera_frame(picture: Image.Image, width: int, height: int) -> np.ndarray:
-    """The picture scaled to fill a width x height frame (the middle kept), as a camera pointed at it sees it."""
-    scale = max(width / picture.width, height / picture.height)
-    big = picture.convert("RGB").resize((round(picture.width * scale), round(picture.height * scale)),
-                                        Image.Resampling.BILINEAR)
-    left, top = (big.width - width) // 2, (big.height - height) // 2
-    return np.asarray(big.crop((left, top, left + width, top + height)))
 
 
 def frames(width: int, height: int, per_class: int = 8) -> list[np.ndarray]:

@@ -9,12 +9,25 @@ from PIL import Image
 
 
 def camera_frame(picture: Image.Image, width: int = 640, height: int = 480) -> np.ndarray:
-    """The picture scaled to fill a width x height frame (the middle kept), as a camera pointed at it sees it."""
-    scale = max(width / picture.width, height / picture.height)
-    big = picture.convert("RGB").resize((round(picture.width * scale), round(picture.height * scale)),
-                                        Image.Resampling.BILINEAR)
-    left, top = (big.width - width) // 2, (big.height - height) // 2
-    return np.asarray(big.crop((left, top, left + width, top + height)))
+    """A width x height frame of a camera filming the picture's subject: the picture's shorter side fills the
+    frame's shorter side (so the network's centre square sees what it saw in training), cut to the frame
+    where it is longer, continued by its mirror image where it is shorter (fabric goes on beyond the sample)."""
+    scale = min(width, height) / min(picture.width, picture.height)
+    size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    big = np.asarray(picture.convert("RGB").resize(size, Image.Resampling.BILINEAR))
+    return _fit(_fit(big, height, axis=0), width, axis=1)
+
+
+def _fit(image: np.ndarray, length: int, axis: int) -> np.ndarray:
+    """Centre-cut or mirror-extend `image` along `axis` to `length` pixels."""
+    have = image.shape[axis]
+    if have >= length:
+        start = (have - length) // 2
+        return np.take(image, range(start, start + length), axis=axis)
+    before = (length - have) // 2
+    pad = [(0, 0)] * image.ndim
+    pad[axis] = (before, length - have - before)
+    return np.pad(image, pad, mode="symmetric")
 
 
 def _yuv420(rgb: np.ndarray) -> bytes:
