@@ -3,9 +3,9 @@
     python bench/live_fps.py [--run RUN_FOLDER] [--frame 640x480] [--rounds 5] [--per-round 30]
 
 Without --run, trains a tiny real run first (mobilenet_v2, frozen, 1 epoch, 60 demo pictures per class,
-224 px). The frames are real pictures as a 640x480 camera would film them: the demo textile pictures and
-scikit-image's photos, as a camera filming them sees them (tests/live_frames.py). Three ways of classifying one frame are timed in
-turns (so a busy machine slows each the same), each the median of its rounds:
+224 px). The frames are real pictures as a 640x480 camera filming them sees them (tests/live_frames.py):
+demo textile pictures and scikit-image's photos. Four ways of classifying one frame are timed in turns
+(so a busy machine slows each the same), each the median of its rounds:
   predict   predict.answer on the frame as a PIL picture, with torch's default threads (the Predict page);
   predict-1 the same with live_threads(), to tell the thread count's share from the rest;
   live      live.LiveClassifier.classify (what the Live page runs), with live_threads();
@@ -31,6 +31,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmark import code_version  # noqa: E402  (bench/ is this script's own folder)
 from tests.live_frames import camera_frame  # noqa: E402 - the frames the tests film too
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
@@ -83,7 +84,8 @@ def measure(run_dir: Path, width: int, height: int, rounds: int, per_round: int)
             rates[name].append(frames_per_second(classify, shots, per_round, r * per_round))
     fps = {name: statistics.median(v) for name, v in rates.items()}
     desc = model.run.model_description()
-    return {"date": time.strftime("%Y-%m-%d"), "command": "python bench/live_fps.py",
+    return {"kind": "live-fps", "date": time.strftime("%Y-%m-%d"), "command": "python bench/live_fps.py",
+            "commit": code_version(),
             "backbone": desc.backbone, "input_px": model.prep.crop, "frame": f"{width}x{height}",
             "frames": len(shots), "rounds": rounds, "frames_per_round": per_round,
             "threads": {"live": live.threads, "torch_default": default},
