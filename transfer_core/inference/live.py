@@ -31,8 +31,8 @@ def live_threads() -> int:
     """CPU threads for classifying frames: half the cores this process may use, at least one.
 
     While the preview runs, the same machine also decodes and encodes the video and serves the page. A
-    torch thread that has to wait for a busy core holds up all the others at each layer: on this 2-core
-    machine, under load, 2 threads ran MobileNetV2 about 4x slower than 1 (bench/live_fps.py)."""
+    torch thread that has to wait for a busy core holds up all the others at each layer: on this shared
+    2-core machine, 2 threads classified 1.7 frames/s and 1 thread 57 (bench/results/live_fps.json)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores // 2, torch.get_num_threads()))
 
