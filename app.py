@@ -22,7 +22,8 @@ st.markdown(
     "2. **Train**: pick a pretrained network and how much of it to keep frozen, press Start, watch it learn.\n"
     "3. **Evaluate**: see how often it is right, per class, and the pictures it got wrong.\n"
     "4. **Predict**: try it on new pictures or your camera.\n"
-    "5. **Runs**: every training run is kept; compare them and download a model.")
+    "5. **Runs**: every training run is kept; compare them and download a model.\n"
+    "6. **Live**: point a camera at things and see the model's answer on the video as it films.")
 c1, c2 = st.columns(2)
 c1.page_link("pages/1_Data.py", label="Start with your pictures", icon="📁")
 c2.page_link("pages/2_Train.py", label="Train a model", icon="🏋️")

@@ -195,12 +195,30 @@ def render_one_click(d: dict) -> str:
     return stamp(d, extra) + tasks + settings + "\n" + table(*one_click_rows(d))
 
 
+# ----------------------------------------------------------------------------- bench/live_fps.py
+LIVE_PATHS = {"predict": "`predict.answer` per frame, as the Predict page", "predict-1": "the same, live threads",
+              "live": "`LiveClassifier.classify`, as the Live page", "live-all": "the same, torch's default threads"}
+
+
+def render_live_fps(d: dict) -> str:
+    threads = {"predict": d["threads"]["torch_default"], "predict-1": d["threads"]["live"],
+               "live": d["threads"]["live"], "live-all": d["threads"]["torch_default"]}
+    extra = (f" ({d['backbone']} at {d['input_px']} px, {d['frames']} real pictures as {d['frame']} camera frames, "
+             f"{d['cpu_cores']} cores, load average {d['load_average_1min']} at the end; median of "
+             f"{d['rounds']} rounds of {d['frames_per_round']} frames; Live and Predict gave the same answer on "
+             f"{d['same_labels']} of {d['compared']} frames, probabilities at most "
+             f"{d['max_probability_difference']:.1e} apart)")
+    rows = [[LIVE_PATHS[k], str(threads[k]), f"{fps:.1f}", f"{1000 / fps:.0f}"] for k, fps in d["fps_by_path"].items()]
+    return stamp(d, extra) + table(["one frame classified by", "torch threads", "frames/s", "ms per frame"], rows)
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
     ("defaults", lambda d: "throughput" in d, render_defaults),
     ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),
     ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
     ("one-click", lambda d: d.get("kind") == "one-click", render_one_click),
+    ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
 ]
 
 

@@ -7,9 +7,10 @@ import json
 
 import streamlit.components.v1 as components
 
-NO_CAMERA = "No camera found on this computer. Upload a picture above instead."
+NO_CAMERA = "No camera found on this computer."
 NOT_ALLOWED = ("This browser does not let the page use a camera here: it must be opened as https:// or on "
-               "this computer's own address (localhost). Upload a picture above instead.")
+               "this computer's own address (localhost).")
+UPLOAD_INSTEAD = "Upload a picture above instead."
 
 _SCRIPT = """
 <div id="msg" style="font-family: sans-serif; font-size: 15px; color: #9c4400"></div>
@@ -26,5 +27,7 @@ if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
 """
 
 
-def camera_check() -> None:
-    components.html(_SCRIPT % {"no_camera": json.dumps(NO_CAMERA), "not_allowed": json.dumps(NOT_ALLOWED)}, height=48)
+def camera_check(instead: str = UPLOAD_INSTEAD) -> None:
+    """`instead`: what the person can do without a camera on this page."""
+    components.html(_SCRIPT % {"no_camera": json.dumps(f"{NO_CAMERA} {instead}"),
+                               "not_allowed": json.dumps(f"{NOT_ALLOWED} {instead}")}, height=48)

@@ -34,7 +34,7 @@ def _freeze_long_lived_objects() -> None:
 
 NAV = [("app.py", "Home", "🧠"), ("pages/1_Data.py", "Data", "📁"), ("pages/2_Train.py", "Train", "🏋️"),
        ("pages/3_Evaluate.py", "Evaluate", "📊"), ("pages/4_Predict.py", "Predict", "🔮"),
-       ("pages/5_Runs.py", "Runs", "🗂️")]
+       ("pages/5_Runs.py", "Runs", "🗂️"), ("pages/6_Live.py", "Live", "🎥")]
 
 
 def _sidebar_status() -> None:

@@ -147,10 +147,20 @@ def answer(run: str | Path | LoadedModel, images: Iterable[ImageInput], threshol
 
     calibration.ThresholdEffect shows what a threshold does on the validation images.
     """
+    check_threshold(threshold)
+    model = run if isinstance(run, LoadedModel) else load_model(run)
+    return answers_from(model, *outputs(model, images), threshold=threshold, k=k)
+
+
+def check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}")
-    model = run if isinstance(run, LoadedModel) else load_model(run)
-    logits, features = outputs(model, images)
+
+
+def answers_from(model: LoadedModel, logits: torch.Tensor, features: torch.Tensor, threshold: float = 0.0,
+                 k: int = 3) -> list[Answer]:
+    """The answers for logits and pooled features already computed (by outputs(), or by live.py's faster
+    path for video frames): one place decides "not sure" and "unfamiliar" for every way of predicting."""
     verdicts = familiarity(model, features=features) or [None] * len(logits)
     out = []
     for top, verdict in zip(top_k((logits / model.temperature).softmax(1), model.classes, k), verdicts):
