@@ -33,3 +33,18 @@ def textile_small(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def textile_full() -> Path:
     return textile_root()
+
+
+def _demo_listing() -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(textile_root())), p.stat().st_size if p.is_file() else -1)
+                  for p in textile_root().rglob("*"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def demo_data_is_never_changed():
+    """The bundled demo pictures are shared by everyone on a server: no test (and no code path it drives) may
+    add, remove or rewrite one. Checked once around the whole session (a listing of 2,000 files is cheap)."""
+    before = _demo_listing()
+    yield
+    after = _demo_listing()
+    assert after == before, f"the demo data changed: {sorted(set(after) ^ set(before))[:5]}"
