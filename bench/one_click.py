@@ -42,6 +42,7 @@ from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.core.device import describe_device  # noqa: E402
 from transfer_core.core.events import RunFinished  # noqa: E402
 from transfer_core.inference.predict import load_model, predict_probs  # noqa: E402
+from transfer_core.core.events import ModelReady  # noqa: E402
 from transfer_core.runstore import runfiles  # noqa: E402
 from transfer_core.runstore.runs import RunFolder  # noqa: E402
 from transfer_core.workflows.train import train  # noqa: E402
@@ -122,9 +123,29 @@ def run_one(task: Task, size: int, setting: str, a: argparse.Namespace, runs: Pa
                score_seconds=round(time.time() - t, 1), val_accuracy=f.best_val_accuracy, best_epoch=f.best_epoch,
                epochs_run=f.epochs_run, engine_test_accuracy=f.test_accuracy,
                engine_split={s: data.get(f"num_{s}") for s in ("train", "val", "test")})
+    row.update(first_model_seconds=first_model_seconds(result.run_dir),
+               inference_pass_seconds=inference_pass_seconds(result.run_dir, task.train_dir(size)))
     if not a.keep_runs:
         shutil.rmtree(result.run_dir, ignore_errors=True)
     return row
+
+
+def first_model_seconds(run_dir: Path) -> float | None:
+    """Seconds from the start of the run to its first usable model (ModelReady; None: fixed schedule)."""
+    ready = next((e for e in RunFolder(run_dir).events() if isinstance(e, ModelReady)), None)
+    return round(ready.seconds, 1) if ready else None
+
+
+@torch.no_grad()
+def inference_pass_seconds(run_dir: Path, folder: Path) -> float:
+    """One plain inference pass over the run's pictures (decode + forward, as Predict does), measured in
+    the same process right after the run: the yardstick of the issue's targets (first model within 1.5x
+    of it, the whole run within 3x), side by side, so machine load affects both alike."""
+    pictures = sorted(p for p in folder.rglob("*") if p.is_file())
+    model = load_model(run_dir)
+    t = time.time()
+    predict_probs(model, pictures, calibrated=False)
+    return round(time.time() - t, 1)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -171,7 +192,17 @@ def print_run(row: dict) -> None:
     lo, hi = row["interval"]
     print(f"  {row['task']} {row['size']}/class {row['setting']:18s}: test {row['test_accuracy']:.3f} "
           f"[{lo:.3f}-{hi:.3f}] ({row['correct']}/{row['test_images']}), val {row['val_accuracy']:.3f}, "
-          f"{row['epochs_run']} epochs, {row['seconds']:.0f} s", flush=True)
+          f"{row['epochs_run']} epochs, {row['seconds']:.0f} s{_against_pass(row)}", flush=True)
+
+
+def _against_pass(row: dict) -> str:
+    """The issue's targets, as ratios to one inference pass measured in the same run."""
+    base = row.get("inference_pass_seconds") or 0
+    if not base:
+        return ""
+    first = row.get("first_model_seconds")
+    return (f" ({row['seconds'] / base:.1f}x an inference pass"
+            + (f"; first model at {first / base:.1f}x" if first is not None else "") + ")")
 
 
 def main(argv=None) -> dict:

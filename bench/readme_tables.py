@@ -168,7 +168,9 @@ def one_click_cell(run: dict | None) -> str:
         return ""
     if run["status"] != "RunFinished":
         return f"{run['status']}"
-    return f"{run['test_accuracy']:.3f} {interval(run['interval'])}, {run['seconds']:.0f} s"
+    first = run.get("first_model_seconds")
+    return (f"{run['test_accuracy']:.3f} {interval(run['interval'])}, {run['seconds']:.0f} s"
+            + (f" (first model {first:.0f} s)" if first is not None else ""))
 
 
 def one_click_rows(d: dict) -> tuple[list[str], list[list[str]]]:
