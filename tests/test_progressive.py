@@ -7,7 +7,7 @@ import torch
 
 from tests.test_app_pages import app_dirs, page  # noqa: F401 - app_dirs is a fixture
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import EpochEnd, ModelReady, RunFinished
+from transfer_core.core.events import EpochEnd, ModelReady, RunFinished, StageThawed
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
@@ -57,9 +57,28 @@ def test_stages_thaw_from_the_top_one_per_epoch_down_to_the_chosen_depth(textile
         def after_epoch(self, trainer, epoch, extra):
             depths.append(trainer.depth)
 
-    train(TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST), runs_dir=tmp_path, callbacks=[Depth()])
+    result = train(TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST), runs_dir=tmp_path,
+                   callbacks=[Depth()])
     assert depths[:2] == [5, 4][:len(depths)], depths  # MobileNetV2: 6 stages; last conv, then stage 4
     assert all(d >= 4 for d in depths), "never deeper than the freeze depth chosen"
+    thaws = [e for e in RunFolder(result.run_dir).events() if isinstance(e, StageThawed)]
+    assert [(t.epoch, t.stage, t.depth) for t in thaws] == [(1, "last conv", 5), (2, "stage 4 (7px)", 4)][:len(depths)]
+
+
+def test_the_curves_mark_the_first_model_and_each_thaw():
+    from ui import charts
+
+    events = [ModelReady(run_id="r", time=0.0, val_accuracy=0.7, val_loss=0.5, seconds=3.0),
+              StageThawed(run_id="r", time=1.0, epoch=1, stage="last conv", depth=5),
+              EpochEnd(run_id="r", time=2.0, epoch=1, epochs=3, val_accuracy=0.8, val_loss=0.4),
+              StageThawed(run_id="r", time=3.0, epoch=2, stage="stage 4 (7px)", depth=4)]
+    fig = charts.accuracy_curves([events[2]])
+    charts.mark_phases(fig, events, accuracy=True)
+    star = [t for t in fig.data if t.name == "first model (validation)"]
+    assert len(star) == 1 and list(star[0].x) == [0] and list(star[0].y) == [0.7]
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert sorted(s.x0 for s in lines) == [0.5, 1.5]
+    assert {a.text for a in fig.layout.annotations} == {"last conv learns", "stage 4 (7px) learns"}
 
 
 def test_batchnorm_keeps_its_pretrained_statistics_while_stages_learn(textile_small, tmp_path):
@@ -165,3 +184,30 @@ def test_train_page_offers_the_schedule(app_dirs):
     assert not any(c.key == "quick_start" for c in at.checkbox), "quick start belongs to the fixed schedule"
     at.radio(key="schedule").set_value("fixed").run()
     assert any(c.key == "quick_start" for c in at.checkbox)
+
+
+def test_the_stop_rule_waits_for_every_thaw_then_for_two_epochs_without_a_lower_loss():
+    from types import SimpleNamespace
+
+    from transfer_core.training.progressive import Progressive
+
+    schedule, run = Progressive(thaws=2), SimpleNamespace(t0=0.0, finish_early=None)
+
+    def epoch(n, loss):
+        schedule.on_event(run, EpochEnd(run_id="r", time=float(n), epoch=n, val_loss=loss, seconds=1.0))
+        return run.finish_early
+
+    assert epoch(1, 0.5) is None
+    assert epoch(2, 0.6) is None and epoch(3, 0.7) is not None, "2 epochs without a lower loss, thaws done"
+    schedule, run = Progressive(thaws=3), SimpleNamespace(t0=0.0, finish_early=None)
+    assert [epoch(n, loss) for n, loss in ((1, 0.5), (2, 0.6), (3, 0.7))] == [None] * 3, "a thaw still ahead"
+    assert "validation loss" in epoch(4, 0.8)
+
+
+def test_the_time_budget_ends_the_run_with_the_best_model_kept(textile_small, tmp_path):
+    result = train(TrainConfig(data=str(textile_small), freeze=4, epochs=6, time_budget_minutes=0.001, **FAST),
+                   runs_dir=tmp_path)
+    final = result.final
+    assert isinstance(final, RunFinished) and final.epochs_run == 1, final
+    assert "time budget" in final.reason
+    assert (RunFolder(result.run_dir).path / runfiles.BEST).is_file()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from transfer_core.core.events import EpochEnd, Progress
+from transfer_core.core.events import EpochEnd, ModelReady, Progress, StageThawed
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
 
@@ -124,3 +124,18 @@ def threshold_tradeoff(curve) -> go.Figure:
     fig.update_layout(title="Saying 'not sure' below a confidence", xaxis_title="confidence threshold",
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", yaxis_range=[0, 1.02], **_LAYOUT)
     return fig
+
+
+def mark_phases(fig: go.Figure, events: list, accuracy: bool = False) -> None:
+    """The run's phases on a curve: the first model (progressive schedule) at epoch 0, and a dotted line where
+    a frozen stage started to learn, so a class sees what each change did to the curves."""
+    ready = next((e for e in events if isinstance(e, ModelReady)), None)
+    if ready is not None:
+        y = ready.val_accuracy if accuracy else ready.val_loss
+        fig.add_trace(go.Scatter(x=[0], y=[y], mode="markers+text", text=["first model"], textposition="top right",
+                                 name="first model (validation)", marker=dict(symbol="star", size=12,
+                                                                               color=SHARE_COLOURS["validation"])))
+    for thaw in (e for e in events if isinstance(e, StageThawed)):
+        fig.add_vline(x=thaw.epoch - 0.5, line_dash="dot", line_color="grey",
+                      annotation_text=f"{thaw.stage} learns", annotation_textangle=-90,
+                      annotation_font_size=10)

@@ -86,6 +86,8 @@ def _curve_figures(version: tuple, partner_version: tuple | None, _job: Job, _pa
     label = "pretrained" if partner is not None else ""
     loss = charts.loss_curves(epochs, charts.live_points([e for e in events if isinstance(e, Progress)]), label=label)
     acc = charts.accuracy_curves(epochs, label=label)
+    charts.mark_phases(loss, events)
+    charts.mark_phases(acc, events, accuracy=True)
     if partner is not None:
         partner_epochs = [e for e in partner.events() if isinstance(e, EpochEnd)]
         charts.add_loss_traces(loss, partner_epochs, label="from scratch", run=1)

@@ -81,6 +81,14 @@ class ModelReady(Event):
 
 
 @dataclass(frozen=True)
+class StageThawed(Event):
+    """At the start of `epoch`, the stage `stage` started to learn; `depth` stages stay frozen."""
+    epoch: int = 0
+    stage: str = ""
+    depth: int = 0
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     best_val_accuracy: float = 0.0
     best_epoch: int = 0
@@ -107,8 +115,8 @@ class RunFailed(Event):
 
 
 FINAL_EVENTS = (RunFinished, RunStopped, RunFailed)
-_KINDS = {c.__name__: c for c in (RunStarted, DataReady, Progress, EpochEnd, ModelReady, RunFinished, RunStopped,
-                                   RunFailed)}
+_KINDS = {c.__name__: c for c in (RunStarted, DataReady, Progress, EpochEnd, ModelReady, StageThawed, RunFinished,
+                                   RunStopped, RunFailed)}
 
 
 def event_from_dict(d: dict) -> Event:

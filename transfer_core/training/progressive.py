@@ -67,7 +67,7 @@ class Progressive(ThawSchedule):
         self.lowest_loss = min(self.lowest_loss, event.val_loss)
         if self.budget_s and event.time - trainer.t0 + event.seconds > self.budget_s:
             trainer.finish_early = f"the time budget ({self.budget_s / 60:g} min) would be passed by another epoch"
-        elif event.epoch >= self.thaws and self.bad_epochs >= self.patience:
+        elif event.epoch > self.thaws and self.bad_epochs >= self.patience:  # each stage learns an epoch first
             trainer.finish_early = f"no lower validation loss for {self.patience} epochs"
 
     def words(self, stage_names: list[str], depth: int) -> str:

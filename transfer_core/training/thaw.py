@@ -8,6 +8,7 @@ group); the schedule decides when. Two schedules people choose today are one set
 from __future__ import annotations
 
 from transfer_core.core.config import TrainConfig
+from transfer_core.core.events import StageThawed
 from transfer_core.training.callbacks import Callback
 
 
@@ -45,6 +46,8 @@ class ThawSchedule(Callback):
     def before_epoch(self, trainer, epoch: int) -> None:
         if epoch in self.epochs and trainer.depth > 0:
             trainer.thaw_one_stage(epoch)
+            trainer.emit(trainer.event(StageThawed, epoch=epoch, stage=trainer.net.stage_names[trainer.depth],
+                                       depth=trainer.depth))  # the curves mark it: a phase of the run
 
     def replay(self, trainer, through: int) -> None:
         """A resumed run thaws the same stages the interrupted one had thawed by epoch `through`, so its
