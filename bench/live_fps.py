@@ -32,10 +32,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark import code_version  # noqa: E402  (bench/ is this script's own folder)
+
 from tests.live_frames import camera_frame  # noqa: E402 - the frames the tests film too
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
-from transfer_core.inference.live import LiveClassifier, limit_this_thread, live_threads  # noqa: E402
+from transfer_core.inference.live import LiveClassifier, limit_this_thread  # noqa: E402
 from transfer_core.inference.predict import answer, load_model  # noqa: E402
 from transfer_core.workflows.train import train  # noqa: E402
 

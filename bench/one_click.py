@@ -40,9 +40,11 @@ from tasks import DEFAULT_CACHE, TASKS, Task, build_task  # noqa: E402
 
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.core.device import describe_device  # noqa: E402
-from transfer_core.core.events import RunFinished  # noqa: E402
+from transfer_core.core.events import (
+    ModelReady,  # noqa: E402
+    RunFinished,  # noqa: E402
+)
 from transfer_core.inference.predict import load_model, predict_probs  # noqa: E402
-from transfer_core.core.events import ModelReady  # noqa: E402
 from transfer_core.runstore import runfiles  # noqa: E402
 from transfer_core.runstore.runs import RunFolder  # noqa: E402
 from transfer_core.workflows.train import train  # noqa: E402

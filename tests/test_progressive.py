@@ -12,7 +12,12 @@ from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.training.callbacks import Callback
-from transfer_core.training.instant import STRENGTHS, _simplest_good, class_weights, fit_head
+from transfer_core.training.instant import (
+    STRENGTHS,
+    _simplest_good,
+    class_weights,
+    fit_head,
+)
 from transfer_core.training.selection import BestEpoch
 from transfer_core.workflows.train import train
 

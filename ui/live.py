@@ -9,7 +9,6 @@ import time
 import streamlit as st
 
 from transfer_core.core.advice import overfitting
-from transfer_core.core.metrics import wilson_interval
 from transfer_core.core.events import (
     DataReady,
     EpochEnd,
@@ -19,6 +18,7 @@ from transfer_core.core.events import (
     RunFinished,
     RunStopped,
 )
+from transfer_core.core.metrics import wilson_interval
 from transfer_core.methods import figure_words
 from transfer_core.service.jobs import Job, default_queue
 

@@ -24,7 +24,12 @@ import torch
 from PIL import Image
 
 from transfer_core.inference.gradcam import Explanation, explain
-from transfer_core.inference.predict import Answer, LoadedModel, answers_from, check_threshold
+from transfer_core.inference.predict import (
+    Answer,
+    LoadedModel,
+    answers_from,
+    check_threshold,
+)
 
 
 def live_threads() -> int:
