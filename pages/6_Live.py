@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.runstore import runfiles
+from transfer_core.runstore.runs import RunFolder
 from ui.common import models_to_pick, page, pick_run
-from ui.live_preview import live_preview
+from ui.corrections import corrections_panel
+from ui.live_preview import correct_frame, live_preview
 
 page("Live", "🎥")
 run = pick_run("Trained model", models_to_pick(), "live_run", "Any run with a saved model, newest first. Its "
@@ -18,3 +21,5 @@ threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0
                       format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
                                          "but the ones given are right more often. 0 always answers.")
 live_preview(run, threshold)
+corrections_panel(run)  # what corrections added, and Retrain: a new model in seconds
+correct_frame(run, RunFolder(run.path).read_json(runfiles.CLASSES, []))

@@ -179,3 +179,29 @@ def test_a_failure_in_the_video_thread_is_kept_for_the_page_and_the_video_goes_o
     state, frame = LiveState(), av.VideoFrame.from_ndarray(real_frames()[0], format="rgb24")
     assert frame_callback(Failing(), state)(frame) is frame
     assert state.snapshot().error == "the model file went away" and state.snapshot().count == 0
+
+
+def test_a_kept_frame_is_added_to_the_persons_own_class_from_the_live_page(app_dirs, no_webrtc_session, model):
+    """Live "this is actually": the frame on screen is kept, then added to the class picked, in the pictures the
+    run learned from when they are the person's own; pictures that are someone else's are refused in words."""
+    from transfer_core.data.datarefs import workspaces_root
+    from transfer_core.service.workspaces import workspace_id
+
+    at = no_exception(page("pages/6_Live.py").run())  # makes this person's workspace (the token in the link)
+    own = workspaces_root() / workspace_id(at.query_params["ws"]) / "sets" / "mine"
+    copy_textile(own, 6)
+    result = train(TrainConfig(data=str(own), freeze="all", image_size=64, batch_size=8, epochs=1, seed=0),
+                   runs_dir=app_dirs / "runs")
+    assert result.final.kind == "RunFinished", result.final
+    at = no_exception(page("pages/6_Live.py", at.query_params["ws"]).run())
+    at.button(key="live_keep").click().run()
+    assert "No picture from the camera yet" in texts(no_exception(at))
+    frame = real_frames()[0]
+    at.session_state["live_state"].put(frame, LiveClassifier(model).classify(frame))
+    at.button(key="live_keep").click().run()
+    at.selectbox(key="correct_class_live").set_value("nominal").run()
+    before = len(list((own / "nominal").iterdir()))
+    at.button(key="correct_live").click().run()
+    no_exception(at)
+    assert len(list((own / "nominal").iterdir())) == before + 1
+    assert "1 picture(s) added" in texts(at)

@@ -10,6 +10,7 @@ shows the present instead of a growing backlog.
 from __future__ import annotations
 
 import functools
+import io
 import json
 import os
 import threading
@@ -30,9 +31,11 @@ from transfer_core.runstore.runs import RunSummary
 
 from .camera import camera_check
 from .common import friendly_errors, md_escape
+from .corrections import correction_controls
 
 KEY_STATE = "live_state"  # this session's LiveState, shared with the video thread
 KEY_WHY = "live_why"  # (run id, Explanation) of the last "Why?" press
+KEY_KEPT = "live_kept_frame"  # (run id, JPEG bytes) of the frame kept to correct
 ICE_ENV = "TRANSFER_STUDIO_ICE_SERVERS"
 READOUT_EVERY = 0.25  # seconds between redraws of the answer beside the video
 RATE_WINDOW = 3.0  # seconds of recent frames the "per second" figure is measured over
@@ -217,3 +220,25 @@ def live_preview(run: RunSummary, threshold: float) -> None:
             st.caption("Press START under the video box: the browser asks to use the camera, then the model's "
                        "answer appears on the video and here, several times a second.")
         _why(classifier, state, run.id)
+
+
+def jpeg(frame: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(frame).save(out, format="JPEG", quality=92)
+    return out.getvalue()
+
+
+def correct_frame(run: RunSummary, classes: list[str]) -> None:
+    """Keep the frame on screen now, then "this is actually <class>" adds it to the person's own pictures (the
+    same correction as on Predict: a demo or shared set is first copied into the workspace)."""
+    if st.button("Keep this frame to correct it", key="live_keep", help="Keeps the picture the camera shows now, "
+                 "so you can say which class it really is and add it to your pictures for the next training."):
+        frame = live_state().snapshot().frame
+        if frame is None:
+            st.info("No picture from the camera yet: press START first.")
+        else:
+            st.session_state[KEY_KEPT] = (run.id, jpeg(frame))
+    kept = st.session_state.get(KEY_KEPT)
+    if kept and kept[0] == run.id:
+        st.image(kept[1], caption="The frame kept", width=240)
+        correction_controls(run, classes, "live", f"live-{int(time.time())}.jpg", kept[1])
