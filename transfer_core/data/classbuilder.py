@@ -218,7 +218,11 @@ def add_picture(dataset_dir: str | Path, class_name: str, data: bytes, name: str
 
     The bytes are decoded in full first, as scanning would: a damaged or unusable picture is refused in
     words instead of being skipped later at training."""
-    folder = class_dir(_writable_root(dataset_dir), class_name)
+    return save_picture(class_dir(_writable_root(dataset_dir), class_name), data, name)
+
+
+def save_picture(folder: Path, data: bytes, name: str) -> Path:
+    """add_picture's checks and writing, into any folder already known to be the person's own."""
     shown = Path(str(name).replace("\\", "/")).name or "The picture"
     if len(data) > MAX_PICTURE_BYTES:
         raise DatasetError(f"'{shown}' was not added: it is larger than {MAX_PICTURE_BYTES // 2 ** 20} MB.")
