@@ -37,6 +37,7 @@ from transfer_core.data.datafiles import (
 from . import session
 from .camera import camera_check
 from .common import download_name, friendly_errors, md_escape
+from .labelling_view import label_with_help
 
 OWN_SET, OWN_LABEL = "my-classes", "My classes"
 PER_PAGE = 12  # thumbnails of one class shown at once
@@ -63,6 +64,8 @@ def classes_builder(choice: session.DataChoice | None) -> None:
     _camera(dataset, list(classes))
     for name, pictures in classes.items():
         _class_box(dataset, name, pictures, [c for c in classes if c != name])
+    with st.container(border=True):
+        label_with_help(dataset, list(classes), PICTURE_TYPES)
     _use_or_download(dataset, classes, choice)
 
 
