@@ -2,8 +2,8 @@
 two their class by hand, let the page suggest the rest, accept the first proposal."""
 from __future__ import annotations
 
-from tests.test_app_pages import no_exception, page, texts, wait_for_task
-from tests.test_own_classes import add_class, app_dirs, counts, pictures  # noqa: F401 (a fixture)
+from tests.test_app_pages import app_dirs, no_exception, page, texts, wait_for_task  # noqa: F401 - fixture
+from tests.test_own_classes import add_class, counts, pictures
 
 
 def pile(n: int) -> list[tuple[str, bytes, str]]:
@@ -12,7 +12,7 @@ def pile(n: int) -> list[tuple[str, bytes, str]]:
     return [(f"p{i:02d}.jpg", data, kind) for i, (_, data, kind) in enumerate(files)]
 
 
-def test_upload_a_pile_label_two_suggest_and_accept(app_dirs):
+def test_upload_a_pile_label_two_suggest_and_accept(app_dirs):  # noqa: F811
     at = page("pages/1_Data.py").run()
     at.radio(key="data_source").set_value("own").run()
     add_class(at, "global")

@@ -72,7 +72,7 @@ def test_labelling_moves_the_picture_and_the_pile_is_never_a_class(own_set):
     assert len(report.train) + len(report.val) == 3, "pictures without a class are never trained on"
     assert UNLABELLED not in cb.list_classes(own_set)
 
-    name = sorted(truth)[0]
+    name = min(truth)
     moved = label_picture(own_set, name, truth[name])
     assert moved == own_set / truth[name] / name and moved.is_file()
     assert name not in [p.name for p in list_unlabelled(own_set)], "labelled means out of the pile"
