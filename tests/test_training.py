@@ -141,7 +141,7 @@ def test_run_folder_alone_predicts_in_a_fresh_process(textile_small, tmp_path):
 
 def test_cli_train_then_predict(textile_small, tmp_path):
     out = subprocess.run([sys.executable, "-m", "transfer_core", "train", str(textile_small), "--backbone",
-                          "efficientnet_lite0", "--freeze", "all", "--epochs", "2", "--image-size", "64",
+                          "efficientnet_lite0", "--freeze", "all", "--epochs", "2", "--schedule", "fixed", "--image-size", "64",
                           "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
