@@ -215,7 +215,8 @@ def test_resume_after_a_stop_mid_epoch_is_exact(textile_small, tmp_path):
 def test_sigkill_mid_run_then_resume_reaches_the_same_quality(tmp_path):
     data = copy_textile(tmp_path / "data", 8)
     cfg = dict(schedule="fixed", image_size=64, batch_size=4, epochs=5, seed=0, freeze=4)
-    args = [str(data), "--freeze", "4", "--epochs", "5", "--image-size", "64", "--batch-size", "4", "--seed", "0"]
+    args = [str(data), "--freeze", "4", "--epochs", "5", "--image-size", "64", "--batch-size", "4", "--seed", "0",
+            "--schedule", "fixed"]
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "transfer_core", "train", *args, "--out", str(runs)], cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -238,7 +239,7 @@ def test_sigkill_mid_run_then_resume_reaches_the_same_quality(tmp_path):
     out = _cli("resume", str(run_dir), "--json")
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1])["status"] == "RunFinished"
-    whole = train(TrainConfig(schedule="fixed", data=str(data), **cfg), runs_dir=tmp_path / "uninterrupted")
+    whole = train(TrainConfig(data=str(data), **cfg), runs_dir=tmp_path / "uninterrupted")
     got, want = _epoch_figures(run_dir), _epoch_figures(whole.run_dir)
     assert [g[0] for g in got] == [1, 2, 3, 4, 5]
     for g, w in zip(got, want):  # another process, same seed: equal up to float summation order
