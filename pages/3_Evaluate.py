@@ -26,7 +26,9 @@ if not (run.path / runfiles.VALIDATION).is_file():
     st.page_link("pages/5_Runs.py", label="Go to Runs", icon="🗂️")
     st.stop()
 
-warning = overfitting(RunFolder(run.path).epochs())
+folder = RunFolder(run.path)
+final = folder.final_event()
+warning = overfitting(folder.epochs(), getattr(final, "best_epoch", None))
 if warning:
     st.warning(warning)
 

@@ -30,3 +30,10 @@ def test_a_validation_loss_that_keeps_rising_is_overfitting_too():
     words = overfitting(curve([0.8, 0.95, 0.99], [0.9, 0.9, 0.89], train_loss=[0.5, 0.2, 0.1],
                               val_loss=[0.3, 0.4, 0.6]))
     assert words and "after epoch 1" in words
+
+
+def test_the_words_name_the_model_the_run_kept():
+    epochs = curve([0.8, 0.95, 0.99], [0.9, 0.9, 0.8])
+    assert "The best epoch (1) is the model kept." in overfitting(epochs)
+    assert "The first model (the new classifier alone, before any epoch) is the model kept." in \
+        overfitting(epochs, kept_epoch=0)

@@ -140,7 +140,8 @@ def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_p
     page.goto(f"{base}/Train?ws={token}")  # a fresh page load: the choice of data must survive it
     page.get_by_text("Pictures: Upload: fabric").wait_for()
     page.get_by_role("button", name="Start training").click()
-    page.get_by_text(re.compile(r"Epoch \d of 4")).first.wait_for()
+    page.get_by_text(re.compile(r"Your first model is ready after \d+ s")).wait_for()  # the progressive one click
+    page.get_by_text(re.compile(r"Epoch \d of 8")).first.wait_for()
     deadline = time.time() + 900  # generous: a shared CI machine can be slow
     seen = []
     while time.time() < deadline and not page.get_by_text("Finished: best validation accuracy").count():
@@ -199,6 +200,7 @@ def test_app_killed_mid_run_lists_it_interrupted_and_resumes_it(browser_page, tm
         token = visit_home(page, base)
         upload_folder(page, base, token, folder)
         page.goto(f"{base}/Train?ws={token}")
+        page.get_by_text("Exactly as set").click()  # every planned epoch runs: the resume must reach all 6
         epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
         epochs.fill("6")
         epochs.press("Enter")

@@ -153,7 +153,7 @@ def _final_message(final, who: str = "", epochs=()) -> None:
                    f"(epoch {final.best_epoch}, {final.seconds:.0f} s). See **Evaluate** and **Predict**.")
         if _final_figures(final.extra):
             st.caption(who + _final_figures(final.extra))
-        warning = overfitting(epochs)
+        warning = overfitting(epochs, final.best_epoch)
         if warning:
             st.warning(who + warning)
     elif isinstance(final, RunStopped):

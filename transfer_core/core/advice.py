@@ -11,9 +11,10 @@ FALL = 0.05
 GAP = 0.15
 
 
-def overfitting(epochs: Sequence[EpochEnd]) -> str | None:
+def overfitting(epochs: Sequence[EpochEnd], kept_epoch: int | None = None) -> str | None:
     """Words for a run whose validation accuracy fell after its best epoch while training accuracy kept
-    climbing (or whose validation loss kept rising for 2 epochs while the training loss fell); else None."""
+    climbing (or whose validation loss kept rising for 2 epochs while the training loss fell); else None.
+    `kept_epoch`: the epoch whose model the run kept, when known (0: the first model, before any epoch)."""
     if len(epochs) < 2:
         return None
     best = max(epochs, key=lambda e: (e.val_accuracy, -e.epoch))
@@ -23,9 +24,15 @@ def overfitting(epochs: Sequence[EpochEnd]) -> str | None:
         return None
     return (f"Signs of overfitting: after epoch {best.epoch}, training accuracy went to {last.train_accuracy:.0%} "
             f"while validation accuracy went from {best.val_accuracy:.0%} to {last.val_accuracy:.0%}. The model "
-            f"is memorising your pictures instead of learning what tells the classes apart. The best epoch "
-            f"({best.epoch}) is the model kept. To do better: add more pictures, turn on augmentation, keep "
-            f"more layers frozen, or train fewer epochs (early stopping does that by itself).")
+            f"is memorising your pictures instead of learning what tells the classes apart. {_kept(best, kept_epoch)} "
+            f"To do better: add more pictures, turn on augmentation, keep more layers frozen, or train fewer epochs "
+            f"(early stopping does that by itself).")
+
+
+def _kept(best: EpochEnd, kept_epoch: int | None) -> str:
+    if kept_epoch == 0:
+        return "The first model (the new classifier alone, before any epoch) is the model kept."
+    return f"The best epoch ({best.epoch if kept_epoch is None else kept_epoch}) is the model kept."
 
 
 def _loss_diverging(epochs: Sequence[EpochEnd]) -> bool:
