@@ -11,7 +11,6 @@ from transfer_core.data.datarefs import shown_config
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
 from transfer_core.results.export import export_run
-from transfer_core.runstore.runs import RunFolder
 from transfer_core.service.workspaces import (
     NotAllowed,
     delete_run,

@@ -209,3 +209,26 @@ def test_two_tabs_correcting_at_once_make_one_copy(app_dirs, monkeypatch):
         _copy_then_add(target, workspace / "sets", "run", "local", name, data, lambda *_: None, None)
     assert [d.name for d in (workspace / "sets").iterdir()] == ["copy-of-demo"]
     assert len(list_classes(workspace / "sets" / "copy-of-demo")["local"]) == 5 + 2
+
+
+def test_a_burst_from_the_live_camera_fills_the_chosen_class(app_dirs, monkeypatch):
+    """The video thread keeps the newest frame; Record saves that many pictures into the class picked."""
+    import numpy as np
+    import streamlit_webrtc.component
+
+    monkeypatch.setattr(streamlit_webrtc.component, "get_this_session_info", lambda: None)  # as in test_live
+    at = page("pages/1_Data.py").run()
+    at.radio(key="data_source").set_value("own").run()
+    add_class(at, "cup")
+    add_class(at, "pen")
+    at.toggle(key="cb_burst").set_value(True).run()
+    at.selectbox(key="cb_burst_class").set_value("pen").run()
+    at.select_slider(key="cb_burst_size").set_value(5).run()
+    at.button(key="cb_burst_go").click().run()
+    assert "No picture from the camera yet" in texts(no_exception(at)) and counts(at)["pen"] == "0"
+    frame = np.asarray(Image.open(sorted((textile_root() / "nominal").glob("*.jpg"))[0]).convert("RGB"))
+    at.session_state["cb_burst_frame"].put(frame)  # what the video thread leaves once the camera runs
+    at.button(key="cb_burst_go").click().run()
+    no_exception(at)
+    assert counts(at) == {"cup": "0", "pen": "5"}
+    assert "5 pictures added to pen." in " ".join(t.value for t in at.toast)

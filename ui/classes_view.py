@@ -36,6 +36,7 @@ from transfer_core.data.datafiles import (
 
 from . import session
 from .camera import camera_check
+from .camera_burst import burst_recorder
 from .common import download_name, friendly_errors, md_escape
 from .labelling_view import label_with_help
 
@@ -62,6 +63,7 @@ def classes_builder(choice: session.DataChoice | None) -> None:
         return
     _counts(classes)
     _camera(dataset, list(classes))
+    burst_recorder(dataset, list(classes))
     for name, pictures in classes.items():
         _class_box(dataset, name, pictures, [c for c in classes if c != name])
     with st.container(border=True):
