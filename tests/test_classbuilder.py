@@ -290,3 +290,36 @@ def test_a_run_on_an_own_set_names_it_and_never_a_server_path():
 
     assert label("workspace:0123abcd/sets/copy-of-demo") == "Own set: copy-of-demo"
     assert label("workspace:0123abcd/uploads/20261201-x/photos") == "Upload: photos"
+
+
+def test_a_full_class_and_a_full_workspace_are_refused_in_words(own_set, workspaces, monkeypatch):
+    """Caps so one tab left recording bursts cannot fill the disk: pictures per class, bytes per workspace."""
+    monkeypatch.setattr(cb, "MAX_CLASS_PICTURES", 3)
+    for name in ("plain", "spotted"):
+        cb.create_class(own_set, name)
+    for i in range(3):
+        cb.add_picture(own_set, "plain", png_picture(side=40 + i), f"p{i}.png")
+    with pytest.raises(DatasetError, match=r"'plain' already holds 3 pictures, the most one class can hold here "
+                                           r"\(3\)\. Remove some it does not need, or make another class\."):
+        cb.add_picture(own_set, "plain", png_picture(), "one-more.png")
+    cb.add_picture(own_set, "spotted", png_picture(), "s.png")  # another class still has room
+    for i in range(2):
+        cb.add_picture(own_set, "spotted", png_picture(side=50 + i), f"s{i}.png")
+    with pytest.raises(DatasetError, match="already holds 3 pictures"):
+        cb.move_picture(own_set, "spotted", "s.png", "plain")  # a move may not overfill either
+    assert {k: len(v) for k, v in cb.list_classes(own_set).items()} == {"plain": 3, "spotted": 3}
+
+    monkeypatch.setattr(cb, "MAX_CLASS_PICTURES", 2_000)
+    used = sum(p.stat().st_size for p in own_set.rglob("*") if p.is_file())
+    monkeypatch.setattr(cb, "MAX_SETS_BYTES", used + 100)  # all the person's sets together, not one set
+    other = cb.ensure_set(workspaces / "ws1" / cb.SETS, "copy-of-demo", "My copy")
+    cb.create_class(other, "plain")
+    with pytest.raises(DatasetError, match=r"Your pictures already take \d+ MB of the [\d.]+ MB your workspace may "
+                                           r"hold, so nothing more was added\. Remove pictures or classes"):
+        cb.add_picture(other, "plain", real_picture(), "big.jpg")
+    assert cb.list_classes(other) == {"plain": []}, "nothing half-added"
+    with pytest.raises(DatasetError, match="your workspace may hold"):
+        cb.own_copy(textile_root(), workspaces / "ws1" / cb.SETS, name="copy-2", label="x", source="demo:.")
+    assert sorted(d.name for d in (workspaces / "ws1" / cb.SETS).iterdir()) == ["copy-of-demo", "my-classes"]
+    cb.remove_picture(own_set, "plain", "p0.png")  # room again after removing
+    cb.add_picture(other, "plain", png_picture(side=20), "small.png")

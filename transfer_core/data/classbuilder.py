@@ -48,6 +48,10 @@ SET_FILE = ".set.json"  # the set's label and what it was copied from; hidden, s
 MAX_NAME_CHARS = 60
 MIN_SIDE = 16  # scan_dataset's default: a smaller picture would be skipped when training
 MAX_PICTURE_BYTES = 50 * 2 ** 20
+# A class and a person's sets are capped, so one tab left recording bursts (or a script) cannot fill the
+# server's disk. 2,000 per class leaves room above the demo's largest class (1,000) in a copy of it.
+MAX_CLASS_PICTURES = 2_000
+MAX_SETS_BYTES = 2 * 2 ** 30  # all of one workspace's own sets together (workspace/sets/)
 # Path separators, control characters, and what Windows refuses in a name (a zip of the set opens anywhere).
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f/\\:*?"<>|]')
 _SPLIT_NAMES = frozenset(TRAIN_FOLDER_NAMES + VAL_FOLDER_NAMES)
@@ -217,8 +221,47 @@ def add_picture(dataset_dir: str | Path, class_name: str, data: bytes, name: str
     """Add one picture (its bytes, from an upload or the camera) to a class; returns where it was saved.
 
     The bytes are decoded in full first, as scanning would: a damaged or unusable picture is refused in
-    words instead of being skipped later at training."""
-    return save_picture(class_dir(_writable_root(dataset_dir), class_name), data, name)
+    words instead of being skipped later at training. A full class or a full workspace is refused in words
+    too (MAX_CLASS_PICTURES, MAX_SETS_BYTES)."""
+    root = _writable_root(dataset_dir)
+    folder = class_dir(root, class_name)
+    check_room(_space(root), folder, len(data))
+    return save_picture(folder, data, name)
+
+
+def _space(root: Path) -> Path:
+    """The folder whose size the workspace cap counts: all the person's sets, or this data set alone."""
+    return root.parent if root.parent.name == SETS else root
+
+
+def _bytes_under(folder: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def check_room(space: Path, folder: Path | None, adding_bytes: int, adding_pictures: int = 1) -> None:
+    """Refuse in words what would take the class `folder` past MAX_CLASS_PICTURES, or the person's sets
+    (`space`, see _space) past MAX_SETS_BYTES."""
+    if folder is not None:
+        held = sum(1 for p in _entries(folder) if _is_picture(p))
+        if held + adding_pictures > MAX_CLASS_PICTURES:
+            raise DatasetError(f"'{folder.name}' already holds {held:,} pictures, the most one class can hold here "
+                               f"({MAX_CLASS_PICTURES:,}). Remove some it does not need, or make another class.")
+    used = _bytes_under(space)
+    if used + adding_bytes > MAX_SETS_BYTES:
+        raise DatasetError(f"Your pictures already take {used / 2 ** 20:,.0f} MB of the {_size(MAX_SETS_BYTES)} "
+                           "your workspace may hold, so nothing more was added. Remove pictures or classes you "
+                           "no longer need (download a set as .zip first to keep it).")
+
+
+def _size(n: int) -> str:
+    return f"{n / 2 ** 30:g} GB" if n >= 2 ** 30 else f"{n / 2 ** 20:g} MB"
 
 
 def save_picture(folder: Path, data: bytes, name: str) -> Path:
@@ -260,6 +303,7 @@ def move_picture(dataset_dir: str | Path, class_name: str, picture: str, to_clas
     if source == target:
         raise DatasetError(f"'{picture}' is already in '{to_class}'.")
     src = _picture(source, picture)
+    check_room(_space(root), target, 0)
     dest = _free_name(target, src.name)
     src.rename(dest)
     return dest
@@ -338,6 +382,7 @@ def own_copy(source_dir: str | Path, sets_dir: str | Path, *, name: str, label: 
     if sets_dir.resolve() == src or src in sets_dir.resolve().parents:
         raise DatasetError("A data set cannot be copied into itself.")
     files = _data_files(src)
+    check_room(sets_dir, None, sum(path.stat().st_size for path, _ in files))
     partial = sets_dir / f".copying-{secrets.token_hex(4)}"
     try:
         _copy_files(files, partial, progress or (lambda *_: None), stop)
