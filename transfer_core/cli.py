@@ -79,8 +79,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 class ProgressPrinter(Callback):
     """A one-line progress bar on stderr, and one line per epoch."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now, not at import: a redirected stderr is honoured
 
     def on_event(self, trainer, event):
         if isinstance(event, Progress):
