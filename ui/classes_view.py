@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import streamlit as st
-from PIL import Image
 
 from transfer_core.data.classbuilder import (
     SETS,
@@ -29,15 +28,14 @@ from transfer_core.data.classbuilder import (
 )
 from transfer_core.data.datafiles import (
     IMAGE_EXTENSIONS,
-    BadImage,
     DatasetError,
-    load_rgb,
 )
 
 from . import session
 from .camera import camera_check
 from .camera_burst import burst_recorder
 from .common import download_name, friendly_errors, md_escape
+from .data_view import thumbnail
 from .labelling_view import label_with_help
 
 OWN_SET, OWN_LABEL = "my-classes", "My classes"
@@ -190,7 +188,7 @@ def _thumbnails(dataset: Path, name: str, pictures: list[str], others: list[str]
 
 def _picture_cell(dataset: Path, name: str, path: Path, others: list[str]) -> None:
     picture = path.name
-    thumb = _thumbnail(str(path), _stamp(path))
+    thumb = thumbnail(str(path), 128)
     if thumb is not None:
         st.image(thumb, caption=picture, width=96)
     st.button("Remove", key=f"cb_rm:{name}/{picture}", on_click=_remove, args=(dataset, name, picture),
@@ -199,25 +197,6 @@ def _picture_cell(dataset: Path, name: str, path: Path, others: list[str]) -> No
         st.selectbox("Move to", others, index=None, placeholder="Move to…", key=f"cb_mv:{name}/{picture}",
                      on_change=_move, args=(dataset, name, picture), label_visibility="collapsed",
                      help="Puts this picture into another class.")
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        stat = path.stat()
-    except OSError:
-        return (0, 0)
-    return (stat.st_mtime_ns, stat.st_size)
-
-
-@st.cache_data(show_spinner=False, max_entries=1024)
-def _thumbnail(path: str, stamp: tuple[int, int], side: int = 128) -> Image.Image | None:
-    """Keyed by the file's time and size too: a removed picture's name can come back with other pixels."""
-    try:
-        img = load_rgb(path)
-    except (BadImage, OSError):
-        return None
-    img.thumbnail((side, side))
-    return img
 
 
 def _remove(dataset: Path, name: str, picture: str) -> None:

@@ -39,8 +39,22 @@ def scan(path: str, val_split: float, seed: int) -> DatasetReport:
         return _cached_scan(path, val_split, seed, _signature(path))
 
 
-@st.cache_data(show_spinner=False, max_entries=512)
 def thumbnail(path: str, side: int = 160) -> Image.Image | None:
+    """A small upright copy of a picture, or None when it cannot be read. Cached by the file's time and size
+    too: a removed picture's name can come back with other pixels (own classes, moves between classes)."""
+    return _thumbnail(str(path), _stamp(Path(path)), side)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (0, 0)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+@st.cache_data(show_spinner=False, max_entries=1024)
+def _thumbnail(path: str, stamp: tuple[int, int], side: int) -> Image.Image | None:
     try:
         img = load_rgb(path)
     except (BadImage, OSError):
