@@ -179,10 +179,14 @@ def test_classroom_bursts_train_live_correct_retrain(tmp_path):
                 page.goto(f"{base}/Runs?ws={token}")
                 page.get_by_text("Compare runs", exact=True).wait_for()
                 # The runs table is drawn on a canvas; its cells are also in the page for screen readers.
-                rows = page.locator("[data-testid=stDataFrame] [role=row]").count() - 1  # minus the header
+                table = page.locator("[data-testid=stDataFrame] [role=row]")
+                for _ in range(20):  # the grid draws its rows a moment after the page's text
+                    rows = table.count() - 1  # minus the header
+                    if rows >= 2:
+                        break
+                    page.wait_for_timeout(500)
                 if rows >= 2:
                     break
-                page.wait_for_timeout(2000)
             assert rows == 2, f"the Runs page lists {rows} run(s), not the first one and its retrained one"
             no_traceback(page)
             shot(page, "classroom-6-runs")
