@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.conftest import TEXTILE_CLASSES, copy_textile, textile_root
 from transfer_core.data import classbuilder as cb
+from transfer_core.data import owncopies as oc
 from transfer_core.data.datafiles import DatasetError
 from transfer_core.data.datasets import scan_dataset
 from transfer_core.data.imagecache import Stopped
@@ -203,7 +204,7 @@ def test_the_demo_pictures_are_never_changed(workspaces, demo):
         with pytest.raises(DatasetError, match="shared by everyone"):
             action()
 
-    copy = cb.own_copy(demo, workspaces / "ws1" / cb.SETS, name="copy-of-demo", label="My copy", source="demo:.")
+    copy = oc.own_copy(demo, workspaces / "ws1" / cb.SETS, name="copy-of-demo", label="My copy", source="demo:.")
     cb.add_picture(copy, "local", png_picture(), "mine.png")
     cb.move_picture(copy, "nominal", "textile_0001.jpg", "local")
     cb.delete_class(copy, "global")
@@ -231,15 +232,15 @@ def test_a_copy_keeps_every_picture_reports_progress_and_is_found_again(workspac
         steps.append((i, n))
         seen.update(d.name for d in sets.iterdir() if not d.name.startswith("."))
 
-    copy = cb.own_copy(textile_root(), sets, name="copy-of-demo", label="My copy of the demo pictures",
+    copy = oc.own_copy(textile_root(), sets, name="copy-of-demo", label="My copy of the demo pictures",
                        source="demo:.", progress=progress)
     assert seen == set(), "a half-made copy is never visible as a data set"
     counts = {k: len(v) for k, v in cb.list_classes(copy).items()}
     assert counts == {c: len(list((textile_root() / c).glob("*.jpg"))) for c in TEXTILE_CLASSES}
     assert steps[-1] == (2000, 2000) and len(steps) > 10
     assert cb.set_info(copy) == {"label": "My copy of the demo pictures", "copied_from": "demo:."}
-    assert cb.find_own_copy(sets, "demo:.") == copy and cb.find_own_copy(sets, "shared:x/.") is None
-    target = cb.correction_target("demo:.", workspaces / "ws1")
+    assert oc.find_own_copy(sets, "demo:.") == copy and oc.find_own_copy(sets, "shared:x/.") is None
+    target = oc.correction_target("demo:.", workspaces / "ws1")
     assert target.dataset == copy and target.copy_from is None, "a second correction does not copy again"
 
 
@@ -248,25 +249,25 @@ def test_a_stopped_copy_leaves_nothing_behind(workspaces, demo):
     stop = threading.Event()
     stop.set()
     with pytest.raises(Stopped):
-        cb.own_copy(demo, sets, name="copy", label="x", source="demo:.", stop=stop)
+        oc.own_copy(demo, sets, name="copy", label="x", source="demo:.", stop=stop)
     assert list(sets.iterdir()) == []
 
 
 def test_corrections_go_to_the_own_set_or_a_copy_and_never_to_someone_else(workspaces, demo, tmp_path):
     mine = cb.ensure_set(workspaces / "ws1" / cb.SETS, "my-classes", "My classes")
     theirs = cb.ensure_set(workspaces / "ws2" / cb.SETS, "my-classes", "My classes")
-    target = cb.correction_target("workspace:ws1/sets/my-classes", workspaces / "ws1")
+    target = oc.correction_target("workspace:ws1/sets/my-classes", workspaces / "ws1")
     assert target.dataset == mine.resolve() and target.copy_from is None
-    to_copy = cb.correction_target("demo:.", workspaces / "ws1")
+    to_copy = oc.correction_target("demo:.", workspaces / "ws1")
     assert to_copy.dataset is None and to_copy.copy_from == demo.resolve() and to_copy.source == "demo:."
     with pytest.raises(DatasetError, match="someone else's pictures"):
-        cb.correction_target("workspace:ws2/sets/my-classes", workspaces / "ws1")
+        oc.correction_target("workspace:ws2/sets/my-classes", workspaces / "ws1")
     with pytest.raises(DatasetError, match="someone else's pictures"):
-        cb.correction_target(str(tmp_path), workspaces / "ws1")
+        oc.correction_target(str(tmp_path), workspaces / "ws1")
     with pytest.raises(DatasetError, match="someone else's pictures"):
-        cb.correction_target("workspace:ws1/../ws2/sets/my-classes", workspaces / "ws1")
+        oc.correction_target("workspace:ws1/../ws2/sets/my-classes", workspaces / "ws1")
     with pytest.raises(ValueError, match="outside its folder"):
-        cb.correction_target("workspace:ws1/../../outside", workspaces / "ws1")
+        oc.correction_target("workspace:ws1/../../outside", workspaces / "ws1")
     assert theirs.is_dir()
 
 
@@ -281,7 +282,7 @@ def test_links_in_a_shared_folder_are_not_copied(workspaces, tmp_path):
     (secret / "s.jpg").write_bytes(real_picture())
     (shared / "b" / "leak.jpg").symlink_to(secret / "s.jpg")
     (shared / "c").symlink_to(secret, target_is_directory=True)
-    copy = cb.own_copy(shared, workspaces / "ws1" / cb.SETS, name="copy", label="x", source="shared:s/.")
+    copy = oc.own_copy(shared, workspaces / "ws1" / cb.SETS, name="copy", label="x", source="shared:s/.")
     assert cb.list_classes(copy) == {"a": ["1.jpg"], "b": ["2.jpg"]}
 
 
@@ -319,7 +320,7 @@ def test_a_full_class_and_a_full_workspace_are_refused_in_words(own_set, workspa
         cb.add_picture(other, "plain", real_picture(), "big.jpg")
     assert cb.list_classes(other) == {"plain": []}, "nothing half-added"
     with pytest.raises(DatasetError, match="your workspace may hold"):
-        cb.own_copy(textile_root(), workspaces / "ws1" / cb.SETS, name="copy-2", label="x", source="demo:.")
+        oc.own_copy(textile_root(), workspaces / "ws1" / cb.SETS, name="copy-2", label="x", source="demo:.")
     assert sorted(d.name for d in (workspaces / "ws1" / cb.SETS).iterdir()) == ["copy-of-demo", "my-classes"]
     cb.remove_picture(own_set, "plain", "p0.png")  # room again after removing
     cb.add_picture(other, "plain", png_picture(side=20), "small.png")

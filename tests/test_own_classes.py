@@ -199,7 +199,7 @@ def test_a_correction_of_my_own_data_goes_straight_in_and_someone_elses_is_refus
 
 
 def test_two_tabs_correcting_at_once_make_one_copy(app_dirs, monkeypatch):
-    from transfer_core.data.classbuilder import correction_target
+    from transfer_core.data.owncopies import correction_target
     from ui.corrections import _copy_then_add
 
     fake_demo(monkeypatch, app_dirs / "demo", per_class=5)

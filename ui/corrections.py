@@ -1,7 +1,7 @@
 """Predict's "This is actually ...": a picture the model got wrong goes into the person's own data set for
 the run, then Retrain learns from the corrected pictures.
 
-The run's data decides where (transfer_core.data.classbuilder.correction_target): the person's own
+The run's data decides where (transfer_core.data.owncopies.correction_target): the person's own
 pictures directly; the demo or a server folder through a copy in their workspace, made once, as a task
 in the engine's queue (it can be thousands of files); someone else's pictures not at all."""
 from __future__ import annotations
@@ -12,16 +12,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.data.classbuilder import (
-    SETS,
+from transfer_core.data.classbuilder import SETS, add_picture, set_info
+from transfer_core.data.datarefs import label, resolved_config
+from transfer_core.data.owncopies import (
     CorrectionTarget,
-    add_picture,
     correction_target,
     find_own_copy,
     own_copy,
-    set_info,
 )
-from transfer_core.data.datarefs import label, resolved_config
 from transfer_core.runstore.runs import RunFolder, RunSummary
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import OwnerTag

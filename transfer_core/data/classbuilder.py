@@ -14,11 +14,9 @@ import os
 import re
 import secrets
 import shutil
-import threading
 import unicodedata
 import zipfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -40,7 +38,6 @@ from transfer_core.data.datasets import (
     _unwrap,
     demo_dataset_path,
 )
-from transfer_core.data.imagecache import Stopped
 from transfer_core.data.imagechecks import check_image
 
 SETS = "sets"  # a workspace's own data sets: workspace/sets/<name>/<class>/<picture>
@@ -147,7 +144,7 @@ def _picture(folder: Path, picture: str) -> Path:
     return found[0]
 
 
-def _free_name(folder: Path, name: str) -> Path:
+def free_name(folder: Path, name: str) -> Path:
     """`name` in `folder`, with a number added while it is taken: nothing is ever overwritten."""
     stem, suffix = Path(name).stem, Path(name).suffix
     candidate, n = folder / name, 1
@@ -164,7 +161,7 @@ def ensure_set(sets_dir: str | Path, name: str, label: str) -> Path:
     folder = Path(sets_dir) / clean_class_name(name)
     if not (folder / SET_FILE).is_file():
         folder.mkdir(parents=True, exist_ok=True)
-        _write_info(folder, {"label": label})
+        write_info(folder, {"label": label})
     return folder
 
 
@@ -177,7 +174,7 @@ def set_info(dataset_dir: str | Path) -> dict:
     return info if isinstance(info, dict) else {}
 
 
-def _write_info(folder: Path, info: dict) -> None:
+def write_info(folder: Path, info: dict) -> None:
     (folder / SET_FILE).write_text(json.dumps(info, ensure_ascii=False), encoding="utf-8")
 
 
@@ -275,7 +272,7 @@ def save_picture(folder: Path, data: bytes, name: str) -> Path:
         reason = check_image(trial, MIN_SIDE, MAX_PICTURE_BYTES).reason
         if reason is not None:
             raise DatasetError(f"'{shown}' was not added: {reason}.")
-        target = _free_name(folder, _picture_name(shown, trial))
+        target = free_name(folder, _picture_name(shown, trial))
         trial.rename(target)
         return target
     finally:
@@ -304,7 +301,7 @@ def move_picture(dataset_dir: str | Path, class_name: str, picture: str, to_clas
         raise DatasetError(f"'{picture}' is already in '{to_class}'.")
     src = _picture(source, picture)
     check_room(_space(root), target, 0)
-    dest = _free_name(target, src.name)
+    dest = free_name(target, src.name)
     src.rename(dest)
     return dest
 
@@ -313,7 +310,7 @@ def move_picture(dataset_dir: str | Path, class_name: str, picture: str, to_clas
 def write_zip(dataset_dir: str | Path, out: IO[bytes]) -> int:
     """The set as a zip (<set>/<class>/<picture>, stored: pictures hardly compress); returns the pictures."""
     root = Path(dataset_dir).resolve()
-    files = _data_files(root)
+    files = data_files(root)
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_STORED) as zf:
         for path, parts in files:
             zf.write(path, "/".join((root.name, *parts)))
@@ -326,7 +323,7 @@ def zip_bytes(dataset_dir: str | Path) -> bytes:
     return buffer.getvalue()
 
 
-def _data_files(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
+def data_files(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
     """Every picture below `root` with its parts there; links and hidden or system files left out, so a link
     in a shared folder can never carry a file from elsewhere on the server into a copy or a zip."""
     found = []
@@ -338,70 +335,3 @@ def _data_files(root: Path) -> list[tuple[Path, tuple[str, ...]]]:
             if parts is not None and _is_picture(folder / name):
                 found.append((folder / name, parts))
     return found
-
-
-# ---------------------------------------------------------------------------------------------- own copies
-@dataclass(frozen=True)
-class CorrectionTarget:
-    """Where a correction from the Predict page goes: the person's own data set now, or after copying."""
-    dataset: Path | None  # the person's own data set to add to; None until `copy_from` is copied
-    copy_from: Path | None  # the shared pictures (demo, server folder) to copy into the workspace first
-    source: str  # the run's data reference; a copy remembers it, so it is made once
-
-
-def correction_target(data_ref: str, workspace_dir: str | Path, runs_dir: str | Path | None = None) -> CorrectionTarget:
-    """Where corrections of a run trained on `data_ref` belong, for the person with this workspace."""
-    real = Path(datarefs.resolve(data_ref, runs_dir)).resolve()
-    workspace = Path(workspace_dir).resolve()
-    if real == workspace or workspace in real.parents:
-        return CorrectionTarget(real, None, data_ref)
-    if not str(data_ref).startswith(("demo:", "shared:")):
-        raise DatasetError(f"This run learned from someone else's pictures ({datarefs.label(data_ref)}), which "
-                           "stay theirs. Corrections go into your own pictures: train a run on them first.")
-    existing = find_own_copy(workspace / SETS, data_ref)
-    return CorrectionTarget(existing, None if existing else real, data_ref)
-
-
-def find_own_copy(sets_dir: str | Path, source: str) -> Path | None:
-    """The person's copy of the data `source` (a data reference), if they made one."""
-    sets_dir = Path(sets_dir)
-    if not sets_dir.is_dir():
-        return None
-    return next((d for d in sorted(sets_dir.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                 and set_info(d).get("copied_from") == source), None)
-
-
-def own_copy(source_dir: str | Path, sets_dir: str | Path, *, name: str, label: str, source: str,
-             progress: Progress | None = None, stop: threading.Event | None = None) -> Path:
-    """Copy the pictures of `source_dir` (its layout kept) into a new set below `sets_dir`; returns it.
-
-    The copy is made in a hidden folder and renamed at the end, so a stopped or failed copy never shows
-    up as a half data set; the original is only read."""
-    src, sets_dir = Path(source_dir).resolve(), Path(sets_dir)
-    sets_dir.mkdir(parents=True, exist_ok=True)
-    if sets_dir.resolve() == src or src in sets_dir.resolve().parents:
-        raise DatasetError("A data set cannot be copied into itself.")
-    files = _data_files(src)
-    check_room(sets_dir, None, sum(path.stat().st_size for path, _ in files))
-    partial = sets_dir / f".copying-{secrets.token_hex(4)}"
-    try:
-        _copy_files(files, partial, progress or (lambda *_: None), stop)
-        _write_info(partial, {"label": label, "copied_from": source})
-        final = _free_name(sets_dir, clean_class_name(name))
-        partial.rename(final)
-        return final
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-
-
-def _copy_files(files: list[tuple[Path, tuple[str, ...]]], dest: Path, progress: Progress,
-                stop: threading.Event | None) -> None:
-    dest.mkdir()
-    for i, (path, parts) in enumerate(files):
-        if stop is not None and stop.is_set():
-            raise Stopped()
-        target = dest.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, target)
-        if i % 50 == 0 or i + 1 == len(files):
-            progress(i + 1, len(files), "copying pictures")

@@ -10,11 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from transfer_core.data.classbuilder import (
-    _free_name,
     _is_picture,
     _picture,
     _writable_root,
     class_dir,
+    free_name,
     list_classes,
     save_picture,
 )
@@ -49,7 +49,7 @@ def label_picture(dataset_dir: str | Path, picture: str, class_name: str) -> Pat
     root = _writable_root(dataset_dir)
     target = class_dir(root, class_name)
     source = _picture(unlabelled_dir(root), picture)
-    dest = _free_name(target, source.name)
+    dest = free_name(target, source.name)
     source.rename(dest)
     return dest
 

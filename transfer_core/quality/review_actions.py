@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from transfer_core.data.classbuilder import free_name
 from transfer_core.data.datasets import (
     TRAIN_FOLDER_NAMES,
     VAL_FOLDER_NAMES,
@@ -92,14 +93,6 @@ def _class_dir(root: Path, src: Path) -> Path:
 
 def _move(src: Path, target_dir: Path, kind: str, name: str | None = None) -> FileMove:
     target_dir.mkdir(parents=True, exist_ok=True)
-    dest = _free_name(target_dir, name or src.name)
+    dest = free_name(target_dir, name or src.name)
     shutil.move(str(src), str(dest))
     return FileMove(kind, str(src), str(dest))
-
-
-def _free_name(folder: Path, name: str) -> Path:
-    candidate, stem, suffix, n = folder / name, Path(name).stem, Path(name).suffix, 1
-    while candidate.exists():
-        candidate = folder / f"{stem}-{n}{suffix}"
-        n += 1
-    return candidate
