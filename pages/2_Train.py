@@ -6,7 +6,6 @@ import streamlit as st
 from transfer_core.core.config import ConfigError, TrainConfig
 from transfer_core.data.datasets import class_folders
 from transfer_core.service.jobs import default_queue
-from transfer_core.service.workspaces import OwnerTag
 from transfer_core.workflows.baseline import linked_runs
 from ui import methods_form, session, train_form
 from ui.common import md_escape, need_data, page
@@ -55,7 +54,7 @@ if config is not None:
 def start(config: TrainConfig) -> None:
     token = session.workspace().token
     pairs = linked_runs(config) if scratch_baseline else [(None, config)]
-    jobs = [default_queue().submit(cfg, session.runs_dir(), owner=token, callbacks=[OwnerTag(token)], run_id=rid)
+    jobs = [default_queue().submit(cfg, session.runs_dir(), owner=token, run_id=rid)
             for rid, cfg in pairs]
     session.follow_job(jobs[0])
 

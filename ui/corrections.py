@@ -22,7 +22,6 @@ from transfer_core.data.owncopies import (
 )
 from transfer_core.runstore.runs import RunFolder, RunSummary
 from transfer_core.service.jobs import default_queue
-from transfer_core.service.workspaces import OwnerTag
 
 from . import session, tasks
 from .common import friendly_errors, md_escape
@@ -137,6 +136,6 @@ def _retrain(run: RunSummary, dataset: str):
     tags = {k: v for k, v in config.tags.items() if k != "compare_to"}  # its scratch twin is not retrained
     config = replace(config, data=str(dataset), tags={**tags, "retrained_from": run.id})
     token = session.workspace().token
-    job = default_queue().submit(config, session.runs_dir(), owner=token, callbacks=[OwnerTag(token)])
+    job = default_queue().submit(config, session.runs_dir(), owner=token)
     session.follow_job(job)
     return job

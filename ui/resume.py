@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import OwnedRun, list_runs_for, resume_run
 
 from . import session
@@ -23,7 +24,8 @@ def resume_button(run: OwnedRun, key: str) -> None:
     if st.button("Resume training", key=key, help="Continues from its last finished epoch and ends as if it had "
                  "never been interrupted: same settings, same pictures, the epochs it still had to do."):
         with friendly_errors("Resuming"):
-            session.follow_job(resume_run(run.summary.path, session.workspace().token, session.runs_dir()))
+            session.follow_job(resume_run(run.summary.path, session.workspace().token, session.runs_dir(),
+                                          default_queue()))
             st.success("Resumed: it continues from its last finished epoch.")
             st.page_link("pages/2_Train.py", label="Follow it on the Train page", icon="🏋️",
                          query_params={"ws": session.workspace().token})

@@ -1,92 +1,55 @@
-"""One training job at a time per process, the rest queued in order: for the app's many browser sessions.
+"""The one queue for every heavy thing the app's browser sessions ask for: training jobs and tasks
+(learning-rate finder, data check, export, calibration refit).
 
-Training threads never touch the UI: each job records its events in a thread-safe EventLog that any
-session (a refreshed tab, a second tab) reads by job id.
+The queue decides what starts next: a fair order (fairness.py) within each lane of the executor, as many
+at once as the lane has slots. The executor (executors.py) runs it: by default in a thread of this
+process, one at a time; on Ray, N jobs on N GPUs or slots. Waiting and running jobs are stored
+(jobstore.py), so a restart of the app re-queues the waiting ones and re-attaches the running ones.
+
+Training never touches the UI: each job records its events in a thread-safe EventLog that any session
+(a refreshed tab, a second tab) reads by job id.
 """
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
 
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import Event, RunFailed
-from transfer_core.data.datarefs import redact_paths
+from transfer_core.core.events import RunFailed
+from transfer_core.data.datarefs import redact_paths, workspaces_root
 from transfer_core.data.imagecache import Stopped
 from transfer_core.runstore.runs import new_run_id
-from transfer_core.training.callbacks import Callback, EventLog
-from transfer_core.training.failures import explain
-from transfer_core.workflows.train import check_resumable, make_trainer
+from transfer_core.service.executors import InProcess, executor_from_env
+from transfer_core.service.fairness import fair_order
+from transfer_core.service.jobstore import JobStore
+from transfer_core.service.work import Job, Task, TaskWork
+from transfer_core.service.workspaces import OwnerTag
+from transfer_core.training.callbacks import Callback
+from transfer_core.workflows.train import check_resumable
 
-
-@dataclass
-class Job:
-    id: str  # also the run folder's name
-    config: TrainConfig
-    runs_dir: Path
-    owner: str  # who may stop it (the app uses the browser session's workspace id)
-    submitted: float = field(default_factory=time.time)
-    state: str = "queued"  # queued | running | done | cancelled
-    stop: threading.Event = field(default_factory=threading.Event)
-    log: EventLog = field(default_factory=EventLog)
-    final: Event | None = None
-    extra_callbacks: list[Callback] = field(default_factory=list)
-    resume: bool = False  # continue the interrupted run folder `id` instead of starting a new one
-
-    @property
-    def run_dir(self) -> Path:
-        return self.runs_dir / self.id
-
-    def events(self) -> list[Event]:
-        return self.log.snapshot()
-
-
-# A task's work: called with report(step, steps, phase) and the stop flag; returns its result.
-TaskWork = Callable[[Callable[[int, int, str], None], threading.Event], Any]
-
-
-@dataclass
-class Task:
-    """Heavy work other than training (the learning-rate finder, a data check, an export) that takes its
-    turn on the device like a training job, so it never runs on a page's own thread nor beside a run.
-    Pages submit it, then read `progress`, `result` and `error` (in words) as it goes."""
-    id: str
-    kind: str  # what it is, in words: "Finding a learning rate"
-    owner: str
-    work: TaskWork
-    submitted: float = field(default_factory=time.time)
-    state: str = "queued"  # queued | running | done | cancelled
-    stop: threading.Event = field(default_factory=threading.Event)
-    progress: tuple[int, int, str] = (0, 0, "")  # step, steps, phase
-    phase_started: float = 0.0  # when the current phase began: its pace gives the time left
-    started: float | None = None
-    result: Any = None
-    error: str | None = None
-
-    def report(self, step: int, steps: int, phase: str = "") -> None:
-        if phase != self.progress[2]:
-            self.phase_started = time.time()
-        self.progress = (step, steps, phase)
-
-    def seconds_left(self) -> float | None:
-        """Time left in the current phase at its pace so far; None before a step of it is done."""
-        step, steps, _ = self.progress
-        if step <= 0 or steps <= step:
-            return None
-        return (time.time() - self.phase_started) * (steps - step) / step
+__all__ = ["Job", "JobQueue", "Task", "TaskWork", "default_queue"]
+QUEUE_DB_ENV = "TRANSFER_STUDIO_QUEUE_DB"  # where the queue is stored (default: workspaces/queue.sqlite)
 
 
 class JobQueue:
-    def __init__(self):
+    def __init__(self, executor=None, store: JobStore | None = None):
+        self.executor = executor or InProcess()
+        self.store = store
         self._lock = threading.Condition()
         self._jobs: dict[str, Job] = {}
         self._tasks: dict[str, Task] = {}
-        self._waiting: list[str] = []
-        self._worker: threading.Thread | None = None
+        self._waiting: list[str] = []  # in the order they came
+        self._busy: dict[str, int] = {}  # lane -> items running in it
+        self._served: dict[str, int] = {}  # owner -> when (a counter) their last item started
+        self._tick = 0
+        self._dispatcher: threading.Thread | None = None
+        if store is not None:
+            self._restore()
 
+    # ---- asking --------------------------------------------------------------------------------------
     def submit(self, config: TrainConfig, runs_dir: str | Path, owner: str = "",
                callbacks: list[Callback] = (), run_id: str | None = None) -> Job:
         """Queue a run; `run_id` names it in advance (linked runs that point at each other's ids)."""
@@ -97,15 +60,6 @@ class JobQueue:
                 run_id = new_run_id(config.backbone)
             return self._enqueue(Job(id=run_id, config=config, runs_dir=Path(runs_dir), owner=owner,
                                      extra_callbacks=list(callbacks)))
-
-    def _enqueue(self, job: Job) -> Job:
-        """Under the lock: `submitted` is stamped in queue order, so it never contradicts the position."""
-        job.submitted = time.time()
-        self._jobs[job.id] = job
-        self._waiting.append(job.id)
-        self._ensure_worker()
-        self._lock.notify_all()
-        return job
 
     def resume(self, run_dir: str | Path, owner: str = "", callbacks: list[Callback] = ()) -> Job:
         """Queue the continuation of an interrupted run (same folder, same id). Raises CannotResume
@@ -121,15 +75,31 @@ class JobQueue:
                                      extra_callbacks=list(callbacks), resume=True))
 
     def submit_task(self, kind: str, work: TaskWork, owner: str = "") -> Task:
-        """Queue heavy work behind the jobs already waiting (one thing at a time on the device)."""
+        """Queue heavy work behind what is already waiting in its lane (fair order, like jobs)."""
         with self._lock:
             task = Task(id=f"task-{secrets.token_hex(6)}", kind=kind, owner=owner, work=work)
             self._tasks[task.id] = task
-            self._waiting.append(task.id)
-            self._ensure_worker()
-            self._lock.notify_all()
+            self._queue_item(task)
             return task
 
+    def _enqueue(self, job: Job, *, keep_time: bool = False) -> Job:
+        """Under the lock: `submitted` is stamped in queue order, so it never contradicts the position."""
+        if not keep_time:
+            job.submitted = time.time()
+        if job.owner:  # the run folder records who may stop, resume, rename or delete it
+            job.extra_callbacks = [*job.extra_callbacks, OwnerTag(job.owner)]
+        self._jobs[job.id] = job
+        if self.store is not None:
+            self.store.put(job)
+        self._queue_item(job)
+        return job
+
+    def _queue_item(self, item: Job | Task) -> None:
+        self._waiting.append(item.id)
+        self._ensure_dispatcher()
+        self._lock.notify_all()
+
+    # ---- looking -------------------------------------------------------------------------------------
     def task(self, task_id: str) -> Task | None:
         with self._lock:
             return self._tasks.get(task_id)
@@ -142,103 +112,161 @@ class JobQueue:
         with self._lock:
             return sorted(self._jobs.values(), key=lambda j: j.submitted)
 
-    def running(self) -> Job | None:
+    def running_jobs(self) -> list[Job]:
         with self._lock:
-            return next((j for j in self._jobs.values() if j.state == "running"), None)
+            return sorted((j for j in self._jobs.values() if j.state == "running"), key=lambda j: j.submitted)
+
+    def running(self) -> Job | None:
+        """The longest-running job, if any (the one job of the in-process default)."""
+        return next(iter(self.running_jobs()), None)
+
+    def slots(self) -> int:
+        """How many training jobs can run at once."""
+        return max(self.executor.lanes().values())
 
     def position(self, job_id: str) -> int | None:
-        """0 while training, 1.. for the place in the queue, None once it is over."""
+        """0 while running, 1.. for the place in its line (in the order things will start), None once over."""
         with self._lock:
-            job = self._jobs.get(job_id) or self._tasks.get(job_id)
-            if job is None or job.state in ("done", "cancelled"):
+            item = self._item(job_id)
+            if item is None or item.state in ("done", "cancelled"):
                 return None
-            if job.state == "running":
+            if item.state == "running":
                 return 0
-            return self._waiting.index(job_id) + 1
+            return self._order(self.executor.lane(item)).index(job_id) + 1
 
+    # ---- stopping and waiting ------------------------------------------------------------------------
     def stop(self, job_id: str, owner: str | None = None) -> bool:
         """Stop a running job within one batch, or take a queued one out of the queue.
 
         With `owner`, only that owner's job is touched: one user cannot stop another's training.
         """
         with self._lock:
-            job = self._jobs.get(job_id) or self._tasks.get(job_id)
-            if job is None or (owner is not None and job.owner != owner):
+            item = self._item(job_id)
+            if item is None or (owner is not None and item.owner != owner):
                 return False
-            if job.state == "queued":
+            if item.state == "queued":
                 self._waiting.remove(job_id)
-                job.state = "cancelled"
-            job.stop.set()
+                item.state = "cancelled"
+                self._stored_state(item, "cancelled")
+                self._lock.notify_all()
+            item.stop.set()
             return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> bool:
         """Block until the job is over; True if it is."""
         deadline = None if timeout is None else time.time() + timeout
         with self._lock:
-            while (self._jobs.get(job_id) or self._tasks[job_id]).state not in ("done", "cancelled"):
+            while self._item(job_id).state not in ("done", "cancelled"):
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0:
                     return False
                 self._lock.wait(left)
         return True
 
-    # ---- the worker ------------------------------------------------------------------------------
-    def _ensure_worker(self) -> None:
-        if self._worker is None or not self._worker.is_alive():
-            self._worker = threading.Thread(target=self._work, name="transfer-studio-trainer", daemon=True)
-            self._worker.start()
+    # ---- the dispatcher: starts what is next wherever a slot is free ---------------------------------
+    def _item(self, item_id: str) -> Job | Task | None:
+        return self._jobs.get(item_id) or self._tasks.get(item_id)
 
-    def _next(self) -> Job | Task:
-        with self._lock:
-            while not self._waiting:
-                self._lock.wait()
-            item_id = self._waiting.pop(0)
-            job = self._jobs.get(item_id) or self._tasks[item_id]
-            job.state = "running"
-            return job
+    def _order(self, lane: str) -> list[str]:
+        waiting = [self._item(i) for i in self._waiting]
+        return fair_order([w for w in waiting if self.executor.lane(w) == lane], self._served)
 
-    def _work(self) -> None:
+    def _next_ready(self) -> Job | Task | None:
+        for lane, slots in self.executor.lanes().items():
+            order = self._order(lane) if self._busy.get(lane, 0) < slots else []
+            if order:
+                return self._item(order[0])
+        return None
+
+    def _ensure_dispatcher(self) -> None:
+        if self._dispatcher is None or not self._dispatcher.is_alive():
+            self._dispatcher = threading.Thread(target=self._dispatch, name="transfer-studio-queue", daemon=True)
+            self._dispatcher.start()
+
+    def _dispatch(self) -> None:
         while True:
-            job = self._next()
-            if isinstance(job, Task):
-                self._run_task(job)
-                continue
-            try:
-                trainer = make_trainer(job.config, runs_dir=job.runs_dir, callbacks=[job.log, *job.extra_callbacks],
-                                       stop=job.stop, run_id=job.id, resume=job.resume)
-                job.final = trainer.run_training().final
-            except Exception as exc:  # noqa: BLE001 - e.g. a device name torch rejects: fail this job, keep the worker
-                job.final = RunFailed(run_id=job.id, time=time.time(), error=redact_paths(explain(exc, job.config)),
-                                      detail=redact_paths(f"{type(exc).__name__}: {exc}")[:2000])
-                job.log.on_event(None, job.final)
-            finally:  # whatever happened, the queue moves on and waiters wake up
-                with self._lock:
-                    job.state = "done"
-                    self._lock.notify_all()
+            with self._lock:
+                item = self._next_ready()
+                while item is None:
+                    self._lock.wait()
+                    item = self._next_ready()
+                self._waiting.remove(item.id)
+                self._tick += 1
+                self._served[item.owner] = self._tick
+                self._start(item)
+            threading.Thread(target=self._execute, args=(item, self.executor.run), name=f"job-{item.id}",
+                             daemon=True).start()
 
+    def _start(self, item: Job | Task) -> None:
+        """Under the lock: the item takes a slot of its lane."""
+        item.state = "running"
+        lane = self.executor.lane(item)
+        self._busy[lane] = self._busy.get(lane, 0) + 1
+        self._stored_state(item, "running")
 
-    def _run_task(self, task: Task) -> None:
+    def _execute(self, item: Job | Task, run) -> None:
+        try:
+            if isinstance(item, Task):
+                self._run_task(item)
+            else:
+                item.final = run(item)
+        except Exception as exc:  # noqa: BLE001 - an executor's own failure: this job fails, the queue goes on
+            item.final = RunFailed(run_id=item.id, time=time.time(), error=redact_paths(
+                f"The job could not be run ({type(exc).__name__}: {exc})."))
+            item.log.on_event(None, item.final)
+        finally:  # whatever happened, the queue moves on and waiters wake up
+            with self._lock:
+                item.state = "done"
+                self._busy[self.executor.lane(item)] -= 1
+                self._stored_state(item, "done")
+                self._lock.notify_all()
+
+    @staticmethod
+    def _run_task(task: Task) -> None:
         task.started = time.time()
         try:
             task.result = task.work(task.report, task.stop)
         except Stopped:
             task.error = "Stopped."
-        except Exception as exc:  # noqa: BLE001 - the page shows it in words; the worker goes on
+        except Exception as exc:  # noqa: BLE001 - the page shows it in words; the queue goes on
             task.error = redact_paths(str(exc) or type(exc).__name__)
-        finally:
-            with self._lock:
-                task.state = "done"
-                self._lock.notify_all()
+
+    # ---- surviving a restart -------------------------------------------------------------------------
+    def _stored_state(self, item: Job | Task, state: str) -> None:
+        if self.store is not None and isinstance(item, Job):
+            self.store.set_state(item.id, state)
+
+    def _restore(self) -> None:
+        """Queue again what was waiting when the app last stopped, in its order; follow what still runs.
+        A job that was running in-process has lost its process: its run folder shows it interrupted, with
+        Resume on the Runs page, as after any crash."""
+        with self._lock:
+            for job in self.store.unfinished():
+                was = job.state
+                job.state = "queued"
+                if was == "queued":
+                    self._enqueue(job, keep_time=True)
+                elif self.executor.reattach(job):
+                    self._jobs[job.id] = job
+                    self._start(job)
+                    threading.Thread(target=self._execute, args=(job, self.executor.follow), daemon=True,
+                                     name=f"job-{job.id}").start()
+                else:
+                    self.store.set_state(job.id, "done")
 
 
 _DEFAULT: JobQueue | None = None
 _DEFAULT_LOCK = threading.Lock()
 
 
+def queue_db_path() -> Path:
+    return Path(os.environ.get(QUEUE_DB_ENV) or workspaces_root() / "queue.sqlite")
+
+
 def default_queue() -> JobQueue:
-    """The process-wide queue: one job trains at a time on this machine's device."""
+    """The process-wide queue, stored on disk, on the executor the environment names (executors.py)."""
     global _DEFAULT
     with _DEFAULT_LOCK:
         if _DEFAULT is None:
-            _DEFAULT = JobQueue()
+            _DEFAULT = JobQueue(executor_from_env(), JobStore(queue_db_path()))
         return _DEFAULT

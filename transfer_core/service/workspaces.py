@@ -95,7 +95,7 @@ class Workspace:
 
 # ---------------------------------------------------------------------------------------------- run ownership
 class OwnerTag(Callback):
-    """Records who started a run as soon as its folder exists (pass it to JobQueue.submit)."""
+    """Records who started a run as soon as its folder exists (JobQueue adds it to every job with an owner)."""
 
     def __init__(self, token: str):
         self.hash = owner_hash(token)
@@ -165,12 +165,11 @@ def list_runs_for(token: str, runs_dir: str | Path) -> list[OwnedRun]:
     return [OwnedRun(s, run_owner_is(s.path, token), run_name(s.path) or s.id) for s in list_runs(runs_dir)]
 
 
-def resume_run(run_dir: str | Path, token: str, runs_dir: str | Path, queue=None):
-    """Queue the continuation of this person's interrupted run; returns the Job (jobs.JobQueue.resume)."""
-    from transfer_core.service.jobs import default_queue
-
+def resume_run(run_dir: str | Path, token: str, runs_dir: str | Path, queue):
+    """Queue the continuation of this person's interrupted run on `queue` (a jobs.JobQueue, which tags
+    the owner); returns the Job."""
     run_dir = require_owner(run_dir, token, runs_dir, "resume")
-    return (queue or default_queue()).resume(run_dir, owner=token, callbacks=[OwnerTag(token)])
+    return queue.resume(run_dir, owner=token)
 
 
 # ---------------------------------------------------------------------------------------------- server folders

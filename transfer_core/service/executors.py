@@ -1,0 +1,58 @@
+"""Where queued work runs. The queue decides what runs next (fair order, slots); an executor runs one
+item and returns its final event.
+
+- InProcess (the default): a background thread of the app's own process, one item at a time on this
+  machine's device, jobs and tasks alike: nothing new to start.
+- RayExecutor (rayjobs.py, TRANSFER_STUDIO_RAY_ADDRESS=local or HOST:PORT): each training job is a Ray
+  actor on one GPU, or one `transfer_slot` of a CPU machine; tasks stay in the app's process.
+"""
+from __future__ import annotations
+
+import logging
+import os
+
+from transfer_core.core.events import Event
+from transfer_core.service.work import Job, Task, train_job
+
+log = logging.getLogger(__name__)
+
+RAY_ADDRESS_ENV = "TRANSFER_STUDIO_RAY_ADDRESS"  # "local", or HOST:PORT of a cluster's head
+SLOTS_ENV = "TRANSFER_STUDIO_SLOTS"  # jobs at once on a local Ray cluster without GPUs (default 1)
+
+
+class InProcess:
+    """Jobs and tasks take turns in one thread of this process: the device trains one thing at a time."""
+    name = "this app's process"
+
+    def lanes(self) -> dict[str, int]:
+        return {"device": 1}
+
+    def lane(self, item: Job | Task) -> str:
+        return "device"
+
+    def run(self, job: Job) -> Event:
+        return train_job(job.config, job.runs_dir, job.id, resume=job.resume, log=job.log,
+                         callbacks=job.extra_callbacks, stop=job.stop)
+
+    def reattach(self, job: Job) -> bool:
+        return False  # the process that trained it is gone: its run folder is interrupted, and resumable
+
+    def follow(self, job: Job) -> Event:  # pragma: no cover - never called: reattach() is False
+        raise NotImplementedError
+
+
+def executor_from_env():
+    """InProcess unless TRANSFER_STUDIO_RAY_ADDRESS names a Ray cluster; if Ray cannot start, the app
+    still works in-process and the log says why."""
+    address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
+    if not address:
+        return InProcess()
+    from transfer_core.service.rayjobs import (
+        RayExecutor,  # local import: Ray is big and optional at run time
+    )
+
+    try:
+        return RayExecutor(address, slots=int(os.environ.get(SLOTS_ENV, "0") or 0))
+    except Exception as exc:  # noqa: BLE001 - a cluster that cannot be reached must not take the app down
+        log.warning("Could not use the Ray cluster at %r (%s); training runs in this app's process.", address, exc)
+        return InProcess()
