@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.device import describe_device
 from transfer_core.service.jobs import default_queue
 from ui import session
 from ui.common import page
@@ -29,7 +28,7 @@ c1.page_link("pages/1_Data.py", label="Start with your pictures", icon="📁")
 c2.page_link("pages/2_Train.py", label="Train a model", icon="🏋️")
 
 st.subheader("This machine")
-st.write(f"Training runs on: **{describe_device()}**.")
+st.write(f"Training runs on: **{default_queue().executor.describe()}**.")
 running = default_queue().running()
 mine = session.current_job()
 if running is None:

@@ -214,6 +214,29 @@ def render_live_fps(d: dict) -> str:
     return stamp(d, extra) + table(["one frame classified by", "torch threads", "frames/s", "ms per frame"], rows)
 
 
+# ----------------------------------------------------------------------------- bench/class_load.py
+MODE_WORDS = {"in-process": "in-process (the default)", "ray-1": "local Ray, 1 slot", "ray-2": "local Ray, 2 slots"}
+
+
+def class_load_rows(d: dict) -> list[list[str]]:
+    rows = []
+    for m in d["modes"]:
+        ray = (f"{m['ray_start_seconds']:.1f} s; app {m['app_mb_before_ray']:.0f} -> {m['app_mb_with_ray']:.0f} MB, "
+               f"Ray's processes {m['ray_processes_mb']:.0f} MB" if "ray_start_seconds" in m else "-")
+        rows.append([MODE_WORDS.get(m["mode"], m["mode"]), str(m["slots"]), f"{m['finished']}/{m['jobs']}",
+                     str(m["lost"]), f"{m['wait_p50_s']:.0f} / {m['wait_p95_s']:.0f}", f"{m['total_s']:.0f}",
+                     f"{m['runs_per_min']:.2f}", ", ".join(map(str, m["eager_extra_start_places"])), ray])
+    return rows
+
+
+def render_class_load(d: dict) -> str:
+    extra = (f" ({d['cores']} cores; {d['people']} people, one of whom first queued {d['eager']} runs more; each run "
+             f"the default settings, at most {d['epochs']} epochs, on {d['per_class']} demo pictures per class)")
+    header = ["executor", "jobs at once", "finished", "lost", "queue wait p50 / p95 (s)", "total (s)", "runs/min",
+              "eager person's extra runs started as number", "Ray start-up; memory"]
+    return stamp(d, extra) + table(header, class_load_rows(d))
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
     ("defaults", lambda d: "throughput" in d, render_defaults),
@@ -221,6 +244,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
     ("one-click", lambda d: d.get("kind") == "one-click", render_one_click),
     ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
+    ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
 ]
 
 

@@ -50,8 +50,9 @@ def diagram() -> str:
 RUN_PATH = [
     ("pictures arrive (upload, zip or server folder)", "transfer_core.data.uploads", "write_uploads"),
     ("the folder is scanned and split", "transfer_core.data.datasets", "scan_dataset"),
-    ("the person's job joins the queue", "transfer_core.service.jobs", "JobQueue"),
-    ("the worker thread builds the trainer with the config's methods", "transfer_core.workflows.train", "make_trainer"),
+    ("the person's job joins the queue, in a fair order", "transfer_core.service.jobs", "JobQueue"),
+    ("an executor (a thread of the app, or a Ray worker) trains it", "transfer_core.service.work", "train_job"),
+    ("which builds the trainer with the config's methods", "transfer_core.workflows.train", "make_trainer"),
     ("pictures decoded once, frozen layers' outputs cached", "transfer_core.data.imagecache", "ImageStore"),
     ("the loop trains, reporting typed events", "transfer_core.training.trainer", "Trainer"),
     ("best weights, calibration, test share saved in the run folder", "transfer_core.runstore.runfiles", "BEST"),

@@ -3,6 +3,7 @@ in-process executor: real (tiny) training runs on textile pictures, a real SQLit
 process."""
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -131,3 +132,18 @@ def test_a_restart_requeues_waiting_jobs_and_leaves_the_running_one_resumable(te
     assert RunFolder(runs / running).status() == "interrupted"
     check_resumable(runs / running)  # raises, in words, if it could not be resumed
     assert JobStore(db).unfinished() == []
+
+
+def test_a_run_training_on_another_machine_is_not_taken_for_interrupted(textile_small, tmp_path):
+    from transfer_core.runstore import runfiles
+    from transfer_core.runstore.runs import write_json
+    from transfer_core.workflows.train import train
+
+    run = RunFolder(train(TrainConfig(data=str(textile_small), **TINY), runs_dir=tmp_path).run_dir)
+    events = [e for e in run.events() if e.kind != "RunFinished"]  # as if it had not ended yet
+    write_json(run.path / runfiles.PROCESS, {"pid": 1234567, "start": None, "host": "another-machine"})
+    assert run.status(events) == "running"  # a Ray worker elsewhere: its pid cannot be checked from here
+    write_json(run.path / runfiles.PROCESS, {"pid": 1234567, "start": None, "host": socket.gethostname()})
+    assert run.status(events) == "interrupted"  # here, and that process is gone
+    (run.path / runfiles.PROCESS).unlink()  # what the app does when it saw the worker die
+    assert run.status(events) == "interrupted"

@@ -12,6 +12,6 @@ Sub-packages, each importing only those listed before it (checked by `lint-impor
     workflows   train.train / resume, lr_finder.lr_find, baseline
     quality     checks.check_dataset (duplicates, leaks, suspected labels), review_actions (move, exclude, undo)
     results     compare, bundle, export
-    service     jobs.default_queue() (one job at a time per device), workspaces
+    service     jobs.default_queue() (fair order; in-process or on Ray: executors, rayjobs), jobstore, workspaces
     cli         the command line (python -m transfer_core)
 """

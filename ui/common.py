@@ -49,13 +49,16 @@ def _sidebar_status() -> None:
 def _status() -> None:
     """What is training on this machine now, refreshed while the user reads any page."""
     queue = default_queue()
-    running = queue.running()
+    running = queue.running_jobs()
     waiting = [j for j in queue.jobs() if j.state == "queued"]
-    if running is None:
+    mine = sum(j.owner == session.workspace().token for j in running)
+    if not running:
         st.caption("No training is running right now.")
+    elif len(running) == 1:
+        st.caption(f"Training now: {running[0].config.backbone}" + (" (yours)" if mine else " (someone else's)")
+                   + (f", {len(waiting)} waiting" if waiting else ""))
     else:
-        mine = running.owner == session.workspace().token
-        st.caption(f"Training now: {running.config.backbone}" + (" (yours)" if mine else " (someone else's)")
+        st.caption(f"Training now: {len(running)} runs ({mine} yours)"
                    + (f", {len(waiting)} waiting" if waiting else ""))
     data = session.data_choice()
     st.caption(f"Data: {data.label}" if data else "Data: none chosen yet")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,11 @@ def _process_start(pid: int) -> str | None:
 
 
 def _trainer_alive(owner: dict) -> bool:
+    """Whether the process that trains the run still runs. A run training on another machine (a Ray
+    worker writing to a shared folder) cannot be checked from here and counts as running; if that worker
+    dies, the app that followed it removes its process.json (rayjobs), so the run reads as interrupted."""
+    if owner.get("host", socket.gethostname()) != socket.gethostname():
+        return True
     pid = owner.get("pid")
     if not isinstance(pid, int) or not _pid_alive(pid):
         return False
@@ -139,7 +145,8 @@ class RunFolder:
 
     def claim(self) -> None:
         pid = os.getpid()
-        write_json(self.path / runfiles.PROCESS, {"pid": pid, "since": time.time(), "start": _process_start(pid)})
+        write_json(self.path / runfiles.PROCESS, {"pid": pid, "since": time.time(), "start": _process_start(pid),
+                                                  "host": socket.gethostname()})
 
     def append_event(self, event: Event) -> None:
         with open(self.path / runfiles.EVENTS, "a", encoding="utf-8") as f:

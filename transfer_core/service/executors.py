@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 
+from transfer_core.core.device import describe_device
 from transfer_core.core.events import Event
 from transfer_core.service.work import Job, Task, train_job
 
@@ -29,6 +30,9 @@ class InProcess:
 
     def lane(self, item: Job | Task) -> str:
         return "device"
+
+    def describe(self) -> str:
+        return f"{describe_device()}, one run at a time, inside this app"
 
     def run(self, job: Job) -> Event:
         return train_job(job.config, job.runs_dir, job.id, resume=job.resume, log=job.log,

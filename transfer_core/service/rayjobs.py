@@ -19,6 +19,7 @@ import threading
 import time
 
 from transfer_core.core.events import Event, RunFailed
+from transfer_core.runstore import runfiles
 from transfer_core.service.work import Job, Task, train_job
 from transfer_core.training.callbacks import EventLog
 
@@ -102,6 +103,10 @@ class RayExecutor:
     def lane(self, item: Job | Task) -> str:
         return "app" if isinstance(item, Task) else "ray"
 
+    def describe(self) -> str:
+        kind = "GPU" if self.gpus else "slot"
+        return f"a Ray cluster, up to {self.job_slots} runs at a time ({self.job_slots} {kind}{'s' * (self.job_slots > 1)})"
+
     def run(self, job: Job) -> Event:
         """Start the job's actor and follow it to its end (called on one of the queue's threads)."""
         ask = {"num_gpus": 1} if self.gpus else {"resources": {SLOT: 1}}
@@ -156,8 +161,8 @@ class RayExecutor:
 
 
 def _spec(job: Job) -> dict:
-    return dict(config=job.config, runs_dir=job.runs_dir, run_id=job.id, resume=job.resume,
-                callbacks=job.extra_callbacks)
+    return {"config": job.config, "runs_dir": job.runs_dir, "run_id": job.id, "resume": job.resume,
+            "callbacks": job.extra_callbacks}
 
 
 def _worker_died(job: Job, detail: str) -> Event:
@@ -165,6 +170,8 @@ def _worker_died(job: Job, detail: str) -> Event:
     interrupted and the Runs page offers Resume."""
     final = RunFailed(run_id=job.id, time=time.time(), error=WORKER_DIED, detail=detail)
     job.log.on_event(None, final)
+    # From another machine its process id means nothing here: saying it is gone makes the run resumable.
+    (job.run_dir / runfiles.PROCESS).unlink(missing_ok=True)
     return final
 
 
@@ -177,7 +184,7 @@ def connect(address: str, slots: int = 0) -> None:
     started with `ray start --head` (it outlives app restarts, so running jobs are re-attached)."""
     import ray
 
-    quiet = dict(namespace=NAMESPACE, log_to_driver=False, configure_logging=False)
+    quiet = {"namespace": NAMESPACE, "log_to_driver": False, "configure_logging": False}
     if address == "local":
         gpus = _local_gpus()
         ray.init(address="local", num_cpus=os.cpu_count() or 1, resources={SLOT: slots or max(gpus, 1)},
