@@ -195,3 +195,31 @@ def test_an_app_restart_reattaches_running_jobs_and_requeues_waiting_ones(cluste
     assert [e.epoch for e in jobs[0].events() if isinstance(e, EpochEnd)] == list(range(1, LONG["epochs"] + 1))
     assert all(RunFolder(runs / j.id).status() == "finished" for j in jobs)
     assert JobStore(db).unfinished() == []  # nothing left to restore next time
+
+
+APP_LIKE = textwrap.dedent("""
+    import json, os, sys, threading
+    os.environ["TRANSFER_STUDIO_RAY_ADDRESS"] = "local"
+    from transfer_core.core.config import TrainConfig
+    from transfer_core.service import jobs
+    data, runs, tiny = sys.argv[1:4]
+    made = {}
+    def first_page():  # Streamlit runs each page in a script thread that ends
+        made["job"] = jobs.default_queue().submit(TrainConfig(data=data, **json.loads(tiny)), runs, owner="ann")
+    page = threading.Thread(target=first_page)
+    page.start()
+    page.join()
+    job = made["job"]
+    jobs.default_queue().wait(job.id, timeout=600)
+    print(json.dumps([type(jobs.default_queue().executor).__name__, job.final.kind]))
+""")
+
+
+def test_the_app_starts_a_local_cluster_from_a_page_thread(textile_small, tmp_path):
+    """TRANSFER_STUDIO_RAY_ADDRESS=local as the app meets it: the queue is first asked for on a page's
+    script thread, which ends at once (a Ray driver started on such a thread used to hang every job)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TRANSFER_STUDIO_QUEUE_DB=str(tmp_path / "queue.sqlite"))
+    out = subprocess.run([sys.executable, "-c", APP_LIKE, str(textile_small), str(tmp_path / "runs"),
+                          json.dumps(TINY)], capture_output=True, text=True, env=env, cwd=ROOT, timeout=900,
+                         check=False)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["RayExecutor", "RunFinished"], out.stderr[-2000:]

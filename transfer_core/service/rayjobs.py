@@ -87,7 +87,7 @@ class RayExecutor:
         import ray
 
         if not ray.is_initialized():
-            connect(address, slots)
+            _connect_for_good(address, slots)
         resources = ray.cluster_resources()
         self.gpus = int(resources.get("GPU", 0))
         self.job_slots = self.gpus or int(resources.get(SLOT, 0))
@@ -191,6 +191,26 @@ def connect(address: str, slots: int = 0) -> None:
                  include_dashboard=False, **quiet)
     else:
         ray.init(address=address, **quiet)
+
+
+def _connect_for_good(address: str, slots: int) -> None:
+    """connect() from a thread that lives as long as the process: a Ray driver stops working when the
+    thread that started it ends, and the app's first page runs in a script thread that soon does."""
+    ready, failed = threading.Event(), []
+
+    def keep():
+        try:
+            connect(address, slots)
+        except Exception as exc:  # noqa: BLE001 - handed to the caller below
+            failed.append(exc)
+        ready.set()
+        if not failed:
+            threading.Event().wait()
+
+    threading.Thread(target=keep, name="transfer-studio-ray", daemon=True).start()
+    ready.wait()
+    if failed:
+        raise failed[0]
 
 
 def _local_gpus() -> int:

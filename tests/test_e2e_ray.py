@@ -1,0 +1,52 @@
+"""The app on a local Ray cluster (TRANSFER_STUDIO_RAY_ADDRESS=local), in real Chromium: the home page says
+where runs train, and a folder uploaded by a person trains with the one click on a Ray worker, its first
+model and its end shown live, as in-process. (This is how a Ray driver started on a page's script thread
+was found to hang every job.)"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import copy_textile
+from tests.test_e2e_browser import (
+    free_port,
+    launch,
+    no_traceback,
+    upload_folder,
+    visit_home,
+    wait_for_port,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def test_a_person_trains_on_ray_through_the_app(browser_page, tmp_path):
+    port = free_port()
+    env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_RAY_ADDRESS": "local",
+           "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces"), "TRANSFER_STUDIO_SLOTS": "2"}
+    proc = launch(env, port, tmp_path / "server.log")
+    try:
+        wait_for_port(port, proc)
+        base, page = f"http://127.0.0.1:{port}", browser_page
+        page.set_default_timeout(180_000)
+        token = visit_home(page, base)
+        page.get_by_text("a Ray cluster, up to 2 runs at a time").wait_for()
+        upload_folder(page, base, token, copy_textile(tmp_path / "fabric", 8))
+        page.goto(f"{base}/Train?ws={token}")
+        page.get_by_text("Pictures: Upload: fabric").wait_for()
+        page.get_by_role("button", name="Start training").click()
+        page.get_by_text(re.compile(r"Your first model is ready after \d+ s")).wait_for(timeout=600_000)
+        page.get_by_text("Finished: best validation accuracy").wait_for(timeout=900_000)
+        no_traceback(page)
+        trainers = [json.loads(p.read_text())["pid"] for p in (tmp_path / "runs").rglob("process.json")]
+        assert trainers and proc.pid not in trainers  # it trained in a Ray worker, not in the app's process
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
