@@ -12,6 +12,7 @@ import subprocess
 import pytest
 
 from tests.conftest import copy_textile
+from tests.test_e2e_browser import browser_page  # noqa: F401 - a fixture this test uses
 from tests.test_e2e_browser import (
     free_port,
     launch,
