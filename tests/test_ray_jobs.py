@@ -28,9 +28,7 @@ from transfer_core.service.jobstore import JobStore
 from transfer_core.service.work import Job
 from transfer_core.training.callbacks import Callback
 
-os.environ.setdefault("RAY_AUTH_MODE", "token")  # as RayExecutor sets it, before Ray is imported
-ray = pytest.importorskip("ray")
-from transfer_core.service.rayjobs import WORKER_DIED, RayExecutor, connect
+from transfer_core.service.rayjobs import WORKER_DIED, RayExecutor, connect  # Ray itself is imported late
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,6 +45,12 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     """HOST:PORT of a Ray head on this machine; `--block` ties the cluster's processes to this one's."""
+    # As RayExecutor does before it imports Ray for a cluster it joins by address; set for this module only,
+    # so the app-like subprocesses of other tests start their own clusters as a fresh app does.
+    had_mode = "RAY_AUTH_MODE" in os.environ
+    os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
     port, log = _free_port(), tmp_path_factory.mktemp("ray") / "head.log"
     with open(log, "w") as out:
         head = subprocess.Popen([str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
@@ -64,6 +68,8 @@ def cluster(tmp_path_factory):
         ray.shutdown()
         head.send_signal(signal.SIGTERM)  # with --block, the head takes its cluster's processes with it
         head.wait(timeout=60)
+        if not had_mode:
+            os.environ.pop("RAY_AUTH_MODE", None)
 
 
 @pytest.fixture
@@ -101,6 +107,8 @@ def _first(job: Job, kind):
 def test_two_slots_train_two_jobs_at_once_with_in_process_results(ray_queue, textile_small, tmp_path):
     config, meet = TrainConfig(data=str(textile_small), **TINY), tmp_path / "meet"
     meet.mkdir()
+    import ray
+
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the callback travels to the workers
     jobs = [ray_queue.submit(config, tmp_path / "ray", owner=o, callbacks=[Rendezvous(meet, 2)])
             for o in ("ann", "ben")]
