@@ -26,6 +26,7 @@ from transfer_core.training.callbacks import EventLog
 NAMESPACE = "transfer-studio"
 SLOT = "transfer_slot"  # a CPU machine's custom resource: one per job it may train at once
 POLL_S = 0.5
+POLL_WAIT_S = 30  # a poll not answered by then is asked again (Stop is passed on in between)
 WORKER_DIED = ("The process training this run stopped unexpectedly (its machine or Ray worker went away). "
                "Nothing is lost up to its last finished epoch: resume it from the Runs page.")
 
@@ -148,7 +149,10 @@ class RayExecutor:
                 if job.stop.is_set() and not stop_sent:
                     actor.stop.remote()
                     stop_sent = True
-                events, final = ray.get(actor.poll.remote(seen), timeout=120)
+                try:
+                    events, final = ray.get(actor.poll.remote(seen), timeout=POLL_WAIT_S)
+                except ray.exceptions.GetTimeoutError:  # still starting (a worker process, its imports): ask again
+                    continue
                 for event in events:
                     job.log.on_event(None, event)
                 seen += len(events)
@@ -156,7 +160,7 @@ class RayExecutor:
                     ray.kill(actor)  # done: free its slot
                     return final
                 time.sleep(POLL_S)
-        except (RayActorError, ray.exceptions.GetTimeoutError) as exc:
+        except RayActorError as exc:  # its process or machine is gone
             return _worker_died(job, type(exc).__name__)
 
 
