@@ -105,9 +105,11 @@ def choose_schedule() -> dict:
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
         budget = st.number_input(
-            "Time limit (minutes, 0 = none)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
-            help="Stop improving the model after about this long (the best model so far is kept). 0: the "
-                 "epochs below and the validation pictures decide when to stop.")
+            "Time limit (minutes, 0 = automatic)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
+            help="Stop improving the model after about this long (the best model so far is kept). 0: "
+                 "automatic, the whole run takes at most about 3 times as long as the first model took, "
+                 "which grows with the number of pictures and the computer's speed. Training also stops "
+                 "earlier when the validation pictures stop getting better, or after the epochs below.")
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 
