@@ -107,9 +107,9 @@ def choose_schedule() -> dict:
         budget = st.number_input(
             "Time limit (minutes, 0 = automatic)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
             help="Stop improving the model after about this long (the best model so far is kept). 0: "
-                 "automatic, the whole run takes at most about 3 times as long as the first model took, "
-                 "which grows with the number of pictures and the computer's speed. Training also stops "
-                 "earlier when the validation pictures stop getting better, or after the epochs below.")
+                 "automatic, stop at about twice the time the first model took, so more pictures or a slower "
+                 "computer get more time. Either way training stops earlier when the validation pictures "
+                 "stop getting better, or after the epochs below.")
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 
