@@ -71,3 +71,15 @@ def test_the_targets_table_judges_the_default_against_the_pass_the_best_setting_
                      "5.0 behind fixed (<= 1: **not met**)", "-1.0 (**not met**)"]]
     data["runs"][0].pop("inference_pass_seconds")
     assert readme_tables.one_click_target_rows(data)[1] == [], "older results without a pass: no targets table"
+
+
+def test_resume_keeps_runs_of_unchanged_settings_and_lists_both_commands():
+    before = {"command": "python bench/one_click.py --sizes 10", "load_start": "a", "tasks": {"t": {}},
+              "settings": {"default": {}, "fixed": {"epochs": 4}},
+              "runs": [{"task": "t", "size": 10, "setting": "default"}, {"task": "t", "size": 10, "setting": "fixed"}]}
+    now = {"command": "python bench/one_click.py --resume", "load_start": "b", "tasks": {"u": {}}, "runs": [],
+           "settings": {"default": {}, "fixed": {"epochs": 8}}}
+    out = one_click.resumed(before, now)
+    assert out["runs"] == [{"task": "t", "size": 10, "setting": "default"}], "a changed setting runs again"
+    assert out["command"] == "python bench/one_click.py --sizes 10 && python bench/one_click.py --resume"
+    assert out["settings"] == {"default": {}, "fixed": {"epochs": 8}} and set(out["tasks"]) == {"t", "u"}
