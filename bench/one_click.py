@@ -2,7 +2,7 @@
 
     python bench/one_click.py [--tasks textile-3 ...] [--sizes 10 20 ...] [--settings default "head only" ...]
                               [--seed 0] [--cache /tmp/transfer-bench-tasks] [--out bench/results/one_click.json]
-                              [--quick] [--keep-runs]
+                              [--quick] [--keep-runs] [--resume]
 
 For every task (bench/tasks.py), training size per class and setting (SETTINGS), the engine trains on the
 task's train-<n> folder exactly as the app's one click would (its own validation split of that folder
@@ -17,6 +17,8 @@ The JSON (--out) is rewritten after every run, so a long run that stops keeps wh
 last printed line is the same JSON. bench/readme_tables.py renders it as the README table "one-click".
 --quick: the smoke run (lfw-faces, 10 per class, default and head only, 64 px, 2 epochs) unless
 --tasks / --sizes / --settings say otherwise; every setting then runs at 64 px and at most 2 epochs.
+--resume: keep the runs already in --out (a run that was stopped, or another grid measured before) and run
+only the task, size and setting combinations it lacks; the JSON's command then lists every command.
 """
 from __future__ import annotations
 
@@ -162,6 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run: " + ", ".join(f"{k} {v}" for k, v in
                                                                                    {**QUICK_DEFAULTS, **QUICK}.items()))
     ap.add_argument("--keep-runs", action="store_true", help="keep the run folders (default: deleted once scored)")
+    ap.add_argument("--resume", action="store_true", help="keep the runs already in --out; run only the others")
     a = ap.parse_args(argv)
     a.argv = sys.argv[1:] if argv is None else list(argv)
     for key, every in (("tasks", list(TASKS)), ("sizes", None), ("settings", list(SETTINGS))):
@@ -207,6 +210,16 @@ def _against_pass(row: dict) -> str:
             + (f"; first model at {first / base:.1f}x" if first is not None else "") + ")")
 
 
+def resumed(before: dict, now: dict) -> dict:
+    """`now` (a new run's header) with the runs `before` measured; settings and tasks of both, every command.
+    A setting whose fields changed since is measured again."""
+    same = [s for s, fields in before["settings"].items() if now["settings"].get(s, fields) == fields]
+    return {**now, "command": f"{before['command']} && {now['command']}", "load_start": before["load_start"],
+            "settings": {**{s: before["settings"][s] for s in same}, **now["settings"]},  # in the order measured
+            "tasks": {**before["tasks"], **now["tasks"]},
+            "runs": [r for r in before["runs"] if r["setting"] in same]}
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
     tasks = [build_task(name, a.cache, a.seed) for name in a.tasks]
@@ -214,6 +227,9 @@ def main(argv=None) -> dict:
            "date": time.strftime("%Y-%m-%d"), "commit": code_version(), "device": describe_device(),
            "load_start": load(), "seed": a.seed, "quick": a.quick, "overrides": QUICK if a.quick else {},
            "settings": {s: SETTINGS[s] for s in a.settings}, "tasks": describe_tasks(tasks), "runs": []}
+    if a.resume and a.out.is_file():
+        out = resumed(json.loads(a.out.read_text()), out)
+    done = {(r["task"], r["size"], r["setting"]) for r in out["runs"]}
     work = Path(tempfile.mkdtemp(prefix="one-click-"))
     t0 = time.time()
     print(f"{len(tasks)} tasks, settings {', '.join(a.settings)}; tasks in {a.cache}, runs in {work}", flush=True)
@@ -223,7 +239,7 @@ def main(argv=None) -> dict:
             if lacking:  # lfw-faces has 60 training pictures per class: no 200
                 print(f"  {task.name}: no size {', '.join(map(str, lacking))} (it has {task.sizes})", flush=True)
             for size in (s for s in task.sizes if a.sizes is None or s in a.sizes):
-                for setting in a.settings:
+                for setting in (s for s in a.settings if (task.name, size, s) not in done):
                     out["runs"].append(run_one(task, size, setting, a, work / "runs"))
                     print_run(out["runs"][-1])
                     save(out, a.out)

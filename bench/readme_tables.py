@@ -194,7 +194,33 @@ def render_one_click(d: dict) -> str:
     tasks = "".join(f"- {name}: {t['description']}\n" for name, t in d["tasks"].items())
     settings = "".join(f"- `{name}`: " + (", ".join(f"{k}={v!r}" for k, v in over.items()) or "the engine's defaults")
                        + "\n" for name, over in d["settings"].items())
-    return stamp(d, extra) + tasks + settings + "\n" + table(*one_click_rows(d))
+    targets = one_click_target_rows(d)
+    return (stamp(d, extra) + tasks + settings + "\n" + table(*one_click_rows(d))
+            + ("\nThe issue's targets for the default, per task and size (ratios to one plain inference pass over "
+               "the same pictures, decode + forward as Predict does, measured in the same process right after "
+               "the run; the whole-run target is set for a few hundred pictures; points of test accuracy):\n\n"
+               + table(*targets) if targets[1] else ""))
+
+
+def one_click_target_rows(d: dict) -> tuple[list[str], list[list[str]]]:
+    """The default run of each task and size against the issue's targets (runs with an inference pass)."""
+    runs = {(r["task"], r["size"], r["setting"]): r for r in d["runs"] if r["status"] == "RunFinished"}
+    rows = []
+    for (task, size, setting), r in runs.items():
+        if setting != "default" or not r.get("inference_pass_seconds") or r.get("first_model_seconds") is None:
+            continue
+        scores = {s: o["test_accuracy"] for (t, n, s), o in runs.items() if (t, n) == (task, size)}
+        best = max(scores, key=scores.get)
+        behind, over_head = 100 * (scores[best] - r["test_accuracy"]), 100 * (r["test_accuracy"] - scores.get(
+            "head only", r["test_accuracy"]))
+        first, whole = r["first_model_seconds"] / r["inference_pass_seconds"], r["seconds"] / r["inference_pass_seconds"]
+        rows.append([task, str(size), f"{r['inference_pass_seconds']:.1f} s",
+                     f"{first:.1f}x (<= 1.5x: {met(first <= 1.5)})", f"{whole:.1f}x (<= 3x: {met(whole <= 3)})",
+                     ("the best" if best == "default" else f"{behind:.1f} behind {best}")
+                     + f" (<= 1: {met(behind <= 1)})",
+                     f"{over_head:+.1f} ({met(over_head >= 0)})" if "head only" in scores else ""])
+    return ["task", "per class", "one inference pass", "first model", "whole run", "default against the best "
+            "setting", "default against head only"], rows
 
 
 # ----------------------------------------------------------------------------- bench/live_fps.py

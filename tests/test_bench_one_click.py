@@ -57,3 +57,29 @@ def test_the_readme_table_shows_every_run_and_setting():
     assert "|  | 20 |  | 0.950 [0.880-0.980], 9 s |  |" in text
     assert "`head only`: freeze='all'" in text and "2026-12-01" in text
     assert [name for name, applies, _ in readme_tables.RENDERERS if applies(data)] == ["one-click"]
+
+
+def test_the_targets_table_judges_the_default_against_the_pass_the_best_setting_and_head_only():
+    run = {"status": "RunFinished", "task": "t", "size": 50, "interval": [0, 1]}
+    data = {"settings": {"default": {}, "head only": {}, "fixed": {}}, "runs": [
+        {**run, "setting": "default", "test_accuracy": 0.80, "seconds": 40, "first_model_seconds": 12,
+         "inference_pass_seconds": 10},
+        {**run, "setting": "head only", "test_accuracy": 0.81, "seconds": 12, "first_model_seconds": 12},
+        {**run, "setting": "fixed", "test_accuracy": 0.85, "seconds": 30}]}
+    header, rows = readme_tables.one_click_target_rows(data)
+    assert rows == [["t", "50", "10.0 s", "1.2x (<= 1.5x: met)", "4.0x (<= 3x: **not met**)",
+                     "5.0 behind fixed (<= 1: **not met**)", "-1.0 (**not met**)"]]
+    data["runs"][0].pop("inference_pass_seconds")
+    assert readme_tables.one_click_target_rows(data)[1] == [], "older results without a pass: no targets table"
+
+
+def test_resume_keeps_runs_of_unchanged_settings_and_lists_both_commands():
+    before = {"command": "python bench/one_click.py --sizes 10", "load_start": "a", "tasks": {"t": {}},
+              "settings": {"default": {}, "fixed": {"epochs": 4}},
+              "runs": [{"task": "t", "size": 10, "setting": "default"}, {"task": "t", "size": 10, "setting": "fixed"}]}
+    now = {"command": "python bench/one_click.py --resume", "load_start": "b", "tasks": {"u": {}}, "runs": [],
+           "settings": {"default": {}, "fixed": {"epochs": 8}}}
+    out = one_click.resumed(before, now)
+    assert out["runs"] == [{"task": "t", "size": 10, "setting": "default"}], "a changed setting runs again"
+    assert out["command"] == "python bench/one_click.py --sizes 10 && python bench/one_click.py --resume"
+    assert list(out["settings"].items()) == [("default", {}), ("fixed", {"epochs": 8})] and set(out["tasks"]) == {"t", "u"}

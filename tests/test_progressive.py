@@ -3,6 +3,8 @@
 Real offline MobileNetV2 weights and real textile pictures throughout (small sizes, CPU)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
 from tests.test_app_pages import app_dirs, page  # noqa: F401 - app_dirs is a fixture
@@ -216,3 +218,52 @@ def test_the_time_budget_ends_the_run_with_the_best_model_kept(textile_small, tm
     assert isinstance(final, RunFinished) and final.epochs_run == 1, final
     assert "time budget" in final.reason
     assert (RunFolder(result.run_dir).path / runfiles.BEST).is_file()
+
+
+def _epochs(schedule, events):
+    """Feed a schedule events on a made-up clock (the run started at 0): the reason it ends, or None."""
+    from types import SimpleNamespace
+
+    run = SimpleNamespace(t0=0.0, finish_early=None)
+    for e in events:
+        schedule.on_event(run, e)
+    return run.finish_early
+
+
+def test_the_automatic_budget_is_a_multiple_of_the_first_models_time_and_stops_before_an_overrun(monkeypatch):
+    from transfer_core.training import progressive
+    from transfer_core.training.progressive import Progressive, automatic_budget, would_pass
+
+    assert automatic_budget(10.0) == 10.0 * progressive.AUTO_BUDGET > 10.0
+    assert automatic_budget(20.0) == 2 * automatic_budget(10.0), "twice the pictures, twice the time"
+    assert would_pass(20.0, 15.0, 6.0) and not would_pass(20.0, 15.0, 4.0)
+    monkeypatch.setattr(progressive, "AUTO_BUDGET", 2.0)
+    ready = ModelReady(run_id="r", time=10.0, val_accuracy=0.7, val_loss=0.9, seconds=10.0)  # budget: 20 s
+    # Epoch 1 ends at 11 s; epoch 2 trains 1 s but its thaw recomputed the cached features: 11 -> 17 s.
+    # Another such epoch (6 s) would end at 23 s: stop, though the loss still falls and epochs are left.
+    first = EpochEnd(run_id="r", time=11.0, epoch=1, epochs=8, val_loss=0.6, seconds=1.0)
+    second = EpochEnd(run_id="r", time=17.0, epoch=2, epochs=8, val_loss=0.5, seconds=1.0)
+    assert _epochs(Progressive(thaws=3), [ready, first]) is None
+    reason = _epochs(Progressive(thaws=3), [ready, first, second])
+    assert reason is not None and "automatic time budget" in reason and "first model" in reason
+    assert _epochs(Progressive(thaws=3, budget_s=60.0), [ready, first, second]) is None, \
+        "a time limit the person set wins over the automatic budget"
+    explicit = _epochs(Progressive(thaws=3, budget_s=18.0), [ready, first, second])
+    assert "the time budget (0.3 min)" in explicit and "automatic" not in explicit
+
+
+def test_the_automatic_budget_ends_a_run_whose_epochs_are_slow_against_its_first_model(textile_small, tmp_path,
+                                                                                      monkeypatch):
+    """A budget of 1x the first model's time: any epoch passes it, whatever the machine's speed."""
+    from transfer_core.training import progressive
+
+    monkeypatch.setattr(progressive, "AUTO_BUDGET", 1.0)
+    config = TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST)  # 2 thaws: >= 3 epochs otherwise
+    final = train(config, runs_dir=tmp_path).final
+    assert isinstance(final, RunFinished) and final.epochs_run == 1, final
+    assert "automatic time budget" in final.reason, final.reason
+    limited = train(replace(config, time_budget_minutes=60.0), runs_dir=tmp_path).final
+    assert isinstance(limited, RunFinished) and limited.epochs_run >= 3, "the person's limit replaces it"
+    assert "automatic" not in limited.reason, limited.reason
+    fixed = train(replace(config, schedule="fixed", epochs=2), runs_dir=tmp_path).final
+    assert isinstance(fixed, RunFinished) and fixed.epochs_run == 2 and fixed.reason == "completed", fixed

@@ -105,9 +105,11 @@ def choose_schedule() -> dict:
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
         budget = st.number_input(
-            "Time limit (minutes, 0 = none)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
-            help="Stop improving the model after about this long (the best model so far is kept). 0: the "
-                 "epochs below and the validation pictures decide when to stop.")
+            "Time limit (minutes, 0 = automatic)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
+            help="Stop improving the model after about this long (the best model so far is kept). 0: "
+                 "automatic, stop at about twice the time the first model took, so more pictures or a slower "
+                 "computer get more time. Either way training stops earlier when the validation pictures "
+                 "stop getting better, or after the epochs below.")
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 

@@ -106,8 +106,9 @@ class TrainConfig:
     schedule: str = setting("progressive", "progressive: a head-only model first, then stages thaw from the top while "
                                      "validation improves; fixed: the chosen freeze depth for the chosen epochs",
                             choices=SCHEDULES)
-    time_budget_minutes: float = setting(  # 0 = epochs decide
-        0.0, "progressive: stop improving after about this many minutes (0 = no limit)")
+    time_budget_minutes: float = setting(  # 0: automatic (training/progressive.py, AUTO_BUDGET)
+        0.0, "progressive: stop improving after about this many minutes (0 = automatic: at about twice "
+             "the time the first model took)")
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
     # Settings of methods registered later, by name (core/settings.added_settings): a new method adds no field.
     method_settings: dict = field(default_factory=dict)
@@ -117,7 +118,7 @@ class TrainConfig:
         for s in SETTINGS.values():
             if s.choices:
                 check.problem(s.problem(getattr(self, s.name)))
-        check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = no limit)")
+        check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = automatic)")
         check.that(self.adapt is None or self.target_data is not None,
                    "adapt needs target_data: a folder of unlabelled images")
         self._check_method_settings(check)

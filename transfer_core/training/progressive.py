@@ -9,6 +9,13 @@
 3. Training goes on while the validation loss keeps falling (patience), within the epochs and the time
    budget; the model kept is chosen with care (selection.BestEpoch's margin): the head-only model stays
    unless a later one is better beyond the validation share's noise.
+
+The time budget is the person's limit or, when they set none, an automatic one: improving ends by about
+AUTO_BUDGET times the time the first model took. That time is about one pass over the data (every picture
+decoded and run through the network once, then a fit that takes seconds), so it measures the data's size
+and the machine's speed together, and the budget grows with both. The end of the run (the final checks of
+the kept model and its test) adds up to about one such time more, so the whole run takes about three.
+A run stops before an epoch that would pass the budget, judged by the time the last one took with its thaw.
 """
 from __future__ import annotations
 
@@ -31,6 +38,19 @@ from transfer_core.training.thaw import ThawSchedule
 PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage learns
 FINE_TUNE_RATE = 0.1  # after the head has converged, everything learns at this share of the chosen rate
 STAGE_FACTOR = 0.5  # and each stage below the top one at half the rate of the stage above it
+# No time limit set: improving ends by this many times the first model's time. 2, not 3: the run's end
+# (final checks and test, up to about one first model's time) comes on top (README, "Defaults").
+AUTO_BUDGET = 2.0
+
+
+def automatic_budget(first_model_s: float) -> float:
+    """Seconds from the start of the run that fine-tuning may use when the person set no time limit."""
+    return AUTO_BUDGET * first_model_s
+
+
+def would_pass(budget_s: float, elapsed_s: float, last_epoch_s: float) -> bool:
+    """Would one more epoch as long as the last one end after the budget?"""
+    return elapsed_s + last_epoch_s > budget_s
 
 
 class Progressive(ThawSchedule):
@@ -39,7 +59,9 @@ class Progressive(ThawSchedule):
     def __init__(self, thaws: int, *, budget_s: float = 0.0, patience: int = PATIENCE):
         super().__init__(frozenset(range(1, thaws + 1)))
         self.thaws, self.budget_s, self.patience = thaws, budget_s, patience
+        self.budget_words = f"the time budget ({budget_s / 60:g} min)"  # budget_s 0: automatic, set at ModelReady
         self.lowest_loss, self.bad_epochs = math.inf, 0
+        self.last_end: float | None = None  # when the first model or the last epoch was ready
 
     @classmethod
     def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> "Progressive":
@@ -61,21 +83,32 @@ class Progressive(ThawSchedule):
         _fine_tuning_rates(trainer.optimizer, trainer.net.num_stages)
 
     def on_event(self, trainer, event) -> None:
+        if isinstance(event, ModelReady):
+            self.last_end = event.time
+            if not self.budget_s:
+                self.budget_s = automatic_budget(event.seconds)
+                self.budget_words = (f"the automatic time budget ({AUTO_BUDGET:g}x the {event.seconds:.0f} s the "
+                                     f"first model took)")
         if not isinstance(event, EpochEnd):
             return
+        # The epoch's time with the thaw before it (a thaw recomputes the cached features): the next one's guess.
+        epoch_s = event.time - self.last_end if self.last_end is not None else event.seconds
+        self.last_end = event.time
         self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
         self.lowest_loss = min(self.lowest_loss, event.val_loss)
-        if self.budget_s and event.time - trainer.t0 + event.seconds > self.budget_s:
-            trainer.finish_early = f"the time budget ({self.budget_s / 60:g} min) would be passed by another epoch"
+        if self.budget_s and would_pass(self.budget_s, event.time - trainer.t0, epoch_s):
+            trainer.finish_early = f"{self.budget_words} would be passed by another epoch"
         elif event.epoch > self.thaws and self.bad_epochs >= self.patience:  # each stage learns an epoch first
             trainer.finish_early = f"no lower validation loss for {self.patience} epochs"
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
             return " Progressive: the new classifier is fitted on the cached features, and that is the model."
+        budget = (f"{self.budget_s / 60:g} min" if self.budget_s
+                  else f"about {AUTO_BUDGET:g}x the time the first model took (no time limit set)")
         return (f" Progressive: first the new classifier alone (a usable model in seconds), then "
                 f"{', '.join(reversed(stage_names[depth - self.thaws:depth]))} start learning, one more each epoch, "
-                f"while the validation loss keeps falling.")
+                f"while the validation loss keeps falling and the run stays within {budget}.")
 
 
 def instant_model(trainer) -> None:
