@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.core.config import ConfigError, TrainConfig
 from transfer_core.data.datasets import class_folders
 from transfer_core.service.jobs import default_queue
@@ -28,16 +29,16 @@ if classes is not None and len(classes) < 2:
     st.error(f"These pictures cannot train a model yet: {found} was found. Training needs at least two classes, "
              "each a folder of pictures side by side (for example photos/good/ and photos/scratched/). "
              "Add a class on the **Data** page.")
-    st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
+    st.page_link(_("pages/1_Data.py"), label=_("Go to Data"), icon="📁")
     st.stop()
 
-st.subheader("1. Pretrained network")
+st.subheader(_("1. Pretrained network"))
 backbone = train_form.choose_backbone()
-st.subheader("2. How much of it to keep")
+st.subheader(_("2. How much of it to keep"))
 freeze = train_form.choose_freeze(backbone)
 schedule = train_form.choose_schedule()
 quick_start = train_form.choose_quick_start(freeze) if schedule["schedule"] == "fixed" else 0
-st.subheader("3. Training")
+st.subheader(_("3. Training"))
 settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}
 scratch_baseline = settings.pop("scratch_baseline")
 try:
@@ -48,7 +49,7 @@ except ConfigError as exc:
     config = None
     st.error(f"These settings cannot work: {md_escape(str(exc))}")
 if config is not None:
-    with st.expander("Not sure about the learning rate?"):
+    with st.expander(_("Not sure about the learning rate?")):
         methods_form.lr_finder(config)
 
 
@@ -62,9 +63,9 @@ def start(config: TrainConfig) -> None:
 
 busy = {"queued": "Your run is waiting in the queue.", "running": "Your run is training; stop it first."}
 if job is not None and job.state in busy:
-    st.button("Start training", type="primary", disabled=True, help=busy[job.state])
-elif st.button("Start training", type="primary", disabled=config is None,
-               help="Trains in the background: you can switch pages or close the tab and come back."):
+    st.button(_("Start training"), type="primary", disabled=True, help=busy[job.state])
+elif st.button(_("Start training"), type="primary", disabled=config is None,
+               help=_("Trains in the background: you can switch pages or close the tab and come back.")):
     start(config)
     st.rerun()  # redraw with Start disabled and the live view following the new job
 

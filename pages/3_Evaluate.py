@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.core.advice import overfitting
 from transfer_core.data.datasets import TEST_MIN_PER_CLASS
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
@@ -21,9 +22,9 @@ if run is None:
     st.stop()
 
 if not (run.path / runfiles.VALIDATION).is_file():
-    st.info("This run was stopped before its results were measured. Resume it on the **Runs** page to finish "
-            "it; its best model so far already works on the **Predict** page.")
-    st.page_link("pages/5_Runs.py", label="Go to Runs", icon="🗂️")
+    st.info(_("This run was stopped before its results were measured. Resume it on the **Runs** page to finish "
+            "it; its best model so far already works on the **Predict** page."))
+    st.page_link(_("pages/5_Runs.py"), label=_("Go to Runs"), icon="🗂️")
     st.stop()
 
 folder = RunFolder(run.path)
@@ -40,7 +41,7 @@ SHARE_WORDS = {
 with friendly_errors("Reading this run's results"):
     shares = ["test", "validation"] if has_test_share(run.path) else ["validation"]
     share = shares[0] if len(shares) == 1 else st.radio(
-        "Measured on", shares, format_func=lambda s: SHARE_WORDS[s].split(":")[0], horizontal=True,
+        _("Measured on"), shares, format_func=lambda s: SHARE_WORDS[s].split(":")[0], horizontal=True,
         key="evaluate_share", help="Test pictures are kept apart when every class has at least "
         f"{TEST_MIN_PER_CLASS} pictures: half of the share you set aside on the Data page.")
     st.caption(SHARE_WORDS[share] if len(shares) > 1 else SHARE_WORDS["validation"] + " With at least "
@@ -49,35 +50,35 @@ with friendly_errors("Reading this run's results"):
     ev = result.evaluation
     low, high = ev.interval
     c1, c2, c3 = st.columns(3)
-    c1.metric("Accuracy", f"{ev.accuracy:.1%}",
+    c1.metric(_("Accuracy"), f"{ev.accuracy:.1%}",
               help=f"Share of {share} pictures classified right. With few pictures this figure is rough: "
                    "the range below says how rough.")
-    c2.metric("Macro F1", f"{ev.macro_f1:.2f}", help="The average of the per-class F1 scores (1.0 is perfect). "
-                                                      "Unlike accuracy, a small class counts as much as a big one.")
+    c2.metric(_("Macro F1"), f"{ev.macro_f1:.2f}", help=_("The average of the per-class F1 scores (1.0 is perfect). "
+                                                      "Unlike accuracy, a small class counts as much as a big one."))
     c3.metric(f"{share.capitalize()} pictures", ev.total)
     st.caption(f"95% confidence range for the accuracy: {low:.1%} to {high:.1%} (Wilson interval on "
                f"{ev.total} pictures). Two runs whose ranges overlap a lot may not really differ.")
 
-    st.subheader("Per class")
+    st.subheader(_("Per class"))
     st.dataframe([{"class": s.name, "precision": round(s.precision, 3), "recall": round(s.recall, 3),
                    "F1": round(s.f1, 3), "pictures": s.support} for s in ev.scores],
                  hide_index=True, width="stretch")
-    st.caption("Precision: when the model says this class, how often it is right. Recall: of the pictures of "
-               "this class, how many it finds. F1 balances the two.")
+    st.caption(_("Precision: when the model says this class, how often it is right. Recall: of the pictures of "
+               "this class, how many it finds. F1 balances the two."))
     st.plotly_chart(charts.confusion(ev.confusion, ev.classes), width="stretch")
 
-    st.subheader("How sure should you be of it?")
+    st.subheader(_("How sure should you be of it?"))
     cal = calibration_when_ready(run.path)
     if cal is not None:
         st.write(cal.calibration.describe())
         c1, c2 = st.columns(2)
-        c1.metric("Confidence error as trained", f"{cal.calibration.ece_before:.1%}",
-                  help="Expected calibration error: how far, on average, the model's stated confidence is from "
-                       "how often it is right. 0% is perfectly honest.")
-        c2.metric("After calibration", f"{cal.calibration.ece_after:.1%}",
+        c1.metric(_("Confidence error as trained"), f"{cal.calibration.ece_before:.1%}",
+                  help=_("Expected calibration error: how far, on average, the model's stated confidence is from "
+                       "how often it is right. 0% is perfectly honest."))
+        c2.metric(_("After calibration"), f"{cal.calibration.ece_after:.1%}",
                   delta=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f} points",
-                  delta_color="inverse", help="Predict uses the calibrated confidence (temperature scaling: the "
-                                              "predicted class never changes, only how sure it says it is).")
+                  delta_color="inverse", help=_("Predict uses the calibrated confidence (temperature scaling: the "
+                                              "predicted class never changes, only how sure it says it is)."))
         left, right = st.columns(2)
         left.plotly_chart(charts.reliability(cal.bins_before(), cal.bins_after()), width="stretch")
         right.plotly_chart(charts.threshold_tradeoff(cal.threshold_curve()), width="stretch")

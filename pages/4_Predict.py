@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.data.datasets import BadImage
 from transfer_core.inference.gradcam import explain
 from transfer_core.inference.predict import answer, load_model, to_rgb
@@ -19,8 +20,8 @@ run = pick_run("Trained model", models_to_pick(), "predict_run", "Any run with a
 if run is None:
     st.stop()
 if run.status == "running":
-    st.info("This run is still training: you are trying its best model so far. When training finds a clearly "
-            "better one, it replaces this one here by itself.")
+    st.info(_("This run is still training: you are trying its best model so far. When training finds a clearly "
+            "better one, it replaces this one here by itself."))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model...")
@@ -47,30 +48,30 @@ def unusual(result) -> str:
 
 
 classes = RunFolder(run.path).read_json(runfiles.CLASSES, [])
-top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
-                  help="The most likely classes for each picture, with how sure the model is of each.")
-threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0.05, key="threshold",
-                      format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
-                                         "but the ones given are right more often. 0 always answers.")
+top_k = st.slider(_("How many classes to show"), 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
+                  help=_("The most likely classes for each picture, with how sure the model is of each."))
+threshold = st.slider(_("Say \"not sure\" below this confidence"), 0.0, 1.0, 0.0, 0.05, key="threshold",
+                      format="%.2f", help=_("Below it, the answer is 'not sure' instead of a class: fewer answers, "
+                                         "but the ones given are right more often. 0 always answers."))
 if threshold > 0 and (run.path / runfiles.VALIDATION).is_file():
     cal = calibration_when_ready(run.path)
     if cal is not None:
         st.caption("On the validation pictures: " + cal.threshold_effect(threshold).describe())
-explain_it = st.toggle("Show why (heat map)", key="gradcam", help="Colours the parts of the picture that made the "
+explain_it = st.toggle(_("Show why (heat map)"), key="gradcam", help=_("Colours the parts of the picture that made the "
                        "model choose its answer (Grad-CAM): red mattered most. A model that looks at the "
-                       "background instead of the object has learned the wrong thing.")
-files = st.file_uploader("Pictures to classify", type=None, accept_multiple_files=True, key="predict_files",
-                         help="One or many pictures (JPEG, PNG...). They are classified here and not stored.")
-use_camera = st.toggle("Use my camera", key="use_camera",
-                       help="Asks your browser for the camera, then classifies the photo.")
+                       "background instead of the object has learned the wrong thing."))
+files = st.file_uploader(_("Pictures to classify"), type=None, accept_multiple_files=True, key="predict_files",
+                         help=_("One or many pictures (JPEG, PNG...). They are classified here and not stored."))
+use_camera = st.toggle(_("Use my camera"), key="use_camera",
+                       help=_("Asks your browser for the camera, then classifies the photo."))
 if use_camera:
     camera_check()  # says "no camera found" in words where the browser has none (or may not use it here)
-photo = st.camera_input("Or take a photo", key="camera") if use_camera else None
+photo = st.camera_input(_("Or take a photo"), key="camera") if use_camera else None
 corrections_panel(run)  # what corrections below added, and Retrain
 
 images = [(f.name, f.getvalue()) for f in (files or [])] + ([("camera photo", photo.getvalue())] if photo else [])
 if not images:
-    st.info("Add one or more pictures above to see what the model thinks they are.")
+    st.info(_("Add one or more pictures above to see what the model thinks they are."))
     st.stop()
 
 with friendly_errors("Loading the model"):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.data.classbuilder import SETS, add_picture, set_info
 from transfer_core.data.datarefs import label, resolved_config
 from transfer_core.data.owncopies import (
@@ -34,12 +35,12 @@ COPYING = "Copying the pictures into your workspace"
 
 def correction_controls(run: RunSummary, classes: list[str], index: int, name: str, data: bytes) -> None:
     """Under one answer: pick the right class, add the picture to it."""
-    picked = st.selectbox("This is actually", classes, index=None, placeholder="Pick the right class",
+    picked = st.selectbox(_("This is actually"), classes, index=None, placeholder=_("Pick the right class"),
                             key=f"correct_class_{index}",
-                            help="When the answer is wrong (or right but unsure): the class this picture really "
-                                 "is. It is added to your own copy of the run's pictures, to train on again.")
+                            help=_("When the answer is wrong (or right but unsure): the class this picture really "
+                                 "is. It is added to your own copy of the run's pictures, to train on again."))
     busy = _copy_pending()
-    if st.button("Add it to this class", key=f"correct_{index}", disabled=picked is None or busy,
+    if st.button(_("Add it to this class"), key=f"correct_{index}", disabled=picked is None or busy,
                     help="Wait for the copy of the pictures to finish first." if busy else
                          "Saves the picture in that class of your own data set."):
         with friendly_errors("Adding the picture"):
@@ -109,13 +110,13 @@ def corrections_panel(run: RunSummary) -> None:
     st.success(f"{entry['added']} picture(s) added to **{md_escape(_dataset_label(entry['dataset']))}**, "
                "now your training data. Train again to learn from them.")
     left, right = st.columns(2)
-    if left.button("Retrain", key="retrain", type="primary",
-                   help="Starts a new run with this run's settings on the corrected pictures. It waits in the "
-                        "queue if something is training."):
+    if left.button(_("Retrain"), key="retrain", type="primary",
+                   help=_("Starts a new run with this run's settings on the corrected pictures. It waits in the "
+                        "queue if something is training.")):
         with friendly_errors("Retraining"):
             job = _retrain(run, entry["dataset"])
             st.success(f"Retraining started as run {job.id}.")
-    right.page_link("pages/2_Train.py", label="Go to Train", icon="🏋️",
+    right.page_link(_("pages/2_Train.py"), label=_("Go to Train"), icon="🏋️",
                     query_params={"ws": session.workspace().token})
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.data.datafiles import DatasetError
 from transfer_core.data.unlabelled import (
     add_unlabelled,
@@ -37,15 +38,15 @@ SUGGESTING = "Suggesting classes"
 
 def label_with_help(dataset: Path, classes: list[str], picture_types: list[str]) -> None:
     """The whole section, for the set `dataset` whose classes are `classes`."""
-    st.markdown("**Label a pile of pictures with help**")
-    st.caption("Upload many pictures without a class. Give a few of them their class by hand, then press "
+    st.markdown(_("**Label a pile of pictures with help**"))
+    st.caption(_("Upload many pictures without a class. Give a few of them their class by hand, then press "
                "**Suggest classes**: the pretrained network proposes a class for each of the others and asks "
-               "you first about the ones it is least sure of. Pictures without a class are never trained on.")
+               "you first about the ones it is least sure of. Pictures without a class are never trained on."))
     _pile_uploader(dataset, picture_types)
     _take_result()
     pile = list_unlabelled(dataset)
     if not pile:
-        st.caption("No pictures are waiting for a class.")
+        st.caption(_("No pictures are waiting for a class."))
         return
     st.write(f"{len(pile)} picture(s) wait for a class.")
     _by_hand(dataset, pile, classes)
@@ -56,13 +57,13 @@ def label_with_help(dataset: Path, classes: list[str], picture_types: list[str])
 # ---------------------------------------------------------------------------------------------- the pile
 def _pile_uploader(dataset: Path, picture_types: list[str]) -> None:
     key = f"lb_up:{st.session_state.get(KEY_UPROUND, 0)}"
-    files = st.file_uploader("Pictures without a class", type=picture_types, accept_multiple_files=True, key=key,
-                             help="Choose as many pictures as you like; they wait apart from your classes until "
-                                  "each gets one. Damaged files are refused with the reason.")
+    files = st.file_uploader(_("Pictures without a class"), type=picture_types, accept_multiple_files=True, key=key,
+                             help=_("Choose as many pictures as you like; they wait apart from your classes until "
+                                  "each gets one. Damaged files are refused with the reason."))
     if files:
         st.button(f"Add {len(files)} picture(s) to the pile", key="lb_add", type="primary",
                   on_click=_add_uploads, args=(dataset, key),
-                  help="Checks each picture opens, then keeps it in your workspace without a class.")
+                  help=_("Checks each picture opens, then keeps it in your workspace without a class."))
 
 
 def _add_uploads(dataset: Path, key: str) -> None:
@@ -81,15 +82,15 @@ def _add_uploads(dataset: Path, key: str) -> None:
 
 
 def _by_hand(dataset: Path, pile: list[Path], classes: list[str]) -> None:
-    with st.expander("Give pictures their class by hand", expanded=not st.session_state.get(KEY_SUGGESTIONS)):
+    with st.expander(_("Give pictures their class by hand"), expanded=not st.session_state.get(KEY_SUGGESTIONS)):
         cols = st.columns(BY_HAND)
         for col, path in zip(cols, pile[:BY_HAND]):
             with col:
                 _picture(path, 96)
-                st.selectbox("Class", classes, index=None, placeholder="Class…", key=f"lb_hand:{path.name}",
+                st.selectbox(_("Class"), classes, index=None, placeholder=_("Class…"), key=f"lb_hand:{path.name}",
                              on_change=_answer_from, args=(dataset, path.name, f"lb_hand:{path.name}"),
                              label_visibility="collapsed",
-                             help="Moves this picture into the class you choose.")
+                             help=_("Moves this picture into the class you choose."))
 
 
 def _picture(path: Path, side: int) -> None:
@@ -103,9 +104,9 @@ def _suggest_button(dataset: Path) -> None:
     reason = ready_to_suggest(labelled_pictures(dataset))
     again = st.session_state.get(KEY_ANSWERED, 0) if st.session_state.get(KEY_SUGGESTIONS) else 0
     if st.button("Suggest again" if again else "Suggest classes", key="lb_suggest", disabled=reason is not None,
-                 help="The pretrained network looks at every picture once (later suggestions reuse that), learns "
+                 help=_("The pretrained network looks at every picture once (later suggestions reuse that), learns "
                       "from your classes' pictures and proposes a class for each waiting one. It runs in the "
-                      "queue, after any training."):
+                      "queue, after any training.")):
         tasks.submit(KEY_TASK, SUGGESTING, partial(_suggest_work, dataset))
     if reason is not None:
         st.info(reason)
@@ -140,7 +141,7 @@ def _review(dataset: Path, waiting: set[str], classes: list[str]) -> None:
     skipped = st.session_state.get(KEY_SKIPPED, set())
     left = [s for s in saved[1] if s.path.name in waiting and s.path.name not in skipped]
     if not left:
-        st.success("Every proposal is answered or skipped. Suggest again to go on with the rest.")
+        st.success(_("Every proposal is answered or skipped. Suggest again to go on with the rest."))
         return
     s = left[0]
     with st.container(border=True):
@@ -152,14 +153,14 @@ def _review(dataset: Path, waiting: set[str], classes: list[str]) -> None:
             st.markdown(f"It looks like **{md_escape(s.label)}** ({s.confidence:.0%} sure).")
             st.button(f"Yes, {s.label}", key="lb_accept", type="primary", on_click=_answer,
                       args=(dataset, s.path.name, s.label),
-                      help="Moves the picture into this class; suggesting again learns from it.")
+                      help=_("Moves the picture into this class; suggesting again learns from it."))
             others = [c for c in classes if c != s.label]
-            st.selectbox("No, it is", others, index=None, placeholder="Another class…", key=f"lb_other:{s.path.name}",
+            st.selectbox(_("No, it is"), others, index=None, placeholder=_("Another class…"), key=f"lb_other:{s.path.name}",
                          on_change=_answer_from, args=(dataset, s.path.name, f"lb_other:{s.path.name}"),
-                         help="Moves the picture into the class you choose instead.")
-            st.button("Skip", key="lb_skip", on_click=_skip, args=(s.path.name,),
-                      help="Leaves the picture without a class for now; it is asked again after the next "
-                           "suggestion.")
+                         help=_("Moves the picture into the class you choose instead."))
+            st.button(_("Skip"), key="lb_skip", on_click=_skip, args=(s.path.name,),
+                      help=_("Leaves the picture without a class for now; it is asked again after the next "
+                           "suggestion."))
 
 
 def _answer_from(dataset: Path, picture: str, key: str) -> None:

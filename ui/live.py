@@ -8,6 +8,7 @@ import time
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.core.advice import overfitting
 from transfer_core.core.events import (
     DataReady,
@@ -126,8 +127,8 @@ def _show_progress(job: Job, events) -> None:
     ready = next((e for e in events if isinstance(e, DataReady)), None)
     if ready:
         st.caption(ready.plan)
-    if st.button("Stop", key=f"stop_{job.id}", help="Ends training within one batch; the best model so far "
-                                                     "is kept."):
+    if st.button(_("Stop"), key=f"stop_{job.id}", help=_("Ends training within one batch; the best model so far "
+                                                     "is kept.")):
         default_queue().stop(job.id, owner=session.workspace().token)
 
 

@@ -24,6 +24,7 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from transfer_core.core.i18n import _
 from transfer_core.inference.live import FrameResult, LiveClassifier
 from transfer_core.inference.predict import Answer, load_model
 from transfer_core.runstore import runfiles
@@ -161,7 +162,7 @@ def _readout(state: LiveState) -> None:
     if snap.error:
         st.error(f"Classifying the video did not work: {md_escape(snap.error)}")
     if snap.result is None:
-        st.caption("Waiting for the first picture from the camera...")
+        st.caption(_("Waiting for the first picture from the camera..."))
         return
     answer = snap.result.answer
     best, p = (md_escape(answer.top[0][0]), answer.top[0][1])
@@ -176,11 +177,11 @@ def _readout(state: LiveState) -> None:
 
 
 def _why(classifier: LiveClassifier, state: LiveState, run_id: str) -> None:
-    if st.button("Why? (heat map)", key="live_why_button", help="Takes the picture the camera shows now and "
-                 "colours the parts that made the model choose its answer (Grad-CAM): red mattered most."):
+    if st.button(_("Why? (heat map)"), key="live_why_button", help=_("Takes the picture the camera shows now and "
+                 "colours the parts that made the model choose its answer (Grad-CAM): red mattered most.")):
         frame = state.snapshot().frame
         if frame is None:
-            st.info("No picture from the camera yet: press START first.")
+            st.info(_("No picture from the camera yet: press START first."))
         else:
             with friendly_errors("Making the heat map"):
                 st.session_state[KEY_WHY] = (run_id, classifier.explain(frame))
@@ -217,8 +218,8 @@ def live_preview(run: RunSummary, threshold: float) -> None:
         if ctx.state.playing or ctx.state.signalling:
             st.fragment(_readout, run_every=READOUT_EVERY)(state)
         else:
-            st.caption("Press START under the video box: the browser asks to use the camera, then the model's "
-                       "answer appears on the video and here, several times a second.")
+            st.caption(_("Press START under the video box: the browser asks to use the camera, then the model's "
+                       "answer appears on the video and here, several times a second."))
         _why(classifier, state, run.id)
 
 
@@ -231,11 +232,11 @@ def jpeg(frame: np.ndarray) -> bytes:
 def correct_frame(run: RunSummary, classes: list[str]) -> None:
     """Keep the frame on screen now, then "this is actually <class>" adds it to the person's own pictures (the
     same correction as on Predict: a demo or shared set is first copied into the workspace)."""
-    if st.button("Keep this frame to correct it", key="live_keep", help="Keeps the picture the camera shows now, "
-                 "so you can say which class it really is and add it to your pictures for the next training."):
+    if st.button(_("Keep this frame to correct it"), key="live_keep", help=_("Keeps the picture the camera shows now, "
+                 "so you can say which class it really is and add it to your pictures for the next training.")):
         frame = live_state().snapshot().frame
         if frame is None:
-            st.info("No picture from the camera yet: press START first.")
+            st.info(_("No picture from the camera yet: press START first."))
         else:
             st.session_state[KEY_KEPT] = (run.id, jpeg(frame))
     kept = st.session_state.get(KEY_KEPT)

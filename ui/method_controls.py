@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.core.settings import Setting
 from transfer_core.data.datasets import write_uploads
 from transfer_core.methods import Control, MethodSpec, Option
@@ -74,14 +75,14 @@ def _run(place, c: Control, s: Setting, help_text: str) -> str:
 def _folder(place, c: Control, s: Setting, help_text: str) -> str | None:
     """Pictures uploaded as a folder, kept in the workspace; None (and a hint) until they are."""
     files = place.file_uploader(c.label, accept_multiple_files="directory", key=f"{s.name}_upload", help=help_text)
-    if files and place.button("Use these pictures", key=f"{s.name}_use",
-                              help="Copies the pictures into your workspace and uses them for this setting."):
+    if files and place.button(_("Use these pictures"), key=f"{s.name}_use",
+                              help=_("Copies the pictures into your workspace and uses them for this setting.")):
         with friendly_errors("Reading the pictures"):
             folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
             st.session_state[folder_key(s.name)] = str(folder)
     path = st.session_state.get(folder_key(s.name))
     if not path:
-        place.info("Upload the pictures, then press the button, before starting.")
+        place.info(_("Upload the pictures, then press the button, before starting."))
         return None
     place.caption(f"Pictures: {len(files or [])} uploaded.")
     return path

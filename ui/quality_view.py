@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.quality.checks import check_dataset
 from transfer_core.quality.findings import QualityReport
 from transfer_core.quality.review_actions import (
@@ -27,12 +28,12 @@ SHOWN = 12
 
 
 def quality_check(choice: session.DataChoice) -> None:
-    st.subheader("Check the pictures for problems")
-    st.caption("Finds copies of the same picture (which make the score look better than it is when one copy "
+    st.subheader(_("Check the pictures for problems"))
+    st.caption(_("Finds copies of the same picture (which make the score look better than it is when one copy "
                "is in validation) and pictures whose folder may be the wrong class. It uses the pretrained "
-               "network's view of each picture and a quick classifier that never sees the picture it judges.")
-    if st.button("Check my pictures", key="run_quality",
-                 help="Takes about a second per 10 pictures on a laptop. Nothing is changed until you say so."):
+               "network's view of each picture and a quick classifier that never sees the picture it judges."))
+    if st.button(_("Check my pictures"), key="run_quality",
+                 help=_("Takes about a second per 10 pictures on a laptop. Nothing is changed until you say so.")):
         tasks.submit(KEY_TASK, "Checking the pictures", partial(_check, choice))
     task = tasks.follow(KEY_TASK)
     if task is not None and task.result is not None and st.session_state.get(KEY_TASK_SHOWN) != task.id:
@@ -78,14 +79,14 @@ def _show(report: QualityReport, editable: bool) -> None:
                 cols[2].write(("Leak: one copy trains, one checks. " if pair.leak else "")
                               + ("Identical files." if pair.exact else f"Similarity {pair.similarity:.2f}."))
                 if editable:
-                    cols[2].button("Exclude the second copy", key=f"dup_{pair.b.path}",
+                    cols[2].button(_("Exclude the second copy"), key=f"dup_{pair.b.path}",
                                    on_click=_exclude, args=(report.root, pair.b.path))
     if suspects:
         with st.expander(f"Pictures that may have the wrong label ({len(suspects)}), most suspect first",
                          expanded=True):
             if not editable:
-                st.caption("These pictures are shared (the demo) or outside your uploads, so they can only be "
-                           "reviewed here, not moved. Upload your own copy to fix labels.")
+                st.caption(_("These pictures are shared (the demo) or outside your uploads, so they can only be "
+                           "reviewed here, not moved. Upload your own copy to fix labels."))
             cols = st.columns(4)
             for i, s in enumerate(suspects[:SHOWN]):
                 with cols[i % 4]:
@@ -102,7 +103,7 @@ def _show(report: QualityReport, editable: bool) -> None:
                     elif editable:
                         st.button(f"Move to {s.suggested}", key=f"move_{s.image.path}", on_click=_move,
                                   args=(report.root, s.image.path, s.suggested))
-                        st.button("Exclude", key=f"excl_{s.image.path}", on_click=_exclude,
+                        st.button(_("Exclude"), key=f"excl_{s.image.path}", on_click=_exclude,
                                   args=(report.root, s.image.path))
 
 
@@ -127,7 +128,7 @@ def _undo_button() -> None:
     """Every move or exclusion since the check can be taken back, the last one first."""
     done = st.session_state.get(KEY_UNDO, [])
     if done and st.button(f"Undo: put {Path(done[-1][0]).name} back", key="quality_undo",
-                          help="Moves the picture back to the class folder it came from."):
+                          help=_("Moves the picture back to the class folder it came from.")):
         image, move = done.pop()
         with friendly_errors("Putting the picture back"):
             undo_move(move)

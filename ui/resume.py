@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.service.workspaces import OwnedRun, list_runs_for, resume_run
 
 from . import session
@@ -20,12 +21,12 @@ def resumable_runs() -> list[OwnedRun]:
 
 def resume_button(run: OwnedRun, key: str) -> None:
     """Resume, and follow the continued run here; the page link helps where a page switch would not redraw."""
-    if st.button("Resume training", key=key, help="Continues from its last finished epoch and ends as if it had "
-                 "never been interrupted: same settings, same pictures, the epochs it still had to do."):
+    if st.button(_("Resume training"), key=key, help=_("Continues from its last finished epoch and ends as if it had "
+                 "never been interrupted: same settings, same pictures, the epochs it still had to do.")):
         with friendly_errors("Resuming"):
             session.follow_job(resume_run(run.summary.path, session.workspace().token, session.runs_dir()))
-            st.success("Resumed: it continues from its last finished epoch.")
-            st.page_link("pages/2_Train.py", label="Follow it on the Train page", icon="🏋️",
+            st.success(_("Resumed: it continues from its last finished epoch."))
+            st.page_link(_("pages/2_Train.py"), label=_("Follow it on the Train page"), icon="🏋️",
                          query_params={"ws": session.workspace().token})
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.service.jobs import Task, TaskWork, default_queue
 
 from . import session
@@ -46,5 +47,5 @@ def _progress(key: str, task_id: str) -> None:
         words = f"{task.kind}: {phase or 'starting'}" + (f" · {step} of {steps}" if steps else "")
         words += f" · about {left:.0f} s left" if left is not None else ""
         st.progress(step / steps if steps else 0.0, text=words)
-    if st.button("Stop", key=f"stop_{task_id}", help="Ends it within a moment; nothing else is touched."):
+    if st.button(_("Stop"), key=f"stop_{task_id}", help=_("Ends it within a moment; nothing else is touched.")):
         default_queue().stop(task_id, owner=session.workspace().token)

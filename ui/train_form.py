@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import _
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 
@@ -52,10 +53,10 @@ def choose_backbone() -> str:
     offline = {r["network"]: r["weights"] for r in rows}
     remembered("backbone", DEFAULTS.backbone, names)
     name = st.selectbox(
-        "Pretrained network", names,
+        _("Pretrained network"), names,
         format_func=lambda n: f"{n} ({offline[n]})", key="backbone",
-        help="The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
-             "accurate but train slower. 'works offline' means its weights are on this machine.")
+        help=_("The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
+             "accurate but train slower. 'works offline' means its weights are on this machine."))
     if offline[name] != "works offline":
         st.warning(f"{name}'s pretrained weights are not on this machine ({offline[name]}). Without internet this "
                    "run will stop with a message; pick one marked 'works offline' to be sure.")
@@ -76,11 +77,11 @@ def choose_freeze(name: str) -> int | str:
     default = min(DEFAULTS.freeze, total) if isinstance(DEFAULTS.freeze, int) else total
     remembered(f"freeze_{name}", default, list(range(total + 1)))
     depth = st.select_slider(
-        "How many layers to keep frozen", options=list(range(total + 1)),
+        _("How many layers to keep frozen"), options=list(range(total + 1)),
         format_func=lambda d: _depth_label(d, total), key=f"freeze_{name}",
-        help="Frozen layers keep what they learned on ImageNet (edges, textures, shapes) and are not changed. "
+        help=_("Frozen layers keep what they learned on ImageNet (edges, textures, shapes) and are not changed. "
              "More frozen: faster and safer with few pictures. Fewer frozen: the network adapts more to "
-             "pictures unlike everyday photos, but needs more pictures and time.")
+             "pictures unlike everyday photos, but needs more pictures and time."))
     plan = plans[depth]
     st.caption(plan.describe())
     st.caption("Kept as they are: " + (", ".join(plan.frozen) or "nothing") + " · Learning: "
@@ -95,19 +96,19 @@ def choose_schedule() -> dict:
     """TrainConfig.schedule and time_budget_minutes, in words."""
     remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
     schedule = st.radio(
-        "How to train", list(SCHEDULE_WORDS), key="schedule", format_func=SCHEDULE_WORDS.get, horizontal=True,
-        help="Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
+        _("How to train"), list(SCHEDULE_WORDS), key="schedule", format_func=SCHEDULE_WORDS.get, horizontal=True,
+        help=_("Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
              "that model is ready to try on Predict. Then the layers above the ones you keep start learning, "
              "one more group each epoch, and training stops by itself when the validation pictures stop "
              "getting better; a later model replaces the first only if it is clearly better. Exactly as set: "
-             "the layers you chose learn for the epochs you chose.")
+             "the layers you chose learn for the epochs you chose."))
     budget = 0.0
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
         budget = st.number_input(
-            "Time limit (minutes, 0 = none)", 0.0, 600.0, step=1.0, key="time_budget_minutes",
-            help="Stop improving the model after about this long (the best model so far is kept). 0: the "
-                 "epochs below and the validation pictures decide when to stop.")
+            _("Time limit (minutes, 0 = none)"), 0.0, 600.0, step=1.0, key="time_budget_minutes",
+            help=_("Stop improving the model after about this long (the best model so far is kept). 0: the "
+                 "epochs below and the validation pictures decide when to stop."))
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 
@@ -115,66 +116,66 @@ def choose_quick_start(freeze: int | str) -> int:
     """Epochs of quick start (TrainConfig.quick_start_epochs): 1 when ticked, 0 when not or nothing to add."""
     remembered("quick_start", DEFAULTS.quick_start_epochs > 0)
     quick = st.checkbox(
-        "Quick start", key="quick_start", disabled=freeze in ("all", 0),
-        help="For the first epoch one more group of layers also stays frozen: that epoch runs several times "
+        _("Quick start"), key="quick_start", disabled=freeze in ("all", 0),
+        help=_("For the first epoch one more group of layers also stays frozen: that epoch runs several times "
              "faster and already learns most of the task. From the second epoch the layers you chose above "
              "learn too. Untick to train exactly as chosen from the first step. Not used when everything "
-             "trains or nothing does, nor with gradual unfreezing (in Advanced methods).")
+             "trains or nothing does, nor with gradual unfreezing (in Advanced methods)."))
     return DEFAULTS.quick_start_epochs if quick and freeze not in ("all", 0) else 0
 
 
 def choose_basics() -> dict:
     c1, c2, c3, c4 = st.columns(4)
     remembered("epochs", DEFAULTS.epochs)
-    epochs = c1.number_input("Epochs", 1, 100, key="epochs",
-                             help="How many times the model sees every training picture. More can help, until "
+    epochs = c1.number_input(_("Epochs"), 1, 100, key="epochs",
+                             help=_("How many times the model sees every training picture. More can help, until "
                                   "the validation curve stops improving. With \"Model first\" it is the most "
-                                  "it may take: it stops by itself when the validation pictures stop improving.")
+                                  "it may take: it stops by itself when the validation pictures stop improving."))
     remembered("lr", DEFAULTS.lr, lr_options())  # the learning-rate finder may set it too
-    lr = c2.select_slider("Learning rate", lr_options(),
+    lr = c2.select_slider(_("Learning rate"), lr_options(),
                           format_func=lambda v: f"{v:g}", key="lr",
-                          help="How big each correction step is. Too high and training blows up; too low and "
-                               "it learns slowly. 0.001 suits most cases.")
+                          help=_("How big each correction step is. Too high and training blows up; too low and "
+                               "it learns slowly. 0.001 suits most cases."))
     remembered("batch_size", DEFAULTS.batch_size, BATCH_SIZES)
-    batch = c3.select_slider("Batch size", BATCH_SIZES, key="batch_size",
-                             help="Pictures per step. Larger is smoother and faster per picture but needs more "
-                                  "memory. Lower it if you see an out-of-memory message.")
+    batch = c3.select_slider(_("Batch size"), BATCH_SIZES, key="batch_size",
+                             help=_("Pictures per step. Larger is smoother and faster per picture but needs more "
+                                  "memory. Lower it if you see an out-of-memory message."))
     remembered("augment", DEFAULTS.augment, AUGMENTS)
-    augment = c4.selectbox("Augmentation", AUGMENTS, key="augment", format_func=SETTINGS["augment"].words.get,
-                           help="Shows the model slightly changed copies of your pictures so it learns what "
+    augment = c4.selectbox(_("Augmentation"), AUGMENTS, key="augment", format_func=SETTINGS["augment"].words.get,
+                           help=_("Shows the model slightly changed copies of your pictures so it learns what "
                                 "does not matter. Helps with few pictures; can hide small details (tiny "
-                                "defects) when cropping cuts them off.")
+                                "defects) when cropping cuts them off."))
     return {"epochs": int(epochs), "lr": float(lr), "batch_size": int(batch), "augment": augment}
 
 
 def choose_advanced(name: str) -> dict:
     spec = get_backbone(name)
-    with st.expander("Advanced settings"):
+    with st.expander(_("Advanced settings")):
         c1, c2, c3 = st.columns(3)
         remembered("optimizer", DEFAULTS.optimizer, OPTIMIZERS)
-        optimizer = c1.selectbox("Optimizer", OPTIMIZERS, key="optimizer", format_func=SETTINGS["optimizer"].words.get,
-                                 help="The rule that turns mistakes into weight changes. AdamW works with "
-                                      "little tuning; SGD can generalise slightly better with a tuned rate.")
+        optimizer = c1.selectbox(_("Optimizer"), OPTIMIZERS, key="optimizer", format_func=SETTINGS["optimizer"].words.get,
+                                 help=_("The rule that turns mistakes into weight changes. AdamW works with "
+                                      "little tuning; SGD can generalise slightly better with a tuned rate."))
         remembered("weight_decay", DEFAULTS.weight_decay, DECAYS)
-        decay = c2.select_slider("Weight decay", DECAYS, format_func=lambda v: f"{v:g}", key="weight_decay",
-                                 help="Gently pulls weights toward zero so the model does not memorise your "
-                                      "pictures. Raise it if training accuracy is far above validation.")
+        decay = c2.select_slider(_("Weight decay"), DECAYS, format_func=lambda v: f"{v:g}", key="weight_decay",
+                                 help=_("Gently pulls weights toward zero so the model does not memorise your "
+                                      "pictures. Raise it if training accuracy is far above validation."))
         remembered("label_smoothing", DEFAULTS.label_smoothing)
-        smoothing = c3.slider("Label smoothing", 0.0, 0.3, step=0.05, key="label_smoothing",
-                              help="Tells the model not to be 100% sure of any label. Helps when some labels "
-                                   "may be wrong and keeps confidence honest.")
+        smoothing = c3.slider(_("Label smoothing"), 0.0, 0.3, step=0.05, key="label_smoothing",
+                              help=_("Tells the model not to be 100% sure of any label. Helps when some labels "
+                                   "may be wrong and keeps confidence honest."))
         c4, c5 = st.columns(2)
         own = spec.preprocessing.crop  # the network's own size (240 for efficientnet_lite1) is always offered
         remembered(f"image_size_{name}", own, sorted({*IMAGE_SIZES, own}))
-        size = c4.select_slider("Image size (pixels)", sorted({*IMAGE_SIZES, own}),
+        size = c4.select_slider(_("Image size (pixels)"), sorted({*IMAGE_SIZES, own}),
                                 format_func=lambda v: f"{v} (the network's own)" if v == own else str(v),
                                 key=f"image_size_{name}", disabled=spec.fixed_size,
-                                help="Pictures are resized to this square. Smaller trains much faster; larger "
-                                     "keeps small details. The network's own size is the default.")
+                                help=_("Pictures are resized to this square. Smaller trains much faster; larger "
+                                     "keeps small details. The network's own size is the default."))
         remembered("early_stopping", DEFAULTS.early_stopping)
-        patience = c5.number_input("Early stopping (epochs without progress, 0 = off)", 0, 50, key="early_stopping",
-                                   help="Ends the run when the validation loss has not improved for this many "
-                                        "epochs, saving time; the best model is kept either way.")
+        patience = c5.number_input(_("Early stopping (epochs without progress, 0 = off)"), 0, 50, key="early_stopping",
+                                   help=_("Ends the run when the validation loss has not improved for this many "
+                                        "epochs, saving time; the best model is kept either way."))
     return {"optimizer": optimizer, "weight_decay": float(decay), "label_smoothing": float(smoothing),
             "image_size": None if size == spec.preprocessing.crop else int(size),
             "early_stopping": int(patience)}
