@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _
 from transfer_core.core.device import describe_device
 from transfer_core.service.jobs import default_queue
 from ui import session
 from ui.common import page
 
-page("Transfer Studio", "🧠")
+page(N_("Transfer Studio"), "🧠")
 st.markdown(
     _("Transfer Studio teaches a computer to sort **your own pictures** into classes you choose, such as "
     "*good* and *defective*, or *ripe* and *unripe*. It starts from a network that has already learned to see "
@@ -26,17 +26,18 @@ st.markdown(
     "5. **Runs**: every training run is kept; compare them and download a model.\n"
     "6. **Live**: point a camera at things and see the model's answer on the video as it films."))
 c1, c2 = st.columns(2)
-c1.page_link(_("pages/1_Data.py"), label=_("Start with your pictures"), icon="📁")
-c2.page_link(_("pages/2_Train.py"), label=_("Train a model"), icon="🏋️")
+c1.page_link("pages/1_Data.py", label=_("Start with your pictures"), icon="📁")
+c2.page_link("pages/2_Train.py", label=_("Train a model"), icon="🏋️")
 
 st.subheader(_("This machine"))
-st.write(f"Training runs on: **{describe_device()}**.")
+st.write(_("Training runs on: **{device}**.").format(device=describe_device()))
 running = default_queue().running()
 mine = session.current_job()
 if running is None:
     st.write(_("No training is running right now."))
 else:
-    owner = "yours" if running.owner == session.workspace().token else "someone else's"
-    st.write(f"Training now: **{running.config.backbone}** ({owner}).")
+    line = (_("Training now: **{backbone}** (yours).") if running.owner == session.workspace().token
+            else _("Training now: **{backbone}** (someone else's)."))
+    st.write(line.format(backbone=running.config.backbone))
 if mine is not None and mine.state == "queued":
-    st.info(f"Your run is number {default_queue().position(mine.id)} in the queue.")
+    st.info(_("Your run is number {position} in the queue.").format(position=default_queue().position(mine.id)))

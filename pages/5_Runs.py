@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datarefs import shown_config
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
@@ -26,13 +26,14 @@ from ui.common import (
     owned_label,
     page,
     percent,
+    status_word,
 )
 from ui.resume import RESUMABLE, resume_button
 
-page("Runs", "🗂️")
+page(N_("Runs"), "🗂️")
 KEY_DELETED = "runs_deleted"
 if st.session_state.get(KEY_DELETED):
-    st.success(f"Deleted {md_escape(st.session_state.pop(KEY_DELETED))}.")
+    st.success(_("Deleted {name}.").format(name=md_escape(st.session_state.pop(KEY_DELETED))))
 owned = list_runs_for(session.workspace().token, session.runs_dir())
 runs = [o.summary for o in owned]
 if not runs:
@@ -46,10 +47,11 @@ names = {o.summary.id: o.name for o in owned}
 
 def _row(r) -> dict:
     c = r.config
-    return {"run": names[r.id], "whose": "yours" if r.id in mine else "someone else’s", "status": r.status,
-            "network": r.backbone, "frozen": str(c.freeze) if c else "?",
-            "epochs": r.epochs_run, "best accuracy": percent(r.best_val_accuracy),
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
+    return {_("run"): names[r.id], _("whose"): _("yours") if r.id in mine else _("someone else’s"),
+            _("status"): status_word(r.status), _("network"): r.backbone,
+            _("frozen"): str(c.freeze) if c else "?", _("epochs"): r.epochs_run,
+            _("best accuracy"): percent(r.best_val_accuracy),
+            _("started"): time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
 
 
 st.dataframe([_row(r) for r in runs], hide_index=True, width="stretch")
@@ -64,7 +66,7 @@ chosen = st.multiselect(_("Runs to compare"), list(by_id), default=list(by_id)[:
                         help=_("Their validation curves are drawn on top of each other, and the settings that "
                              "differ are listed."))
 if len(chosen) >= 2:
-    with friendly_errors("Comparing"):
+    with friendly_errors(N_("Comparing")):
         comparison = compare_runs([by_id[i].path for i in chosen])
         loss, acc = charts.compared_runs(comparison, names)
         left, right = st.columns(2)
@@ -73,14 +75,15 @@ if len(chosen) >= 2:
         st.caption(_("Colour is the share of pictures (as on every chart here); each run has its own line style."))
         diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
         if diffs:
-            st.dataframe([{"setting": k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
+            st.dataframe([{_("setting"): k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
                           for k, values in diffs.items()], hide_index=True, width="stretch")
         else:
             st.write(_("They were trained with the same settings."))
         if comparison.not_comparable:
-            st.warning(md_escape(comparison.not_comparable))
+            st.warning(md_escape(retranslate(comparison.not_comparable)))
         if comparison.verdict is not None:
-            (st.success if comparison.verdict.distinguishable else st.warning)(comparison.verdict.message)
+            (st.success if comparison.verdict.distinguishable else st.warning)(
+                retranslate(comparison.verdict.message))
 elif chosen:
     st.caption(_("Pick a second run to compare."))
 
@@ -88,12 +91,14 @@ elif chosen:
 
 def parity_words(parity: dict) -> str:
     if not parity.get("images"):
-        return f"Exported, but not checked: {parity.get('note', 'no validation pictures')}."
-    parts = [f"{name}: same answer on {p['top1_agreement']:.1%} of them, probabilities within "
-             f"{p['max_probability_difference']:.1e}" for name, p in parity.items()
-             if name in ("onnxruntime", "torchscript")]
-    verdict = "match the app" if parity.get("passed") else "do NOT fully match the app"
-    return f"The exported files {verdict} on {parity['images']} validation pictures ({'; '.join(parts)})."
+        return _("Exported, but not checked: {why}.").format(
+            why=retranslate(parity.get("note", "")) or _("no validation pictures"))
+    parts = [_("{name}: same answer on {agreement} of them, probabilities within {difference}").format(
+        name=name, agreement=f"{p['top1_agreement']:.1%}", difference=f"{p['max_probability_difference']:.1e}")
+             for name, p in parity.items() if name in ("onnxruntime", "torchscript")]
+    text = (_("The exported files match the app on {n} validation pictures ({details}).") if parity.get("passed")
+            else _("The exported files do NOT fully match the app on {n} validation pictures ({details})."))
+    return text.format(n=parity["images"], details=_("; ").join(parts))
 
 
 def _export(run_dir, out, report, stop):
@@ -108,7 +113,7 @@ def export_section(run) -> None:
                       "Before you get them, they are checked to give the app's answers on the validation "
                       "pictures.")):
         out = session.workspace().path / "exports" / f"{run.id}-{int(time.time())}"
-        tasks.submit(f"export_task_{run.id}", "Exporting and checking the model",
+        tasks.submit(f"export_task_{run.id}", N_("Exporting and checking the model"),
                      partial(_export, run.path, out))
     task = tasks.follow(f"export_task_{run.id}")
     if task is not None and task.result is not None:
@@ -130,7 +135,8 @@ def delete_with_confirmation(run) -> None:
             st.session_state[confirm] = True
             st.rerun()
         return
-    st.warning(f"Delete **{md_escape(names[run.id])}** for good? Its model and curves cannot be brought back.")
+    st.warning(_("Delete **{name}** for good? Its model and curves cannot be brought back.").format(
+        name=md_escape(names[run.id])))
     yes, no = st.columns(2)
     if yes.button(_("Yes, delete it"), key=f"delete_yes_{run.id}", type="primary"):
         del st.session_state[confirm]
@@ -139,7 +145,7 @@ def delete_with_confirmation(run) -> None:
             st.session_state[KEY_DELETED] = names[run.id]
             st.rerun()
         except NotAllowed as exc:
-            st.error(md_escape(str(exc)))
+            st.error(md_escape(retranslate(str(exc))))
     if no.button(_("Cancel"), key=f"delete_no_{run.id}"):
         del st.session_state[confirm]
         st.rerun()
@@ -150,7 +156,7 @@ run_id = st.selectbox(_("Run"), list(by_id), format_func=lambda i: owned_label(o
 run = by_id[run_id]
 with st.expander(_("All its settings")):
     st.json(shown_config(run.config) if run.config else {})
-with friendly_errors("Preparing the download"):
+with friendly_errors(N_("Preparing the download")):
     if run.has_model:
         # The zip is built when the button is pressed, not on every redraw of the page.
         st.download_button(_("Download the trained model (.zip)"), partial(model_bundle, run.path),
@@ -163,7 +169,7 @@ if run.id in mine:
     new_name = c1.text_input(_("Name"), names[run.id], key=f"name_{run.id}",
                              help=_("A name you will recognise, e.g. 'frozen 3, light augmentation'."))
     if new_name != names[run.id]:
-        with friendly_errors("Renaming"):
+        with friendly_errors(N_("Renaming")):
             rename_run(run.path, token, session.runs_dir(), new_name)
             st.rerun()
     if run.status in RESUMABLE:

@@ -3,16 +3,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
 from ui.common import models_to_pick, page, pick_run
 from ui.corrections import corrections_panel
 from ui.live_preview import correct_frame, live_preview
 
-page("Live", "🎥")
-run = pick_run("Trained model", models_to_pick(), "live_run", "Any run with a saved model, newest first. Its "
-               "answer for each picture the camera films is shown on the video.")
+page(N_("Live"), "🎥")
+run = pick_run(_("Trained model"), models_to_pick(), "live_run", _("Any run with a saved model, newest first. Its "
+               "answer for each picture the camera films is shown on the video."))
 if run is None:
     st.stop()
 if run.status == "running":

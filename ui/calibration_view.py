@@ -7,14 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _
 from transfer_core.inference.calibration import RunCalibration, run_calibration
 from transfer_core.runstore import runfiles
 
 from . import tasks
 
 KEY_DONE = "calibrations"  # run folder -> (what its files were, RunCalibration)
-KIND = "Measuring how sure the model should be"
+KIND = N_("Measuring how sure the model should be")
 
 
 def task_key(run_dir: Path) -> str:

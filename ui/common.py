@@ -89,7 +89,7 @@ def need_data() -> session.DataChoice | None:
     data = session.data_choice()
     if data is None:
         st.info(_("No pictures chosen yet. Choose yours on the **Data** page, or try the demo pictures now."))
-        st.page_link(_("pages/1_Data.py"), label=_("Go to Data"), icon="📁")
+        st.page_link("pages/1_Data.py", label=_("Go to Data"), icon="📁")
         if st.button(_("Use the demo pictures"), key="use_demo_here"):
             with friendly_errors(N_("Loading the demo pictures")):
                 session.use_demo_data()
@@ -110,7 +110,7 @@ def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummar
     between their runs and everyone's; None (with a hint) when there are none."""
     if not runs:
         st.info(_("No trained model yet. Train one on the **Train** page first."))
-        st.page_link(_("pages/2_Train.py"), label=_("Go to Train"), icon="🏋️")
+        st.page_link("pages/2_Train.py", label=_("Go to Train"), icon="🏋️")
         return None
     mine = [o for o in runs if o.mine]
     whose = st.segmented_control(_("Show"), list(WHOSE), format_func=lambda w: _(WHOSE[w]), key=f"{key}_whose",

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import _, retranslate
 from transfer_core.data.datarefs import data_roots
 from transfer_core.data.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
 from transfer_core.service.workspaces import (
@@ -77,16 +77,17 @@ def show_report(report: DatasetReport) -> None:
         cols[4].metric(_("For testing"), len(report.test), help=_("Also kept aside, and used for nothing else: the "
                        "honest score on the Evaluate page."))
     for warning in report.warnings:
-        st.warning(md_escape(warning))
+        st.warning(md_escape(retranslate(warning)))
     if report.skipped:
-        with st.expander(f"{len(report.skipped)} file(s) skipped: see why"):
-            st.dataframe([{"file": s.path, "why": s.reason} for s in report.skipped], hide_index=True,
+        with st.expander(_("{n} file(s) skipped: see why").format(n=len(report.skipped))):
+            st.dataframe([{_("file"): s.path, _("why"): retranslate(s.reason)} for s in report.skipped],
+                         hide_index=True,
                          width="stretch")
     st.markdown(_("**A few pictures from each class**"))
     for label, name in enumerate(report.classes):
         paths = [s.path for s in report.train + report.val if s.label == label][:THUMBS_PER_CLASS]
         thumbs = [t for t in (thumbnail(str(p)) for p in paths) if t is not None]
-        st.caption(f"{name}: {counts[name]['total']} pictures")
+        st.caption(_("{name}: {n} pictures").format(name=name, n=counts[name]["total"]))
         if thumbs:
             st.image(thumbs, width=110, caption=[Path(p).name for p in paths[:len(thumbs)]])
 
@@ -106,7 +107,8 @@ def server_folder_picker() -> tuple[str, Path] | None:
                          help=_("The folders this server shares, two levels deep. Pick the one that holds one "
                               "sub-folder per class."))
     typed = st.text_input(_("Or type a folder below one of them"), key="server_folder_typed",
-                          placeholder="e.g. " + (folders[0][0] + "/my_set" if folders else "photos/my_set"),
+                          placeholder=_("e.g. {folder}").format(
+                              folder=folders[0][0] + "/my_set" if folders else "photos/my_set"),
                           help=_("For a folder deeper than the list shows: its name starting with the shared "
                                "folder's name, as in the list."))
     wanted = _typed_folder(typed, folders) if typed.strip() else by_label.get(label)
@@ -115,7 +117,7 @@ def server_folder_picker() -> tuple[str, Path] | None:
     try:
         real = resolve_server_folder(wanted)
     except NotAllowed as exc:
-        st.error(md_escape(str(exc)))
+        st.error(md_escape(retranslate(str(exc))))
         return None
     root = next(r for r in data_roots() if real == r or r in real.parents)
     return (f"{root.name}/{real.relative_to(root).as_posix()}".rstrip("/."), real)

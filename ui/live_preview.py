@@ -24,13 +24,14 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.inference.live import FrameResult, LiveClassifier
 from transfer_core.inference.predict import Answer, load_model
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunSummary
 
 from .camera import camera_check
+from . import lang
 from .common import friendly_errors, md_escape
 from .corrections import correction_controls
 
@@ -54,11 +55,12 @@ def ice_servers() -> tuple[list[dict], str | None]:
     try:
         servers = json.loads(raw)
     except json.JSONDecodeError as exc:
-        return [], f"{ICE_ENV} is not valid JSON ({exc.msg}), so no STUN/TURN server is used."
+        return [], _("{name} is not valid JSON ({why}), so no STUN/TURN server is used.").format(name=ICE_ENV,
+                                                                                                  why=exc.msg)
     servers = [servers] if isinstance(servers, dict) else servers
     if not isinstance(servers, list) or not all(isinstance(s, dict) and s.get("urls") for s in servers):
-        return [], (f"{ICE_ENV} must be a list of servers such as [{{\"urls\": \"stun:host:3478\"}}], so no "
-                    "STUN/TURN server is used.")
+        return [], _("{name} must be a list of servers such as {example}, so no "
+                     "STUN/TURN server is used.").format(name=ICE_ENV, example='[{"urls": "stun:host:3478"}]')
     return servers, None
 
 
@@ -151,29 +153,31 @@ def frame_callback(classifier: LiveClassifier, state: LiveState):
 
 
 # ---------------------------------------------------------------------------------------------- the page's part
-@st.cache_resource(max_entries=2, show_spinner="Loading the model...")
+@st.cache_resource(max_entries=2, show_spinner=False)
 def live_classifier(run_dir: str, mtime: float) -> LiveClassifier:
     """One per model for the whole server: every open camera on the same model shares it."""
     return LiveClassifier(load_model(run_dir))
 
 
 def _readout(state: LiveState) -> None:
+    lang.apply()
     snap = state.snapshot()
     if snap.error:
-        st.error(f"Classifying the video did not work: {md_escape(snap.error)}")
+        st.error(_("Classifying the video did not work: {why}").format(why=md_escape(retranslate(snap.error))))
     if snap.result is None:
         st.caption(_("Waiting for the first picture from the camera..."))
         return
     answer = snap.result.answer
     best, p = (md_escape(answer.top[0][0]), answer.top[0][1])
     if answer.unfamiliar:
-        st.markdown(f"### Unfamiliar\nThis does not look like the training pictures (best guess {best}, {p:.0%}).")
+        st.markdown(_("### Unfamiliar\nThis does not look like the training pictures (best guess {name}, {sure}).").format(
+            name=best, sure=f"{p:.0%}"))
     elif not answer.sure:
-        st.markdown(f"### Not sure\nBest guess {best}, only {p:.0%} sure.")
+        st.markdown(_("### Not sure\nBest guess {name}, only {sure} sure.").format(name=best, sure=f"{p:.0%}"))
     else:
-        st.markdown(f"### {best}\n{p:.0%} sure")
-    st.caption(f"{snap.count} frames classified · {snap.rate:.1f} per second lately · "
-               f"{snap.result.seconds * 1000:.0f} ms for the last one")
+        st.markdown(_("### {name}\n{sure} sure").format(name=best, sure=f"{p:.0%}"))
+    st.caption(_("{n} frames classified · {rate} per second lately · {ms} ms for the last one").format(
+        n=snap.count, rate=f"{snap.rate:.1f}", ms=f"{snap.result.seconds * 1000:.0f}"))
 
 
 def _why(classifier: LiveClassifier, state: LiveState, run_id: str) -> None:
@@ -183,15 +187,15 @@ def _why(classifier: LiveClassifier, state: LiveState, run_id: str) -> None:
         if frame is None:
             st.info(_("No picture from the camera yet: press START first."))
         else:
-            with friendly_errors("Making the heat map"):
+            with friendly_errors(N_("Making the heat map")):
                 st.session_state[KEY_WHY] = (run_id, classifier.explain(frame))
     shown = st.session_state.get(KEY_WHY)
     if shown and shown[0] == run_id:
         why = shown[1]
         left, right = st.columns(2)
-        left.image(why.view, caption="What the model saw (the centre of the picture)", width="stretch")
-        right.image(why.overlay(), caption=f"Where it looked for {why.class_name} ({why.probability:.0%})",
-                    width="stretch")
+        left.image(why.view, caption=_("What the model saw (the centre of the picture)"), width="stretch")
+        right.image(why.overlay(), caption=_("Where it looked for {name} ({sure})").format(
+            name=why.class_name, sure=f"{why.probability:.0%}"), width="stretch")
 
 
 def live_preview(run: RunSummary, threshold: float) -> None:
@@ -200,20 +204,20 @@ def live_preview(run: RunSummary, threshold: float) -> None:
     if problem:
         st.warning(problem)
     classifier = None
-    with friendly_errors("Loading the model"):
+    with friendly_errors(N_("Loading the model")), st.spinner(_("Loading the model...")):
         classifier = live_classifier(str(run.path), (run.path / runfiles.BEST).stat().st_mtime)
     if classifier is None:
         return
     state = live_state()
     state.threshold = threshold
-    camera_check("The Predict page classifies pictures you upload instead.")
+    camera_check(N_("The Predict page classifies pictures you upload instead."))
     video, words = st.columns([3, 2])
     with video:
         ctx = webrtc_streamer(key="live_camera", mode=WebRtcMode.SENDRECV,
                               rtc_configuration={"iceServers": servers},
                               media_stream_constraints={"video": True, "audio": False},
                               video_frame_callback=frame_callback(classifier, state), async_processing=True,
-                              on_change=state.reset)
+                              on_change=state.reset, translations=webrtc_words())
     with words:
         if ctx.state.playing or ctx.state.signalling:
             st.fragment(_readout, run_every=READOUT_EVERY)(state)
@@ -221,6 +225,15 @@ def live_preview(run: RunSummary, threshold: float) -> None:
             st.caption(_("Press START under the video box: the browser asks to use the camera, then the model's "
                        "answer appears on the video and here, several times a second."))
         _why(classifier, state, run.id)
+
+
+def webrtc_words() -> dict[str, str]:
+    """The camera component's own buttons and messages, in the session's language."""
+    return {"start": _("START"), "stop": _("STOP"), "select_device": _("Select device"),
+            "media_api_not_available": _("The camera cannot be used on this page (it needs https:// or localhost)."),
+            "device_ask_permission": _("Please allow the browser to use the camera."),
+            "device_not_available": _("No camera found on this computer."),
+            "device_access_denied": _("The browser was not allowed to use the camera.")}
 
 
 def jpeg(frame: np.ndarray) -> bytes:
@@ -241,5 +254,5 @@ def correct_frame(run: RunSummary, classes: list[str]) -> None:
             st.session_state[KEY_KEPT] = (run.id, jpeg(frame))
     kept = st.session_state.get(KEY_KEPT)
     if kept and kept[0] == run.id:
-        st.image(kept[1], caption="The frame kept", width=240)
+        st.image(kept[1], caption=_("The frame kept"), width=240)
         correction_controls(run, classes, "live", f"live-{int(time.time())}.jpg", kept[1])

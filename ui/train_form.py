@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 
@@ -17,57 +17,71 @@ DECAYS = [0.0, 1e-5, 1e-4, 1e-3, 1e-2, 5e-2]
 
 
 def _speed(gflops: float) -> str:
-    return "fast" if gflops < 0.5 else "medium" if gflops < 2 else "slow" if gflops < 6 else "very slow"
+    return _("fast") if gflops < 0.5 else _("medium") if gflops < 2 else _("slow") if gflops < 6 else _("very slow")
+
+
+def backbone_rows() -> list[dict]:
+    return _backbone_rows(get_language())
 
 
 @st.cache_data(show_spinner=False)
-def backbone_rows() -> list[dict]:
+def _backbone_rows(lang: str) -> list[dict]:
     # What decides the choice comes first (works here?), the long description last: on a narrow screen
     # the table is cut on the right, and a person must still see at a glance which networks work here.
-    return [{"network": s.name, "weights": s.availability(), "speed": _speed(s.gflops),
-             "ImageNet acc.": f"{s.imagenet_top1:.1f}%", "million weights": s.params_millions,
-             "what it is": s.title} for s in list_backbones()]
+    # `lang`: one cached table per language (the words are made in the session's language).
+    return [{"network": s.name, "weights": s.availability(), "works": retranslate(s.availability()),
+             "speed": _speed(s.gflops), "ImageNet acc.": f"{s.imagenet_top1:.1f}%",
+             "million weights": s.params_millions, "what it is": _(s.title)} for s in list_backbones()]
 
 
 _ROW_PX = 35  # Streamlit's row height: the table is made tall enough to show every network without a scroll
 
 
-@st.cache_resource(show_spinner="Measuring the network's layers...")
-def freeze_plans(name: str) -> list:
+@st.cache_resource(show_spinner=False)
+def _freeze_plans(name: str) -> list:
     return freeze_options(name)
+
+
+def freeze_plans(name: str) -> list:
+    with st.spinner(_("Measuring the network's layers...")):
+        return _freeze_plans(name)
 
 
 def choose_backbone() -> str:
     rows = backbone_rows()
     st.dataframe(rows, hide_index=True, width="stretch", height=_ROW_PX * (len(rows) + 1) + 3, column_config={
-        "network": st.column_config.TextColumn(width="medium"),
-        "weights": st.column_config.TextColumn("works here?", width="medium",
-                                               help="'works offline': its ImageNet weights are on this machine."),
-        "speed": st.column_config.TextColumn(width="small", help="Training speed on a laptop CPU."),
-        "ImageNet acc.": st.column_config.TextColumn("ImageNet", width="small", help="Top-1 accuracy on "
+        "network": st.column_config.TextColumn(_("network"), width="medium"),
+        "weights": None,  # the engine's English word, kept for the comparison below; "works" shows it
+        "works": st.column_config.TextColumn(_("works here?"), width="medium",
+                                             help=_("'works offline': its ImageNet weights are on this machine.")),
+        "speed": st.column_config.TextColumn(_("speed"), width="small", help=_("Training speed on a laptop CPU.")),
+        "ImageNet acc.": st.column_config.TextColumn("ImageNet", width="small", help=_("Top-1 accuracy on "
                                                      "ImageNet's 1,000 classes: how well it learned to see, not "
-                                                     "your score."),
-        "million weights": st.column_config.NumberColumn("size (M)", width="small", format="%.1f",
-                                                         help="Millions of weights: bigger is slower.")})
+                                                     "your score.")),
+        "million weights": st.column_config.NumberColumn(_("size (M)"), width="small", format="%.1f",
+                                                         help=_("Millions of weights: bigger is slower.")),
+        "what it is": st.column_config.TextColumn(_("what it is"))})
     names = [r["network"] for r in rows]
     offline = {r["network"]: r["weights"] for r in rows}
+    shown = {r["network"]: r["works"] for r in rows}
     remembered("backbone", DEFAULTS.backbone, names)
     name = st.selectbox(
         _("Pretrained network"), names,
-        format_func=lambda n: f"{n} ({offline[n]})", key="backbone",
+        format_func=lambda n: f"{n} ({shown[n]})", key="backbone",
         help=_("The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
              "accurate but train slower. 'works offline' means its weights are on this machine."))
     if offline[name] != "works offline":
-        st.warning(f"{name}'s pretrained weights are not on this machine ({offline[name]}). Without internet this "
-                   "run will stop with a message; pick one marked 'works offline' to be sure.")
+        st.warning(_("{name}'s pretrained weights are not on this machine ({why}). Without internet this "
+                     "run will stop with a message; pick one marked 'works offline' to be sure.").format(
+                         name=name, why=shown[name]))
     return name
 
 
 def _depth_label(depth: int, total: int) -> str:
     if depth == 0:
-        return "0: train everything"
+        return _("0: train everything")
     if depth == total:
-        return f"{depth}: all (only the new classifier)"
+        return _("{depth}: all (only the new classifier)").format(depth=depth)
     return str(depth)
 
 
@@ -84,19 +98,21 @@ def choose_freeze(name: str) -> int | str:
              "pictures unlike everyday photos, but needs more pictures and time."))
     plan = plans[depth]
     st.caption(plan.describe())
-    st.caption("Kept as they are: " + (", ".join(plan.frozen) or "nothing") + " · Learning: "
-               + ", ".join(plan.training))
+    st.caption(_("Kept as they are: {frozen} · Learning: {training}").format(
+        frozen=_(", ").join(retranslate(s) for s in plan.frozen) or _("nothing"),
+        training=_(", ").join(retranslate(s) for s in plan.training)))
     return "all" if depth == total else depth
 
 
-SCHEDULE_WORDS = {"progressive": "Model first, then better (recommended)", "fixed": "Exactly as set"}
+SCHEDULE_WORDS = {"progressive": N_("Model first, then better (recommended)"), "fixed": N_("Exactly as set")}
 
 
 def choose_schedule() -> dict:
     """TrainConfig.schedule and time_budget_minutes, in words."""
     remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
     schedule = st.radio(
-        _("How to train"), list(SCHEDULE_WORDS), key="schedule", format_func=SCHEDULE_WORDS.get, horizontal=True,
+        _("How to train"), list(SCHEDULE_WORDS), key="schedule", format_func=lambda s: _(SCHEDULE_WORDS[s]),
+        horizontal=True,
         help=_("Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
              "that model is ready to try on Predict. Then the layers above the ones you keep start learning, "
              "one more group each epoch, and training stops by itself when the validation pictures stop "
@@ -141,7 +157,8 @@ def choose_basics() -> dict:
                              help=_("Pictures per step. Larger is smoother and faster per picture but needs more "
                                   "memory. Lower it if you see an out-of-memory message."))
     remembered("augment", DEFAULTS.augment, AUGMENTS)
-    augment = c4.selectbox(_("Augmentation"), AUGMENTS, key="augment", format_func=SETTINGS["augment"].words.get,
+    augment = c4.selectbox(_("Augmentation"), AUGMENTS, key="augment",
+                           format_func=lambda v: _(SETTINGS["augment"].words.get(v, v)),
                            help=_("Shows the model slightly changed copies of your pictures so it learns what "
                                 "does not matter. Helps with few pictures; can hide small details (tiny "
                                 "defects) when cropping cuts them off."))
@@ -153,7 +170,8 @@ def choose_advanced(name: str) -> dict:
     with st.expander(_("Advanced settings")):
         c1, c2, c3 = st.columns(3)
         remembered("optimizer", DEFAULTS.optimizer, OPTIMIZERS)
-        optimizer = c1.selectbox(_("Optimizer"), OPTIMIZERS, key="optimizer", format_func=SETTINGS["optimizer"].words.get,
+        optimizer = c1.selectbox(_("Optimizer"), OPTIMIZERS, key="optimizer",
+                                 format_func=lambda v: _(SETTINGS["optimizer"].words.get(v, v)),
                                  help=_("The rule that turns mistakes into weight changes. AdamW works with "
                                       "little tuning; SGD can generalise slightly better with a tuned rate."))
         remembered("weight_decay", DEFAULTS.weight_decay, DECAYS)
@@ -168,7 +186,7 @@ def choose_advanced(name: str) -> dict:
         own = spec.preprocessing.crop  # the network's own size (240 for efficientnet_lite1) is always offered
         remembered(f"image_size_{name}", own, sorted({*IMAGE_SIZES, own}))
         size = c4.select_slider(_("Image size (pixels)"), sorted({*IMAGE_SIZES, own}),
-                                format_func=lambda v: f"{v} (the network's own)" if v == own else str(v),
+                                format_func=lambda v: _("{size} (the network's own)").format(size=v) if v == own else str(v),
                                 key=f"image_size_{name}", disabled=spec.fixed_size,
                                 help=_("Pictures are resized to this square. Smaller trains much faster; larger "
                                      "keeps small details. The network's own size is the default."))
