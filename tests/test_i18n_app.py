@@ -118,10 +118,19 @@ def zh_app(tmp_path_factory):
     config = TrainConfig(data=str(copy_textile(root / "data", 8)), epochs=1)
     job = default_queue().submit(config, root / "runs", owner=token, callbacks=[OwnerTag(token)])
     assert default_queue().wait(job.id, timeout=300) and job.final.kind == "RunFinished", job.final
-    at = _page("pages/1_Data.py", token)
-    next(b for b in at.button if b.label == i18n_zh("Use the demo pictures")).click().run()
+    with i18n.use_language("zh"):
+        at = _page("pages/1_Data.py", token)
+        next(b for b in at.button if b.label == i18n_zh("Use the demo pictures")).click().run()
     yield token, job
     mp.undo()
+
+
+@pytest.fixture
+def zh_here():
+    """AppTest formats a widget's value with the page's format_func in the test's own thread: that thread
+    must speak the page's language too (in a server only the page's thread does)."""
+    with i18n.use_language("zh"):
+        yield
 
 
 def i18n_zh(msgid: str) -> str:
@@ -142,13 +151,11 @@ def _page(name: str, token: str, job_id: str | None = None) -> AppTest:
 
 
 def _settle(at: AppTest) -> AppTest:
-    """Let the queue's tasks a page submitted (calibration, for instance) finish, then draw it again."""
-    for task in default_queue().tasks() if hasattr(default_queue(), "tasks") else []:
-        default_queue().wait(task.id, timeout=300)
-    for key in [k for k in at.session_state.filtered_state if str(k).endswith("_task") or "_task_" in str(k)]:
-        task_id = at.session_state[key]
-        if isinstance(task_id, str):
-            default_queue().wait(task_id, timeout=300)
+    """Let the queue's tasks the page submitted (calibration, a data check...) finish, then draw it again."""
+    for key in list(at.session_state.keys()):
+        value = at.session_state[key] if "task" in str(key) else None
+        if isinstance(value, str) and default_queue().task(value) is not None:
+            default_queue().wait(value, timeout=300)
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     return at
@@ -167,7 +174,7 @@ def no_webrtc_session(monkeypatch):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", PAGES)
-def test_every_page_reads_as_chinese(zh_app, name, no_webrtc_session):
+def test_every_page_reads_as_chinese(zh_app, zh_here, name, no_webrtc_session):
     token, job = zh_app
     at = _settle(_page(name, token, job.id))
     if name == "pages/4_Predict.py":  # an answer, with its heat map: the page's words after a prediction
@@ -186,7 +193,7 @@ def test_every_page_reads_as_chinese(zh_app, name, no_webrtc_session):
     assert leftovers(at) == {}
 
 
-def test_a_missing_translation_is_found(zh_app, no_webrtc_session, monkeypatch):
+def test_a_missing_translation_is_found(zh_app, zh_here, no_webrtc_session, monkeypatch):
     """The check above can fail: with one catalog entry taken away, the Home page has English left."""
     token, job = zh_app
     real = i18n.translations("zh")

@@ -149,7 +149,7 @@ def retranslate(text: str) -> str:
     return "".join(p if p.isspace() else (_retranslate_one(p) or p) for p in parts)
 
 
-def _retranslate_one(text: str) -> str | None:
+def _retranslate_one(text: str, depth: int = 0) -> str | None:
     t = translations(get_language())
     found = t.gettext(text)
     if found != text:
@@ -157,7 +157,10 @@ def _retranslate_one(text: str) -> str | None:
     for pattern, msgstr in _patterns(get_language()):
         m = pattern.fullmatch(text)
         if m:
-            values = m.groupdict()
+            # A value may be a message itself (a skip reason inside "'x' was not added: {reason}."); a name
+            # (one word, a file, a class) matches no entry and is kept as it is.
+            values = {k: (_retranslate_one(v, depth + 1) or v) if depth < 2 and " " in v else v
+                      for k, v in m.groupdict().items()}
             return _FIELD.sub(lambda f: values.get(f.group(1), f.group(0)), msgstr)
     return None
 

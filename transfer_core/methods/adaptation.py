@@ -31,6 +31,7 @@ from transfer_core.models.freezing import set_train_mode
 from transfer_core.models.network import TransferNet
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.features import entry_point
+from transfer_core.core.i18n import N_
 
 _DOMAIN_HIDDEN = 256
 # The paper's CORAL loss is divided by 4 d^2 (d = 1280 for most backbones here), so at weight 1 it is
@@ -320,22 +321,22 @@ class TargetDomain(Callback):
 
 SPEC = register(MethodSpec(
     name="adaptation", order=30,
-    title="Domain adaptation: unlabelled pictures from where the model will be used",
+    title=N_("Domain adaptation: unlabelled pictures from where the model will be used"),
     help=(
-        "Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
+        N_("Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
         "another factory. Add a folder of unlabelled pictures from there. DANN trains the network so that it "
         "cannot tell the two places apart; Deep CORAL matches the statistics of their features; AdaBN (cheap, "
         "no extra training) re-measures the network's normalisation statistics on the new pictures. If that "
-        "folder has class sub-folders, their labels are used only to report accuracy there, never to train."),
-    options=(Option("adapt", Control("Adapt to pictures from where the model will be used (domain adaptation)",
-                                     "choice", words={"": "no adaptation"})),
-             Option("target_data", Control("Folder of unlabelled pictures from there", "folder")),
+        "folder has class sub-folders, their labels are used only to report accuracy there, never to train.")),
+    options=(Option("adapt", Control(N_("Adapt to pictures from where the model will be used (domain adaptation)"),
+                                     "choice", words={"": N_("no adaptation")})),
+             Option("target_data", Control(N_("Folder of unlabelled pictures from there"), "folder")),
              Option("adapt_weight")),
     build=lambda config: TargetDomain(config) if config.target_data else None,
-    figures=(Figure("target_accuracy", "Accuracy on the target pictures", "{:.1%}"),
-             Figure("dann_loss", "Domain confusion loss (DANN)", "{:.3f}"),
-             Figure("coral_loss", "Feature-statistics gap (CORAL)", "{:.4f}"),
-             Figure("target_images", "Target pictures", "{}")),
+    figures=(Figure("target_accuracy", N_("Accuracy on the target pictures"), "{:.1%}"),
+             Figure("dann_loss", N_("Domain confusion loss (DANN)"), "{:.3f}"),
+             Figure("coral_loss", N_("Feature-statistics gap (CORAL)"), "{:.4f}"),
+             Figure("target_images", N_("Target pictures"), "{}")),
     first=True,  # AdaBN adjusts the model before the other methods measure it at the end
     cannot_resume=lambda config: adaptation_kind(config).cannot_resume,
 ))

@@ -24,6 +24,7 @@ from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, 
 from transfer_core.models.augment import eval_view
 from transfer_core.models.preprocessing import Preprocessing
 from transfer_core.training.callbacks import Callback
+from transfer_core.core.i18n import N_
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -119,17 +120,17 @@ class Distillation(Callback):
 
 
 SPEC = register(MethodSpec(
-    name="distillation", order=20, title="Knowledge distillation: learn from a finished run",
+    name="distillation", order=20, title=N_("Knowledge distillation: learn from a finished run"),
     help=(
-        "Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
+        N_("Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
         "teacher; the new run (the student, usually a smaller backbone) learns both from your labels and from "
         "the teacher's softened answers, which say how similar the classes look to it. Temperature softens "
-        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels."),
-    options=(Option("teacher", Control("Learn from a teacher model (knowledge distillation)", "run",
-                                       words={"": "no teacher"})),
-             Option("distill_temperature", Control("Temperature", "slider", values=(1.0, 10.0, 0.5))),
-             Option("distill_alpha", Control("Weight of the teacher", "slider", values=(0.0, 1.0, 0.1)))),
+        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels.")),
+    options=(Option("teacher", Control(N_("Learn from a teacher model (knowledge distillation)"), "run",
+                                       words={"": N_("no teacher")})),
+             Option("distill_temperature", Control(N_("Temperature"), "slider", values=(1.0, 10.0, 0.5))),
+             Option("distill_alpha", Control(N_("Weight of the teacher"), "slider", values=(0.0, 1.0, 0.1)))),
     build=lambda config: Distillation(config) if config.teacher else None,
-    figures=(Figure("teacher_agreement", "Agrees with the teacher", "{:.1%}"),
-             Figure("teacher_val_accuracy", "The teacher's validation accuracy", "{:.1%}")),
+    figures=(Figure("teacher_agreement", N_("Agrees with the teacher"), "{:.1%}"),
+             Figure("teacher_val_accuracy", N_("The teacher's validation accuracy"), "{:.1%}")),
 ))
