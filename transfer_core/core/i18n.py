@@ -143,10 +143,26 @@ def retranslate(text: str) -> str:
     whole = _retranslate_one(text)
     if whole is not None:
         return whole
-    parts = re.split(r"(?<=[.:;!?])(\s+)", text)
-    if len(parts) == 1:
+    # Sentences made by different parts of the engine, joined: the longest run of them that an entry matches
+    # (a sentence may hold "e.g. " and so look like two), then the next.
+    pieces = re.split(r"(?<=[.!?])\s+", text.strip())
+    if len(pieces) == 1:
         return text
-    return "".join(p if p.isspace() else (_retranslate_one(p) or p) for p in parts)
+    out, i = [], 0
+    while i < len(pieces):
+        for j in range(len(pieces), i, -1):
+            found = _retranslate_one(" ".join(pieces[i:j]))
+            if found is not None or j == i + 1:
+                out.append(found or pieces[i])
+                i = j
+                break
+    joined = out[0]
+    for piece in out[1:]:  # Chinese sentences follow each other without a space
+        joined += ("" if _CJK_END.search(joined) else " ") + piece
+    return joined
+
+
+_CJK_END = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]$")
 
 
 def _retranslate_one(text: str, depth: int = 0) -> str | None:

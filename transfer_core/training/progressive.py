@@ -19,6 +19,7 @@ import torch
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd, ModelReady
+from transfer_core.core.i18n import _
 from transfer_core.inference.calibration import save_calibration
 from transfer_core.inference.novelty import store_features
 from transfer_core.runstore import runfiles
@@ -72,10 +73,11 @@ class Progressive(ThawSchedule):
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
-            return " Progressive: the new classifier is fitted on the cached features, and that is the model."
-        return (f" Progressive: first the new classifier alone (a usable model in seconds), then "
-                f"{', '.join(reversed(stage_names[depth - self.thaws:depth]))} start learning, one more each epoch, "
-                f"while the validation loss keeps falling.")
+            return " " + _("Progressive: the new classifier is fitted on the cached features, and that is the model.")
+        return " " + _("Progressive: first the new classifier alone (a usable model in seconds), then "
+                       "{stages} start learning, one more each epoch, "
+                       "while the validation loss keeps falling.").format(
+                           stages=", ".join(reversed(stage_names[depth - self.thaws:depth])))
 
 
 def instant_model(trainer) -> None:
