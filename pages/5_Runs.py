@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from transfer_core.core.i18n import N_, _, retranslate
+from transfer_core.core.i18n import N_, _, get_language, retranslate, use_language
 from transfer_core.data.datarefs import shown_config
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
@@ -101,9 +101,11 @@ def parity_words(parity: dict) -> str:
     return text.format(n=parity["images"], details=_("; ").join(parts))
 
 
-def _export(run_dir, out, report, stop):
-    """The task's work, in the engine's queue: never on the page's thread, never beside a training run."""
-    return export_run(run_dir, out, progress=lambda stage, i, n: report(i, n, stage))
+def _export(run_dir, out, lang, report, stop):
+    """The task's work, in the engine's queue: never on the page's thread, never beside a training run. The
+    model card is written in the language of the person who asked for it."""
+    with use_language(lang):
+        return export_run(run_dir, out, progress=lambda stage, i, n: report(i, n, stage))
 
 
 def export_section(run) -> None:
@@ -114,7 +116,7 @@ def export_section(run) -> None:
                       "pictures.")):
         out = session.workspace().path / "exports" / f"{run.id}-{int(time.time())}"
         tasks.submit(f"export_task_{run.id}", N_("Exporting and checking the model"),
-                     partial(_export, run.path, out))
+                     partial(_export, run.path, out, get_language()))
     task = tasks.follow(f"export_task_{run.id}")
     if task is not None and task.result is not None:
         st.session_state[f"exported_{run.id}"] = (str(task.result.zip_path), task.result.card["parity"])

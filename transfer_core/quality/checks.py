@@ -56,7 +56,7 @@ def check_dataset(source: str | Path, *, backbone: str = "mobilenet_v2", image_s
     for i, p in enumerate(paths):
         digests.append(file_digest(p))
         if progress and (i % 64 == 0 or i == len(paths) - 1):
-            progress("reading", i + 1, len(paths))
+            progress(N_("reading"), i + 1, len(paths))
     emb = cached_embeddings(paths, digests, backbone, image_size, progress, stop)
     labels = torch.tensor([e.label for e in entries])
     probs = label_probs(emb.features, labels, len(report.classes), seed=seed, progress=progress)
