@@ -192,6 +192,8 @@ def _patterns(lang: str) -> list[tuple[re.Pattern, str]]:
         msgid = key[0] if isinstance(key, tuple) else key
         if not msgid or not msgstr or "{" not in msgid or not isinstance(msgid, str):
             continue
+        if not re.search(r"[A-Za-z]{3,}", _FIELD.sub("", msgid)):
+            continue  # "{items}." would match any sentence: only entries with words of their own
         regex = _msgid_regex(msgid)
         if regex is not None:
             out.append((regex, msgstr, len(_FIELD.sub("", msgid))))
@@ -199,14 +201,21 @@ def _patterns(lang: str) -> list[tuple[re.Pattern, str]]:
     return [(r, s) for r, s, _n in out]
 
 
+_ONE_SENTENCE = r"(?:(?![.!?]\s).)+?"  # a value that does not run over the end of a sentence
+
+
 def _msgid_regex(msgid: str) -> re.Pattern | None:
+    """A value is one sentence at most, except the message's last one (the "{why}" of "... failed: {why}"),
+    which may be several: so "{n} of {total} weights train" cannot swallow the sentence before it."""
     pieces, seen, pos = [], set(), 0
-    for f in _FIELD.finditer(msgid):
+    fields = list(_FIELD.finditer(msgid))
+    for i, f in enumerate(fields):
         pieces.append(re.escape(msgid[pos:f.start()]))
         name = f.group(1)
         if not name:
             return None
-        pieces.append(f"(?P={name})" if name in seen else f"(?P<{name}>.+?)")
+        last = i == len(fields) - 1 and not re.search(r"\w", msgid[f.end():])
+        pieces.append(f"(?P={name})" if name in seen else f"(?P<{name}>{'.+?' if last else _ONE_SENTENCE})")
         seen.add(name)
         pos = f.end()
     pieces.append(re.escape(msgid[pos:]))
