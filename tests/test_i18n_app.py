@@ -72,7 +72,9 @@ def readable_texts(at: AppTest) -> list[str]:
         if kind == "plotly_chart":
             out += _chart_texts(json.loads(proto.spec))
         elif kind in ("dataframe", "arrow_data_frame"):
-            out += [str(c) for c in node.value.columns]
+            frame = node.value
+            out += [str(c) for c in frame.columns]
+            out += [v for c in frame.columns for v in frame[c].tolist() if isinstance(v, str)]
         elif kind not in SKIP_ELEMENTS:
             out += _strings(MessageToDict(proto))
     return [s for s in out if s and s.strip()]

