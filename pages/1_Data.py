@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import N_, _
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.data.datasets import write_uploads
 from ui import charts, session
 from ui.classes_view import classes_builder
@@ -57,7 +57,7 @@ else:
         press = _("Press **{button}** to use them.").format(button=button)
         now = _("Until then the model would learn from: {data}.").format(
             data=md_escape(session.data_label(choice))) if choice else ""
-        st.info(f"{press} {now}".strip())
+        st.info(sentences(press, now))
 
 if choice is None:
     if source != "own":  # the classes being made say what to do next themselves

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import N_, _, retranslate
+from transfer_core.core.i18n import N_, _, retranslate, sentences
 from transfer_core.core.advice import overfitting
 from transfer_core.data.datasets import TEST_MIN_PER_CLASS
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
@@ -46,9 +46,9 @@ with friendly_errors(N_("Reading this run's results")):
         key="evaluate_share", help=_("Test pictures are kept apart when every class has at least "
                                      "{n} pictures: half of the share you set aside on the Data page.").format(
                                          n=TEST_MIN_PER_CLASS))
-    st.caption(_(SHARE_WORDS[share]) if len(shares) > 1 else _(SHARE_WORDS["validation"]) + " " + _(
+    st.caption(_(SHARE_WORDS[share]) if len(shares) > 1 else sentences(_(SHARE_WORDS["validation"]), _(
         "With at least {n} pictures in every class, a separate test share is kept for an honest figure.").format(
-            n=TEST_MIN_PER_CLASS))
+            n=TEST_MIN_PER_CLASS)))
     result = evaluate_run(run.path, share)
     ev = result.evaluation
     low, high = ev.interval

@@ -7,7 +7,7 @@ import json
 
 import streamlit.components.v1 as components
 
-from transfer_core.core.i18n import N_, _
+from transfer_core.core.i18n import N_, _, sentences
 
 NO_CAMERA = N_("No camera found on this computer.")
 NOT_ALLOWED = N_("This browser does not let the page use a camera here: it must be opened as https:// or on "
@@ -31,5 +31,5 @@ if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
 
 def camera_check(instead: str = UPLOAD_INSTEAD) -> None:
     """`instead`: what the person can do without a camera on this page."""
-    components.html(_SCRIPT % {"no_camera": json.dumps(f"{_(NO_CAMERA)} {_(instead)}"),
-                               "not_allowed": json.dumps(f"{_(NOT_ALLOWED)} {_(instead)}")}, height=48)
+    components.html(_SCRIPT % {"no_camera": json.dumps(sentences(_(NO_CAMERA), _(instead))),
+                               "not_allowed": json.dumps(sentences(_(NOT_ALLOWED), _(instead)))}, height=48)

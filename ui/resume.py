@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import N_, _
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.service.workspaces import OwnedRun, list_runs_for, resume_run
 
 from . import session
@@ -38,8 +38,8 @@ def offer_resume() -> None:
         return
     newest = runs[0]
     done, planned = newest.summary.epochs_run, newest.summary.config.epochs if newest.summary.config else "?"
-    st.info(_(WHY[newest.summary.status]).format(name=md_escape(newest.name), done=done, planned=planned)
-            + " " + _("Its best model so far is kept; you can continue it.")
-            + (" " + _("({n} more on the Runs page.)").format(n=len(runs) - 1) if len(runs) > 1 else ""))
+    st.info(sentences(_(WHY[newest.summary.status]).format(name=md_escape(newest.name), done=done, planned=planned),
+                      _("Its best model so far is kept; you can continue it."),
+                      _("({n} more on the Runs page.)").format(n=len(runs) - 1) if len(runs) > 1 else ""))
     resume_button(newest, key=f"resume_{newest.summary.id}")
 

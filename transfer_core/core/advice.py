@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from transfer_core.core.events import EpochEnd
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import _, sentences
 
 # Validation accuracy this far below its best, with training accuracy this far above validation, is more
 # than the noise of a small validation share: the model learns the training pictures themselves.
@@ -23,7 +23,7 @@ def overfitting(epochs: Sequence[EpochEnd], kept_epoch: int | None = None) -> st
     falling = last.val_accuracy <= best.val_accuracy - FALL and last.train_accuracy >= last.val_accuracy + GAP
     if not (falling or _loss_diverging(epochs)) or last.epoch == best.epoch:
         return None
-    return " ".join((
+    return sentences(*(
         _("Signs of overfitting: after epoch {epoch}, training accuracy went to {train} while validation accuracy "
           "went from {best} to {last}. The model is memorising your pictures instead of learning what tells the "
           "classes apart.").format(epoch=best.epoch, train=f"{last.train_accuracy:.0%}",

@@ -130,6 +130,14 @@ def N_(message: str) -> str:
     return message
 
 
+def sentences(*parts: str) -> str:
+    """Sentences one after the other: a space after an English one, none after a Chinese one."""
+    out = ""
+    for part in (p for p in parts if p):
+        out += ("" if not out or _CJK_END.search(out) else " ") + part
+    return out
+
+
 # --------------------------------------------------------------------- messages made in English elsewhere
 _FIELD = re.compile(r"\{(\w*)(?:[!:][^{}]*)?\}")
 

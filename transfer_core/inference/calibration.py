@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from transfer_core.core.i18n import N_, _
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.inference.evaluation import evaluate_run
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder, write_json
@@ -162,10 +162,10 @@ class Calibration:
         first = (_("The model was too sure of itself (temperature {t}).") if self.temperature > 1.05 else
                  _("The model was too timid (temperature {t}).") if self.temperature < 0.95 else
                  _("The model was about right (temperature {t})."))
-        return first.format(t=f"{self.temperature:.2f}") + " " + _(
+        return sentences(first.format(t=f"{self.temperature:.2f}"), _(
             "On average its stated confidence was {before} away from how often it was right; after calibration "
             "{after} (measured on {n} validation images).").format(
-                before=f"{self.ece_before:.1%}", after=f"{self.ece_after:.1%}", n=self.images)
+                before=f"{self.ece_before:.1%}", after=f"{self.ece_after:.1%}", n=self.images))
 
 
 def calibrate(probs: torch.Tensor, labels: torch.Tensor, bins: int = DEFAULT_BINS) -> Calibration:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from transfer_core.core.i18n import N_, _
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.models.network import TransferNet
 
 # The names of the backbones' parts (backbones.py), for the catalogs: the engine keeps them in English (they
@@ -73,8 +73,8 @@ class FreezePlan:
         else:
             what = _("The first {depth} of {stages} stages are kept; the rest adapt to your images.").format(
                 depth=self.depth, stages=self.num_stages)
-        return what + " " + _("{trainable} of {total} weights train ({share}).").format(
-            trainable=f"{self.trainable_params:,}", total=f"{self.total_params:,}", share=f"{share:.1%}")
+        return sentences(what, _("{trainable} of {total} weights train ({share}).").format(
+            trainable=f"{self.trainable_params:,}", total=f"{self.total_params:,}", share=f"{share:.1%}"))
 
 
 def describe_freeze(net: TransferNet, freeze: int | str) -> FreezePlan:

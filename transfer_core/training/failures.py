@@ -6,7 +6,7 @@ import errno
 import torch
 
 from transfer_core.core.config import ConfigError, TrainConfig
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import _, sentences
 from transfer_core.models.weights import WeightsUnavailable
 
 
@@ -43,7 +43,7 @@ def explain(exc: BaseException, config: TrainConfig | None = None) -> str:
         then = (_("Use a smaller batch size (now {n}) or a smaller image size, or a smaller backbone.").format(
             n=config.batch_size) if config else
             _("Use a smaller batch size or a smaller image size, or a smaller backbone."))
-        return f"{first} {then}"
+        return sentences(first, then)
     if isinstance(exc, (DatasetError, ConfigError, WeightsUnavailable)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
