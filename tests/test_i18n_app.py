@@ -238,3 +238,51 @@ def test_a_link_with_the_language_opens_in_it(tmp_path, monkeypatch):
     at.query_params["lang"] = "zh"
     at.run()
     assert at.subheader[0].value == "工作流程"
+
+
+@pytest.mark.slow
+def test_own_classes_an_upload_with_skipped_files_and_a_failed_run_read_as_chinese(tmp_path, monkeypatch, zh_here,
+                                                                                    no_webrtc_session):
+    """The parts the page visits above do not show: making classes, skip reasons, a run that fails."""
+    import shutil
+
+    from tests.test_app_pages import choose_folder, session_data_path, start
+
+    monkeypatch.setenv("TRANSFER_STUDIO_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("TRANSFER_STUDIO_WORKSPACES", str(tmp_path / "workspaces"))
+    monkeypatch.setenv("TRANSFER_STUDIO_LANG", "zh")
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.switch_page("pages/1_Data.py")
+    at.run()
+    at.radio(key="data_source").set_value("own").run()
+    at.text_input(key="cb_new_class").input("猫").run()
+    at.button(key="cb_add_class").click().run()
+    assert not at.exception and leftovers(at) == {}
+
+    folder = copy_textile(tmp_path / "vanishing", 4)
+    (folder / "nominal" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "local" / "notes.txt").write_text("hello")
+    at.radio(key="data_source").set_value("folder").run()
+    files = [(f"{folder.name}/{p.parent.name}/{p.name}", p.read_bytes(), "image/jpeg")
+             for p in sorted(folder.glob("*/*")) if p.is_file()]
+    at.file_uploader(key="upload_folder").set_value(files).run()
+    next(b for b in at.button if b.label == i18n._("Use these {n} file(s)").format(n=len(files))).click().run()
+    reasons = dict(zip(*[at.dataframe[0].value[c] for c in (i18n._("file"), i18n._("why"))]))
+    assert any(r.startswith("文件已损坏") for r in reasons.values()), reasons
+    assert leftovers(at) == {}
+
+    token = at.query_params["ws"]
+    shutil.rmtree(session_data_path(token, tmp_path))  # the pictures vanish before training starts
+    train = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    train.switch_page("pages/2_Train.py")
+    train.query_params["ws"] = token
+    train.run()
+    train.number_input(key="epochs").set_value(1)
+    next(b for b in train.button if b.label == i18n._("Start training")).click().run()
+    job = default_queue().jobs()[-1]
+    assert default_queue().wait(job.id, timeout=120) and job.final.kind == "RunFailed"
+    assert "does not exist" in job.final.error, "the run folder keeps the engine's English"
+    train.run()
+    errors = " ".join(e.value for e in train.error)
+    assert "训练失败" in errors and "不存在" in errors, errors
+    assert leftovers(train) == {}

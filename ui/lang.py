@@ -10,7 +10,9 @@ import os
 
 import streamlit as st
 
-from transfer_core.core.i18n import LANGUAGES, normalize, set_language
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+from transfer_core.core.i18n import LANGUAGES, normalize, set_language, set_language_provider
 
 KEY_LANG = "language"  # the chosen language, kept across pages (a widget's own state is not)
 KEY_WIDGET = "language_switch"
@@ -42,6 +44,17 @@ def current() -> str:
         st.session_state[KEY_LANG] = (normalize(st.query_params.get(PARAM))
                                       or default_language(accept_language=_accept_language()))
     return st.session_state[KEY_LANG]
+
+
+def _session_language() -> str | None:
+    """The session's language for code that runs before the page sets it (a widget's callback); None off
+    the script's thread (a training thread, the queue's worker), which speak the environment's language."""
+    if get_script_run_ctx(suppress_warning=True) is None:
+        return None
+    return st.session_state.get(KEY_LANG)
+
+
+set_language_provider(_session_language)
 
 
 def apply() -> str:

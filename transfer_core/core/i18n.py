@@ -21,7 +21,7 @@ import gettext
 import io
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,12 +48,24 @@ def normalize(code: str | None) -> str | None:
     return base if base in LANGUAGES else None
 
 
-_language: contextvars.ContextVar[str] = contextvars.ContextVar("transfer_studio_language",
-                                                                default=language_from_env())
+_language: contextvars.ContextVar[str | None] = contextvars.ContextVar("transfer_studio_language", default=None)
+_ENV_LANGUAGE = language_from_env()
+_provider: Callable[[], str | None] | None = None
+
+
+def set_language_provider(provider: Callable[[], str | None] | None) -> None:
+    """Where a thread that set no language looks first (the web app: the session's choice, for widget
+    callbacks that run before the page sets it); None from it, or no provider: the environment's."""
+    global _provider
+    _provider = provider
 
 
 def get_language() -> str:
-    return _language.get()
+    chosen = _language.get()
+    if chosen:
+        return chosen
+    asked = _provider() if _provider is not None else None
+    return asked or _ENV_LANGUAGE
 
 
 def set_language(code: str) -> None:
