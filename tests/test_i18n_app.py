@@ -286,3 +286,23 @@ def test_own_classes_an_upload_with_skipped_files_and_a_failed_run_read_as_chine
     errors = " ".join(e.value for e in train.error)
     assert "训练失败" in errors and "不存在" in errors, errors
     assert leftovers(train) == {}
+
+
+def test_the_live_band_speaks_chinese_where_a_font_can_draw_it(monkeypatch):
+    """The band the Live page draws on each frame (in the video thread): the page's language when the system
+    has a Chinese font (scripts/test.sh installs fonts-noto-cjk), else English rather than empty boxes."""
+    import numpy as np
+
+    from transfer_core.inference.predict import Answer
+    from ui import live_preview
+
+    answer = Answer("nominal", 0.41, False, [("nominal", 0.41), ("local", 0.3)], unfamiliar=False)
+    frame = np.full((240, 320, 3), 120, np.uint8)
+    with i18n.use_language(live_preview.band_language("zh")):
+        words, drawn = live_preview.video_words(answer), live_preview.draw_answer(frame, answer)
+    if live_preview._cjk_font_file():
+        assert words == "不确定（最可能是 nominal，41%）"
+        assert (drawn[:20] != live_preview.draw_answer(frame, answer)[:20]).any()  # other letters than English
+    monkeypatch.setattr(live_preview, "_cjk_font_file", lambda: None)
+    assert live_preview.band_language("zh") == "en"
+    assert live_preview.video_words(answer) == "not sure (best guess nominal, 41%)"

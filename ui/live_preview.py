@@ -24,7 +24,7 @@ import streamlit as st
 from PIL import Image, ImageDraw, ImageFont
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
-from transfer_core.core.i18n import N_, _, retranslate
+from transfer_core.core.i18n import N_, _, get_language, retranslate, use_language
 from transfer_core.inference.live import FrameResult, LiveClassifier
 from transfer_core.inference.predict import Answer, load_model
 from transfer_core.runstore import runfiles
@@ -80,6 +80,7 @@ class LiveState:
     def __init__(self):
         self._lock = threading.Lock()
         self.threshold = 0.0  # set by the page at each run, read by the video thread
+        self.lang = "en"  # the words on the video: the page's language, set with the threshold
         self.reset()
 
     def reset(self) -> None:
@@ -114,15 +115,34 @@ def video_words(answer: Answer) -> str:
     """Short enough for a band across the video."""
     best, p = answer.top[0]
     if answer.unfamiliar:
-        return f"unfamiliar (best guess {best}, {p:.0%})"
+        return _("unfamiliar (best guess {name}, {sure})").format(name=best, sure=f"{p:.0%}")
     if not answer.sure:
-        return f"not sure (best guess {best}, {p:.0%})"
+        return _("not sure (best guess {name}, {sure})").format(name=best, sure=f"{p:.0%}")
     return f"{best} {p:.0%}"
 
 
+# A font with Chinese letters where the system has one (Debian: fonts-noto-cjk); Pillow's own has Latin only.
+CJK_FONTS = ("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc",
+             "/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc",
+             "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc", "/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc")
+
+
 @functools.cache
-def _font(size: int) -> ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
+def _cjk_font_file() -> str | None:
+    return next((f for f in CJK_FONTS if os.path.isfile(f)), None)
+
+
+@functools.cache
+def _font(size: int, cjk: bool = False) -> ImageFont.ImageFont:
+    """Pillow's own font for Latin text (as before); the CJK one for text with other letters (Chinese words, a
+    class named 猫) where the system has it."""
+    found = _cjk_font_file() if cjk else None
+    return ImageFont.truetype(found, size) if found else ImageFont.load_default(size=size)
+
+
+def band_language(lang: str) -> str:
+    """The band's language: the page's, unless no font here can draw its letters (then English)."""
+    return lang if lang == "en" or _cjk_font_file() else "en"
 
 
 def draw_answer(frame: np.ndarray, answer: Answer) -> np.ndarray:
@@ -132,9 +152,10 @@ def draw_answer(frame: np.ndarray, answer: Answer) -> np.ndarray:
     draw = ImageDraw.Draw(image)
     draw.rectangle((0, 0, image.width, band), fill=(20, 110, 50) if answer.sure else (70, 70, 70))
     text, size = video_words(answer), int(band * 0.6)
-    while size > 10 and draw.textlength(text, font=_font(size)) > image.width - band // 2:
+    cjk = any(ord(c) > 0x2FF for c in text)
+    while size > 10 and draw.textlength(text, font=_font(size, cjk)) > image.width - band // 2:
         size -= 2  # a long class name: smaller letters rather than cut off
-    draw.text((band // 4, band // 2), text, fill="white", font=_font(size), anchor="lm")
+    draw.text((band // 4, band // 2), text, fill="white", font=_font(size, cjk), anchor="lm")
     return np.asarray(image)
 
 
@@ -148,7 +169,9 @@ def frame_callback(classifier: LiveClassifier, state: LiveState):
             state.fail(str(exc))
             return frame
         state.put(image, result)
-        return av.VideoFrame.from_ndarray(draw_answer(image, result.answer), format="rgb24")
+        with use_language(band_language(state.lang)):
+            drawn = draw_answer(image, result.answer)
+        return av.VideoFrame.from_ndarray(drawn, format="rgb24")
     return classify
 
 
@@ -210,6 +233,7 @@ def live_preview(run: RunSummary, threshold: float) -> None:
         return
     state = live_state()
     state.threshold = threshold
+    state.lang = get_language()
     camera_check(N_("The Predict page classifies pictures you upload instead."))
     video, words = st.columns([3, 2])
     with video:
