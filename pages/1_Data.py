@@ -37,7 +37,8 @@ elif source == "own":
 elif source == "server":
     picked = server_folder_picker()
     if picked is not None:
-        session.set_data_choice(session.DataChoice(str(picked[1]), N_("Server folder: {name}").format(name=picked[0])))
+        session.set_data_choice(session.DataChoice(str(picked[1]), N_("Server folder: {name}").format(
+            name=picked[0])))
 else:
     kind = "directory" if source == "folder" else False
     files = st.file_uploader(

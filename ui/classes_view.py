@@ -217,7 +217,8 @@ def _move(dataset: Path, name: str, picture: str) -> None:
         moved = move_picture(dataset, name, picture, target)
         st.toast(_("Moved {picture} to {target} (as {new_name}).").format(picture=picture, target=target,
                                                                           new_name=moved.name)
-                 if moved.name != picture else _("Moved {picture} to {target}.").format(picture=picture, target=target))
+                 if moved.name != picture else _("Moved {picture} to {target}.").format(
+                     picture=picture, target=target))
 
 
 def _rename_or_delete(dataset: Path, name: str, count: int) -> None:

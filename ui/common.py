@@ -82,7 +82,8 @@ def friendly_errors(what: str):
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees a message instead of a stack trace
         # Escaped: the message may quote a folder or class name, which Markdown would otherwise format.
-        st.error(_("{what} did not work: {why}").format(what=_(what), why=md_escape(retranslate(redact_paths(str(exc))))))
+        st.error(_("{what} did not work: {why}").format(
+            what=_(what), why=md_escape(retranslate(redact_paths(str(exc))))))
 
 
 def need_data() -> session.DataChoice | None:

@@ -176,7 +176,8 @@ def _answer(dataset: Path, picture: str, class_name: str) -> None:
         st.session_state[KEY_ANSWERED] = st.session_state.get(KEY_ANSWERED, 0) + 1
         st.toast(_("{picture} is now in {name} (as {new_name}).").format(picture=picture, name=class_name,
                                                                          new_name=moved.name)
-                 if moved.name != picture else _("{picture} is now in {name}.").format(picture=picture, name=class_name))
+                 if moved.name != picture else _("{picture} is now in {name}.").format(
+                     picture=picture, name=class_name))
 
 
 def _skip(picture: str) -> None:

@@ -90,7 +90,8 @@ def lr_finder(config: TrainConfig) -> None:
         return
     lrs, losses, suggestion = found
     st.plotly_chart(_lr_figure(lrs, losses, suggestion), width="stretch")
-    st.button(_("Use {value}").format(value=f"{suggestion:g}"), key="use_lr_find", on_click=_use_lr, args=(suggestion,),
+    st.button(_("Use {value}").format(
+        value=f"{suggestion:g}"), key="use_lr_find", on_click=_use_lr, args=(suggestion,),
               help=_("Sets the learning rate above to exactly this value."))
 
 

@@ -86,7 +86,8 @@ def _show(report: QualityReport, editable: bool) -> None:
                     cols[2].button(_("Exclude the second copy"), key=f"dup_{pair.b.path}",
                                    on_click=_exclude, args=(report.root, pair.b.path))
     if suspects:
-        with st.expander(_("Pictures that may have the wrong label ({n}), most suspect first").format(n=len(suspects)),
+        with st.expander(_("Pictures that may have the wrong label ({n}), most suspect first").format(
+            n=len(suspects)),
                          expanded=True):
             if not editable:
                 st.caption(_("These pictures are shared (the demo) or outside your uploads, so they can only be "
@@ -123,7 +124,8 @@ def _move(root: str, image: str, new_class: str) -> None:
 def _exclude(root: str, image: str) -> None:
     with friendly_errors(N_("Excluding the picture")):
         _handled(image, exclude_image(root, image, session.workspace().path / "excluded"))
-        st.toast(_("Excluded {picture} (kept in your workspace's 'excluded' folder).").format(picture=Path(image).name))
+        st.toast(_("Excluded {picture} (kept in your workspace's 'excluded' folder).").format(
+            picture=Path(image).name))
 
 
 def _handled(image: str, move: FileMove) -> None:

@@ -186,7 +186,8 @@ def choose_advanced(name: str) -> dict:
         own = spec.preprocessing.crop  # the network's own size (240 for efficientnet_lite1) is always offered
         remembered(f"image_size_{name}", own, sorted({*IMAGE_SIZES, own}))
         size = c4.select_slider(_("Image size (pixels)"), sorted({*IMAGE_SIZES, own}),
-                                format_func=lambda v: _("{size} (the network's own)").format(size=v) if v == own else str(v),
+                                format_func=lambda v: _("{size} (the network's own)").format(
+                                    size=v) if v == own else str(v),
                                 key=f"image_size_{name}", disabled=spec.fixed_size,
                                 help=_("Pictures are resized to this square. Smaller trains much faster; larger "
                                      "keeps small details. The network's own size is the default."))

@@ -71,9 +71,11 @@ def clean_class_name(name: str) -> str:
         raise DatasetError(N_("A class needs a name with at least one letter or digit (for example 'cat' or '猫')."))
     if text.casefold() in _SPLIT_NAMES:
         raise DatasetError(N_("'{text}' cannot be a class name: a folder of that name is read as the training or "
-                              "validation part of a data set. Choose another name, e.g. 'my {text}'.").format(text=text))
+                              "validation part of a data set. Choose another name, e.g. 'my {text}'.").format(
+                                  text=text))
     if _ignored(text) or text.casefold() in _WINDOWS_DEVICES:
-        raise DatasetError(N_("'{text}' is a name computers keep for themselves. Choose another class name.").format(text=text))
+        raise DatasetError(N_("'{text}' is a name computers keep for themselves. Choose another class name.").format(
+            text=text))
     return text
 
 
@@ -86,7 +88,8 @@ def _new_name(parent: Path, name: str, keep: Path | None = None) -> str:
     clean = clean_class_name(name)
     taken = {_key(d.name): d.name for d in _class_folders(parent) if d != keep}
     if _key(clean) in taken:
-        raise DatasetError(N_("There is already a class '{value}'. Choose a different name.").format(value=taken[_key(clean)]))
+        raise DatasetError(N_("There is already a class '{value}'. Choose a different name.").format(
+            value=taken[_key(clean)]))
     return clean
 
 
@@ -141,7 +144,8 @@ def class_dir(dataset_dir: str | Path, class_name: str) -> Path:
 def _picture(folder: Path, picture: str) -> Path:
     found = [p for p in folder.iterdir() if p.name == picture and p.is_file() and not p.is_symlink()]
     if not found or _ignored(picture):
-        raise DatasetError(N_("There is no picture '{picture}' in '{name}' (any more).").format(picture=picture, name=folder.name))
+        raise DatasetError(N_("There is no picture '{picture}' in '{name}' (any more).").format(
+            picture=picture, name=folder.name))
     return found[0]
 
 
@@ -250,7 +254,8 @@ def check_room(space: Path, folder: Path | None, adding_bytes: int, adding_pictu
         held = sum(1 for p in _entries(folder) if _is_picture(p))
         if held + adding_pictures > MAX_CLASS_PICTURES:
             raise DatasetError(N_("'{name}' already holds {held:,} pictures, the most one class can hold here "
-                                  "({most:,}). Remove some it does not need, or make another class.").format(name=folder.name, held=held, most=MAX_CLASS_PICTURES))
+                                  "({most:,}). Remove some it does not need, or make another class.").format(
+                                      name=folder.name, held=held, most=MAX_CLASS_PICTURES))
     used = _bytes_under(space)
     if used + adding_bytes > MAX_SETS_BYTES:
         raise DatasetError(N_("Your pictures already take {value:,.0f} MB of the {most} your workspace may hold, so "
@@ -266,7 +271,8 @@ def save_picture(folder: Path, data: bytes, name: str) -> Path:
     """add_picture's checks and writing, into any folder already known to be the person's own."""
     shown = Path(str(name).replace("\\", "/")).name or "The picture"
     if len(data) > MAX_PICTURE_BYTES:
-        raise DatasetError(N_("'{shown}' was not added: it is larger than {value} MB.").format(shown=shown, value=MAX_PICTURE_BYTES // 2 ** 20))
+        raise DatasetError(N_("'{shown}' was not added: it is larger than {value} MB.").format(
+            shown=shown, value=MAX_PICTURE_BYTES // 2 ** 20))
     trial = folder / f".adding-{secrets.token_hex(4)}"  # hidden: never seen by a scan while it is checked
     try:
         trial.write_bytes(data)

@@ -40,7 +40,8 @@ def correction_target(data_ref: str, workspace_dir: str | Path, runs_dir: str | 
         return CorrectionTarget(real, None, data_ref)
     if not str(data_ref).startswith(("demo:", "shared:")):
         raise DatasetError(N_("This run learned from someone else's pictures ({value}), which stay theirs. Corrections "
-                              "go into your own pictures: train a run on them first.").format(value=datarefs.label(data_ref)))
+                              "go into your own pictures: train a run on them first.").format(
+                                  value=datarefs.label(data_ref)))
     existing = find_own_copy(workspace / SETS, data_ref)
     return CorrectionTarget(existing, None if existing else real, data_ref)
 

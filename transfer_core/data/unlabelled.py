@@ -69,7 +69,8 @@ def ready_to_suggest(labelled: dict[str, list[Path]]) -> str | None:
     if len(labelled) < 2:
         return N_("Suggestions need at least two classes: make a second class first.")
     return (N_("Suggestions need at least one picture in each of two classes: give a class to a picture "
-               "or two by hand first") + (N_(" (only '{value}' has pictures so far).").format(value=filled[0]) if filled else "."))
+               "or two by hand first") + (N_(" (only '{value}' has pictures so far).").format(
+                   value=filled[0]) if filled else "."))
 
 
 def require_ready(labelled: dict[str, list[Path]]) -> None:

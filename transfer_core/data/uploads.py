@@ -33,7 +33,8 @@ class ZipLimits:
 def _check_sizes(what: str, sizes: Sequence[tuple[str, int]], limits: ZipLimits) -> None:
     if len(sizes) > limits.max_files:
         raise DatasetError(N_("This {what} holds {n:,} files, more than the {max_files:,} limit. Split it into smaller "
-                              "parts or leave out files you don't need.").format(what=what, n=len(sizes), max_files=limits.max_files))
+                              "parts or leave out files you don't need.").format(
+                                  what=what, n=len(sizes), max_files=limits.max_files))
     total = sum(size for _, size in sizes)
     if total > limits.max_total_bytes:
         verb = N_("would unpack to") if what == "zip" else N_("adds up to")
@@ -41,7 +42,8 @@ def _check_sizes(what: str, sizes: Sequence[tuple[str, int]], limits: ZipLimits)
     for name, size in sizes:
         if size > limits.max_file_bytes:
             raise DatasetError(N_("'{name}' in this {what} is {value}, more than the {value2} limit for one file. Leave it "
-                                  "out or make it smaller.").format(name=name, what=what, value=_human(size), value2=_human(limits.max_file_bytes)))
+                                  "out or make it smaller.").format(
+                                      name=name, what=what, value=_human(size), value2=_human(limits.max_file_bytes)))
 
 
 def _check_ratios(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
@@ -51,7 +53,9 @@ def _check_ratios(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
         if size > _RATIO_FLOOR and size > limits.max_ratio * max(packed, 1):
             raise DatasetError(N_("{value} would grow {value2:,.0f} times when unpacked (the limit is {max_ratio:,.0f}). "
                                   "That looks like a zip bomb, so nothing was unpacked; a real image dataset hardly "
-                                  "compresses.").format(value=name if name.startswith('the zip') else repr(name), value2=size / max(packed, 1), max_ratio=limits.max_ratio))
+                                  "compresses.").format(
+                                      value=name if name.startswith('the zip') else repr(name),
+                                      value2=size / max(packed, 1), max_ratio=limits.max_ratio))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -87,7 +91,8 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: ZipLimits =
     """
     zip_path, dest = Path(zip_path), Path(dest)
     if not zip_path.is_file():
-        raise DatasetError(N_("'{zip_path}' does not exist. Check the path or upload the zip again.").format(zip_path=zip_path))
+        raise DatasetError(N_("'{zip_path}' does not exist. Check the path or upload the zip again.").format(
+            zip_path=zip_path))
     try:
         zf = zipfile.ZipFile(zip_path)
     except MemoryError:
@@ -139,7 +144,8 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes], all
                 written += len(chunk)
                 if written > allowed:
                     raise DatasetError(N_("'{filename}' in '{zip_name}' holds more data than the zip declares or than the limits "
-                                          "allow, so unpacking stopped. Make the zip again.").format(filename=info.filename, zip_name=zip_name))
+                                          "allow, so unpacking stopped. Make the zip again.").format(
+                                              filename=info.filename, zip_name=zip_name))
                 out.write(chunk)
     except (DatasetError, MemoryError):
         raise
@@ -176,7 +182,8 @@ def write_uploads(files: Iterable[tuple[str, bytes]], dest: str | Path, limits: 
 
 def _write_zip_upload(name: str, data: bytes, dest: Path, limits: ZipLimits) -> Path:
     if len(data) > limits.max_total_bytes:
-        raise DatasetError(N_("This zip is {value}, more than the {value2} limit.").format(value=_human(len(data)), value2=_human(limits.max_total_bytes)))
+        raise DatasetError(N_("This zip is {value}, more than the {value2} limit.").format(
+            value=_human(len(data)), value2=_human(limits.max_total_bytes)))
     stem = (_safe_parts(Path(name.replace("\\", "/")).stem) or ("unzipped",))[-1]
     zip_path = dest / ".upload.zip"  # hidden, so a later scan of dest never lists it
     zip_path.write_bytes(data)

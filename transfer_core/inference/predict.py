@@ -48,7 +48,8 @@ def to_rgb(image: ImageInput) -> Image.Image:
 def load_model(run_dir: str | Path, device: str | torch.device | None = None) -> LoadedModel:
     run = RunFolder(run_dir)
     if not run.has_model():
-        raise FileNotFoundError(_("{path} has no trained model yet (it needs best.pt and model.json).").format(path=run.path))
+        raise FileNotFoundError(_("{path} has no trained model yet (it needs best.pt and model.json).").format(
+            path=run.path))
     desc = run.model_description()
     net = build_network(desc.backbone, desc.num_classes, pretrained=False, head=desc.head,
                         hidden=desc.mlp_hidden, dropout=desc.dropout)
@@ -155,7 +156,8 @@ def answer(run: str | Path | LoadedModel, images: Iterable[ImageInput], threshol
 
 def check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(_("the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}").format(threshold=threshold))
+        raise ValueError(_("the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}").format(
+            threshold=threshold))
 
 
 def answers_from(model: LoadedModel, logits: torch.Tensor, features: torch.Tensor, threshold: float = 0.0,

@@ -94,7 +94,8 @@ def build_network(name: str, num_classes: int | None = None, *, pretrained: bool
         except RuntimeError as exc:
             raise WeightsUnavailable(
                 _("{name} does not fit the {name2} architecture ({value}). Use a state dict saved from "
-                  "torchvision/timm's {name2}.").format(name=Path(weights_file).name, name2=name, value=str(exc).splitlines()[0])) from None
+                  "torchvision/timm's {name2}.").format(
+                      name=Path(weights_file).name, name2=name, value=str(exc).splitlines()[0])) from None
     elif pretrained:
         spec.weights.load_into(model)
     split = spec.split(model)

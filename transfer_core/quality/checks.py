@@ -95,5 +95,6 @@ def _notes(report: DatasetReport, probs: torch.Tensor, labels: torch.Tensor) -> 
     acc = float((probs.argmax(1) == labels).float().mean())
     if acc < 0.8:
         notes.append(N_("The classes look alike to an untrained network (it tells them apart {acc:.0%} of the "
-                        "time), so some flagged pictures will be correct but hard: check before moving.").format(acc=acc))
+                        "time), so some flagged pictures will be correct but hard: check before moving.").format(
+                            acc=acc))
     return notes

@@ -70,13 +70,15 @@ class QualityReport:
                            "look better than it is. Exclude one copy of each.").format(n=len(self.leaks)))
         conflicts = [d for d in self.duplicates if d.conflicting_labels]
         if conflicts:
-            lines.append(_("{n} pair(s) of (near-)identical pictures carry different labels.").format(n=len(conflicts)))
+            lines.append(_("{n} pair(s) of (near-)identical pictures carry different labels.").format(
+                n=len(conflicts)))
         same = len(self.duplicates) - len(self.leaks)
         if same > 0:
             lines.append(_("{same} pair(s) of (near-)duplicate pictures within training or within validation.").format(same=same))
         if self.suspects:
             lines.append(_("{n} of {n2} picture(s) may have the wrong label: a classifier that never saw them "
-                           "disagrees with their folder. Review them, most suspect first.").format(n=len(self.suspects), n2=n))
+                           "disagrees with their folder. Review them, most suspect first.").format(
+                               n=len(self.suspects), n2=n))
         if not lines:
             lines.append(_("No duplicates and no likely label mistakes found among {n} pictures.").format(n=n))
         return lines + list(self.notes)

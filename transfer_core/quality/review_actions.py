@@ -62,7 +62,8 @@ def undo_move(move: FileMove) -> FileMove:
     """Put a moved or excluded image back where it was (under its old name when that is still free)."""
     src = Path(move.destination)
     if not src.is_file():
-        raise DatasetError(_("'{name}' is no longer at {parent}, so it cannot be put back.").format(name=src.name, parent=src.parent))
+        raise DatasetError(_("'{name}' is no longer at {parent}, so it cannot be put back.").format(
+            name=src.name, parent=src.parent))
     back = _move(src, Path(move.source).parent, "undo", name=Path(move.source).name)
     return back
 
@@ -70,7 +71,8 @@ def undo_move(move: FileMove) -> FileMove:
 def _writable_image(data_root: str | Path, image: str | Path) -> tuple[Path, Path]:
     root, src = Path(data_root).resolve(), Path(image).resolve()
     if root not in src.parents or not src.is_file():
-        raise DatasetError(_("'{name}' is not a picture inside the data folder {name2}.").format(name=Path(image).name, name2=root.name))
+        raise DatasetError(_("'{name}' is not a picture inside the data folder {name2}.").format(
+            name=Path(image).name, name2=root.name))
     _class_dir(root, src)
     try:
         demo = demo_dataset_path().resolve()
@@ -87,7 +89,8 @@ def _class_dir(root: Path, src: Path) -> Path:
     parts = src.relative_to(root).parts
     split = len(parts) >= 3 and parts[0].lower() in TRAIN_FOLDER_NAMES + VAL_FOLDER_NAMES
     if len(parts) < 2:
-        raise DatasetError(_("'{name}' is not inside a class folder, so it has no class to change.").format(name=src.name))
+        raise DatasetError(_("'{name}' is not inside a class folder, so it has no class to change.").format(
+            name=src.name))
     return root / parts[0] / parts[1] if split else root / parts[0]
 
 

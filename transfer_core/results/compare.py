@@ -59,7 +59,8 @@ def _explain(acc_a: float, n_a: int, ia, acc_b: float, n_b: int, ib, apart: bool
     more = (_("To tell {acc_a:.0%} from {acc_b:.0%} apart you need about {needed} validation images "
               "per run.").format(acc_a=acc_a, acc_b=acc_b, needed=needed)
             if needed else _("These two accuracies are too close to tell apart with any practical number of images."))
-    return _("Too few validation images to tell these runs apart: {ranges} overlap.").format(ranges=ranges) + " " + more
+    return _("Too few validation images to tell these runs apart: {ranges} overlap.").format(
+        ranges=ranges) + " " + more
 
 
 def images_needed(accuracy_a: float, accuracy_b: float, limit: int = 100_000) -> int | None:

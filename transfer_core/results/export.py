@@ -281,7 +281,8 @@ def card_markdown(card: dict) -> str:
                            accuracy=f"{m['accuracy']:.1%}", low=f"{lo:.1%}", high=f"{hi:.1%}",
                            n=m["validation_images"], f1=f"{m['macro_f1']:.3f}"))
     if card.get("temperature", 1.0) != 1.0:
-        lines.append(_("- Probabilities are calibrated: softmax(logits / {t}).").format(t=f"{card['temperature']:.3f}"))
+        lines.append(_("- Probabilities are calibrated: softmax(logits / {t}).").format(
+            t=f"{card['temperature']:.3f}"))
     if card.get("novelty"):
         lines.append(_("- Unfamiliar pictures: predict.py says when a picture does not look like the training "
                        "pictures (its features are far from theirs); {share} of the validation pictures are "
