@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from transfer_core.core.settings import added_settings, field_settings, setting
-from transfer_core.core.i18n import N_
+from transfer_core.core.i18n import N_, _
 
 AUGMENTS = ("none", "light", "strong")
 OPTIMIZERS = ("adamw", "sgd")
@@ -118,30 +118,31 @@ class TrainConfig:
         for s in SETTINGS.values():
             if s.choices:
                 check.problem(s.problem(getattr(self, s.name)))
-        check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = no limit)")
+        check.that(self.time_budget_minutes >= 0, _("the time budget must be >= 0 minutes (0 = no limit)"))
         check.that(self.adapt is None or self.target_data is not None,
-                   "adapt needs target_data: a folder of unlabelled images")
+                   _("adapt needs target_data: a folder of unlabelled images"))
         self._check_method_settings(check)
         if not (self.freeze == "all" or (isinstance(self.freeze, int) and self.freeze >= 0)):
-            check.fail(f"freeze must be a whole number >= 0 or 'all', not {self.freeze!r}")
-        check.that(1 <= self.epochs <= 1000, "epochs must be between 1 and 1000")
-        check.that(0 < self.lr <= 10, "learning rate must be above 0 (typical: 0.0001 to 0.01)")
-        check.that(1 <= self.batch_size <= 4096, "batch size must be between 1 and 4096")
-        check.that(self.image_size is None or 32 <= self.image_size <= 1024, "image size must be 32 to 1024 px")
-        check.that(0 < self.val_split < 1, "validation share must be between 0 and 1 (e.g. 0.2)")
-        check.that(self.weight_decay >= 0 and self.l2sp >= 0, "weight decay and L2-SP must be >= 0")
-        check.that(0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)")
-        check.that(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+            check.fail(_("freeze must be a whole number >= 0 or 'all', not {freeze!r}").format(freeze=self.freeze))
+        check.that(1 <= self.epochs <= 1000, _("epochs must be between 1 and 1000"))
+        check.that(0 < self.lr <= 10, _("learning rate must be above 0 (typical: 0.0001 to 0.01)"))
+        check.that(1 <= self.batch_size <= 4096, _("batch size must be between 1 and 4096"))
+        check.that(self.image_size is None or 32 <= self.image_size <= 1024, _("image size must be 32 to 1024 px"))
+        check.that(0 < self.val_split < 1, _("validation share must be between 0 and 1 (e.g. 0.2)"))
+        check.that(self.weight_decay >= 0 and self.l2sp >= 0, _("weight decay and L2-SP must be >= 0"))
+        check.that(0 <= self.label_smoothing < 1, _("label smoothing must be in [0, 1)"))
+        check.that(0 <= self.dropout < 1, _("dropout must be in [0, 1)"))
         check.that(0 <= self.distill_alpha <= 1 and self.distill_temperature > 0,
-                   "distillation alpha must be in [0, 1] and temperature > 0")
-        check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
-        check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
+                   _("distillation alpha must be in [0, 1] and temperature > 0"))
+        check.that(0 < self.lr_group_factor <= 1, _("the per-stage learning-rate factor must be in (0, 1]"))
+        check.that(all(e >= 1 for e in self.unfreeze_at), _("unfreeze epochs start at 1"))
         late = [e for e in self.unfreeze_at if e > self.epochs]
-        check.that(not late, f"unfreezing at epoch {', '.join(map(str, late))} can never happen in a run of "
-                             f"{self.epochs} epochs: choose epochs from 1 to {self.epochs}, or train longer")
-        check.that(self.feature_views >= 0, "feature_views must be >= 0")
-        check.that(self.quick_start_epochs >= 0, "quick start epochs must be >= 0 (0 = off)")
-        check.that(self.step_memory_mb >= 0, "step_memory_mb must be >= 0 (0 = never split a batch)")
+        check.that(not late, _("unfreezing at epoch {late} can never happen in a run of {epochs} epochs: choose epochs "
+                               "from 1 to {epochs}, or train longer").format(
+                                   late=', '.join(map(str, late)), epochs=self.epochs))
+        check.that(self.feature_views >= 0, _("feature_views must be >= 0"))
+        check.that(self.quick_start_epochs >= 0, _("quick start epochs must be >= 0 (0 = off)"))
+        check.that(self.step_memory_mb >= 0, _("step_memory_mb must be >= 0 (0 = never split a batch)"))
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
 

@@ -31,7 +31,7 @@ from transfer_core.models.freezing import set_train_mode
 from transfer_core.models.network import TransferNet
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.features import entry_point
-from transfer_core.core.i18n import N_
+from transfer_core.core.i18n import N_, _
 
 _DOMAIN_HIDDEN = 256
 # The paper's CORAL loss is divided by 4 d^2 (d = 1280 for most backbones here), so at weight 1 it is
@@ -175,7 +175,7 @@ class Dann(NoAdaptation):
     """A domain classifier tells source from target features; reversed gradients make the layers fool it."""
     name = "dann"
     trains_layers = True
-    cannot_resume = "Runs with DANN domain adaptation cannot be resumed; start this one again."  # (its classifier
+    cannot_resume = N_("Runs with DANN domain adaptation cannot be resumed; start this one again.")  # (its classifier
     # and that classifier's optimizer state are not saved)
 
     def before_fit(self, trainer) -> None:
@@ -250,8 +250,9 @@ class TargetDomain(Callback):
         self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
                                 stop=trainer.stop)
         if self.kind.trains_layers and trainer.depth >= trainer.net.num_stages and not trainer.thaw_epochs():
-            raise ConfigError(f"{self.kind.name.upper()} adapts the network's layers, but every layer is frozen. "
-                              "Freeze fewer stages, or choose AdaBN, which works with everything frozen.")
+            raise ConfigError(_("{method} adapts the network's layers, but every layer is frozen. Freeze fewer stages, or "
+                                "choose AdaBN, which works with everything frozen.").format(
+                                    method=self.kind.name.upper()))
         self.kind.before_fit(trainer)
 
     def before_epoch(self, trainer, epoch: int) -> None:

@@ -24,7 +24,7 @@ from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, 
 from transfer_core.models.augment import eval_view
 from transfer_core.models.preprocessing import Preprocessing
 from transfer_core.training.callbacks import Callback
-from transfer_core.core.i18n import N_
+from transfer_core.core.i18n import N_, _
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -81,11 +81,12 @@ class Distillation(Callback):
         try:
             self.teacher = load_model(self.run_dir, device=trainer.device)
         except FileNotFoundError as exc:
-            raise ConfigError(f"The teacher must be a finished run: {exc}") from None
+            raise ConfigError(_("The teacher must be a finished run: {exc}").format(exc=exc)) from None
         if list(self.teacher.classes) != list(trainer.classes):
             raise ConfigError(
-                f"The teacher run knows the classes {', '.join(self.teacher.classes)}, but these images have "
-                f"{', '.join(trainer.classes)}. Choose a teacher trained on the same classes.")
+                _("The teacher run knows the classes {teacher}, but these images have {ours}. Choose a "
+                  "teacher trained on the same classes.").format(
+                      teacher=', '.join(self.teacher.classes), ours=', '.join(trainer.classes)))
         self.teacher.net.eval()
         self.val_logits = teacher_logits(self.teacher, [s.path for s in trainer.val_samples],
                                          check_stop=trainer.check_stop)
