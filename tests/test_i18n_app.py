@@ -30,7 +30,9 @@ ALLOWED = ["Transfer Studio", "Grad-CAM", "TorchScript", "onnxruntime", "ImageNe
 ENGLISH = re.compile(r"\b[A-Za-z]{2,}(?:[ \t]+[A-Za-z]{2,})+\b")
 TEXT_KEYS = {"label", "help", "body", "placeholder", "options", "text", "caption", "formattedValue", "value",
              "defaultValue"}
-SKIP_ELEMENTS = {"json", "code", "arrowDataFrame", "imgs", "plotlyChart", "componentInstance", "arrowTable", "empty"}
+# Not read as text: data, code, pictures, and the style sheet that puts Chinese into Streamlit's upload box.
+SKIP_ELEMENTS = {"json", "code", "arrowDataFrame", "imgs", "plotlyChart", "componentInstance", "arrowTable", "empty",
+                 "html"}
 
 
 def english_left(text: str) -> list[str]:

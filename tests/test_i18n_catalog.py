@@ -168,3 +168,19 @@ def test_the_catalog_is_compiled_at_start_up_when_its_mo_is_missing_or_old(tmp_p
                                             ("en-GB", "en"), ("fr", None), ("", None)])
 def test_language_codes_are_read_leniently(code, expected):
     assert i18n.normalize(code) == expected
+
+
+def test_no_marked_string_hides_inside_an_f_string():
+    """The extractor does not look inside f-strings' expressions: a _("...") there never reaches the catalog
+    and stays English. Marked strings go in a variable first."""
+    import ast
+
+    hidden = []
+    for path in [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "ui").glob("*.py"),
+                 *(ROOT / "transfer_core").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                hidden += [f"{path.name}:{c.lineno}" for c in ast.walk(node) if isinstance(c, ast.Call)
+                           and getattr(c.func, "id", "") in ("_", "N_", "ngettext")
+                           and any(isinstance(a, ast.Constant) for a in c.args)]
+    assert hidden == []

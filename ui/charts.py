@@ -46,8 +46,9 @@ def loss_curves(epochs: list[EpochEnd], live: list[tuple[float, float]] = (), la
 
 def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str = "", run: int = 0) -> None:
     if live:
+        live_name = _("training (live)")
         fig.add_trace(go.Scatter(x=[x for x, _y in live], y=[y for _x, y in live], mode="lines",
-                                 name=f"{label + ': ' if label else ''}{_('training (live)')}",
+                                 name=f"{label}: {live_name}" if label else live_name,
                                  legendgroup=label or "live",
                                  line=dict(width=1, color=SHARE_COLOURS["training"]), opacity=0.5))
     fig.add_trace(_line(_epoch_axis(epochs), [e.train_loss for e in epochs], "training", run, label))

@@ -27,6 +27,7 @@ def page(title: str, icon: str) -> None:
     _freeze_long_lived_objects()
     session.workspace()  # creates the token before any widget, so the URL is stable from the start
     st.title(f"{icon} {title}")
+    lang.streamlit_words()
     _sidebar_status()
 
 
@@ -132,7 +133,8 @@ def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummar
 
 
 def owned_label(o: OwnedRun) -> str:
-    return f"{_('yours') if o.mine else _('someone else’s')} · {run_label(o.summary, o.name)}"
+    whose = _("yours") if o.mine else _("someone else’s")
+    return f"{whose} · {run_label(o.summary, o.name)}"
 
 
 def download_name(name: str, suffix: str = ".zip") -> str:

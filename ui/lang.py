@@ -12,7 +12,7 @@ import streamlit as st
 
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-from transfer_core.core.i18n import LANGUAGES, normalize, set_language, set_language_provider
+from transfer_core.core.i18n import LANGUAGES, _, normalize, set_language, set_language_provider
 
 KEY_LANG = "language"  # the chosen language, kept across pages (a widget's own state is not)
 KEY_WIDGET = "language_switch"
@@ -65,6 +65,32 @@ def apply() -> str:
     if st.query_params.get(PARAM) != lang:
         st.query_params[PARAM] = lang
     return lang
+
+
+def streamlit_words() -> None:
+    """Streamlit's own words inside its upload box ("Upload", "1GB per file"), which no catalog of the app
+    reaches, replaced with the session's by a style sheet (style-only HTML takes no room on the page)."""
+    if current() == "en":
+        return
+    upload, folder = _css(_("Upload")), _css(_("Upload a folder"))
+    box = '[data-testid="stFileUploaderDropzone"]'
+    label = 'button [data-testid="stMarkdownContainer"] p'
+    button = f"{box} {label}"
+    rules = [f"{button} {{font-size: 0}}",
+             f"{button}::after {{content: {upload}; font-size: 0.875rem}}",
+             f"{box}:has(input[webkitdirectory]) {label}::after {{content: {folder}}}",
+             f'[data-testid="stFileUploaderDropzoneInstructions"] span {{font-size: 0}}',
+             f'[data-testid="stFileUploaderDropzoneInstructions"] span::after {{content: {_css(_limit())}; '
+             "font-size: 0.875rem}"]
+    st.html("<style>" + "\n".join(rules) + "</style>")
+
+
+def _limit() -> str:
+    return _("At most {size} MB per file").format(size=st.get_option("server.maxUploadSize"))
+
+
+def _css(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def switch() -> None:

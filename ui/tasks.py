@@ -47,7 +47,8 @@ def _progress(key: str, task_id: str) -> None:
     else:
         step, steps, phase = task.progress
         left = task.seconds_left()
-        words = f"{_(task.kind)}: {retranslate(phase) if phase else _('starting')}"
+        doing = retranslate(phase) if phase else _("starting")
+        words = f"{_(task.kind)}: {doing}"
         words += _(" · {step} of {steps}").format(step=step, steps=steps) if steps else ""
         words += _(" · about {seconds} s left").format(seconds=f"{left:.0f}") if left is not None else ""
         st.progress(step / steps if steps else 0.0, text=words)
