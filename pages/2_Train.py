@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.core.config import ConfigError, TrainConfig
 from transfer_core.data.datasets import class_folders
 from transfer_core.service.jobs import default_queue
@@ -12,31 +13,32 @@ from ui.common import md_escape, need_data, page
 from ui.live import live_job
 from ui.resume import offer_resume
 
-page("Train", "🏋️")
+page(N_("Train"), "🏋️")
 job = session.current_job()
 if job is None or job.state not in ("queued", "running"):
     offer_resume()  # a run cut short (a restart, a Stop) is worth pointing to before anything else
 data = need_data()
 if data is None:
     st.stop()
-st.caption(f"Pictures: {md_escape(data.label)}. The defaults below work in one click; every setting explains "
-           "itself: point at the small question mark beside it.")
+st.caption(_("Pictures: {data}. The defaults below work in one click; every setting explains "
+             "itself: point at the small question mark beside it.").format(data=md_escape(session.data_label(data))))
 classes = class_folders(data.path)
 if classes is not None and len(classes) < 2:
-    found = f"only one class ('{md_escape(classes[0])}')" if classes else "no class folder with pictures"
-    st.error(f"These pictures cannot train a model yet: {found} was found. Training needs at least two classes, "
-             "each a folder of pictures side by side (for example photos/good/ and photos/scratched/). "
-             "Add a class on the **Data** page.")
-    st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
+    found = (_("only one class ('{name}')").format(name=md_escape(classes[0])) if classes
+             else _("no class folder with pictures"))
+    st.error(_("These pictures cannot train a model yet: {found} was found. Training needs at least two classes, "
+               "each a folder of pictures side by side (for example photos/good/ and photos/scratched/). "
+               "Add a class on the **Data** page.").format(found=found))
+    st.page_link("pages/1_Data.py", label=_("Go to Data"), icon="📁")
     st.stop()
 
-st.subheader("1. Pretrained network")
+st.subheader(_("1. Pretrained network"))
 backbone = train_form.choose_backbone()
-st.subheader("2. How much of it to keep")
+st.subheader(_("2. How much of it to keep"))
 freeze = train_form.choose_freeze(backbone)
 schedule = train_form.choose_schedule()
 quick_start = train_form.choose_quick_start(freeze) if schedule["schedule"] == "fixed" else 0
-st.subheader("3. Training")
+st.subheader(_("3. Training"))
 settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}
 scratch_baseline = settings.pop("scratch_baseline")
 try:
@@ -45,9 +47,9 @@ try:
                                             seed=data.seed, **schedule, **settings))  # a method's added settings included
 except ConfigError as exc:
     config = None
-    st.error(f"These settings cannot work: {md_escape(str(exc))}")
+    st.error(_("These settings cannot work: {why}").format(why=md_escape(retranslate(str(exc)))))
 if config is not None:
-    with st.expander("Not sure about the learning rate?"):
+    with st.expander(_("Not sure about the learning rate?")):
         methods_form.lr_finder(config)
 
 
@@ -59,11 +61,11 @@ def start(config: TrainConfig) -> None:
     session.follow_job(jobs[0])
 
 
-busy = {"queued": "Your run is waiting in the queue.", "running": "Your run is training; stop it first."}
+busy = {"queued": N_("Your run is waiting in the queue."), "running": N_("Your run is training; stop it first.")}
 if job is not None and job.state in busy:
-    st.button("Start training", type="primary", disabled=True, help=busy[job.state])
-elif st.button("Start training", type="primary", disabled=config is None,
-               help="Trains in the background: you can switch pages or close the tab and come back."):
+    st.button(_("Start training"), type="primary", disabled=True, help=_(busy[job.state]))
+elif st.button(_("Start training"), type="primary", disabled=config is None,
+               help=_("Trains in the background: you can switch pages or close the tab and come back.")):
     start(config)
     st.rerun()  # redraw with Start disabled and the live view following the new job
 

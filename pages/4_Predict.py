@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datasets import BadImage
 from transfer_core.inference.gradcam import explain
 from transfer_core.inference.predict import answer, load_model, to_rgb
@@ -14,66 +15,66 @@ from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.corrections import correction_controls, corrections_panel
 
-page("Predict", "🔮")
-run = pick_run("Trained model", models_to_pick(), "predict_run", "Any run with a saved model, newest first.")
+page(N_("Predict"), "🔮")
+run = pick_run(_("Trained model"), models_to_pick(), "predict_run", _("Any run with a saved model, newest first."))
 if run is None:
     st.stop()
 if run.status == "running":
-    st.info("This run is still training: you are trying its best model so far. When training finds a clearly "
-            "better one, it replaces this one here by itself.")
+    st.info(_("This run is still training: you are trying its best model so far. When training finds a clearly "
+            "better one, it replaces this one here by itself."))
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model...")
+@st.cache_resource(max_entries=4, show_spinner=False)
 def cached_model(run_dir: str, mtime: float):
     return load_model(run_dir)
 
 
 def familiarity_words(model, running: bool = False) -> str:
     if model.novelty is None and running:
-        return "The check for pictures unlike the training pictures is added when training ends."
+        return _("The check for pictures unlike the training pictures is added when training ends.")
     if model.novelty is None:
-        return ("This model cannot warn about pictures unlike its training pictures: it was trained before "
-                "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
-    return (f"Pictures that do not look like the training pictures are flagged. About "
-            f"{model.novelty.validation_rate:.0%} of normal pictures are flagged too (measured on the validation "
-            "pictures).")
+        return _("This model cannot warn about pictures unlike its training pictures: it was trained before "
+                 "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
+    return _("Pictures that do not look like the training pictures are flagged. About "
+             "{share} of normal pictures are flagged too (measured on the validation "
+             "pictures).").format(share=f"{model.novelty.validation_rate:.0%}")
 
 
 def unusual(result) -> str:
     share = result.novelty.more_unusual_than
     if share >= 1.0:
-        return "it is more unusual than every validation picture"
-    return f"it is more unusual than {share:.0%} of the validation pictures"
+        return _("it is more unusual than every validation picture")
+    return _("it is more unusual than {share} of the validation pictures").format(share=f"{share:.0%}")
 
 
 classes = RunFolder(run.path).read_json(runfiles.CLASSES, [])
-top_k = st.slider("How many classes to show", 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
-                  help="The most likely classes for each picture, with how sure the model is of each.")
-threshold = st.slider("Say \"not sure\" below this confidence", 0.0, 1.0, 0.0, 0.05, key="threshold",
-                      format="%.2f", help="Below it, the answer is 'not sure' instead of a class: fewer answers, "
-                                         "but the ones given are right more often. 0 always answers.")
+top_k = st.slider(_("How many classes to show"), 1, max(2, len(classes)), min(3, max(2, len(classes))), key="top_k",
+                  help=_("The most likely classes for each picture, with how sure the model is of each."))
+threshold = st.slider(_("Say \"not sure\" below this confidence"), 0.0, 1.0, 0.0, 0.05, key="threshold",
+                      format="%.2f", help=_("Below it, the answer is 'not sure' instead of a class: fewer answers, "
+                                         "but the ones given are right more often. 0 always answers."))
 if threshold > 0 and (run.path / runfiles.VALIDATION).is_file():
     cal = calibration_when_ready(run.path)
     if cal is not None:
-        st.caption("On the validation pictures: " + cal.threshold_effect(threshold).describe())
-explain_it = st.toggle("Show why (heat map)", key="gradcam", help="Colours the parts of the picture that made the "
+        st.caption(_("On the validation pictures: ") + retranslate(cal.threshold_effect(threshold).describe()))
+explain_it = st.toggle(_("Show why (heat map)"), key="gradcam", help=_("Colours the parts of the picture that made the "
                        "model choose its answer (Grad-CAM): red mattered most. A model that looks at the "
-                       "background instead of the object has learned the wrong thing.")
-files = st.file_uploader("Pictures to classify", type=None, accept_multiple_files=True, key="predict_files",
-                         help="One or many pictures (JPEG, PNG...). They are classified here and not stored.")
-use_camera = st.toggle("Use my camera", key="use_camera",
-                       help="Asks your browser for the camera, then classifies the photo.")
+                       "background instead of the object has learned the wrong thing."))
+files = st.file_uploader(_("Pictures to classify"), type=None, accept_multiple_files=True, key="predict_files",
+                         help=_("One or many pictures (JPEG, PNG...). They are classified here and not stored."))
+use_camera = st.toggle(_("Use my camera"), key="use_camera",
+                       help=_("Asks your browser for the camera, then classifies the photo."))
 if use_camera:
     camera_check()  # says "no camera found" in words where the browser has none (or may not use it here)
-photo = st.camera_input("Or take a photo", key="camera") if use_camera else None
+photo = st.camera_input(_("Or take a photo"), key="camera") if use_camera else None
 corrections_panel(run)  # what corrections below added, and Retrain
 
-images = [(f.name, f.getvalue()) for f in (files or [])] + ([("camera photo", photo.getvalue())] if photo else [])
+images = [(f.name, f.getvalue()) for f in (files or [])] + ([(_("camera photo"), photo.getvalue())] if photo else [])
 if not images:
-    st.info("Add one or more pictures above to see what the model thinks they are.")
+    st.info(_("Add one or more pictures above to see what the model thinks they are."))
     st.stop()
 
-with friendly_errors("Loading the model"):
+with friendly_errors(N_("Loading the model")), st.spinner(_("Loading the model...")):
     model = cached_model(str(run.path), (run.path / runfiles.BEST).stat().st_mtime)
     st.caption(familiarity_words(model, run.status == "running"))
     for i, (name, data) in enumerate(images):
@@ -81,23 +82,26 @@ with friendly_errors("Loading the model"):
         try:
             picture = to_rgb(data)  # upright RGB, whatever the file's format: what the model sees
         except BadImage as exc:
-            left.warning(f"{name} was skipped: {exc}.")
+            left.warning(_("{name} was skipped: {why}.").format(name=name, why=retranslate(str(exc))))
             continue
         result = answer(model, [picture], threshold=threshold, k=top_k)[0]
         top = result.top
         if explain_it:
-            left.image(explain(model, picture).overlay(), caption=f"{name}: where it looked", width="stretch")
+            left.image(explain(model, picture).overlay(), caption=_("{name}: where it looked").format(name=name),
+                       width="stretch")
         else:
             left.image(picture, caption=name, width="stretch")
         if result.unfamiliar:
-            right.markdown(f"**This does not look like your training pictures** ({unusual(result)}), so the "
-                           "model's answer would only be a guess.")
-            right.caption(f"Best guess: {top[0][0]} ({top[0][1]:.0%} sure). The model always picks one of its "
-                          "classes, even for a picture of something else.")
+            right.markdown(_("**This does not look like your training pictures** ({why}), so the "
+                             "model's answer would only be a guess.").format(why=unusual(result)))
+            right.caption(_("Best guess: {name} ({sure} sure). The model always picks one of its "
+                            "classes, even for a picture of something else.").format(
+                                name=top[0][0], sure=f"{top[0][1]:.0%}"))
         elif result.sure:
-            right.markdown(f"**{top[0][0]}** ({top[0][1]:.0%} sure)")
+            right.markdown(_("**{name}** ({sure} sure)").format(name=top[0][0], sure=f"{top[0][1]:.0%}"))
         else:
-            right.markdown(f"**Not sure** (best guess {top[0][0]}, only {top[0][1]:.0%} sure)")
+            right.markdown(_("**Not sure** (best guess {name}, only {sure} sure)").format(
+                name=top[0][0], sure=f"{top[0][1]:.0%}"))
         right.plotly_chart(charts.probabilities(top), width="stretch", key=f"probs_{i}")
         with right:
             correction_controls(run, classes, i, name, data)

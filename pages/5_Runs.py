@@ -7,6 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, get_language, retranslate, use_language
 from transfer_core.data.datarefs import shown_config
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
@@ -25,17 +26,18 @@ from ui.common import (
     owned_label,
     page,
     percent,
+    status_word,
 )
 from ui.resume import RESUMABLE, resume_button
 
-page("Runs", "🗂️")
+page(N_("Runs"), "🗂️")
 KEY_DELETED = "runs_deleted"
 if st.session_state.get(KEY_DELETED):
-    st.success(f"Deleted {md_escape(st.session_state.pop(KEY_DELETED))}.")
+    st.success(_("Deleted {name}.").format(name=md_escape(st.session_state.pop(KEY_DELETED))))
 owned = list_runs_for(session.workspace().token, session.runs_dir())
 runs = [o.summary for o in owned]
 if not runs:
-    st.info("No runs yet. Train one on the **Train** page; every run is kept here, even after a restart.")
+    st.info(_("No runs yet. Train one on the **Train** page; every run is kept here, even after a restart."))
     st.stop()
 
 token = session.workspace().token
@@ -45,70 +47,76 @@ names = {o.summary.id: o.name for o in owned}
 
 def _row(r) -> dict:
     c = r.config
-    return {"run": names[r.id], "whose": "yours" if r.id in mine else "someone else’s", "status": r.status,
-            "network": r.backbone, "frozen": str(c.freeze) if c else "?",
-            "epochs": r.epochs_run, "best accuracy": percent(r.best_val_accuracy),
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
+    return {_("run"): names[r.id], _("whose"): _("yours") if r.id in mine else _("someone else’s"),
+            _("status"): status_word(r.status), _("network"): r.backbone,
+            _("frozen"): str(c.freeze) if c else "?", _("epochs"): r.epochs_run,
+            _("best accuracy"): percent(r.best_val_accuracy),
+            _("started"): time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
 
 
 st.dataframe([_row(r) for r in runs], hide_index=True, width="stretch")
-st.caption("'interrupted' means the app stopped while the run was training (its last finished epoch is kept). "
-           "Runs started by other people are yours to look at and use, not to delete.")
+st.caption(_("'interrupted' means the app stopped while the run was training (its last finished epoch is kept). "
+           "Runs started by other people are yours to look at and use, not to delete."))
 
-st.subheader("Compare runs")
+st.subheader(_("Compare runs"))
 by_id = {r.id: r for r in runs}
 owned_by_id = {o.summary.id: o for o in owned}
-chosen = st.multiselect("Runs to compare", list(by_id), default=list(by_id)[:min(2, len(by_id))],
+chosen = st.multiselect(_("Runs to compare"), list(by_id), default=list(by_id)[:min(2, len(by_id))],
                         format_func=lambda i: owned_label(owned_by_id[i]), key="compare_runs",
-                        help="Their validation curves are drawn on top of each other, and the settings that "
-                             "differ are listed.")
+                        help=_("Their validation curves are drawn on top of each other, and the settings that "
+                             "differ are listed."))
 if len(chosen) >= 2:
-    with friendly_errors("Comparing"):
+    with friendly_errors(N_("Comparing")):
         comparison = compare_runs([by_id[i].path for i in chosen])
         loss, acc = charts.compared_runs(comparison, names)
         left, right = st.columns(2)
         left.plotly_chart(loss, width="stretch")
         right.plotly_chart(acc, width="stretch")
-        st.caption("Colour is the share of pictures (as on every chart here); each run has its own line style.")
+        st.caption(_("Colour is the share of pictures (as on every chart here); each run has its own line style."))
         diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
         if diffs:
-            st.dataframe([{"setting": k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
+            st.dataframe([{_("setting"): k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
                           for k, values in diffs.items()], hide_index=True, width="stretch")
         else:
-            st.write("They were trained with the same settings.")
+            st.write(_("They were trained with the same settings."))
         if comparison.not_comparable:
-            st.warning(md_escape(comparison.not_comparable))
+            st.warning(md_escape(retranslate(comparison.not_comparable)))
         if comparison.verdict is not None:
-            (st.success if comparison.verdict.distinguishable else st.warning)(comparison.verdict.message)
+            (st.success if comparison.verdict.distinguishable else st.warning)(
+                retranslate(comparison.verdict.message))
 elif chosen:
-    st.caption("Pick a second run to compare.")
+    st.caption(_("Pick a second run to compare."))
 
 
 
 def parity_words(parity: dict) -> str:
     if not parity.get("images"):
-        return f"Exported, but not checked: {parity.get('note', 'no validation pictures')}."
-    parts = [f"{name}: same answer on {p['top1_agreement']:.1%} of them, probabilities within "
-             f"{p['max_probability_difference']:.1e}" for name, p in parity.items()
-             if name in ("onnxruntime", "torchscript")]
-    verdict = "match the app" if parity.get("passed") else "do NOT fully match the app"
-    return f"The exported files {verdict} on {parity['images']} validation pictures ({'; '.join(parts)})."
+        return _("Exported, but not checked: {why}.").format(
+            why=retranslate(parity.get("note", "")) or _("no validation pictures"))
+    parts = [_("{name}: same answer on {agreement} of them, probabilities within {difference}").format(
+        name=name, agreement=f"{p['top1_agreement']:.1%}", difference=f"{p['max_probability_difference']:.1e}")
+             for name, p in parity.items() if name in ("onnxruntime", "torchscript")]
+    text = (_("The exported files match the app on {n} validation pictures ({details}).") if parity.get("passed")
+            else _("The exported files do NOT fully match the app on {n} validation pictures ({details})."))
+    return text.format(n=parity["images"], details=_("; ").join(parts))
 
 
-def _export(run_dir, out, report, stop):
-    """The task's work, in the engine's queue: never on the page's thread, never beside a training run."""
-    return export_run(run_dir, out, progress=lambda stage, i, n: report(i, n, stage))
+def _export(run_dir, out, lang, report, stop):
+    """The task's work, in the engine's queue: never on the page's thread, never beside a training run. The
+    model card is written in the language of the person who asked for it."""
+    with use_language(lang):
+        return export_run(run_dir, out, progress=lambda stage, i, n: report(i, n, stage))
 
 
 def export_section(run) -> None:
     """ONNX + TorchScript + model card + standalone predict.py, checked against the app's own answers."""
-    if st.button("Export for use outside the app (ONNX, TorchScript)", key=f"export_{run.id}",
-                 help="Makes files that run with only onnxruntime or only torch, a model card and a predict.py. "
+    if st.button(_("Export for use outside the app (ONNX, TorchScript)"), key=f"export_{run.id}",
+                 help=_("Makes files that run with only onnxruntime or only torch, a model card and a predict.py. "
                       "Before you get them, they are checked to give the app's answers on the validation "
-                      "pictures."):
+                      "pictures.")):
         out = session.workspace().path / "exports" / f"{run.id}-{int(time.time())}"
-        tasks.submit(f"export_task_{run.id}", "Exporting and checking the model",
-                     partial(_export, run.path, out))
+        tasks.submit(f"export_task_{run.id}", N_("Exporting and checking the model"),
+                     partial(_export, run.path, out, get_language()))
     task = tasks.follow(f"export_task_{run.id}")
     if task is not None and task.result is not None:
         st.session_state[f"exported_{run.id}"] = (str(task.result.zip_path), task.result.card["parity"])
@@ -116,7 +124,7 @@ def export_section(run) -> None:
     if exported:
         zip_path, parity = exported
         (st.success if parity.get("passed") else st.warning)(parity_words(parity))
-        st.download_button("Download the export (.zip)", Path(zip_path).read_bytes, Path(zip_path).name,
+        st.download_button(_("Download the export (.zip)"), Path(zip_path).read_bytes, Path(zip_path).name,
                            "application/zip", key=f"download_export_{run.id}")
 
 
@@ -124,45 +132,46 @@ def delete_with_confirmation(run) -> None:
     """Delete asks once more (it cannot be undone); the message survives the page's redraw."""
     confirm = f"confirm_delete_{run.id}"
     if not st.session_state.get(confirm):
-        if st.button("Delete this run", key=f"delete_{run.id}",
-                     help="Removes its folder for good, after you confirm. Only the person who started it can."):
+        if st.button(_("Delete this run"), key=f"delete_{run.id}",
+                     help=_("Removes its folder for good, after you confirm. Only the person who started it can.")):
             st.session_state[confirm] = True
             st.rerun()
         return
-    st.warning(f"Delete **{md_escape(names[run.id])}** for good? Its model and curves cannot be brought back.")
+    st.warning(_("Delete **{name}** for good? Its model and curves cannot be brought back.").format(
+        name=md_escape(names[run.id])))
     yes, no = st.columns(2)
-    if yes.button("Yes, delete it", key=f"delete_yes_{run.id}", type="primary"):
+    if yes.button(_("Yes, delete it"), key=f"delete_yes_{run.id}", type="primary"):
         del st.session_state[confirm]
         try:
             delete_run(run.path, token, session.runs_dir())
             st.session_state[KEY_DELETED] = names[run.id]
             st.rerun()
         except NotAllowed as exc:
-            st.error(md_escape(str(exc)))
-    if no.button("Cancel", key=f"delete_no_{run.id}"):
+            st.error(md_escape(retranslate(str(exc))))
+    if no.button(_("Cancel"), key=f"delete_no_{run.id}"):
         del st.session_state[confirm]
         st.rerun()
 
 
-st.subheader("One run")
-run_id = st.selectbox("Run", list(by_id), format_func=lambda i: owned_label(owned_by_id[i]), key="detail_run")
+st.subheader(_("One run"))
+run_id = st.selectbox(_("Run"), list(by_id), format_func=lambda i: owned_label(owned_by_id[i]), key="detail_run")
 run = by_id[run_id]
-with st.expander("All its settings"):
+with st.expander(_("All its settings")):
     st.json(shown_config(run.config) if run.config else {})
-with friendly_errors("Preparing the download"):
+with friendly_errors(N_("Preparing the download")):
     if run.has_model:
         # The zip is built when the button is pressed, not on every redraw of the page.
-        st.download_button("Download the trained model (.zip)", partial(model_bundle, run.path),
+        st.download_button(_("Download the trained model (.zip)"), partial(model_bundle, run.path),
                            download_name(names[run.id]),
-                           "application/zip", help="Weights, class names, preprocessing and settings: everything "
-                                                   "`python -m transfer_core predict` needs, with no internet.")
+                           "application/zip", help=_("Weights, class names, preprocessing and settings: everything "
+                                                   "`python -m transfer_core predict` needs, with no internet."))
         export_section(run)
 if run.id in mine:
     c1, c2, c3 = st.columns(3)
-    new_name = c1.text_input("Name", names[run.id], key=f"name_{run.id}",
-                             help="A name you will recognise, e.g. 'frozen 3, light augmentation'.")
+    new_name = c1.text_input(_("Name"), names[run.id], key=f"name_{run.id}",
+                             help=_("A name you will recognise, e.g. 'frozen 3, light augmentation'."))
     if new_name != names[run.id]:
-        with friendly_errors("Renaming"):
+        with friendly_errors(N_("Renaming")):
             rename_run(run.path, token, session.runs_dir(), new_name)
             st.rerun()
     if run.status in RESUMABLE:
@@ -171,5 +180,5 @@ if run.id in mine:
     with c3:
         delete_with_confirmation(run)
 else:
-    st.caption("Someone else started this run (or it came from the command line): you can view, compare, "
-               "evaluate and download it, not change it.")
+    st.caption(_("Someone else started this run (or it came from the command line): you can view, compare, "
+               "evaluate and download it, not change it."))

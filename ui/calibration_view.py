@@ -7,13 +7,14 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _
 from transfer_core.inference.calibration import RunCalibration, run_calibration
 from transfer_core.runstore import runfiles
 
 from . import tasks
 
 KEY_DONE = "calibrations"  # run folder -> (what its files were, RunCalibration)
-KIND = "Measuring how sure the model should be"
+KIND = N_("Measuring how sure the model should be")
 
 
 def task_key(run_dir: Path) -> str:
@@ -32,8 +33,8 @@ def calibration_when_ready(run_dir: Path) -> RunCalibration | None:
         st.session_state[f"{key}_files"] = files
         tasks.submit(key, KIND, partial(_measure, run_dir))
     task = tasks.follow(key)
-    if task is not None and task.error and st.button("Measure again", key=f"{key}_again",
-                                                     help="Runs the measurement once more."):
+    if task is not None and task.error and st.button(_("Measure again"), key=f"{key}_again",
+                                                     help=_("Runs the measurement once more.")):
         del st.session_state[f"{key}_files"]
         st.rerun()
     if task is None or task.result is None:

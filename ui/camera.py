@@ -7,10 +7,12 @@ import json
 
 import streamlit.components.v1 as components
 
-NO_CAMERA = "No camera found on this computer."
-NOT_ALLOWED = ("This browser does not let the page use a camera here: it must be opened as https:// or on "
-               "this computer's own address (localhost).")
-UPLOAD_INSTEAD = "Upload a picture above instead."
+from transfer_core.core.i18n import N_, _, sentences
+
+NO_CAMERA = N_("No camera found on this computer.")
+NOT_ALLOWED = N_("This browser does not let the page use a camera here: it must be opened as https:// or on "
+                 "this computer's own address (localhost).")
+UPLOAD_INSTEAD = N_("Upload a picture above instead.")
 
 _SCRIPT = """
 <div id="msg" style="font-family: sans-serif; font-size: 15px; color: #9c4400"></div>
@@ -29,5 +31,5 @@ if (!navigator.mediaDevices || !navigator.mediaDevices.enumerateDevices) {
 
 def camera_check(instead: str = UPLOAD_INSTEAD) -> None:
     """`instead`: what the person can do without a camera on this page."""
-    components.html(_SCRIPT % {"no_camera": json.dumps(f"{NO_CAMERA} {instead}"),
-                               "not_allowed": json.dumps(f"{NOT_ALLOWED} {instead}")}, height=48)
+    components.html(_SCRIPT % {"no_camera": json.dumps(sentences(_(NO_CAMERA), _(instead))),
+                               "not_allowed": json.dumps(sentences(_(NOT_ALLOWED), _(instead)))}, height=48)

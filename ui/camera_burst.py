@@ -16,10 +16,11 @@ import numpy as np
 import streamlit as st
 from streamlit_webrtc import WebRtcMode, webrtc_streamer
 
+from transfer_core.core.i18n import N_, _
 from transfer_core.data.classbuilder import add_picture
 
 from .common import friendly_errors, md_escape
-from .live_preview import ice_servers, jpeg
+from .live_preview import ice_servers, jpeg, webrtc_words
 
 KEY_FRAME = "cb_burst_frame"  # this session's LatestFrame, shared with the video thread
 EVERY_S = 0.3  # about 3 pictures a second: different enough from each other, quick enough to hold still
@@ -54,37 +55,37 @@ def _keep(holder: LatestFrame):
 
 
 def burst_recorder(dataset: Path, names: list[str]) -> None:
-    if not st.toggle("Record bursts from the live camera", key="cb_burst",
-                     help="Shows the camera's live video; each press of Record saves several pictures a second "
-                          "into the class chosen here while you turn the object, move closer, change the light."):
+    if not st.toggle(_("Record bursts from the live camera"), key="cb_burst",
+                     help=_("Shows the camera's live video; each press of Record saves several pictures a second "
+                          "into the class chosen here while you turn the object, move closer, change the light.")):
         return
-    target = st.selectbox("Bursts go into", names, key="cb_burst_class",
-                          help="The class the recorded pictures are added to. Switch it between bursts.")
+    target = st.selectbox(_("Bursts go into"), names, key="cb_burst_class",
+                          help=_("The class the recorded pictures are added to. Switch it between bursts."))
     servers, problem = ice_servers()
     if problem:
         st.warning(problem)
     holder = latest_frame()
     webrtc_streamer(key="burst_camera", mode=WebRtcMode.SENDRECV, rtc_configuration={"iceServers": servers},
                     media_stream_constraints={"video": True, "audio": False}, video_frame_callback=_keep(holder),
-                    async_processing=True)
-    count = st.select_slider("Pictures per burst", SIZES, value=10, key="cb_burst_size",
-                             help=f"One picture every {EVERY_S:g} s: 10 pictures take about "
-                                  f"{10 * EVERY_S:.0f} seconds.")
-    if st.button(f"Record {count} pictures into {target}", key="cb_burst_go", type="primary",
-                 help="Press START under the video first. Keep the object in view while the bar fills."):
-        with friendly_errors("Recording"):
+                    async_processing=True, translations=webrtc_words())
+    count = st.select_slider(_("Pictures per burst"), SIZES, value=10, key="cb_burst_size",
+                             help=_("One picture every {every} s: 10 pictures take about "
+                                    "{total} seconds.").format(every=f"{EVERY_S:g}", total=f"{10 * EVERY_S:.0f}"))
+    if st.button(_("Record {n} pictures into {name}").format(n=count, name=target), key="cb_burst_go", type="primary",
+                 help=_("Press START under the video first. Keep the object in view while the bar fills.")):
+        with friendly_errors(N_("Recording")):
             _record(dataset, target, holder, count)
 
 
 def _record(dataset: Path, target: str, holder: LatestFrame, count: int) -> None:
     if holder.get() is None:
-        st.info("No picture from the camera yet: press START under the video box first.")
+        st.info(_("No picture from the camera yet: press START under the video box first."))
         return
-    bar = st.progress(0.0, text=f"Recording {count} pictures into {md_escape(target)}...")
+    bar = st.progress(0.0, text=_("Recording {n} pictures into {name}...").format(n=count, name=md_escape(target)))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for i in range(count):
         add_picture(dataset, target, jpeg(holder.get()), f"burst-{stamp}-{i + 1:02d}.jpg")
-        bar.progress((i + 1) / count, text=f"{i + 1} of {count} pictures")
+        bar.progress((i + 1) / count, text=_("{i} of {n} pictures").format(i=i + 1, n=count))
         time.sleep(EVERY_S)
-    st.toast(f"{count} pictures added to {target}.")
+    st.toast(_("{n} pictures added to {name}.").format(n=count, name=target))
     st.rerun()  # the counts and thumbnails above show them

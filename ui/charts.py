@@ -4,17 +4,19 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from transfer_core.core.events import EpochEnd, ModelReady, Progress, StageThawed
+from transfer_core.core.i18n import N_, _, retranslate
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, legend=dict(orientation="h", y=-0.25))
 
 # One meaning for colour across every chart of the app: colour is the share of pictures (the same colours
 # as the Data page's bars); several runs in one chart differ by line style, never by colour.
 SHARE_COLOURS = {"training": "#1f77b4", "validation": "#ff7f0e", "test": "#2ca02c"}
+SHARE_NAMES = {"training": N_("training"), "validation": N_("validation"), "test": N_("test")}
 RUN_DASHES = ("solid", "dash", "dot", "dashdot", "longdash")
 
 
 def _line(x, y, share: str, run: int = 0, label: str = "", **extra) -> go.Scatter:
-    name = f"{label}: {share}" if label else share
+    name = f"{label}: {_(SHARE_NAMES[share])}" if label else _(SHARE_NAMES[share])
     return go.Scatter(x=x, y=y, mode="lines+markers", name=name, legendgroup=label or share,
                       line=dict(color=SHARE_COLOURS[share], dash=RUN_DASHES[run % len(RUN_DASHES)]), **extra)
 
@@ -23,9 +25,9 @@ def class_counts(counts: dict[str, dict[str, int]]) -> go.Figure:
     names = list(counts)
     shares = [("training", "train"), ("validation", "val")]
     shares += [("test", "test")] if any(counts[c].get("test") for c in names) else []
-    fig = go.Figure([go.Bar(name=share, x=names, y=[counts[c][key] for c in names],
+    fig = go.Figure([go.Bar(name=_(SHARE_NAMES[share]), x=names, y=[counts[c][key] for c in names],
                             marker_color=SHARE_COLOURS[share]) for share, key in shares])
-    fig.update_layout(barmode="stack", title="Images per class", yaxis_title="images", **_LAYOUT)
+    fig.update_layout(barmode="stack", title=_("Images per class"), yaxis_title=_("images"), **_LAYOUT)
     return fig
 
 
@@ -37,15 +39,17 @@ def loss_curves(epochs: list[EpochEnd], live: list[tuple[float, float]] = (), la
     """Training and validation loss per epoch; `live` adds the running training loss within epochs."""
     fig = go.Figure()
     add_loss_traces(fig, epochs, live, label)
-    fig.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_title="loss",
+    fig.update_layout(title=_("Loss (lower is better)"), xaxis_title=_("epoch"), yaxis_title=_("loss"),
                       yaxis_rangemode="tozero", **_LAYOUT)
     return fig
 
 
 def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str = "", run: int = 0) -> None:
     if live:
-        fig.add_trace(go.Scatter(x=[x for x, _ in live], y=[y for _, y in live], mode="lines",
-                                 name=f"{label + ': ' if label else ''}training (live)", legendgroup=label or "live",
+        live_name = _("training (live)")
+        fig.add_trace(go.Scatter(x=[x for x, _y in live], y=[y for _x, y in live], mode="lines",
+                                 name=f"{label}: {live_name}" if label else live_name,
+                                 legendgroup=label or "live",
                                  line=dict(width=1, color=SHARE_COLOURS["training"]), opacity=0.5))
     fig.add_trace(_line(_epoch_axis(epochs), [e.train_loss for e in epochs], "training", run, label))
     fig.add_trace(_line(_epoch_axis(epochs), [e.val_loss for e in epochs], "validation", run, label))
@@ -54,7 +58,7 @@ def add_loss_traces(fig: go.Figure, epochs: list[EpochEnd], live=(), label: str 
 def accuracy_curves(epochs: list[EpochEnd], label: str = "") -> go.Figure:
     fig = go.Figure()
     add_accuracy_traces(fig, epochs, label)
-    fig.update_layout(title="Accuracy (higher is better)", xaxis_title="epoch", yaxis_title="accuracy",
+    fig.update_layout(title=_("Accuracy (higher is better)"), xaxis_title=_("epoch"), yaxis_title=_("accuracy"),
                       yaxis_range=[0, 1.02], **_LAYOUT)
     return fig
 
@@ -72,8 +76,8 @@ def compared_runs(comparison, names: dict[str, str] | None = None) -> tuple[go.F
         loss.add_trace(_line(curves.epochs, curves.values["train_loss"], "training", i, label))
         loss.add_trace(_line(curves.epochs, curves.values["val_loss"], "validation", i, label))
         acc.add_trace(_line(curves.epochs, curves.values["val_accuracy"], "validation", i, label))
-    loss.update_layout(title="Loss (lower is better)", xaxis_title="epoch", yaxis_rangemode="tozero", **_LAYOUT)
-    acc.update_layout(title="Validation accuracy", xaxis_title="epoch", yaxis_range=[0, 1.02], **_LAYOUT)
+    loss.update_layout(title=_("Loss (lower is better)"), xaxis_title=_("epoch"), yaxis_rangemode="tozero", **_LAYOUT)
+    acc.update_layout(title=_("Validation accuracy"), xaxis_title=_("epoch"), yaxis_range=[0, 1.02], **_LAYOUT)
     return loss, acc
 
 
@@ -86,15 +90,15 @@ def live_points(progress: list[Progress]) -> list[tuple[float, float]]:
 def confusion(matrix, classes: list[str]) -> go.Figure:
     z = matrix.tolist()
     fig = go.Figure(go.Heatmap(z=z, x=classes, y=classes, colorscale="Blues", text=z, texttemplate="%{text}",
-                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>"))
-    fig.update_layout(title="Confusion matrix", xaxis_title="predicted class", yaxis_title="true class",
+                               hovertemplate=_("true %{y}, predicted %{x}: %{z}") + "<extra></extra>"))
+    fig.update_layout(title=_("Confusion matrix"), xaxis_title=_("predicted class"), yaxis_title=_("true class"),
                       yaxis_autorange="reversed", **{**_LAYOUT, "height": 120 + 45 * len(classes)})
     return fig
 
 
 def probabilities(top: list[tuple[str, float]]) -> go.Figure:
-    names = [c for c, _ in top][::-1]
-    values = [p for _, p in top][::-1]
+    names = [c for c, _p in top][::-1]
+    values = [p for _c, p in top][::-1]
     fig = go.Figure(go.Bar(x=values, y=names, orientation="h", text=[f"{v:.0%}" for v in values],
                            textposition="auto"))
     fig.update_layout(xaxis_range=[0, 1], xaxis_tickformat=".0%", margin=dict(l=10, r=10, t=10, b=10),
@@ -105,23 +109,24 @@ def probabilities(top: list[tuple[str, float]]) -> go.Figure:
 def reliability(bins_before, bins_after) -> go.Figure:
     """Stated confidence against how often the model was right, per confidence bin; the diagonal is honest."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly honest",
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name=_("perfectly honest"),
                              line=dict(dash="dash", color="grey")))
-    for name, bins in (("as trained", bins_before), ("calibrated", bins_after)):
+    for name, bins in ((_("as trained"), bins_before), (_("calibrated"), bins_after)):
         used = [b for b in bins if b.count]
         fig.add_trace(go.Scatter(x=[b.confidence for b in used], y=[b.accuracy for b in used],
-                                 mode="lines+markers", name=name, text=[f"{b.count} pictures" for b in used]))
-    fig.update_layout(title="Is the model as sure as it should be?", xaxis_title="how sure it said it was",
-                      yaxis_title="how often it was right", xaxis_range=[0, 1.02], yaxis_range=[0, 1.02],
+                                 mode="lines+markers", name=name,
+                                 text=[_("{n} pictures").format(n=b.count) for b in used]))
+    fig.update_layout(title=_("Is the model as sure as it should be?"), xaxis_title=_("how sure it said it was"),
+                      yaxis_title=_("how often it was right"), xaxis_range=[0, 1.02], yaxis_range=[0, 1.02],
                       **_LAYOUT)
     return fig
 
 
 def threshold_tradeoff(curve) -> go.Figure:
     xs = [e.threshold for e in curve]
-    fig = go.Figure([go.Scatter(x=xs, y=[e.coverage for e in curve], name="share of pictures answered"),
-                     go.Scatter(x=xs, y=[e.answered_accuracy for e in curve], name="accuracy on those")])
-    fig.update_layout(title="Saying 'not sure' below a confidence", xaxis_title="confidence threshold",
+    fig = go.Figure([go.Scatter(x=xs, y=[e.coverage for e in curve], name=_("share of pictures answered")),
+                     go.Scatter(x=xs, y=[e.answered_accuracy for e in curve], name=_("accuracy on those"))])
+    fig.update_layout(title=_("Saying 'not sure' below a confidence"), xaxis_title=_("confidence threshold"),
                       xaxis_tickformat=".0%", yaxis_tickformat=".0%", yaxis_range=[0, 1.02], **_LAYOUT)
     return fig
 
@@ -132,10 +137,11 @@ def mark_phases(fig: go.Figure, events: list, accuracy: bool = False) -> None:
     ready = next((e for e in events if isinstance(e, ModelReady)), None)
     if ready is not None:
         y = ready.val_accuracy if accuracy else ready.val_loss
-        fig.add_trace(go.Scatter(x=[0], y=[y], mode="markers+text", text=["first model"], textposition="top right",
-                                 name="first model (validation)", marker=dict(symbol="star", size=12,
+        fig.add_trace(go.Scatter(x=[0], y=[y], mode="markers+text", text=[_("first model")], textposition="top right",
+                                 name=_("first model (validation)"), marker=dict(symbol="star", size=12,
                                                                                color=SHARE_COLOURS["validation"])))
     for thaw in (e for e in events if isinstance(e, StageThawed)):
         fig.add_vline(x=thaw.epoch - 0.5, line_dash="dot", line_color="grey",
-                      annotation_text=f"{thaw.stage} learns", annotation_textangle=-90,
+                      annotation_text=_("{stage} learns").format(stage=retranslate(thaw.stage)),
+                      annotation_textangle=-90,
                       annotation_font_size=10)

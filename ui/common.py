@@ -8,19 +8,26 @@ from contextlib import contextmanager
 
 import streamlit as st
 
+from transfer_core.core.i18n import retranslate
 from transfer_core.data.datarefs import redact_paths
 from transfer_core.runstore.runs import RunSummary
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import OwnedRun, list_runs_for, run_name
 
-from . import session
+from transfer_core.core.i18n import N_, _
+
+from . import lang, session
 
 
 def page(title: str, icon: str) -> None:
+    """`title` is the English text, marked with N_ where the page names it: shown in the session's language."""
+    lang.apply()
+    title = _(title)
     st.set_page_config(page_title=f"{title} · Transfer Studio", page_icon=icon, layout="wide")
     _freeze_long_lived_objects()
     session.workspace()  # creates the token before any widget, so the URL is stable from the start
     st.title(f"{icon} {title}")
+    lang.streamlit_words()
     _sidebar_status()
 
 
@@ -32,15 +39,21 @@ def _freeze_long_lived_objects() -> None:
     gc.freeze()
 
 
-NAV = [("app.py", "Home", "🧠"), ("pages/1_Data.py", "Data", "📁"), ("pages/2_Train.py", "Train", "🏋️"),
-       ("pages/3_Evaluate.py", "Evaluate", "📊"), ("pages/4_Predict.py", "Predict", "🔮"),
-       ("pages/5_Runs.py", "Runs", "🗂️"), ("pages/6_Live.py", "Live", "🎥")]
+NAV = [("app.py", N_("Home"), "🧠"), ("pages/1_Data.py", N_("Data"), "📁"), ("pages/2_Train.py", N_("Train"), "🏋️"),
+       ("pages/3_Evaluate.py", N_("Evaluate"), "📊"), ("pages/4_Predict.py", N_("Predict"), "🔮"),
+       ("pages/5_Runs.py", N_("Runs"), "🗂️"), ("pages/6_Live.py", N_("Live"), "🎥")]
+
+
+def link_params() -> dict[str, str]:
+    """What a link to another page carries: the workspace and the language."""
+    return {"ws": session.workspace().token, lang.PARAM: lang.current()}
 
 
 def _sidebar_status() -> None:
     with st.sidebar:
+        lang.switch()
         for target, label, icon in NAV:
-            st.page_link(target, label=label, icon=icon, query_params={"ws": session.workspace().token})
+            st.page_link(target, label=_(label), icon=icon, query_params=link_params())
         st.divider()
         _status()
 
@@ -48,20 +61,21 @@ def _sidebar_status() -> None:
 @st.fragment(run_every=5.0)  # every open tab runs it: cheap and not too often
 def _status() -> None:
     """What is training on this machine now, refreshed while the user reads any page."""
+    lang.apply()
     queue = default_queue()
     running = queue.running_jobs()
     waiting = [j for j in queue.jobs() if j.state == "queued"]
     mine = sum(j.owner == session.workspace().token for j in running)
+    more = _(", {n} waiting").format(n=len(waiting)) if waiting else ""
     if not running:
-        st.caption("No training is running right now.")
+        st.caption(_("No training is running right now."))
     elif len(running) == 1:
-        st.caption(f"Training now: {running[0].config.backbone}" + (" (yours)" if mine else " (someone else's)")
-                   + (f", {len(waiting)} waiting" if waiting else ""))
+        line = _("Training now: {backbone} (yours)") if mine else _("Training now: {backbone} (someone else's)")
+        st.caption(line.format(backbone=running[0].config.backbone) + more)
     else:
-        st.caption(f"Training now: {len(running)} runs ({mine} yours)"
-                   + (f", {len(waiting)} waiting" if waiting else ""))
+        st.caption(_("Training now: {n} runs ({mine} yours)").format(n=len(running), mine=mine) + more)
     data = session.data_choice()
-    st.caption(f"Data: {data.label}" if data else "Data: none chosen yet")
+    st.caption(_("Data: {label}").format(label=session.data_label(data)) if data else _("Data: none chosen yet"))
 
 
 @contextmanager
@@ -71,16 +85,17 @@ def friendly_errors(what: str):
         yield
     except Exception as exc:  # noqa: BLE001 - the user sees a message instead of a stack trace
         # Escaped: the message may quote a folder or class name, which Markdown would otherwise format.
-        st.error(f"{what} did not work: {md_escape(redact_paths(str(exc)))}")
+        st.error(_("{what} did not work: {why}").format(
+            what=_(what), why=md_escape(retranslate(redact_paths(str(exc))))))
 
 
 def need_data() -> session.DataChoice | None:
     data = session.data_choice()
     if data is None:
-        st.info("No pictures chosen yet. Choose yours on the **Data** page, or try the demo pictures now.")
-        st.page_link("pages/1_Data.py", label="Go to Data", icon="📁")
-        if st.button("Use the demo pictures", key="use_demo_here"):
-            with friendly_errors("Loading the demo pictures"):
+        st.info(_("No pictures chosen yet. Choose yours on the **Data** page, or try the demo pictures now."))
+        st.page_link("pages/1_Data.py", label=_("Go to Data"), icon="📁")
+        if st.button(_("Use the demo pictures"), key="use_demo_here"):
+            with friendly_errors(N_("Loading the demo pictures")):
                 session.use_demo_data()
                 st.rerun()
     return data
@@ -91,23 +106,23 @@ def models_to_pick() -> list[OwnedRun]:
     return [o for o in list_runs_for(session.workspace().token, session.runs_dir()) if o.summary.has_model]
 
 
-WHOSE = {"mine": "My runs", "all": "Everyone's runs"}
+WHOSE = {"mine": N_("My runs"), "all": N_("Everyone's runs")}
 
 
 def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummary | None:
     """A run chooser that starts on this person's own newest run (or the one they follow), with a filter
     between their runs and everyone's; None (with a hint) when there are none."""
     if not runs:
-        st.info("No trained model yet. Train one on the **Train** page first.")
-        st.page_link("pages/2_Train.py", label="Go to Train", icon="🏋️")
+        st.info(_("No trained model yet. Train one on the **Train** page first."))
+        st.page_link("pages/2_Train.py", label=_("Go to Train"), icon="🏋️")
         return None
     mine = [o for o in runs if o.mine]
-    whose = st.segmented_control("Show", list(WHOSE), format_func=WHOSE.get, key=f"{key}_whose",
-                                 default="mine" if mine else "all", help="Runs started in this workspace "
-                                 "(this link) are yours; everyone on this server can use everyone's.")
+    whose = st.segmented_control(_("Show"), list(WHOSE), format_func=lambda w: _(WHOSE[w]), key=f"{key}_whose",
+                                 default="mine" if mine else "all", help=_("Runs started in this workspace "
+                                 "(this link) are yours; everyone on this server can use everyone's."))
     shown = mine if whose == "mine" else runs
     if not shown:
-        st.info("You have no trained model yet: pick \"Everyone's runs\", or train one on the **Train** page.")
+        st.info(_("You have no trained model yet: pick \"Everyone's runs\", or train one on the **Train** page."))
         return None
     ids = [o.summary.id for o in shown]
     followed = st.session_state.get(session.KEY_JOB)
@@ -120,7 +135,8 @@ def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummar
 
 
 def owned_label(o: OwnedRun) -> str:
-    return f"{'yours' if o.mine else 'someone else’s'} · {run_label(o.summary, o.name)}"
+    whose = _("yours") if o.mine else _("someone else’s")
+    return f"{whose} · {run_label(o.summary, o.name)}"
 
 
 def download_name(name: str, suffix: str = ".zip") -> str:
@@ -135,7 +151,17 @@ def percent(value: float | None) -> str:
 
 def run_label(r: RunSummary, name: str | None = None) -> str:
     accuracy = percent(r.best_val_accuracy)
-    return f"{name or run_name(r.path) or r.id} · {r.backbone} · {r.status} · best accuracy {accuracy}"
+    return _("{name} · {backbone} · {status} · best accuracy {accuracy}").format(
+        name=name or run_name(r.path) or r.id, backbone=r.backbone, status=status_word(r.status), accuracy=accuracy)
+
+
+STATUS_WORDS = {"finished": N_("finished"), "stopped": N_("stopped"), "failed": N_("failed"),
+                "running": N_("running"), "queued": N_("queued"), "interrupted": N_("interrupted")}
+
+
+def status_word(status: str) -> str:
+    """A run's status as a word of the session's language (the engine keeps the English one)."""
+    return _(STATUS_WORDS[status]) if status in STATUS_WORDS else status
 
 
 _MARKDOWN_CHARS = set("\\`*_{}[]()#+-.!|<>~$:")

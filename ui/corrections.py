@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.classbuilder import SETS, add_picture, set_info
 from transfer_core.data.datarefs import label, resolved_config
 from transfer_core.data.owncopies import (
@@ -24,24 +25,24 @@ from transfer_core.runstore.runs import RunFolder, RunSummary
 from transfer_core.service.jobs import default_queue
 
 from . import session, tasks
-from .common import friendly_errors, md_escape
+from .common import friendly_errors, link_params, md_escape
 
 KEY_TASK, KEY_TASK_SHOWN = "correction_task", "correction_task_shown"
 KEY_DONE = "corrections"  # run id -> {"dataset": path, "added": n, "copied": data reference or None}
-COPYING = "Copying the pictures into your workspace"
+COPYING = N_("Copying the pictures into your workspace")
 
 
 def correction_controls(run: RunSummary, classes: list[str], index: int, name: str, data: bytes) -> None:
     """Under one answer: pick the right class, add the picture to it."""
-    picked = st.selectbox("This is actually", classes, index=None, placeholder="Pick the right class",
+    picked = st.selectbox(_("This is actually"), classes, index=None, placeholder=_("Pick the right class"),
                             key=f"correct_class_{index}",
-                            help="When the answer is wrong (or right but unsure): the class this picture really "
-                                 "is. It is added to your own copy of the run's pictures, to train on again.")
+                            help=_("When the answer is wrong (or right but unsure): the class this picture really "
+                                 "is. It is added to your own copy of the run's pictures, to train on again."))
     busy = _copy_pending()
-    if st.button("Add it to this class", key=f"correct_{index}", disabled=picked is None or busy,
-                    help="Wait for the copy of the pictures to finish first." if busy else
-                         "Saves the picture in that class of your own data set."):
-        with friendly_errors("Adding the picture"):
+    if st.button(_("Add it to this class"), key=f"correct_{index}", disabled=picked is None or busy,
+                    help=_("Wait for the copy of the pictures to finish first.") if busy else
+                         _("Saves the picture in that class of your own data set.")):
+        with friendly_errors(N_("Adding the picture")):
             _correct(run, picked, name, data)
 
 
@@ -77,7 +78,9 @@ def _copy_name(source: str) -> str:
 
 
 def _copy_label(source: str) -> str:
-    return "My copy of the demo pictures" if source.startswith("demo:") else f"My copy of {label(source)}"
+    """Kept in English with the set (N_), shown in the session's language by retranslate."""
+    return N_("My copy of the demo pictures") if source.startswith("demo:") else N_("My copy of {name}").format(
+        name=label(source))
 
 
 def _remember(run_id: str, dataset: Path, copied: str | None) -> None:
@@ -105,25 +108,24 @@ def corrections_panel(run: RunSummary) -> None:
         return
     if entry["copied"]:
         st.info(_copied_words(entry["copied"]))
-    st.success(f"{entry['added']} picture(s) added to **{md_escape(_dataset_label(entry['dataset']))}**, "
-               "now your training data. Train again to learn from them.")
+    st.success(_("{n} picture(s) added to **{name}**, now your training data. Train again to learn from "
+                 "them.").format(n=entry["added"], name=md_escape(retranslate(_dataset_label(entry["dataset"])))))
     left, right = st.columns(2)
-    if left.button("Retrain", key="retrain", type="primary",
-                   help="Starts a new run with this run's settings on the corrected pictures. It waits in the "
-                        "queue if something is training."):
-        with friendly_errors("Retraining"):
+    if left.button(_("Retrain"), key="retrain", type="primary",
+                   help=_("Starts a new run with this run's settings on the corrected pictures. It waits in the "
+                        "queue if something is training.")):
+        with friendly_errors(N_("Retraining")):
             job = _retrain(run, entry["dataset"])
-            st.success(f"Retraining started as run {job.id}.")
-    right.page_link("pages/2_Train.py", label="Go to Train", icon="🏋️",
-                    query_params={"ws": session.workspace().token})
+            st.success(_("Retraining started as run {id}.").format(id=job.id))
+    right.page_link("pages/2_Train.py", label=_("Go to Train"), icon="🏋️", query_params=link_params())
 
 
 def _copied_words(source: str) -> str:
     if source.startswith("demo:"):
-        return ("The demo pictures were copied into your workspace so you can add to them; the shared demo is "
-                "unchanged.")
-    return (f"The pictures of {md_escape(label(source))} were copied into your workspace so you can add to them; "
-            "the shared folder is unchanged.")
+        return _("The demo pictures were copied into your workspace so you can add to them; the shared demo is "
+                 "unchanged.")
+    return _("The pictures of {name} were copied into your workspace so you can add to them; "
+             "the shared folder is unchanged.").format(name=md_escape(retranslate(label(source))))
 
 
 def _dataset_label(path: str) -> str:

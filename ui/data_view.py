@@ -7,6 +7,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
+from transfer_core.core.i18n import _, retranslate
 from transfer_core.data.datarefs import data_roots
 from transfer_core.data.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
 from transfer_core.service.workspaces import (
@@ -35,7 +36,7 @@ def _cached_scan(path: str, val_split: float, seed: int, signature: tuple) -> Da
 
 
 def scan(path: str, val_split: float, seed: int) -> DatasetReport:
-    with st.spinner("Opening every picture once to check it (a few seconds for a few thousand)..."):
+    with st.spinner(_("Opening every picture once to check it (a few seconds for a few thousand)...")):
         return _cached_scan(path, val_split, seed, _signature(path))
 
 
@@ -67,25 +68,26 @@ def show_report(report: DatasetReport) -> None:
     counts = report.counts()
     total = sum(c["total"] for c in counts.values())
     cols = st.columns(5 if report.test else 4)
-    cols[0].metric("Classes", len(report.classes), help="One per folder that holds usable pictures.")
-    cols[1].metric("Pictures", total)
-    cols[2].metric("For training", len(report.train))
-    cols[3].metric("For validation", len(report.val), help="Kept aside: the model never learns from these; they "
-                   "choose its best epoch and how sure it says it is.")
+    cols[0].metric(_("Classes"), len(report.classes), help=_("One per folder that holds usable pictures."))
+    cols[1].metric(_("Pictures"), total)
+    cols[2].metric(_("For training"), len(report.train))
+    cols[3].metric(_("For validation"), len(report.val), help=_("Kept aside: the model never learns from these; they "
+                   "choose its best epoch and how sure it says it is."))
     if report.test:
-        cols[4].metric("For testing", len(report.test), help="Also kept aside, and used for nothing else: the "
-                       "honest score on the Evaluate page.")
+        cols[4].metric(_("For testing"), len(report.test), help=_("Also kept aside, and used for nothing else: the "
+                       "honest score on the Evaluate page."))
     for warning in report.warnings:
-        st.warning(md_escape(warning))
+        st.warning(md_escape(retranslate(warning)))
     if report.skipped:
-        with st.expander(f"{len(report.skipped)} file(s) skipped: see why"):
-            st.dataframe([{"file": s.path, "why": s.reason} for s in report.skipped], hide_index=True,
+        with st.expander(_("{n} file(s) skipped: see why").format(n=len(report.skipped))):
+            st.dataframe([{_("file"): s.path, _("why"): retranslate(s.reason)} for s in report.skipped],
+                         hide_index=True,
                          width="stretch")
-    st.markdown("**A few pictures from each class**")
+    st.markdown(_("**A few pictures from each class**"))
     for label, name in enumerate(report.classes):
         paths = [s.path for s in report.train + report.val if s.label == label][:THUMBS_PER_CLASS]
         thumbs = [t for t in (thumbnail(str(p)) for p in paths) if t is not None]
-        st.caption(f"{name}: {counts[name]['total']} pictures")
+        st.caption(_("{name}: {n} pictures").format(name=name, n=counts[name]["total"]))
         if thumbs:
             st.image(thumbs, width=110, caption=[Path(p).name for p in paths[:len(thumbs)]])
 
@@ -97,24 +99,25 @@ def server_folder_picker() -> tuple[str, Path] | None:
     labels name a root by its own name, never the server path above it."""
     folders = server_folders()
     if not os.environ.get("TRANSFER_STUDIO_DATA_ROOTS"):
-        st.info("This server shares no folders of its own yet, only the demo pictures. Whoever runs it can "
+        st.info(_("This server shares no folders of its own yet, only the demo pictures. Whoever runs it can "
                 "share folders by starting it with TRANSFER_STUDIO_DATA_ROOTS set to them (several separated "
-                "by ':'), e.g. `TRANSFER_STUDIO_DATA_ROOTS=/data/photos bash scripts/app.sh`.")
+                "by ':'), e.g. `TRANSFER_STUDIO_DATA_ROOTS=/data/photos bash scripts/app.sh`."))
     by_label = dict(folders)
-    label = st.selectbox("Folder", list(by_label), key="server_folder", index=None, placeholder="Pick a folder",
-                         help="The folders this server shares, two levels deep. Pick the one that holds one "
-                              "sub-folder per class.")
-    typed = st.text_input("Or type a folder below one of them", key="server_folder_typed",
-                          placeholder="e.g. " + (folders[0][0] + "/my_set" if folders else "photos/my_set"),
-                          help="For a folder deeper than the list shows: its name starting with the shared "
-                               "folder's name, as in the list.")
+    label = st.selectbox(_("Folder"), list(by_label), key="server_folder", index=None, placeholder=_("Pick a folder"),
+                         help=_("The folders this server shares, two levels deep. Pick the one that holds one "
+                              "sub-folder per class."))
+    typed = st.text_input(_("Or type a folder below one of them"), key="server_folder_typed",
+                          placeholder=_("e.g. {folder}").format(
+                              folder=folders[0][0] + "/my_set" if folders else "photos/my_set"),
+                          help=_("For a folder deeper than the list shows: its name starting with the shared "
+                               "folder's name, as in the list."))
     wanted = _typed_folder(typed, folders) if typed.strip() else by_label.get(label)
-    if wanted is None or not st.button("Use this folder", type="primary", key="use_server_folder"):
+    if wanted is None or not st.button(_("Use this folder"), type="primary", key="use_server_folder"):
         return None
     try:
         real = resolve_server_folder(wanted)
     except NotAllowed as exc:
-        st.error(md_escape(str(exc)))
+        st.error(md_escape(retranslate(str(exc))))
         return None
     root = next(r for r in data_roots() if real == r or r in real.parents)
     return (f"{root.name}/{real.relative_to(root).as_posix()}".rstrip("/."), real)

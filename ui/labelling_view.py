@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datafiles import DatasetError
 from transfer_core.data.unlabelled import (
     add_unlabelled,
@@ -32,22 +33,22 @@ KEY_SKIPPED = "lb_skipped"  # pictures skipped since then: asked again only afte
 KEY_ANSWERED = "lb_answered"  # answers since then: the head learns from them when suggesting again
 KEY_UPROUND = "lb_upround"  # a new uploader key empties the box after adding
 BY_HAND = 6  # pictures of the pile offered for labelling by hand at once
-SUGGESTING = "Suggesting classes"
+SUGGESTING = N_("Suggesting classes")
 
 
 def label_with_help(dataset: Path, classes: list[str], picture_types: list[str]) -> None:
     """The whole section, for the set `dataset` whose classes are `classes`."""
-    st.markdown("**Label a pile of pictures with help**")
-    st.caption("Upload many pictures without a class. Give a few of them their class by hand, then press "
+    st.markdown(_("**Label a pile of pictures with help**"))
+    st.caption(_("Upload many pictures without a class. Give a few of them their class by hand, then press "
                "**Suggest classes**: the pretrained network proposes a class for each of the others and asks "
-               "you first about the ones it is least sure of. Pictures without a class are never trained on.")
+               "you first about the ones it is least sure of. Pictures without a class are never trained on."))
     _pile_uploader(dataset, picture_types)
     _take_result()
     pile = list_unlabelled(dataset)
     if not pile:
-        st.caption("No pictures are waiting for a class.")
+        st.caption(_("No pictures are waiting for a class."))
         return
-    st.write(f"{len(pile)} picture(s) wait for a class.")
+    st.write(_("{n} picture(s) wait for a class.").format(n=len(pile)))
     _by_hand(dataset, pile, classes)
     _suggest_button(dataset)
     _review(dataset, {p.name for p in pile}, classes)
@@ -56,13 +57,13 @@ def label_with_help(dataset: Path, classes: list[str], picture_types: list[str])
 # ---------------------------------------------------------------------------------------------- the pile
 def _pile_uploader(dataset: Path, picture_types: list[str]) -> None:
     key = f"lb_up:{st.session_state.get(KEY_UPROUND, 0)}"
-    files = st.file_uploader("Pictures without a class", type=picture_types, accept_multiple_files=True, key=key,
-                             help="Choose as many pictures as you like; they wait apart from your classes until "
-                                  "each gets one. Damaged files are refused with the reason.")
+    files = st.file_uploader(_("Pictures without a class"), type=picture_types, accept_multiple_files=True, key=key,
+                             help=_("Choose as many pictures as you like; they wait apart from your classes until "
+                                  "each gets one. Damaged files are refused with the reason."))
     if files:
-        st.button(f"Add {len(files)} picture(s) to the pile", key="lb_add", type="primary",
+        st.button(_("Add {n} picture(s) to the pile").format(n=len(files)), key="lb_add", type="primary",
                   on_click=_add_uploads, args=(dataset, key),
-                  help="Checks each picture opens, then keeps it in your workspace without a class.")
+                  help=_("Checks each picture opens, then keeps it in your workspace without a class."))
 
 
 def _add_uploads(dataset: Path, key: str) -> None:
@@ -74,22 +75,22 @@ def _add_uploads(dataset: Path, key: str) -> None:
         except DatasetError as exc:
             refused.append(str(exc))
     if added:
-        st.toast(f"{added} picture(s) now wait for a class.")
+        st.toast(_("{n} picture(s) now wait for a class.").format(n=added))
     for reason in refused:
-        st.error(md_escape(reason))
+        st.error(md_escape(retranslate(reason)))
     st.session_state[KEY_UPROUND] = st.session_state.get(KEY_UPROUND, 0) + 1
 
 
 def _by_hand(dataset: Path, pile: list[Path], classes: list[str]) -> None:
-    with st.expander("Give pictures their class by hand", expanded=not st.session_state.get(KEY_SUGGESTIONS)):
+    with st.expander(_("Give pictures their class by hand"), expanded=not st.session_state.get(KEY_SUGGESTIONS)):
         cols = st.columns(BY_HAND)
         for col, path in zip(cols, pile[:BY_HAND]):
             with col:
                 _picture(path, 96)
-                st.selectbox("Class", classes, index=None, placeholder="Class…", key=f"lb_hand:{path.name}",
+                st.selectbox(_("Class"), classes, index=None, placeholder=_("Class…"), key=f"lb_hand:{path.name}",
                              on_change=_answer_from, args=(dataset, path.name, f"lb_hand:{path.name}"),
                              label_visibility="collapsed",
-                             help="Moves this picture into the class you choose.")
+                             help=_("Moves this picture into the class you choose."))
 
 
 def _picture(path: Path, side: int) -> None:
@@ -102,22 +103,22 @@ def _picture(path: Path, side: int) -> None:
 def _suggest_button(dataset: Path) -> None:
     reason = ready_to_suggest(labelled_pictures(dataset))
     again = st.session_state.get(KEY_ANSWERED, 0) if st.session_state.get(KEY_SUGGESTIONS) else 0
-    if st.button("Suggest again" if again else "Suggest classes", key="lb_suggest", disabled=reason is not None,
-                 help="The pretrained network looks at every picture once (later suggestions reuse that), learns "
+    if st.button(_("Suggest again") if again else _("Suggest classes"), key="lb_suggest", disabled=reason is not None,
+                 help=_("The pretrained network looks at every picture once (later suggestions reuse that), learns "
                       "from your classes' pictures and proposes a class for each waiting one. It runs in the "
-                      "queue, after any training."):
+                      "queue, after any training.")):
         tasks.submit(KEY_TASK, SUGGESTING, partial(_suggest_work, dataset))
     if reason is not None:
-        st.info(reason)
+        st.info(retranslate(reason))
     elif again:
-        st.caption(f"You answered {again} since the last suggestion: suggest again to learn from them.")
+        st.caption(_("You answered {n} since the last suggestion: suggest again to learn from them.").format(n=again))
     tasks.follow(KEY_TASK)
 
 
 def _suggest_work(dataset: Path, report, stop) -> tuple[str, list[Suggestion]]:
     """The task's work: it runs in the engine's queue, never on the page's thread."""
     found = suggest(labelled_pictures(dataset), list_unlabelled(dataset), stop=stop,
-                    progress=lambda phase, i, n: report(i, n, "looking at the pictures"))
+                    progress=lambda phase, i, n: report(i, n, N_("looking at the pictures")))
     return str(dataset), found
 
 
@@ -140,26 +141,27 @@ def _review(dataset: Path, waiting: set[str], classes: list[str]) -> None:
     skipped = st.session_state.get(KEY_SKIPPED, set())
     left = [s for s in saved[1] if s.path.name in waiting and s.path.name not in skipped]
     if not left:
-        st.success("Every proposal is answered or skipped. Suggest again to go on with the rest.")
+        st.success(_("Every proposal is answered or skipped. Suggest again to go on with the rest."))
         return
     s = left[0]
     with st.container(border=True):
-        st.caption(f"Least sure first · {len(left)} proposal(s) left")
+        st.caption(_("Least sure first · {n} proposal(s) left").format(n=len(left)))
         cols = st.columns([1, 2])
         with cols[0]:
             _picture(s.path, 200)
         with cols[1]:
-            st.markdown(f"It looks like **{md_escape(s.label)}** ({s.confidence:.0%} sure).")
-            st.button(f"Yes, {s.label}", key="lb_accept", type="primary", on_click=_answer,
+            st.markdown(_("It looks like **{name}** ({sure} sure).").format(name=md_escape(s.label),
+                                                                            sure=f"{s.confidence:.0%}"))
+            st.button(_("Yes, {name}").format(name=s.label), key="lb_accept", type="primary", on_click=_answer,
                       args=(dataset, s.path.name, s.label),
-                      help="Moves the picture into this class; suggesting again learns from it.")
+                      help=_("Moves the picture into this class; suggesting again learns from it."))
             others = [c for c in classes if c != s.label]
-            st.selectbox("No, it is", others, index=None, placeholder="Another class…", key=f"lb_other:{s.path.name}",
+            st.selectbox(_("No, it is"), others, index=None, placeholder=_("Another class…"), key=f"lb_other:{s.path.name}",
                          on_change=_answer_from, args=(dataset, s.path.name, f"lb_other:{s.path.name}"),
-                         help="Moves the picture into the class you choose instead.")
-            st.button("Skip", key="lb_skip", on_click=_skip, args=(s.path.name,),
-                      help="Leaves the picture without a class for now; it is asked again after the next "
-                           "suggestion.")
+                         help=_("Moves the picture into the class you choose instead."))
+            st.button(_("Skip"), key="lb_skip", on_click=_skip, args=(s.path.name,),
+                      help=_("Leaves the picture without a class for now; it is asked again after the next "
+                           "suggestion."))
 
 
 def _answer_from(dataset: Path, picture: str, key: str) -> None:
@@ -169,10 +171,13 @@ def _answer_from(dataset: Path, picture: str, key: str) -> None:
 
 
 def _answer(dataset: Path, picture: str, class_name: str) -> None:
-    with friendly_errors("Giving the picture its class"):
+    with friendly_errors(N_("Giving the picture its class")):
         moved = label_picture(dataset, picture, class_name)
         st.session_state[KEY_ANSWERED] = st.session_state.get(KEY_ANSWERED, 0) + 1
-        st.toast(f"{picture} is now in {class_name}" + (f" (as {moved.name})." if moved.name != picture else "."))
+        st.toast(_("{picture} is now in {name} (as {new_name}).").format(picture=picture, name=class_name,
+                                                                         new_name=moved.name)
+                 if moved.name != picture else _("{picture} is now in {name}.").format(
+                     picture=picture, name=class_name))
 
 
 def _skip(picture: str) -> None:

@@ -8,6 +8,7 @@ import time
 
 import streamlit as st
 
+from transfer_core.core.i18n import _, get_language, retranslate
 from transfer_core.core.advice import overfitting
 from transfer_core.core.events import (
     DataReady,
@@ -22,7 +23,7 @@ from transfer_core.core.metrics import wilson_interval
 from transfer_core.methods import figure_words
 from transfer_core.service.jobs import Job, default_queue
 
-from . import charts, session
+from . import charts, lang, session
 from .common import md_escape
 
 KEY_SHOWN_END = "shown_end_of"
@@ -32,10 +33,10 @@ def _eta(progress: Progress) -> str:
     """The engine's estimate for the whole run (eta.RunClock), counted down since it was made."""
     seconds = max(progress.eta_seconds - (time.time() - progress.time), 0.0)
     if not progress.eta_seconds:
-        return "estimating the time left"
+        return _("estimating the time left")
     if seconds >= 90:
-        return f"about {seconds / 60:.0f} min left in all"
-    return f"about {seconds:.0f} s left in all"
+        return _("about {minutes} min left in all").format(minutes=f"{seconds / 60:.0f}")
+    return _("about {seconds} s left in all").format(seconds=f"{seconds:.0f}")
 
 
 def _progress_line(job: Job, events) -> tuple[float, str]:
@@ -43,19 +44,21 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
     last = next((e for e in reversed(events) if isinstance(e, Progress)), None)
     if ready is None or last is None or last.phase == "preparing":
         done = last.step / max(last.steps, 1) if last else 0.0
-        return done, ("Preparing: reading your pictures and the pretrained network"
+        return done, (_("Preparing: reading your pictures and the pretrained network")
                       + (f" · {_eta(last)}" if last else "..."))
     if last.phase in ("checking", "testing"):
-        return 1.0, f"Finishing: measuring the best model · {_eta(last)}"
+        return 1.0, _("Finishing: measuring the best model · {eta}").format(eta=_eta(last))
     epochs = job.config.epochs
     done = ((last.epoch - 1) + last.step / max(last.steps, 1)) / epochs
-    return min(done, 1.0), (f"Epoch {last.epoch} of {epochs} · batch {last.step} of {last.steps} · "
-                            f"{last.images_per_sec:.0f} images/s · {_eta(last)}")
+    return min(done, 1.0), _("Epoch {epoch} of {epochs} · batch {step} of {steps} · "
+                             "{speed} images/s · {eta}").format(epoch=last.epoch, epochs=epochs, step=last.step,
+                                                               steps=last.steps, speed=f"{last.images_per_sec:.0f}",
+                                                               eta=_eta(last))
 
 
 def show_curves(job: Job, partner: Job | None) -> None:
     """Loss and accuracy; a partner (the linked from-scratch run) is overlaid: the classroom comparison."""
-    loss, acc = _curve_figures(_curve_version(job), _curve_version(partner), job, partner)
+    loss, acc = _curve_figures(_curve_version(job), _curve_version(partner), get_language(), job, partner)
     left, right = st.columns(2)
     left.plotly_chart(loss, width="stretch")
     right.plotly_chart(acc, width="stretch")
@@ -77,21 +80,21 @@ def _curve_version(job: Job | None) -> tuple | None:
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
-def _curve_figures(version: tuple, partner_version: tuple | None, _job: Job, _partner: Job | None):
+def _curve_figures(version: tuple, partner_version: tuple | None, lang: str, _job: Job, _partner: Job | None):
     """Built once per version and shared by every session watching the run: a class of 30 following one
     run costs one figure build per update, not 30 a second (Streamlit does not hash the arguments that
     start with _). The figures are only read afterwards, never changed."""
     events, partner = _job.events(), _partner
     epochs = [e for e in events if isinstance(e, EpochEnd)]
-    label = "pretrained" if partner is not None else ""
+    label = _("pretrained") if partner is not None else ""
     loss = charts.loss_curves(epochs, charts.live_points([e for e in events if isinstance(e, Progress)]), label=label)
     acc = charts.accuracy_curves(epochs, label=label)
     charts.mark_phases(loss, events)
     charts.mark_phases(acc, events, accuracy=True)
     if partner is not None:
         partner_epochs = [e for e in partner.events() if isinstance(e, EpochEnd)]
-        charts.add_loss_traces(loss, partner_epochs, label="from scratch", run=1)
-        charts.add_accuracy_traces(acc, partner_epochs, label="from scratch", run=1)
+        charts.add_loss_traces(loss, partner_epochs, label=_("from scratch"), run=1)
+        charts.add_accuracy_traces(acc, partner_epochs, label=_("from scratch"), run=1)
     return loss, acc
 
 
@@ -104,13 +107,14 @@ def _method_figures(events) -> None:
     words = figure_words()
     shown = [(words[k], v) for k, v in epochs[-1].extra.items() if k in words]
     for col, (figure, value) in zip(st.columns(max(1, len(shown))), shown):
-        col.metric(f"{figure.label} (epoch {epochs[-1].epoch})", figure.format.format(value))
+        col.metric(_("{name} (epoch {epoch})").format(name=_(figure.label), epoch=epochs[-1].epoch),
+                   figure.format.format(value))
 
 
 def _final_figures(extra: dict) -> str:
     """The methods' end-of-run figures (RunFinished.extra) in one line of words."""
     words = figure_words()
-    return " · ".join(f"{words[k].label}: {words[k].format.format(v)}" for k, v in extra.items() if k in words)
+    return " · ".join(f"{_(words[k].label)}: {words[k].format.format(v)}" for k, v in extra.items() if k in words)
 
 
 def _partner(job: Job) -> Job | None:
@@ -121,23 +125,24 @@ def _partner(job: Job) -> Job | None:
 
 def _show_progress(job: Job, events) -> None:
     done, text = _progress_line(job, events)
-    who = f"{job.config.tags['baseline']}: " if job.config.tags.get("baseline") else ""
+    who = f"{_(job.config.tags['baseline'])}: " if job.config.tags.get("baseline") else ""
     st.progress(done, text=who + text)
     ready = next((e for e in events if isinstance(e, DataReady)), None)
     if ready:
-        st.caption(ready.plan)
-    if st.button("Stop", key=f"stop_{job.id}", help="Ends training within one batch; the best model so far "
-                                                     "is kept."):
+        st.caption(retranslate(ready.plan))
+    if st.button(_("Stop"), key=f"stop_{job.id}", help=_("Ends training within one batch; the best model so far "
+                                                     "is kept.")):
         default_queue().stop(job.id, owner=session.workspace().token)
 
 
 def first_model_words(ready: ModelReady, num_val: int) -> str:
     """The instant model announced in plain words, with how sure its figure is (small shares: wide)."""
     low, high = wilson_interval(round(ready.val_accuracy * num_val), num_val) if num_val else (0.0, 1.0)
-    return (f"Your first model is ready after {ready.seconds:.0f} s: {ready.val_accuracy:.0%} right on "
-            f"{num_val} validation pictures (95% sure the true figure is between {low:.0%} and {high:.0%}). "
-            "**Predict** works now; training goes on to improve it, and a better model replaces it only if it "
-            "is clearly better.")
+    return _("Your first model is ready after {seconds} s: {accuracy} right on "
+             "{n} validation pictures (95% sure the true figure is between {low} and {high}). "
+             "**Predict** works now; training goes on to improve it, and a better model replaces it only if it "
+             "is clearly better.").format(seconds=f"{ready.seconds:.0f}", accuracy=f"{ready.val_accuracy:.0%}",
+                                          n=num_val, low=f"{low:.0%}", high=f"{high:.0%}")
 
 
 def _show_first_model(events) -> None:
@@ -149,17 +154,19 @@ def _show_first_model(events) -> None:
 
 def _final_message(final, who: str = "", epochs=()) -> None:
     if isinstance(final, RunFinished):
-        st.success(f"{who}Finished: best validation accuracy {final.best_val_accuracy:.1%} "
-                   f"(epoch {final.best_epoch}, {final.seconds:.0f} s). See **Evaluate** and **Predict**.")
+        st.success(who + _("Finished: best validation accuracy {accuracy} "
+                           "(epoch {epoch}, {seconds} s). See **Evaluate** and **Predict**.").format(
+                               accuracy=f"{final.best_val_accuracy:.1%}", epoch=final.best_epoch,
+                               seconds=f"{final.seconds:.0f}"))
         if _final_figures(final.extra):
             st.caption(who + _final_figures(final.extra))
         warning = overfitting(epochs, final.best_epoch)
         if warning:
-            st.warning(who + warning)
+            st.warning(who + retranslate(warning))
     elif isinstance(final, RunStopped):
-        st.info(f"{who}Stopped after {final.epochs_run} epoch(s). The best model so far is kept.")
+        st.info(who + _("Stopped after {n} epoch(s). The best model so far is kept.").format(n=final.epochs_run))
     elif isinstance(final, RunFailed):
-        st.error(f"{who}Training failed: {md_escape(final.error)}")
+        st.error(who + _("Training failed: {why}").format(why=md_escape(retranslate(final.error))))
 
 
 LIVE_STATES = ("queued", "running")
@@ -178,12 +185,14 @@ def live_job() -> None:
 
 
 def _watch_for_new_job() -> None:
+    lang.apply()
     job = session.current_job()
     if job is not None and job.state in LIVE_STATES:
         st.rerun(scope="app")
 
 
 def _job_view() -> None:
+    lang.apply()
     job = session.current_job()
     if job is None:
         return
@@ -194,8 +203,8 @@ def _job_view() -> None:
     for j in jobs:
         position = default_queue().position(j.id)
         if position and position > 0:
-            st.info(f"Waiting for the machine: run {j.id} is number {position} in the queue. It starts by "
-                    "itself when the run before it ends.")
+            st.info(_("Waiting for the machine: run {id} is number {position} in the queue. It starts by "
+                      "itself when the run before it ends.").format(id=j.id, position=position))
         elif position == 0:
             _show_progress(j, j.events())
             _show_first_model(j.events())
@@ -203,7 +212,7 @@ def _job_view() -> None:
     _method_figures(job.events())
     for j in jobs:
         if j.final is not None:
-            _final_message(j.final, f"{j.config.tags['baseline']}: " if j.config.tags.get("baseline") else "",
+            _final_message(j.final, f"{_(j.config.tags['baseline'])}: " if j.config.tags.get("baseline") else "",
                            [e for e in j.events() if isinstance(e, EpochEnd)])
     ended = tuple(j.id for j in jobs if j.final is not None)
     if ended and st.session_state.get(KEY_SHOWN_END) != ended:

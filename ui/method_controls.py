@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _
 from transfer_core.core.settings import Setting
 from transfer_core.data.datasets import write_uploads
 from transfer_core.methods import Control, MethodSpec, Option
@@ -37,7 +38,7 @@ def method_settings(spec: MethodSpec) -> dict:
 
 def _draw(option: Option, place, help_text: str = ""):
     control, s = option.control, option.setting
-    return _DRAW[control.kind](place, control, s, help_text or control.help or s.help)
+    return _DRAW[control.kind](place, control, s, _(help_text or control.help or s.help))
 
 
 def _slider(place, c: Control, s: Setting, help_text: str):
@@ -45,12 +46,13 @@ def _slider(place, c: Control, s: Setting, help_text: str):
     remembered(s.name, s.default)
     if not low <= st.session_state[s.name] <= high:  # a value kept from an older range
         st.session_state[s.name] = min(max(st.session_state[s.name], low), high)
-    return place.slider(c.label, low, high, step=step, key=s.name, help=help_text)
+    return place.slider(_(c.label), low, high, step=step, key=s.name, help=help_text)
 
 
 def _levels(place, c: Control, s: Setting, help_text: str):
     remembered(s.name, s.default, c.values)
-    return place.select_slider(c.label, c.values, format_func=lambda v: c.words.get(v, f"{v:g}"), key=s.name,
+    return place.select_slider(_(c.label), c.values, format_func=lambda v: _(c.words[v]) if v in c.words else f"{v:g}",
+                               key=s.name,
                                help=help_text)
 
 
@@ -58,7 +60,7 @@ def _choice(place, c: Control, s: Setting, help_text: str):
     options = list(c.values or ((("",) if s.default is None else ()) + s.choices))
     words = {**s.words, **c.words}
     remembered(s.name, "" if s.default is None else s.default, options)
-    return place.selectbox(c.label, options, format_func=lambda v: words.get(v, str(v)), key=s.name,
+    return place.selectbox(_(c.label), options, format_func=lambda v: _(words[v]) if v in words else str(v), key=s.name,
                            help=help_text)
 
 
@@ -66,24 +68,24 @@ def _run(place, c: Control, s: Setting, help_text: str) -> str:
     """A finished run of this server's runs folder; its folder is the value ("" for none)."""
     runs = {r.id: r for r in list_runs(session.runs_dir()) if r.has_model}
     remembered(s.name, "", ["", *runs])
-    chosen = place.selectbox(c.label, ["", *runs], key=s.name, help=help_text,
-                             format_func=lambda i: run_label(runs[i]) if i else c.words.get("", "none"))
+    chosen = place.selectbox(_(c.label), ["", *runs], key=s.name, help=help_text,
+                             format_func=lambda i: run_label(runs[i]) if i else _(c.words.get("", N_("none"))))
     return str(runs[chosen].path) if chosen else ""
 
 
 def _folder(place, c: Control, s: Setting, help_text: str) -> str | None:
     """Pictures uploaded as a folder, kept in the workspace; None (and a hint) until they are."""
-    files = place.file_uploader(c.label, accept_multiple_files="directory", key=f"{s.name}_upload", help=help_text)
-    if files and place.button("Use these pictures", key=f"{s.name}_use",
-                              help="Copies the pictures into your workspace and uses them for this setting."):
-        with friendly_errors("Reading the pictures"):
+    files = place.file_uploader(_(c.label), accept_multiple_files="directory", key=f"{s.name}_upload", help=help_text)
+    if files and place.button(_("Use these pictures"), key=f"{s.name}_use",
+                              help=_("Copies the pictures into your workspace and uses them for this setting.")):
+        with friendly_errors(N_("Reading the pictures")):
             folder = write_uploads(((f.name, f.getvalue()) for f in files), session.workspace().uploads_dir())
             st.session_state[folder_key(s.name)] = str(folder)
     path = st.session_state.get(folder_key(s.name))
     if not path:
-        place.info("Upload the pictures, then press the button, before starting.")
+        place.info(_("Upload the pictures, then press the button, before starting."))
         return None
-    place.caption(f"Pictures: {len(files or [])} uploaded.")
+    place.caption(_("Pictures: {n} uploaded.").format(n=len(files or [])))
     return path
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.quality.checks import check_dataset
 from transfer_core.quality.findings import QualityReport
 from transfer_core.quality.review_actions import (
@@ -24,16 +25,17 @@ KEY_HANDLED = "quality_handled"  # pictures moved or excluded since the check: h
 KEY_UNDO = "quality_moves"  # (picture, FileMove) of each review action, to take back the last one
 KEY_TASK, KEY_TASK_SHOWN = "quality_task", "quality_task_shown"
 SHOWN = 12
+SPLITS = {"train": N_("training"), "val": N_("validation"), "test": N_("test")}
 
 
 def quality_check(choice: session.DataChoice) -> None:
-    st.subheader("Check the pictures for problems")
-    st.caption("Finds copies of the same picture (which make the score look better than it is when one copy "
+    st.subheader(_("Check the pictures for problems"))
+    st.caption(_("Finds copies of the same picture (which make the score look better than it is when one copy "
                "is in validation) and pictures whose folder may be the wrong class. It uses the pretrained "
-               "network's view of each picture and a quick classifier that never sees the picture it judges.")
-    if st.button("Check my pictures", key="run_quality",
-                 help="Takes about a second per 10 pictures on a laptop. Nothing is changed until you say so."):
-        tasks.submit(KEY_TASK, "Checking the pictures", partial(_check, choice))
+               "network's view of each picture and a quick classifier that never sees the picture it judges."))
+    if st.button(_("Check my pictures"), key="run_quality",
+                 help=_("Takes about a second per 10 pictures on a laptop. Nothing is changed until you say so.")):
+        tasks.submit(KEY_TASK, N_("Checking the pictures"), partial(_check, choice))
     task = tasks.follow(KEY_TASK)
     if task is not None and task.result is not None and st.session_state.get(KEY_TASK_SHOWN) != task.id:
         st.session_state[KEY_REPORT] = task.result
@@ -63,59 +65,67 @@ def _show(report: QualityReport, editable: bool) -> None:
     suspects = [s for s in report.suspects if s.image.path not in done]
     exact_twins = {e.path: other for p in report.duplicates if p.exact for e, other in ((p.a, p.b), (p.b, p.a))}
     if done:
-        st.caption(f"{len(done)} picture(s) moved or excluded since the check. Check again to see the effect.")
+        st.caption(_("{n} picture(s) moved or excluded since the check. Check again to see the effect.").format(
+            n=len(done)))
     for line in report.summary():
-        st.write("• " + line)
+        st.write("• " + retranslate(line))
     if duplicates:
         leaks = sum(p.leak for p in duplicates)
-        with st.expander(f"Copies ({len(duplicates)} pairs, {leaks} across training and validation)"):
+        with st.expander(_("Copies ({pairs} pairs, {leaks} across training and validation)").format(
+                pairs=len(duplicates), leaks=leaks)):
             for pair in duplicates[:SHOWN]:
                 cols = st.columns([1, 1, 2])
                 for col, entry in zip(cols, (pair.a, pair.b)):
                     thumb = thumbnail(entry.path, 140)
                     if thumb:
-                        col.image(thumb, caption=f"{entry.name} ({entry.split})")
-                cols[2].write(("Leak: one copy trains, one checks. " if pair.leak else "")
-                              + ("Identical files." if pair.exact else f"Similarity {pair.similarity:.2f}."))
+                        col.image(thumb, caption=f"{entry.name} ({_(SPLITS.get(entry.split, entry.split))})")
+                cols[2].write((_("Leak: one copy trains, one checks.") + " " if pair.leak else "")
+                              + (_("Identical files.") if pair.exact else
+                                 _("Similarity {value}.").format(value=f"{pair.similarity:.2f}")))
                 if editable:
-                    cols[2].button("Exclude the second copy", key=f"dup_{pair.b.path}",
+                    cols[2].button(_("Exclude the second copy"), key=f"dup_{pair.b.path}",
                                    on_click=_exclude, args=(report.root, pair.b.path))
     if suspects:
-        with st.expander(f"Pictures that may have the wrong label ({len(suspects)}), most suspect first",
+        with st.expander(_("Pictures that may have the wrong label ({n}), most suspect first").format(
+            n=len(suspects)),
                          expanded=True):
             if not editable:
-                st.caption("These pictures are shared (the demo) or outside your uploads, so they can only be "
-                           "reviewed here, not moved. Upload your own copy to fix labels.")
+                st.caption(_("These pictures are shared (the demo) or outside your uploads, so they can only be "
+                           "reviewed here, not moved. Upload your own copy to fix labels."))
             cols = st.columns(4)
             for i, s in enumerate(suspects[:SHOWN]):
                 with cols[i % 4]:
                     thumb = thumbnail(s.image.path, 180)
                     if thumb:
                         st.image(thumb)
-                    st.caption(f"{s.image.name}: labelled {s.given} ({s.given_probability:.0%}), looks like "
-                               f"{s.suggested} ({s.suggested_probability:.0%})")
+                    st.caption(_("{name}: labelled {given} ({given_p}), looks like {suggested} ({suggested_p})").format(
+                        name=s.image.name, given=s.given, given_p=f"{s.given_probability:.0%}",
+                        suggested=s.suggested, suggested_p=f"{s.suggested_probability:.0%}"))
                     twin = exact_twins.get(s.image.path)
                     if editable and twin:
                         # Moving one of two identical files only makes a new problem: the same picture in
                         # two classes. One copy has to go.
-                        st.caption(f"An identical copy is {twin.name}: exclude one of the two instead of moving.")
+                        st.caption(_("An identical copy is {name}: exclude one of the two instead of moving.").format(
+                            name=twin.name))
                     elif editable:
-                        st.button(f"Move to {s.suggested}", key=f"move_{s.image.path}", on_click=_move,
+                        st.button(_("Move to {name}").format(name=s.suggested), key=f"move_{s.image.path}",
+                                  on_click=_move,
                                   args=(report.root, s.image.path, s.suggested))
-                        st.button("Exclude", key=f"excl_{s.image.path}", on_click=_exclude,
+                        st.button(_("Exclude"), key=f"excl_{s.image.path}", on_click=_exclude,
                                   args=(report.root, s.image.path))
 
 
 def _move(root: str, image: str, new_class: str) -> None:
-    with friendly_errors("Moving the picture"):
+    with friendly_errors(N_("Moving the picture")):
         _handled(image, move_to_class(root, image, new_class))
-        st.toast(f"Moved {Path(image).name} to {new_class}.")
+        st.toast(_("Moved {picture} to {target}.").format(picture=Path(image).name, target=new_class))
 
 
 def _exclude(root: str, image: str) -> None:
-    with friendly_errors("Excluding the picture"):
+    with friendly_errors(N_("Excluding the picture")):
         _handled(image, exclude_image(root, image, session.workspace().path / "excluded"))
-        st.toast(f"Excluded {Path(image).name} (kept in your workspace's 'excluded' folder).")
+        st.toast(_("Excluded {picture} (kept in your workspace's 'excluded' folder).").format(
+            picture=Path(image).name))
 
 
 def _handled(image: str, move: FileMove) -> None:
@@ -126,10 +136,10 @@ def _handled(image: str, move: FileMove) -> None:
 def _undo_button() -> None:
     """Every move or exclusion since the check can be taken back, the last one first."""
     done = st.session_state.get(KEY_UNDO, [])
-    if done and st.button(f"Undo: put {Path(done[-1][0]).name} back", key="quality_undo",
-                          help="Moves the picture back to the class folder it came from."):
+    if done and st.button(_("Undo: put {picture} back").format(picture=Path(done[-1][0]).name), key="quality_undo",
+                          help=_("Moves the picture back to the class folder it came from.")):
         image, move = done.pop()
-        with friendly_errors("Putting the picture back"):
+        with friendly_errors(N_("Putting the picture back")):
             undo_move(move)
             st.session_state.get(KEY_HANDLED, set()).discard(image)
-            st.toast(f"Put {Path(image).name} back.")
+            st.toast(_("Put {picture} back.").format(picture=Path(image).name))

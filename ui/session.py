@@ -12,6 +12,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from transfer_core.core.i18n import N_, retranslate
 from transfer_core.data.datarefs import workspaces_root
 from transfer_core.data.datasets import demo_dataset_path
 from transfer_core.service.jobs import Job, default_queue
@@ -71,7 +72,12 @@ def set_data_choice(choice: DataChoice, *, redraw: bool = True) -> None:
 
 def use_demo_data() -> None:
     """The bundled textile pictures: the one-click start, offered on the Data and Train pages."""
-    set_data_choice(DataChoice(str(demo_dataset_path()), "Demo: textile defects"))
+    set_data_choice(DataChoice(str(demo_dataset_path()), N_("Demo: textile defects")))
+
+
+def data_label(choice: DataChoice) -> str:
+    """The data's label in the session's language (kept in English with the workspace: "Upload: name")."""
+    return retranslate(choice.label)
 
 
 def my_jobs() -> list[Job]:

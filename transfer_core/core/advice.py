@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from transfer_core.core.events import EpochEnd
+from transfer_core.core.i18n import _, sentences
 
 # Validation accuracy this far below its best, with training accuracy this far above validation, is more
 # than the noise of a small validation share: the model learns the training pictures themselves.
@@ -22,17 +23,21 @@ def overfitting(epochs: Sequence[EpochEnd], kept_epoch: int | None = None) -> st
     falling = last.val_accuracy <= best.val_accuracy - FALL and last.train_accuracy >= last.val_accuracy + GAP
     if not (falling or _loss_diverging(epochs)) or last.epoch == best.epoch:
         return None
-    return (f"Signs of overfitting: after epoch {best.epoch}, training accuracy went to {last.train_accuracy:.0%} "
-            f"while validation accuracy went from {best.val_accuracy:.0%} to {last.val_accuracy:.0%}. The model "
-            f"is memorising your pictures instead of learning what tells the classes apart. {_kept(best, kept_epoch)} "
-            f"To do better: add more pictures, turn on augmentation, keep more layers frozen, or train fewer epochs "
-            f"(early stopping does that by itself).")
+    return sentences(*(
+        _("Signs of overfitting: after epoch {epoch}, training accuracy went to {train} while validation accuracy "
+          "went from {best} to {last}. The model is memorising your pictures instead of learning what tells the "
+          "classes apart.").format(epoch=best.epoch, train=f"{last.train_accuracy:.0%}",
+                                   best=f"{best.val_accuracy:.0%}", last=f"{last.val_accuracy:.0%}"),
+        _kept(best, kept_epoch),
+        _("To do better: add more pictures, turn on augmentation, keep more layers frozen, or train fewer epochs "
+          "(early stopping does that by itself).")))
 
 
 def _kept(best: EpochEnd, kept_epoch: int | None) -> str:
     if kept_epoch == 0:
-        return "The first model (the new classifier alone, before any epoch) is the model kept."
-    return f"The best epoch ({best.epoch if kept_epoch is None else kept_epoch}) is the model kept."
+        return _("The first model (the new classifier alone, before any epoch) is the model kept.")
+    return _("The best epoch ({epoch}) is the model kept.").format(
+        epoch=best.epoch if kept_epoch is None else kept_epoch)
 
 
 def _loss_diverging(epochs: Sequence[EpochEnd]) -> bool:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from transfer_core.core.settings import added_settings, field_settings, setting
+from transfer_core.core.i18n import N_, _
 
 AUGMENTS = ("none", "light", "strong")
 OPTIMIZERS = ("adamw", "sgd")
@@ -32,83 +33,83 @@ def _epochs_text(text: str) -> tuple[int, ...]:
 class TrainConfig:
     # Each field's `setting(...)` (core/settings.py) is its one description: the command line's flag and help,
     # the allowed choices that validation, the CLI and the app all offer. Comments say why a default is so.
-    data: str = setting(help="image folder (one sub-folder per class, or train/ and val/), or a .zip",
+    data: str = setting(help=N_("image folder (one sub-folder per class, or train/ and val/), or a .zip"),
                         flag="data", path=True)
-    backbone: str = setting("mobilenet_v2", "pretrained network (see: python -m transfer_core backbones)")
+    backbone: str = setting("mobilenet_v2", N_("pretrained network (see: python -m transfer_core backbones)"))
     # How many of the backbone's stages keep their ImageNet weights unchanged: an int, or "all" for
     # feature extraction (only the new head trains). Default chosen by measurement (README, "Defaults").
-    freeze: int | str = setting(3, "stages kept frozen: a number or 'all'", parse=_freeze_text)
+    freeze: int | str = setting(3, N_("stages kept frozen: a number or 'all'"), parse=_freeze_text)
     # Quick start: for the first N epochs one more stage than `freeze` stays frozen. Its output is then
     # cached too, so those epochs run several times faster, and they already learn most of the task;
     # afterwards the chosen depth trains (README, "Defaults"). 0 = off. Not used with freeze 0 or "all",
     # nor combined with unfreeze_at.
-    quick_start_epochs: int = setting(1, "epochs at the start with one more stage frozen (faster; 0 = off)")
-    epochs: int = setting(8, "times the model sees every training picture (progressive: at most)")
-    lr: float = setting(1e-3, "learning rate (typical: 0.0001 to 0.01; see lr-find)")
-    batch_size: int = setting(32, "pictures per step (lower it when memory runs out)")
-    image_size: int | None = setting(None, "square size pictures are resized to (default: the backbone's own)",
+    quick_start_epochs: int = setting(1, N_("epochs at the start with one more stage frozen (faster; 0 = off)"))
+    epochs: int = setting(8, N_("times the model sees every training picture (progressive: at most)"))
+    lr: float = setting(1e-3, N_("learning rate (typical: 0.0001 to 0.01; see lr-find)"))
+    batch_size: int = setting(32, N_("pictures per step (lower it when memory runs out)"))
+    image_size: int | None = setting(None, N_("square size pictures are resized to (default: the backbone's own)"),
                                      parse=int)  # None: the backbone's own size (224 for most)
-    seed: int = setting(0, "random seed: the split, the batch order and the new layers' start")
-    val_split: float = setting(0.2, "share of the pictures kept for validation")
+    seed: int = setting(0, N_("random seed: the split, the batch order and the new layers' start"))
+    val_split: float = setting(0.2, N_("share of the pictures kept for validation"))
     # Half of the validation share becomes a test share that nothing is tuned on, when every class has
     # datasets.TEST_MIN_PER_CLASS pictures: its accuracy is the headline figure (evaluation.py).
-    test_share: bool = setting(True, "keep half of the validation share for a final test", flag=None)
-    augment: str = setting("none", "changed copies of the pictures while training", choices=AUGMENTS,
-                           words={"none": "none", "light": "light (flip + crop)",
-                                  "strong": "strong (also colour, rotation)"})
-    optimizer: str = setting("adamw", "the rule that turns mistakes into weight changes", choices=OPTIMIZERS,
-                             words={"adamw": "AdamW (adapts step sizes)", "sgd": "SGD with momentum (classic)"})
-    weight_decay: float = setting(1e-4, "pull of the weights toward zero (against memorising)")
-    momentum: float = setting(0.9, "SGD's momentum (0 = none)")
-    warmup_epochs: float = setting(0.5, "epochs over which the learning rate rises to its value")
-    label_smoothing: float = setting(0.1, "share of each label's certainty spread over the other classes")
-    early_stopping: int = setting(0, "stop after this many epochs without a better validation loss (0 = off)",
+    test_share: bool = setting(True, N_("keep half of the validation share for a final test"), flag=None)
+    augment: str = setting("none", N_("changed copies of the pictures while training"), choices=AUGMENTS,
+                           words={"none": N_("none"), "light": N_("light (flip + crop)"),
+                                  "strong": N_("strong (also colour, rotation)")})
+    optimizer: str = setting("adamw", N_("the rule that turns mistakes into weight changes"), choices=OPTIMIZERS,
+                             words={"adamw": N_("AdamW (adapts step sizes)"), "sgd": N_("SGD with momentum (classic)")})
+    weight_decay: float = setting(1e-4, N_("pull of the weights toward zero (against memorising)"))
+    momentum: float = setting(0.9, N_("SGD's momentum (0 = none)"))
+    warmup_epochs: float = setting(0.5, N_("epochs over which the learning rate rises to its value"))
+    label_smoothing: float = setting(0.1, N_("share of each label's certainty spread over the other classes"))
+    early_stopping: int = setting(0, N_("stop after this many epochs without a better validation loss (0 = off)"),
                                   metavar="PATIENCE")
-    head: str = setting("linear", "the new classifier: one layer, or a small network", choices=HEADS,
-                        words={"linear": "one layer (linear)", "mlp": "small network (MLP)"})
-    mlp_hidden: int = setting(512, "hidden units of the mlp head")
-    dropout: float = setting(0.2, "dropout before the head's last layer")
-    pretrained: bool = setting(True, "start from pretrained weights", flag=None)  # False: the from-scratch baseline
-    weights_file: str | None = setting(None, "your own weights file (.pth/.safetensors)", flag="--weights",
+    head: str = setting("linear", N_("the new classifier: one layer, or a small network"), choices=HEADS,
+                        words={"linear": N_("one layer (linear)"), "mlp": N_("small network (MLP)")})
+    mlp_hidden: int = setting(512, N_("hidden units of the mlp head"))
+    dropout: float = setting(0.2, N_("dropout before the head's last layer"))
+    pretrained: bool = setting(True, N_("start from pretrained weights"), flag=None)  # False: the from-scratch baseline
+    weights_file: str | None = setting(None, N_("your own weights file (.pth/.safetensors)"), flag="--weights",
                                        path=True)
     # --- methods beyond plain fine-tuning (transfer_core/methods: each MethodSpec names its fields here).
     # Fields, not method_settings, because run folders saved before the registry store them at the top level.
-    l2sp: float = setting(0.0, "L2-SP strength: pull transferred weights toward their pretrained values "
-                               "instead of toward zero (0 = off)", metavar="LAMBDA")
-    teacher: str | None = setting(None, "a finished run to learn from (knowledge distillation)", metavar="RUN_DIR",
+    l2sp: float = setting(0.0, N_("L2-SP strength: pull transferred weights toward their pretrained values "
+                               "instead of toward zero (0 = off)"), metavar="LAMBDA")
+    teacher: str | None = setting(None, N_("a finished run to learn from (knowledge distillation)"), metavar="RUN_DIR",
                                   path=True)
     distill_temperature: float = setting(
-        4.0, "How much the teacher's answers are softened before the student copies them.")
+        4.0, N_("How much the teacher's answers are softened before the student copies them."))
     distill_alpha: float = setting(  # the true labels get 1 - alpha
-        0.5, "Weight of the teacher: 0, only your labels count; 1, only the teacher's answers count.")
+        0.5, N_("Weight of the teacher: 0, only your labels count; 1, only the teacher's answers count."))
     target_data: str | None = setting(
-        None, "Unlabelled pictures from where the model will be used. No labels needed: class sub-folders, if "
-              "present, are used only to report accuracy there.", metavar="DIR", path=True)
-    adapt: str | None = setting(None, "how to adapt to the target pictures", choices=ADAPTS,
-                                words={"dann": "DANN (adversarial)", "coral": "Deep CORAL (match feature statistics)",
-                                       "adabn": "AdaBN (re-measure normalisation only)"})
-    adapt_weight: float = setting(1.0, "weight of the DANN/CORAL loss")
-    unfreeze_at: tuple[int, ...] = setting((), "gradual unfreezing: epochs at which one more stage thaws",
+        None, N_("Unlabelled pictures from where the model will be used. No labels needed: class sub-folders, if "
+              "present, are used only to report accuracy there."), metavar="DIR", path=True)
+    adapt: str | None = setting(None, N_("how to adapt to the target pictures"), choices=ADAPTS,
+                                words={"dann": N_("DANN (adversarial)"), "coral": N_("Deep CORAL (match feature statistics)"),
+                                       "adabn": N_("AdaBN (re-measure normalisation only)")})
+    adapt_weight: float = setting(1.0, N_("weight of the DANN/CORAL loss"))
+    unfreeze_at: tuple[int, ...] = setting((), N_("gradual unfreezing: epochs at which one more stage thaws"),
                                            metavar="E1,E2,...", parse=_epochs_text)
-    lr_group_factor: float = setting(1.0, "discriminative rates: each earlier stage gets lr * factor^depth")
+    lr_group_factor: float = setting(1.0, N_("discriminative rates: each earlier stage gets lr * factor^depth"))
     # --- engine
-    device: str | None = setting(None, "cpu, cuda, cuda:1 ... (default: CUDA when present)")
-    cache_mb: int = setting(3000, "memory for decoded images and cached features; beyond it, images stream "
-                                  "from disk")
+    device: str | None = setting(None, N_("cpu, cuda, cuda:1 ... (default: CUDA when present)"))
+    cache_mb: int = setting(3000, N_("memory for decoded images and cached features; beyond it, images stream "
+                                  "from disk"))
     # With augmentation and frozen stages: how many augmented views of each image to run through the
     # frozen stages once and reuse (0 = a fresh view every batch, slower). See features.py.
-    feature_views: int = setting(2, "augmented views of each image computed once through the frozen stages")
+    feature_views: int = setting(2, N_("augmented views of each image computed once through the frozen stages"))
     # Memory for the activations one training step keeps for its backward pass. A batch that needs more is
     # run in parts whose gradients add up before the one update (stepmemory.py). 0 = never split.
-    step_memory_mb: int = setting(1200, "memory for one step's activations; a batch needing more is learned "
-                                        "from in parts")
-    max_images: int | None = setting(None, "use at most this many training images", parse=int)
-    schedule: str = setting("progressive", "progressive: a head-only model first, then stages thaw from the top while "
-                                     "validation improves; fixed: the chosen freeze depth for the chosen epochs",
+    step_memory_mb: int = setting(1200, N_("memory for one step's activations; a batch needing more is learned "
+                                        "from in parts"))
+    max_images: int | None = setting(None, N_("use at most this many training images"), parse=int)
+    schedule: str = setting("progressive", N_("progressive: a head-only model first, then stages thaw from the top while "
+                                     "validation improves; fixed: the chosen freeze depth for the chosen epochs"),
                             choices=SCHEDULES)
     time_budget_minutes: float = setting(  # 0: automatic (training/progressive.py, AUTO_BUDGET)
-        0.0, "progressive: stop improving after about this many minutes (0 = automatic: at about twice "
-             "the time the first model took)")
+        0.0, N_("progressive: stop improving after about this many minutes (0 = automatic: at about twice "
+                "the time the first model took)"))
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
     # Settings of methods registered later, by name (core/settings.added_settings): a new method adds no field.
     method_settings: dict = field(default_factory=dict)
@@ -118,30 +119,31 @@ class TrainConfig:
         for s in SETTINGS.values():
             if s.choices:
                 check.problem(s.problem(getattr(self, s.name)))
-        check.that(self.time_budget_minutes >= 0, "the time budget must be >= 0 minutes (0 = automatic)")
+        check.that(self.time_budget_minutes >= 0, _("the time budget must be >= 0 minutes (0 = automatic)"))
         check.that(self.adapt is None or self.target_data is not None,
-                   "adapt needs target_data: a folder of unlabelled images")
+                   _("adapt needs target_data: a folder of unlabelled images"))
         self._check_method_settings(check)
         if not (self.freeze == "all" or (isinstance(self.freeze, int) and self.freeze >= 0)):
-            check.fail(f"freeze must be a whole number >= 0 or 'all', not {self.freeze!r}")
-        check.that(1 <= self.epochs <= 1000, "epochs must be between 1 and 1000")
-        check.that(0 < self.lr <= 10, "learning rate must be above 0 (typical: 0.0001 to 0.01)")
-        check.that(1 <= self.batch_size <= 4096, "batch size must be between 1 and 4096")
-        check.that(self.image_size is None or 32 <= self.image_size <= 1024, "image size must be 32 to 1024 px")
-        check.that(0 < self.val_split < 1, "validation share must be between 0 and 1 (e.g. 0.2)")
-        check.that(self.weight_decay >= 0 and self.l2sp >= 0, "weight decay and L2-SP must be >= 0")
-        check.that(0 <= self.label_smoothing < 1, "label smoothing must be in [0, 1)")
-        check.that(0 <= self.dropout < 1, "dropout must be in [0, 1)")
+            check.fail(_("freeze must be a whole number >= 0 or 'all', not {freeze!r}").format(freeze=self.freeze))
+        check.that(1 <= self.epochs <= 1000, _("epochs must be between 1 and 1000"))
+        check.that(0 < self.lr <= 10, _("learning rate must be above 0 (typical: 0.0001 to 0.01)"))
+        check.that(1 <= self.batch_size <= 4096, _("batch size must be between 1 and 4096"))
+        check.that(self.image_size is None or 32 <= self.image_size <= 1024, _("image size must be 32 to 1024 px"))
+        check.that(0 < self.val_split < 1, _("validation share must be between 0 and 1 (e.g. 0.2)"))
+        check.that(self.weight_decay >= 0 and self.l2sp >= 0, _("weight decay and L2-SP must be >= 0"))
+        check.that(0 <= self.label_smoothing < 1, _("label smoothing must be in [0, 1)"))
+        check.that(0 <= self.dropout < 1, _("dropout must be in [0, 1)"))
         check.that(0 <= self.distill_alpha <= 1 and self.distill_temperature > 0,
-                   "distillation alpha must be in [0, 1] and temperature > 0")
-        check.that(0 < self.lr_group_factor <= 1, "the per-stage learning-rate factor must be in (0, 1]")
-        check.that(all(e >= 1 for e in self.unfreeze_at), "unfreeze epochs start at 1")
+                   _("distillation alpha must be in [0, 1] and temperature > 0"))
+        check.that(0 < self.lr_group_factor <= 1, _("the per-stage learning-rate factor must be in (0, 1]"))
+        check.that(all(e >= 1 for e in self.unfreeze_at), _("unfreeze epochs start at 1"))
         late = [e for e in self.unfreeze_at if e > self.epochs]
-        check.that(not late, f"unfreezing at epoch {', '.join(map(str, late))} can never happen in a run of "
-                             f"{self.epochs} epochs: choose epochs from 1 to {self.epochs}, or train longer")
-        check.that(self.feature_views >= 0, "feature_views must be >= 0")
-        check.that(self.quick_start_epochs >= 0, "quick start epochs must be >= 0 (0 = off)")
-        check.that(self.step_memory_mb >= 0, "step_memory_mb must be >= 0 (0 = never split a batch)")
+        check.that(not late, _("unfreezing at epoch {late} can never happen in a run of {epochs} epochs: choose epochs "
+                               "from 1 to {epochs}, or train longer").format(
+                                   late=', '.join(map(str, late)), epochs=self.epochs))
+        check.that(self.feature_views >= 0, _("feature_views must be >= 0"))
+        check.that(self.quick_start_epochs >= 0, _("quick start epochs must be >= 0 (0 = off)"))
+        check.that(self.step_memory_mb >= 0, _("step_memory_mb must be >= 0 (0 = never split a batch)"))
         check.raise_if_any()
         object.__setattr__(self, "unfreeze_at", tuple(sorted(int(e) for e in self.unfreeze_at)))
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
+from transfer_core.core.i18n import _
+
 _MISSING = object()
 
 
@@ -39,12 +41,14 @@ class Setting:
         if value is None and self.default is None:
             return None
         if self.choices and value not in self.choices:
-            return f"{self.name} must be one of {', '.join(map(str, self.choices))}, not {value!r}"
+            return _("{name} must be one of {choices}, not {value}").format(
+                name=self.name, choices=", ".join(map(str, self.choices)), value=repr(value))
         low = -float("inf") if self.low is None else self.low
         high = float("inf") if self.high is None else self.high
         if (self.low is not None or self.high is not None) and not (
                 isinstance(value, (int, float)) and low <= value <= high):
-            return f"{self.name} must be a number from {self.low} to {self.high}, not {value!r}"
+            return _("{name} must be a number from {low} to {high}, not {value}").format(
+                name=self.name, low=self.low, high=self.high, value=repr(value))
         return None
 
 

@@ -22,6 +22,7 @@ from typing import IO
 
 from PIL import Image
 
+from transfer_core.core.i18n import N_
 from transfer_core.data import datarefs
 from transfer_core.data.datafiles import (
     IMAGE_EXTENSIONS,
@@ -67,12 +68,14 @@ def clean_class_name(name: str) -> str:
     text = " ".join(_UNSAFE.sub(" ", unicodedata.normalize("NFC", str(name))).split())
     text = text.strip(". ")[:MAX_NAME_CHARS].rstrip(". ")  # Windows drops trailing dots and spaces anyway
     if not text:
-        raise DatasetError("A class needs a name with at least one letter or digit (for example 'cat' or '猫').")
+        raise DatasetError(N_("A class needs a name with at least one letter or digit (for example 'cat' or '猫')."))
     if text.casefold() in _SPLIT_NAMES:
-        raise DatasetError(f"'{text}' cannot be a class name: a folder of that name is read as the training or "
-                           "validation part of a data set. Choose another name, e.g. 'my " + text + "'.")
+        raise DatasetError(N_("'{text}' cannot be a class name: a folder of that name is read as the training or "
+                              "validation part of a data set. Choose another name, e.g. 'my {text}'.").format(
+                                  text=text))
     if _ignored(text) or text.casefold() in _WINDOWS_DEVICES:
-        raise DatasetError(f"'{text}' is a name computers keep for themselves. Choose another class name.")
+        raise DatasetError(N_("'{text}' is a name computers keep for themselves. Choose another class name.").format(
+            text=text))
     return text
 
 
@@ -85,7 +88,8 @@ def _new_name(parent: Path, name: str, keep: Path | None = None) -> str:
     clean = clean_class_name(name)
     taken = {_key(d.name): d.name for d in _class_folders(parent) if d != keep}
     if _key(clean) in taken:
-        raise DatasetError(f"There is already a class '{taken[_key(clean)]}'. Choose a different name.")
+        raise DatasetError(N_("There is already a class '{value}'. Choose a different name.").format(
+            value=taken[_key(clean)]))
     return clean
 
 
@@ -95,11 +99,11 @@ def _writable_root(dataset_dir: str | Path) -> Path:
     folder unless the folder is inside the workspaces (a server that shares its workspaces folder)."""
     root = Path(dataset_dir).resolve()
     if not root.is_dir():
-        raise DatasetError("This data set no longer exists. Choose your pictures again on the Data page.")
+        raise DatasetError(N_("This data set no longer exists. Choose your pictures again on the Data page."))
     own = datarefs.workspaces_root() in root.parents
     if any(_overlaps(root, d) for d in _demo()) or (not own and any(_overlaps(root, s) for s in datarefs.data_roots())):
-        raise DatasetError("These pictures are shared by everyone and are never changed. Make your own copy to "
-                           "change them (correcting an answer on the Predict page makes one).")
+        raise DatasetError(N_("These pictures are shared by everyone and are never changed. Make your own copy to "
+                              "change them (correcting an answer on the Predict page makes one)."))
     return root
 
 
@@ -132,15 +136,16 @@ def class_dir(dataset_dir: str | Path, class_name: str) -> Path:
     wanted = unicodedata.normalize("NFC", str(class_name))
     found = [d for d in _class_folders(_class_parent(root)) if unicodedata.normalize("NFC", d.name) == wanted]
     if not found or _inside(root, found[0].relative_to(root).parts) is None:
-        raise DatasetError(f"There is no class '{class_name}' in this data set. Make it first, or choose one of "
-                           "its classes.")
+        raise DatasetError(N_("There is no class '{class_name}' in this data set. Make it first, or choose one of its "
+                              "classes.").format(class_name=class_name))
     return found[0]
 
 
 def _picture(folder: Path, picture: str) -> Path:
     found = [p for p in folder.iterdir() if p.name == picture and p.is_file() and not p.is_symlink()]
     if not found or _ignored(picture):
-        raise DatasetError(f"There is no picture '{picture}' in '{folder.name}' (any more).")
+        raise DatasetError(N_("There is no picture '{picture}' in '{name}' (any more).").format(
+            picture=picture, name=folder.name))
     return found[0]
 
 
@@ -151,7 +156,7 @@ def free_name(folder: Path, name: str) -> Path:
     while candidate.exists() or candidate.is_symlink():
         candidate, n = folder / f"{stem}-{n}{suffix}", n + 1
     if _inside(folder.resolve(), (candidate.name,)) is None:
-        raise DatasetError(f"'{name}' cannot be written inside this data set.")
+        raise DatasetError(N_("'{name}' cannot be written inside this data set.").format(name=name))
     return candidate
 
 
@@ -248,13 +253,14 @@ def check_room(space: Path, folder: Path | None, adding_bytes: int, adding_pictu
     if folder is not None:
         held = sum(1 for p in _entries(folder) if _is_picture(p))
         if held + adding_pictures > MAX_CLASS_PICTURES:
-            raise DatasetError(f"'{folder.name}' already holds {held:,} pictures, the most one class can hold here "
-                               f"({MAX_CLASS_PICTURES:,}). Remove some it does not need, or make another class.")
+            raise DatasetError(N_("'{name}' already holds {held:,} pictures, the most one class can hold here "
+                                  "({most:,}). Remove some it does not need, or make another class.").format(
+                                      name=folder.name, held=held, most=MAX_CLASS_PICTURES))
     used = _bytes_under(space)
     if used + adding_bytes > MAX_SETS_BYTES:
-        raise DatasetError(f"Your pictures already take {used / 2 ** 20:,.0f} MB of the {_size(MAX_SETS_BYTES)} "
-                           "your workspace may hold, so nothing more was added. Remove pictures or classes you "
-                           "no longer need (download a set as .zip first to keep it).")
+        raise DatasetError(N_("Your pictures already take {value:,.0f} MB of the {most} your workspace may hold, so "
+                              "nothing more was added. Remove pictures or classes you no longer need (download a set "
+                              "as .zip first to keep it).").format(value=used / 2 ** 20, most=_size(MAX_SETS_BYTES)))
 
 
 def _size(n: int) -> str:
@@ -265,13 +271,14 @@ def save_picture(folder: Path, data: bytes, name: str) -> Path:
     """add_picture's checks and writing, into any folder already known to be the person's own."""
     shown = Path(str(name).replace("\\", "/")).name or "The picture"
     if len(data) > MAX_PICTURE_BYTES:
-        raise DatasetError(f"'{shown}' was not added: it is larger than {MAX_PICTURE_BYTES // 2 ** 20} MB.")
+        raise DatasetError(N_("'{shown}' was not added: it is larger than {value} MB.").format(
+            shown=shown, value=MAX_PICTURE_BYTES // 2 ** 20))
     trial = folder / f".adding-{secrets.token_hex(4)}"  # hidden: never seen by a scan while it is checked
     try:
         trial.write_bytes(data)
         reason = check_image(trial, MIN_SIDE, MAX_PICTURE_BYTES).reason
         if reason is not None:
-            raise DatasetError(f"'{shown}' was not added: {reason}.")
+            raise DatasetError(N_("'{shown}' was not added: {reason}.").format(shown=shown, reason=reason))
         target = free_name(folder, _picture_name(shown, trial))
         trial.rename(target)
         return target
@@ -298,7 +305,7 @@ def move_picture(dataset_dir: str | Path, class_name: str, picture: str, to_clas
     root = _writable_root(dataset_dir)
     source, target = class_dir(root, class_name), class_dir(root, to_class)
     if source == target:
-        raise DatasetError(f"'{picture}' is already in '{to_class}'.")
+        raise DatasetError(N_("'{picture}' is already in '{to_class}'.").format(picture=picture, to_class=to_class))
     src = _picture(source, picture)
     check_room(_space(root), target, 0)
     dest = free_name(target, src.name)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.datafiles import _names, _rel
+
+# In English where they are made (N_: a scan is cached and shared); the app shows them translated.
 
 FEW_IMAGES = 10
 IMBALANCE = 5.0
@@ -15,8 +18,11 @@ def _single_image_warnings(usable, classes) -> list[str]:
     single = [c for c in classes if len(usable[c][""]) == 1]
     if not single:
         return []
-    return [f"{_names(single)} {'has' if len(single) == 1 else 'have'} only 1 image, so it cannot be both trained "
-            "and checked: it is used for training only and has no validation image. Add more images."]
+    text = (N_("{names} has only 1 image, so it cannot be both trained and checked: it is used for training only "
+               "and has no validation image. Add more images.") if len(single) == 1 else
+            N_("{names} have only 1 image, so it cannot be both trained and checked: it is used for training only "
+               "and has no validation image. Add more images."))
+    return [text.format(names=_names(single))]
 
 
 def _split_gaps(usable, classes, train_name: str, val_name: str) -> list[str]:
@@ -24,19 +30,19 @@ def _split_gaps(usable, classes, train_name: str, val_name: str) -> list[str]:
     no_train = [c for c in classes if not usable[c]["train"]]
     no_val = [c for c in classes if not usable[c]["val"]]
     if no_train:
-        out.append(f"{_names(no_train)} has no usable images in '{train_name}', so the model cannot learn it. "
-                   f"Add images to '{train_name}/<class>'.")
+        out.append(N_("{names} has no usable images in '{split}', so the model cannot learn it. "
+                      "Add images to '{split}/<class>'.").format(names=_names(no_train), split=train_name))
     if no_val:
-        out.append(f"{_names(no_val)} has no usable images in '{val_name}', so its accuracy cannot be checked. "
-                   f"Add images to '{val_name}/<class>'.")
+        out.append(N_("{names} has no usable images in '{split}', so its accuracy cannot be checked. "
+                      "Add images to '{split}/<class>'.").format(names=_names(no_val), split=val_name))
     return out
 
 
 def _empty_warnings(empty: set[str]) -> list[str]:
     if not empty:
         return []
-    return [f"Folder(s) {_names(sorted(empty))} hold no usable images, so they are not classes. "
-            "Add images to them or remove them."]
+    return [N_("Folder(s) {names} hold no usable images, so they are not classes. "
+               "Add images to them or remove them.").format(names=_names(sorted(empty)))]
 
 
 def _balance_warnings(usable, classes) -> list[str]:
@@ -44,12 +50,13 @@ def _balance_warnings(usable, classes) -> list[str]:
     out = []
     few = [c for c in classes if totals[c] < FEW_IMAGES]
     if few:
-        out.append(f"Few images in {_names(few)}: add more (at least {FEW_IMAGES} per class; 50 or more "
-                   "works much better).")
+        out.append(N_("Few images in {names}: add more (at least {n} per class; 50 or more "
+                      "works much better).").format(names=_names(few), n=FEW_IMAGES))
     big, small = max(classes, key=totals.get), min(classes, key=totals.get)
     if totals[big] > IMBALANCE * totals[small]:
-        out.append(f"The classes are unbalanced: '{big}' has {totals[big]} images but '{small}' only "
-                   f"{totals[small]}. The model will lean towards big classes: add images to the small ones.")
+        out.append(N_("The classes are unbalanced: '{big}' has {n_big} images but '{small}' only "
+                      "{n_small}. The model will lean towards big classes: add images to the small ones.").format(
+                          big=big, n_big=totals[big], small=small, n_small=totals[small]))
     return out
 
 
@@ -65,10 +72,12 @@ def _duplicate_warnings(usable, root: Path) -> list[str]:
     out = []
     if conflicts:
         example = " and ".join(f"'{_rel(p, root)}'" for _, p in conflicts[0][:2])
-        out.append(f"{len(conflicts)} picture(s) appear in more than one class (e.g. {example}). A picture "
-                   "can have only one label: keep each in the right class only.")
+        out.append(N_("{n} picture(s) appear in more than one class (e.g. {example}). A picture "
+                      "can have only one label: keep each in the right class only.").format(
+                          n=len(conflicts), example=example))
     copies = len(groups) - len(conflicts)
     if copies:
-        out.append(f"{copies} picture(s) are stored more than once in the same class. Copies can land in both "
-                   "training and validation and make the score look better than it is: remove them.")
+        out.append(N_("{n} picture(s) are stored more than once in the same class. Copies can land in both "
+                      "training and validation and make the score look better than it is: remove them.").format(
+                          n=copies))
     return out

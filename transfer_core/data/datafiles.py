@@ -12,10 +12,15 @@ from typing import IO, Sequence
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from transfer_core.core.i18n import N_
+
+# Reasons are kept in English where they are made (N_): they are cached, compared and saved with scans; the
+# app shows them in each person's language (i18n.retranslate).
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                               ".ppm", ".pgm", ".pbm", ".pnm"})
-_UNSUPPORTED = {".heic": "HEIC photos are not supported: convert them to JPEG",
-                ".heif": "HEIF photos are not supported: convert them to JPEG"}
+_UNSUPPORTED = {".heic": N_("HEIC photos are not supported: convert them to JPEG"),
+                ".heif": N_("HEIF photos are not supported: convert them to JPEG")}
 MAX_PIXELS = 80_000_000  # ~ 9000 x 9000; larger files are almost always mistakes or attacks, and eat GBs of RAM
 _IGNORED = frozenset({"__macosx", "thumbs.db", "desktop.ini"})
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -55,11 +60,11 @@ def _decode(f: IO[bytes]) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise BadImage(_too_large_reason(exc)) from None
     except UnidentifiedImageError:
-        raise BadImage("not an image") from None
+        raise BadImage(N_("not an image")) from None
     except MemoryError:
         raise
     except Exception as exc:  # Pillow's plugins raise many types (SyntaxError, struct.error, ...) on bad data
-        raise BadImage("file is damaged or cut short") from exc
+        raise BadImage(N_("file is damaged or cut short")) from exc
 
 
 def _remaining_bytes(f: IO[bytes]) -> int:
@@ -75,13 +80,16 @@ def _remaining_bytes(f: IO[bytes]) -> int:
 def _check_pixels(width: int, height: int) -> None:
     # Our own limit, checked from the header before decoding; Pillow's global one may have been changed.
     if width * height > MAX_PIXELS:
-        raise BadImage(f"image too large ({width * height / 1e6:.0f} megapixels; at most {MAX_PIXELS / 1e6:.0f})")
+        raise BadImage(N_("image too large ({size} megapixels; at most {most})").format(
+            size=f"{width * height / 1e6:.0f}", most=f"{MAX_PIXELS / 1e6:.0f}"))
 
 
 def _too_large_reason(exc: Exception) -> str:
     numbers = re.findall(r"\d+", str(exc))
-    size = f"{int(numbers[0]) / 1e6:.0f} megapixels" if numbers else "too many pixels"
-    return f"image too large ({size}; at most {MAX_PIXELS / 1e6:.0f})"
+    if not numbers:
+        return N_("image too large (too many pixels; at most {most})").format(most=f"{MAX_PIXELS / 1e6:.0f}")
+    return N_("image too large ({size} megapixels; at most {most})").format(
+        size=f"{int(numbers[0]) / 1e6:.0f}", most=f"{MAX_PIXELS / 1e6:.0f}")
 
 
 def _upright(im: Image.Image) -> Image.Image:
@@ -99,7 +107,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     try:
         return im.convert("RGB")
     except ValueError:
-        raise BadImage(f"unsupported colour format ({im.mode})") from None
+        raise BadImage(N_("unsupported colour format ({mode})").format(mode=im.mode)) from None
 
 
 def _on_white(rgba: Image.Image) -> Image.Image:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from transfer_core.core.config import SETTINGS, TrainConfig
+from transfer_core.core.i18n import N_
 from transfer_core.core.settings import added_settings
 from transfer_core.data.datasets import DatasetError, demo_dataset_path
 
@@ -91,16 +92,16 @@ def resolve(value: str | None, runs_dir: str | Path | None = None) -> str | None
         name, _, sub = sub.partition("/")
         root = _shared_roots().get(name)
         if root is None:
-            raise RefError(f"This run's pictures came from the server folder '{name}', which this server no "
-                           f"longer shares (TRANSFER_STUDIO_DATA_ROOTS).")
+            raise RefError(N_("This run's pictures came from the server folder '{name}', which this server no "
+                              "longer shares (TRANSFER_STUDIO_DATA_ROOTS).").format(name=name))
     else:
         root = {"demo": _demo_root(), "workspace": workspaces_root(),
                 "runs": Path(runs_dir).resolve() if runs_dir else None}[scheme]
         if root is None:
-            raise RefError(f"This run's pictures ({label(value)}) are not on this server.")
+            raise RefError(N_("This run's pictures ({label}) are not on this server.").format(label=label(value)))
     real = (root / sub).resolve()
     if real != root and root not in real.parents:  # a hand-edited '..' must not leave its root
-        raise RefError(f"'{value}' points outside its folder.")
+        raise RefError(N_("'{value}' points outside its folder.").format(value=value))
     return str(real)
 
 
@@ -109,23 +110,24 @@ class RefError(ValueError):
 
 
 def label(value: str | None) -> str:
-    """What a page shows of a run's data: where it came from in words, never a server path."""
+    """What a page shows of a run's data: where it came from in words, never a server path (English, kept in
+    configs; pages show it with i18n.retranslate)."""
     if not value:
         return ""
     scheme, _, sub = value.partition(":") if is_ref(value) else ("", "", value)
     name = Path(sub).name if sub not in ("", ".") else ""
     if scheme == "demo":
-        return "Demo pictures" + (f": {name}" if name else "")
+        return N_("Demo pictures: {name}").format(name=name) if name else N_("Demo pictures")
     if scheme == "shared":
-        return f"Server folder: {sub}"
+        return N_("Server folder: {name}").format(name=sub)
     if scheme == "workspace":
         parts = sub.split("/")
         if len(parts) > 2 and parts[1] == "sets":  # classbuilder's own sets: made by hand or copied
-            return f"Own set: {parts[2]}"
-        return "Upload" + (f": {'/'.join(parts[3:])}" if len(parts) > 3 else "")
+            return N_("Own set: {name}").format(name=parts[2])
+        return N_("Upload: {name}").format(name="/".join(parts[3:])) if len(parts) > 3 else N_("Upload")
     if scheme == "runs":
-        return f"Run {sub.split('/')[0]}"
-    return f"Folder: {name}"
+        return N_("Run {id}").format(id=sub.split("/")[0])
+    return N_("Folder: {name}").format(name=name)
 
 
 # ---------------------------------------------------------------------------------------------- whole configs

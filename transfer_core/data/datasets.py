@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.dataadvice import (  # noqa: F401
     FEW_IMAGES,
     IMBALANCE,
@@ -140,7 +141,8 @@ def _entries(folder: Path) -> list[Path]:
     try:
         return sorted(p for p in folder.iterdir() if not _ignored(p.name))
     except OSError as exc:
-        raise DatasetError(f"The folder '{folder}' cannot be read ({exc.strerror or exc}).") from None
+        raise DatasetError(N_("The folder '{folder}' cannot be read ({why}).").format(
+            folder=folder, why=exc.strerror or exc)) from None
 
 
 def _is_image_name(path: Path) -> bool:
@@ -148,7 +150,7 @@ def _is_image_name(path: Path) -> bool:
 
 
 def _non_image_reason(path: Path) -> str:
-    return _UNSUPPORTED.get(path.suffix.lower(), "not an image file")
+    return _UNSUPPORTED.get(path.suffix.lower(), N_("not an image file"))
 
 
 def _walk(folder: Path, root: Path) -> tuple[list[Path], list[Skipped]]:
@@ -188,23 +190,25 @@ def _split_folders(root: Path) -> tuple[Path, Path, list[str]] | None:
     if train is None or val is None:
         return None
     unused = sorted(d.name for d in dirs.values() if d not in (train, val))
-    notes = [f"Folder(s) {_names(unused)} were not used: with '{train.name}' and '{val.name}' folders, "
-             "only those two are read."] if unused else []
+    notes = [N_("Folder(s) {names} were not used: with '{train}' and '{val}' folders, "
+                "only those two are read.").format(names=_names(unused), train=train.name, val=val.name)
+             ] if unused else []
     return train, val, notes
 
 
 def _resolve(source: str | Path, extract_to: str | Path | None, limits: ZipLimits) -> Path:
     if source is None or not str(source).strip():
-        raise DatasetError("No dataset chosen. Give a folder with one folder of images per class, or a .zip of it.")
+        raise DatasetError(N_("No dataset chosen. Give a folder with one folder of images per class, or a .zip of it."))
     path = Path(source).expanduser()
     if not path.exists():
-        raise DatasetError(f"'{source}' does not exist. Check the path, or upload the folder again.")
+        raise DatasetError(N_("'{source}' does not exist. Check the path, or upload the folder again.").format(
+            source=source))
     if path.is_dir():
         return path.absolute()
     if path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
         return safe_extract_zip(path, _extract_dir(extract_to), limits).absolute()
-    raise DatasetError(f"'{source}' is a file, not a folder or a .zip. Choose the folder that holds one folder "
-                       "of images per class.")
+    raise DatasetError(N_("'{source}' is a file, not a folder or a .zip. Choose the folder that holds one folder "
+                          "of images per class.").format(source=source))
 
 
 def _extract_dir(extract_to: str | Path | None) -> Path:
@@ -239,7 +243,7 @@ def _gather(folder: Path, root: Path, split: str, found: _Found) -> None:
             found.candidates += [(name, split, p) for p in images]
             found.skipped += skipped
         else:
-            reason = "not inside a class folder" if _is_image_name(entry) else _non_image_reason(entry)
+            reason = NOT_IN_CLASS if _is_image_name(entry) else _non_image_reason(entry)
             found.skipped.append(Skipped(_rel(entry, root), reason))
 
 
@@ -249,7 +253,8 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
     """Find the classes and images of a folder (or .zip), check every image, split train/validation, and
     (test_share, every class with TEST_MIN_PER_CLASS pictures) half the validation share into a test share."""
     if not 0 <= val_split < 1:
-        raise DatasetError(f"The validation share must be between 0 and 1 (e.g. 0.2), not {val_split}.")
+        raise DatasetError(N_("The validation share must be between 0 and 1 (e.g. 0.2), not {value}.").format(
+            value=val_split))
     root = _unwrap(_resolve(source, extract_to, limits))
     splits = _split_folders(root)
     found = _Found([], [], set())
@@ -300,14 +305,24 @@ def class_folders(source: str | Path) -> tuple[str, ...] | None:
 
 
 def _too_few_classes(root: Path, classes: Sequence[str], found: _Found, skipped: Sequence[Skipped]) -> str:
-    hint = f" {len(skipped)} file(s) were skipped, e.g. '{skipped[0].path}': {skipped[0].reason}." if skipped else ""
-    need = ("Training needs at least two classes, each a folder of images, side by side (for example "
-            "photos/good/ and photos/scratched/).")
+    hint = " " + _skipped_hint(skipped) if skipped else ""
+    need = N_("Training needs at least two classes, each a folder of images, side by side (for example "
+              "photos/good/ and photos/scratched/).")
     if len(classes) == 1:
-        return f"Only one class found ('{classes[0]}'): add a second class folder beside it. {need}{hint}"
-    if not found.class_names and any(s.reason == "not inside a class folder" for s in skipped):
-        return f"This folder holds images but no class folders. {need}{hint}"
-    return f"No class folder with usable images was found. {need}{hint}"
+        first = N_("Only one class found ('{name}'): add a second class folder beside it.").format(name=classes[0])
+    elif not found.class_names and any(s.reason == NOT_IN_CLASS for s in skipped):
+        first = N_("This folder holds images but no class folders.")
+    else:
+        first = N_("No class folder with usable images was found.")
+    return f"{first} {need}{hint}"
+
+
+NOT_IN_CLASS = N_("not inside a class folder")
+
+
+def _skipped_hint(skipped: Sequence[Skipped]) -> str:
+    return N_("{n} file(s) were skipped, e.g. '{path}': {reason}.").format(
+        n=len(skipped), path=skipped[0].path, reason=skipped[0].reason)
 
 
 def _sorted_paths(results: Sequence[CheckedImage]) -> list[Path]:
@@ -349,19 +364,19 @@ def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None,
     skipped += [Skipped(_rel(c.path, root), c.reason) for c in checked if c.reason is not None]
     usable = [c.path for c in checked if c.reason is None]
     if not usable:
-        raise DatasetError(f"No usable images were found in '{source}'. Choose a folder of images (.jpg, .png...)."
-                           + (f" {len(skipped)} file(s) were skipped, e.g. '{skipped[0].path}': {skipped[0].reason}."
-                              if skipped else ""))
+        raise DatasetError(N_("No usable images were found in '{source}'. Choose a folder of images (.jpg, .png...).")
+                           .format(source=source) + (" " + _skipped_hint(skipped) if skipped else ""))
     return usable, sorted(skipped, key=lambda s: s.path)
 
 
 def demo_dataset_path() -> Path:
     """The bundled textile-defect images (classes global, local, nominal)."""
     spec = importlib.util.find_spec("conformal_clip_data")
-    hint = "Install them with: pip install conformal-clip-data"
+    hint = N_("Install them with: pip install conformal-clip-data")
     if spec is None or not spec.submodule_search_locations:
-        raise DatasetError(f"The demo images are not installed. {hint}")
+        raise DatasetError(N_("The demo images are not installed.") + " " + hint)
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "textile_images" / "simulated"
     if not path.is_dir():
-        raise DatasetError(f"The demo images are missing from the installed package ({path}). {hint}")
+        raise DatasetError(N_("The demo images are missing from the installed package ({path}).").format(path=path)
+                           + " " + hint)
     return path

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.data import scancache
 from transfer_core.data.datafiles import BadImage, _human, load_rgb
 
@@ -29,15 +30,17 @@ def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            return CheckedImage(path, f"file too large ({_human(size)}; at most {_human(max_bytes)})")
+            return CheckedImage(path, N_("file too large ({size}; at most {most})").format(
+                size=_human(size), most=_human(max_bytes)))
         data = path.read_bytes()
         width, height = load_rgb(io.BytesIO(data)).size
     except BadImage as exc:
         return CheckedImage(path, str(exc))
     except OSError as exc:
-        return CheckedImage(path, f"cannot be read ({exc.strerror or type(exc).__name__})")
+        return CheckedImage(path, N_("cannot be read ({why})").format(why=exc.strerror or type(exc).__name__))
     if min(width, height) < min_side:
-        return CheckedImage(path, f"image too small ({width}x{height} px; at least {min_side}x{min_side})")
+        return CheckedImage(path, N_("image too small ({width}x{height} px; at least {min}x{min})").format(
+            width=width, height=height, min=min_side))
     return CheckedImage(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 

@@ -8,6 +8,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.data import datarefs
 from transfer_core.data.classbuilder import (
     SETS,
@@ -38,8 +39,9 @@ def correction_target(data_ref: str, workspace_dir: str | Path, runs_dir: str | 
     if real == workspace or workspace in real.parents:
         return CorrectionTarget(real, None, data_ref)
     if not str(data_ref).startswith(("demo:", "shared:")):
-        raise DatasetError(f"This run learned from someone else's pictures ({datarefs.label(data_ref)}), which "
-                           "stay theirs. Corrections go into your own pictures: train a run on them first.")
+        raise DatasetError(N_("This run learned from someone else's pictures ({value}), which stay theirs. Corrections "
+                              "go into your own pictures: train a run on them first.").format(
+                                  value=datarefs.label(data_ref)))
     existing = find_own_copy(workspace / SETS, data_ref)
     return CorrectionTarget(existing, None if existing else real, data_ref)
 
@@ -62,7 +64,7 @@ def own_copy(source_dir: str | Path, sets_dir: str | Path, *, name: str, label: 
     src, sets_dir = Path(source_dir).resolve(), Path(sets_dir)
     sets_dir.mkdir(parents=True, exist_ok=True)
     if sets_dir.resolve() == src or src in sets_dir.resolve().parents:
-        raise DatasetError("A data set cannot be copied into itself.")
+        raise DatasetError(N_("A data set cannot be copied into itself."))
     files = data_files(src)
     check_room(sets_dir, None, sum(path.stat().st_size for path, _ in files))
     partial = sets_dir / f".copying-{secrets.token_hex(4)}"

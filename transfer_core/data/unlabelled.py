@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.classbuilder import (
     _is_picture,
     _picture,
@@ -66,9 +67,10 @@ def ready_to_suggest(labelled: dict[str, list[Path]]) -> str | None:
     if len(filled) >= 2:
         return None
     if len(labelled) < 2:
-        return "Suggestions need at least two classes: make a second class first."
-    return ("Suggestions need at least one picture in each of two classes: give a class to a picture or two "
-            "by hand first" + (f" (only '{filled[0]}' has pictures so far)." if filled else "."))
+        return N_("Suggestions need at least two classes: make a second class first.")
+    return (N_("Suggestions need at least one picture in each of two classes: give a class to a picture "
+               "or two by hand first") + (N_(" (only '{value}' has pictures so far).").format(
+                   value=filled[0]) if filled else "."))
 
 
 def require_ready(labelled: dict[str, list[Path]]) -> None:

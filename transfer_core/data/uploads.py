@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.datafiles import (
     DatasetError,
     _human,
@@ -31,28 +32,30 @@ class ZipLimits:
 # ---------------------------------------------------------------------------------------------- zips/uploads
 def _check_sizes(what: str, sizes: Sequence[tuple[str, int]], limits: ZipLimits) -> None:
     if len(sizes) > limits.max_files:
-        raise DatasetError(f"This {what} holds {len(sizes):,} files, more than the {limits.max_files:,} limit. "
-                           "Split it into smaller parts or leave out files you don't need.")
+        raise DatasetError(N_("This {what} holds {n:,} files, more than the {max_files:,} limit. Split it into smaller "
+                              "parts or leave out files you don't need.").format(
+                                  what=what, n=len(sizes), max_files=limits.max_files))
     total = sum(size for _, size in sizes)
     if total > limits.max_total_bytes:
-        verb = "would unpack to" if what == "zip" else "adds up to"
-        raise DatasetError(f"This {what} {verb} {_human(total)}, more than the {_human(limits.max_total_bytes)} "
-                           "limit. Use fewer or smaller images.")
+        verb = N_("would unpack to") if what == "zip" else N_("adds up to")
+        raise DatasetError(N_("This {what} {verb} {value}, more than the {value2} limit. Use fewer or smaller images.").format(what=what, verb=verb, value=_human(total), value2=_human(limits.max_total_bytes)))
     for name, size in sizes:
         if size > limits.max_file_bytes:
-            raise DatasetError(f"'{name}' in this {what} is {_human(size)}, more than the "
-                               f"{_human(limits.max_file_bytes)} limit for one file. Leave it out or make it smaller.")
+            raise DatasetError(N_("'{name}' in this {what} is {value}, more than the {value2} limit for one file. Leave it "
+                                  "out or make it smaller.").format(
+                                      name=name, what=what, value=_human(size), value2=_human(limits.max_file_bytes)))
 
 
 def _check_ratios(infos: Sequence[zipfile.ZipInfo], limits: ZipLimits) -> None:
     rows = [(i.filename, i.file_size, i.compress_size) for i in infos]
-    rows.append(("the zip as a whole", sum(r[1] for r in rows), sum(r[2] for r in rows)))
+    rows.append((N_("the zip as a whole"), sum(r[1] for r in rows), sum(r[2] for r in rows)))
     for name, size, packed in rows:
         if size > _RATIO_FLOOR and size > limits.max_ratio * max(packed, 1):
-            raise DatasetError(f"{name if name.startswith('the zip') else repr(name)} would grow "
-                               f"{size / max(packed, 1):,.0f} times when unpacked (the limit is "
-                               f"{limits.max_ratio:,.0f}). That looks like a zip bomb, so nothing was unpacked; "
-                               "a real image dataset hardly compresses.")
+            raise DatasetError(N_("{value} would grow {value2:,.0f} times when unpacked (the limit is {max_ratio:,.0f}). "
+                                  "That looks like a zip bomb, so nothing was unpacked; a real image dataset hardly "
+                                  "compresses.").format(
+                                      value=name if name.startswith('the zip') else repr(name),
+                                      value2=size / max(packed, 1), max_ratio=limits.max_ratio))
 
 
 def _is_symlink(info: zipfile.ZipInfo) -> bool:
@@ -67,7 +70,7 @@ def _plan_zip(zf: zipfile.ZipFile, limits: ZipLimits) -> list[tuple[zipfile.ZipI
         if parts is None or _is_symlink(info):
             continue
         if info.flag_bits & 0x1 and not info.is_dir():
-            raise DatasetError("This zip is password-protected. Unzip it yourself and upload the folder instead.")
+            raise DatasetError(N_("This zip is password-protected. Unzip it yourself and upload the folder instead."))
         plan.append((info, parts))
     files = [info for info, _ in plan if not info.is_dir()]
     _check_sizes("zip", [(i.filename, i.file_size) for i in files], limits)
@@ -76,8 +79,8 @@ def _plan_zip(zf: zipfile.ZipFile, limits: ZipLimits) -> list[tuple[zipfile.ZipI
 
 
 def _damaged_zip(name: str) -> DatasetError:
-    return DatasetError(f"'{name}' is not a zip file or it is damaged. Make the zip again "
-                        "(e.g. right-click the folder > Compress) and try once more.")
+    return DatasetError(N_("'{name}' is not a zip file or it is damaged. Make the zip again (e.g. right-click the "
+                           "folder > Compress) and try once more.").format(name=name))
 
 
 def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: ZipLimits = ZipLimits()) -> Path:
@@ -88,7 +91,8 @@ def safe_extract_zip(zip_path: str | Path, dest: str | Path, limits: ZipLimits =
     """
     zip_path, dest = Path(zip_path), Path(dest)
     if not zip_path.is_file():
-        raise DatasetError(f"'{zip_path}' does not exist. Check the path or upload the zip again.")
+        raise DatasetError(N_("'{zip_path}' does not exist. Check the path or upload the zip again.").format(
+            zip_path=zip_path))
     try:
         zf = zipfile.ZipFile(zip_path)
     except MemoryError:
@@ -139,8 +143,9 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: IO[bytes], all
             while chunk := src.read(_CHUNK):
                 written += len(chunk)
                 if written > allowed:
-                    raise DatasetError(f"'{info.filename}' in '{zip_name}' holds more data than the zip declares "
-                                       "or than the limits allow, so unpacking stopped. Make the zip again.")
+                    raise DatasetError(N_("'{filename}' in '{zip_name}' holds more data than the zip declares or than the limits "
+                                          "allow, so unpacking stopped. Make the zip again.").format(
+                                              filename=info.filename, zip_name=zip_name))
                 out.write(chunk)
     except (DatasetError, MemoryError):
         raise
@@ -177,7 +182,8 @@ def write_uploads(files: Iterable[tuple[str, bytes]], dest: str | Path, limits: 
 
 def _write_zip_upload(name: str, data: bytes, dest: Path, limits: ZipLimits) -> Path:
     if len(data) > limits.max_total_bytes:
-        raise DatasetError(f"This zip is {_human(len(data))}, more than the {_human(limits.max_total_bytes)} limit.")
+        raise DatasetError(N_("This zip is {value}, more than the {value2} limit.").format(
+            value=_human(len(data)), value2=_human(limits.max_total_bytes)))
     stem = (_safe_parts(Path(name.replace("\\", "/")).stem) or ("unzipped",))[-1]
     zip_path = dest / ".upload.zip"  # hidden, so a later scan of dest never lists it
     zip_path.write_bytes(data)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.inference.evaluation import evaluate_run
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder, write_json
@@ -157,12 +158,14 @@ class Calibration:
     def describe(self) -> str:
         """One sentence for people: which way the model was off, and by how much before and after."""
         if self.images == 0:
-            return "No validation images, so the model's confidence could not be checked."
-        way = ("too sure of itself" if self.temperature > 1.05 else
-               "too timid" if self.temperature < 0.95 else "about right")
-        return (f"The model was {way} (temperature {self.temperature:.2f}). On average its stated confidence "
-                f"was {self.ece_before:.1%} away from how often it was right; after calibration "
-                f"{self.ece_after:.1%} (measured on {self.images} validation images).")
+            return _("No validation images, so the model's confidence could not be checked.")
+        first = (_("The model was too sure of itself (temperature {t}).") if self.temperature > 1.05 else
+                 _("The model was too timid (temperature {t}).") if self.temperature < 0.95 else
+                 _("The model was about right (temperature {t})."))
+        return sentences(first.format(t=f"{self.temperature:.2f}"), _(
+            "On average its stated confidence was {before} away from how often it was right; after calibration "
+            "{after} (measured on {n} validation images).").format(
+                before=f"{self.ece_before:.1%}", after=f"{self.ece_after:.1%}", n=self.images))
 
 
 def calibrate(probs: torch.Tensor, labels: torch.Tensor, bins: int = DEFAULT_BINS) -> Calibration:
@@ -188,12 +191,16 @@ class ThresholdEffect:
 
     def describe(self) -> str:
         if self.total == 0:
-            return "No validation images to show the effect on."
+            return _("No validation images to show the effect on.")
         if self.answered == 0:
-            return f"At {self.threshold:.0%}, the model would say \"not sure\" for every validation image."
-        return (f"At {self.threshold:.0%}, the model answers {self.answered} of {self.total} validation images "
-                f"({self.coverage:.0%}) and is right on {self.answered_accuracy:.1%} of those; "
-                f"it says \"not sure\" for the other {self.total - self.answered}.")
+            return _("At {threshold}, the model would say \"not sure\" for every validation image.").format(
+                threshold=f"{self.threshold:.0%}")
+        return _("At {threshold}, the model answers {answered} of {total} validation images "
+                 "({coverage}) and is right on {accuracy} of those; "
+                 "it says \"not sure\" for the other {rest}.").format(
+                     threshold=f"{self.threshold:.0%}", answered=self.answered, total=self.total,
+                     coverage=f"{self.coverage:.0%}", accuracy=f"{self.answered_accuracy:.1%}",
+                     rest=self.total - self.answered)
 
 
 def threshold_effect(probs: torch.Tensor, labels: torch.Tensor, threshold: float) -> ThresholdEffect:
@@ -255,14 +262,14 @@ def run_calibration(run_dir: str | Path, progress: Callable[[str, int, int], Non
 
     progress(phase, done, total), for the app's task view: the validation set can be large."""
     say = progress or (lambda phase, done, total: None)
-    say("reading the validation results", 0, 3)
+    say(N_("reading the validation results"), 0, 3)
     ev = evaluate_run(run_dir)
     saved = RunFolder(run_dir).read_json(CALIBRATION_FILE)
     complete = isinstance(saved, dict) and {"temperature", "ece_before", "ece_after", "nll_before",
                                             "nll_after", "images"} <= saved.keys()
-    say("fitting the temperature", 1, 3)
+    say(N_("fitting the temperature"), 1, 3)
     result = Calibration.from_dict(saved) if complete else calibrate(ev.probs, ev.labels)
-    say("measuring it on held-out halves", 2, 3)
+    say(N_("measuring it on held-out halves"), 2, 3)
     after = cross_fitted_probs(ev.probs, ev.labels)
-    say("measuring it on held-out halves", 3, 3)
+    say(N_("measuring it on held-out halves"), 3, 3)
     return RunCalibration(result, ev.probs, after, ev.labels)

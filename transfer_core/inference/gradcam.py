@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from transfer_core.core.i18n import _
 from transfer_core.inference.predict import ImageInput, LoadedModel, to_rgb
 from transfer_core.models.network import TransferNet
 
@@ -124,7 +125,8 @@ def explain(model: LoadedModel, image: ImageInput, target: int | str | None = No
     """Grad-CAM for one image with a trained run's model; target: a class name or index (default: predicted)."""
     if isinstance(target, str):
         if target not in model.classes:
-            raise ValueError(f"{target!r} is not one of this model's classes: {', '.join(model.classes)}")
+            raise ValueError(_("{target!r} is not one of this model's classes: {value}").format(
+                target=target, value=', '.join(model.classes)))
         target = model.classes.index(target)
     x = model.tensor(image).unsqueeze(0).to(model.device)
     heat, logits = gradcam(model.net, x, target)

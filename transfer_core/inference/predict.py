@@ -9,6 +9,7 @@ from typing import Iterable, Union
 import torch
 from PIL import Image
 
+from transfer_core.core.i18n import _
 from transfer_core.core.device import pick_device
 from transfer_core.data.datasets import load_rgb
 from transfer_core.inference import novelty
@@ -47,7 +48,8 @@ def to_rgb(image: ImageInput) -> Image.Image:
 def load_model(run_dir: str | Path, device: str | torch.device | None = None) -> LoadedModel:
     run = RunFolder(run_dir)
     if not run.has_model():
-        raise FileNotFoundError(f"{run.path} has no trained model yet (it needs best.pt and model.json).")
+        raise FileNotFoundError(_("{path} has no trained model yet (it needs best.pt and model.json).").format(
+            path=run.path))
     desc = run.model_description()
     net = build_network(desc.backbone, desc.num_classes, pretrained=False, head=desc.head,
                         hidden=desc.mlp_hidden, dropout=desc.dropout)
@@ -154,7 +156,8 @@ def answer(run: str | Path | LoadedModel, images: Iterable[ImageInput], threshol
 
 def check_threshold(threshold: float) -> None:
     if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}")
+        raise ValueError(_("the confidence threshold must be between 0 and 1 (e.g. 0.8), not {threshold}").format(
+            threshold=threshold))
 
 
 def answers_from(model: LoadedModel, logits: torch.Tensor, features: torch.Tensor, threshold: float = 0.0,

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from transfer_core.core.i18n import N_
+
 # The registration line: importing a method's module registers it (its last statement is register(...)).
 from transfer_core.methods import adaptation, distillation, l2sp  # noqa: F401
 from transfer_core.methods.registry import (
@@ -35,26 +37,26 @@ from transfer_core.methods.registry import (
 # Help for training options that are not methods of their own (the trainer and the workflows do them).
 OTHER_HELP: dict[str, str] = {
     "scratch_baseline": (
-        "Also train the same network from random weights, with the same pictures and number of epochs, and "
+        N_("Also train the same network from random weights, with the same pictures and number of epochs, and "
         "show both runs' curves together: the classroom demonstration of why starting from a pretrained "
         "network matters. The from-scratch run trains every layer (keeping random layers frozen would be "
-        "an unfair comparison) and takes longer."),
+        "an unfair comparison) and takes longer.")),
     "unfreeze_at": (
-        "Gradual unfreezing: start by training only the layers you left unfrozen, then, at the epochs you "
+        N_("Gradual unfreezing: start by training only the layers you left unfrozen, then, at the epochs you "
         "list, let one more frozen stage learn each time. The new classifier first settles down, so its "
-        "early, random mistakes do not damage the pretrained layers. Useful with small data sets."),
+        "early, random mistakes do not damage the pretrained layers. Useful with small data sets.")),
     "lr_group_factor": (
-        "Discriminative learning rates: earlier layers (edges, textures) are already good and need only "
+        N_("Discriminative learning rates: earlier layers (edges, textures) are already good and need only "
         "small changes; later layers need more. Each stage further from the classifier learns at this "
-        "factor times the rate of the next one (1 = all the same; 0.3 to 0.5 is usual)."),
+        "factor times the rate of the next one (1 = all the same; 0.3 to 0.5 is usual).")),
     "head": (
-        "The new classifier on top of the pretrained network. Linear: one layer, fast, enough in most "
+        N_("The new classifier on top of the pretrained network. Linear: one layer, fast, enough in most "
         "cases. MLP: a hidden layer (hidden units, ReLU, dropout) before the output, the classic Keras "
-        "recipe; it can help when your classes differ a lot from everyday photos."),
+        "recipe; it can help when your classes differ a lot from everyday photos.")),
     "lr_find": (
-        "Find a learning rate: trains for a few dozen small steps while raising the rate, and plots the "
+        N_("Find a learning rate: trains for a few dozen small steps while raising the rate, and plots the "
         "loss. The suggestion is where the loss is still falling fast, well before it blows up. It runs a "
-        "few sweeps and combines them, so it gives about the same answer each time."),
+        "few sweeps and combines them, so it gives about the same answer each time.")),
 }
 
 

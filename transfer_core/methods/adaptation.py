@@ -31,6 +31,7 @@ from transfer_core.models.freezing import set_train_mode
 from transfer_core.models.network import TransferNet
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.features import entry_point
+from transfer_core.core.i18n import N_, _
 
 _DOMAIN_HIDDEN = 256
 # The paper's CORAL loss is divided by 4 d^2 (d = 1280 for most backbones here), so at weight 1 it is
@@ -174,7 +175,7 @@ class Dann(NoAdaptation):
     """A domain classifier tells source from target features; reversed gradients make the layers fool it."""
     name = "dann"
     trains_layers = True
-    cannot_resume = "Runs with DANN domain adaptation cannot be resumed; start this one again."  # (its classifier
+    cannot_resume = N_("Runs with DANN domain adaptation cannot be resumed; start this one again.")  # (its classifier
     # and that classifier's optimizer state are not saved)
 
     def before_fit(self, trainer) -> None:
@@ -249,8 +250,9 @@ class TargetDomain(Callback):
         self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
                                 stop=trainer.stop)
         if self.kind.trains_layers and trainer.depth >= trainer.net.num_stages and not trainer.thaw_epochs():
-            raise ConfigError(f"{self.kind.name.upper()} adapts the network's layers, but every layer is frozen. "
-                              "Freeze fewer stages, or choose AdaBN, which works with everything frozen.")
+            raise ConfigError(_("{method} adapts the network's layers, but every layer is frozen. Freeze fewer stages, or "
+                                "choose AdaBN, which works with everything frozen.").format(
+                                    method=self.kind.name.upper()))
         self.kind.before_fit(trainer)
 
     def before_epoch(self, trainer, epoch: int) -> None:
@@ -320,22 +322,22 @@ class TargetDomain(Callback):
 
 SPEC = register(MethodSpec(
     name="adaptation", order=30,
-    title="Domain adaptation: unlabelled pictures from where the model will be used",
+    title=N_("Domain adaptation: unlabelled pictures from where the model will be used"),
     help=(
-        "Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
+        N_("Your model will be used somewhere your pictures do not come from: another camera, other lighting, "
         "another factory. Add a folder of unlabelled pictures from there. DANN trains the network so that it "
         "cannot tell the two places apart; Deep CORAL matches the statistics of their features; AdaBN (cheap, "
         "no extra training) re-measures the network's normalisation statistics on the new pictures. If that "
-        "folder has class sub-folders, their labels are used only to report accuracy there, never to train."),
-    options=(Option("adapt", Control("Adapt to pictures from where the model will be used (domain adaptation)",
-                                     "choice", words={"": "no adaptation"})),
-             Option("target_data", Control("Folder of unlabelled pictures from there", "folder")),
+        "folder has class sub-folders, their labels are used only to report accuracy there, never to train.")),
+    options=(Option("adapt", Control(N_("Adapt to pictures from where the model will be used (domain adaptation)"),
+                                     "choice", words={"": N_("no adaptation")})),
+             Option("target_data", Control(N_("Folder of unlabelled pictures from there"), "folder")),
              Option("adapt_weight")),
     build=lambda config: TargetDomain(config) if config.target_data else None,
-    figures=(Figure("target_accuracy", "Accuracy on the target pictures", "{:.1%}"),
-             Figure("dann_loss", "Domain confusion loss (DANN)", "{:.3f}"),
-             Figure("coral_loss", "Feature-statistics gap (CORAL)", "{:.4f}"),
-             Figure("target_images", "Target pictures", "{}")),
+    figures=(Figure("target_accuracy", N_("Accuracy on the target pictures"), "{:.1%}"),
+             Figure("dann_loss", N_("Domain confusion loss (DANN)"), "{:.3f}"),
+             Figure("coral_loss", N_("Feature-statistics gap (CORAL)"), "{:.4f}"),
+             Figure("target_images", N_("Target pictures"), "{}")),
     first=True,  # AdaBN adjusts the model before the other methods measure it at the end
     cannot_resume=lambda config: adaptation_kind(config).cannot_resume,
 ))

@@ -24,6 +24,7 @@ from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, 
 from transfer_core.models.augment import eval_view
 from transfer_core.models.preprocessing import Preprocessing
 from transfer_core.training.callbacks import Callback
+from transfer_core.core.i18n import N_, _
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -80,11 +81,12 @@ class Distillation(Callback):
         try:
             self.teacher = load_model(self.run_dir, device=trainer.device)
         except FileNotFoundError as exc:
-            raise ConfigError(f"The teacher must be a finished run: {exc}") from None
+            raise ConfigError(_("The teacher must be a finished run: {exc}").format(exc=exc)) from None
         if list(self.teacher.classes) != list(trainer.classes):
             raise ConfigError(
-                f"The teacher run knows the classes {', '.join(self.teacher.classes)}, but these images have "
-                f"{', '.join(trainer.classes)}. Choose a teacher trained on the same classes.")
+                _("The teacher run knows the classes {teacher}, but these images have {ours}. Choose a "
+                  "teacher trained on the same classes.").format(
+                      teacher=', '.join(self.teacher.classes), ours=', '.join(trainer.classes)))
         self.teacher.net.eval()
         self.val_logits = teacher_logits(self.teacher, [s.path for s in trainer.val_samples],
                                          check_stop=trainer.check_stop)
@@ -119,17 +121,17 @@ class Distillation(Callback):
 
 
 SPEC = register(MethodSpec(
-    name="distillation", order=20, title="Knowledge distillation: learn from a finished run",
+    name="distillation", order=20, title=N_("Knowledge distillation: learn from a finished run"),
     help=(
-        "Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
+        N_("Shrink a big, accurate model into a small, fast one (e.g. for a phone). Pick a finished run as the "
         "teacher; the new run (the student, usually a smaller backbone) learns both from your labels and from "
         "the teacher's softened answers, which say how similar the classes look to it. Temperature softens "
-        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels."),
-    options=(Option("teacher", Control("Learn from a teacher model (knowledge distillation)", "run",
-                                       words={"": "no teacher"})),
-             Option("distill_temperature", Control("Temperature", "slider", values=(1.0, 10.0, 0.5))),
-             Option("distill_alpha", Control("Weight of the teacher", "slider", values=(0.0, 1.0, 0.1)))),
+        "those answers (higher = softer, 2 to 5 is usual); alpha is how much they count versus the labels.")),
+    options=(Option("teacher", Control(N_("Learn from a teacher model (knowledge distillation)"), "run",
+                                       words={"": N_("no teacher")})),
+             Option("distill_temperature", Control(N_("Temperature"), "slider", values=(1.0, 10.0, 0.5))),
+             Option("distill_alpha", Control(N_("Weight of the teacher"), "slider", values=(0.0, 1.0, 0.1)))),
     build=lambda config: Distillation(config) if config.teacher else None,
-    figures=(Figure("teacher_agreement", "Agrees with the teacher", "{:.1%}"),
-             Figure("teacher_val_accuracy", "The teacher's validation accuracy", "{:.1%}")),
+    figures=(Figure("teacher_agreement", N_("Agrees with the teacher"), "{:.1%}"),
+             Figure("teacher_val_accuracy", N_("The teacher's validation accuracy"), "{:.1%}")),
 ))

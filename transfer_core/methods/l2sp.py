@@ -13,6 +13,7 @@ from transfer_core.core.config import TrainConfig
 from transfer_core.methods.registry import Control, Figure, MethodSpec, Option, register
 from transfer_core.models.network import TransferNet
 from transfer_core.training.callbacks import Callback
+from transfer_core.core.i18n import N_
 
 
 def transferred_parameters(net: TransferNet) -> list[tuple[str, nn.Parameter]]:
@@ -67,15 +68,15 @@ def _build(config: TrainConfig) -> L2SP | None:
 
 
 SPEC = register(MethodSpec(
-    name="l2sp", order=10, title="L2-SP: stay close to the pretrained weights",
+    name="l2sp", order=10, title=N_("L2-SP: stay close to the pretrained weights"),
     help=(
-        "Stay close to what the network already knows. Instead of pulling every weight toward zero (plain "
+        N_("Stay close to what the network already knows. Instead of pulling every weight toward zero (plain "
         "weight decay), L2-SP pulls the pretrained weights back toward their ImageNet values, so only the new "
         "classifier is free to move far. It helps most with few pictures per class, where fine-tuning tends "
         "to forget useful general features. Strength: 0 = off; 0.1 to 0.5 (measured with AdamW: 0.5 keeps the "
-        "weights about a third closer to where they started)."),
-    options=(Option("l2sp", Control("Stay close to the pretrained weights (L2-SP strength)", "levels",
-                                    values=(0.0, 0.01, 0.1, 0.3, 0.5), words={0.0: "off"})),),
+        "weights about a third closer to where they started).")),
+    options=(Option("l2sp", Control(N_("Stay close to the pretrained weights (L2-SP strength)"), "levels",
+                                    values=(0.0, 0.01, 0.1, 0.3, 0.5), words={0.0: N_("off")})),),
     build=_build,
-    figures=(Figure("l2sp_distance", "Distance from the pretrained weights", "{:.3f}"),),
+    figures=(Figure("l2sp_distance", N_("Distance from the pretrained weights"), "{:.3f}"),),
 ))

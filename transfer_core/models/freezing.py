@@ -9,7 +9,13 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from transfer_core.core.i18n import N_, _, sentences
 from transfer_core.models.network import TransferNet
+
+# The names of the backbones' parts (backbones.py), for the catalogs: the engine keeps them in English (they
+# name stages in run folders and events); the app shows them translated with i18n.retranslate.
+STAGE_WORDS = (N_("stem"), N_("stage {n}"), N_("stage {n} ({px}px)"), N_("last conv"), N_("patch embedding"),
+               N_("blocks {first}-{last}"), N_("new classifier"))
 
 
 def resolve_depth(freeze: int | str, num_stages: int) -> int:
@@ -61,12 +67,14 @@ class FreezePlan:
     def describe(self) -> str:
         share = self.trainable_params / max(1, self.total_params)
         if self.depth >= self.num_stages:
-            what = "Feature extraction: every pretrained layer is kept; only the new classifier learns"
+            what = _("Feature extraction: every pretrained layer is kept; only the new classifier learns.")
         elif self.depth == 0:
-            what = "Full fine-tuning: every layer adapts to your images"
+            what = _("Full fine-tuning: every layer adapts to your images.")
         else:
-            what = f"The first {self.depth} of {self.num_stages} stages are kept; the rest adapt to your images"
-        return f"{what}. {self.trainable_params:,} of {self.total_params:,} weights train ({share:.1%})."
+            what = _("The first {depth} of {stages} stages are kept; the rest adapt to your images.").format(
+                depth=self.depth, stages=self.num_stages)
+        return sentences(what, _("{trainable} of {total} weights train ({share}).").format(
+            trainable=f"{self.trainable_params:,}", total=f"{self.total_params:,}", share=f"{share:.1%}"))
 
 
 def describe_freeze(net: TransferNet, freeze: int | str) -> FreezePlan:
@@ -75,6 +83,6 @@ def describe_freeze(net: TransferNet, freeze: int | str) -> FreezePlan:
     trainable = count_params(net.stages[depth:]) + count_params([net.head])
     if depth < net.num_stages:
         trainable += count_params([net.pool])
-    return FreezePlan(depth=depth, num_stages=net.num_stages, training=tuple(names[depth:]) + ("new classifier",),
+    return FreezePlan(depth=depth, num_stages=net.num_stages, training=tuple(names[depth:]) + (STAGE_WORDS[-1],),
                       frozen=tuple(names[:depth]), trainable_params=trainable,
                       total_params=count_params([net]))

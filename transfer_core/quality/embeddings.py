@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from transfer_core.core.i18n import N_
 from transfer_core.data.datafiles import load_rgb
 from transfer_core.data.imagecache import Stopped
 from transfer_core.models.backbones import build_network, get_backbone
@@ -49,7 +50,7 @@ def embed_images(paths: Sequence[str | Path], *, backbone: str = "mobilenet_v2",
             if stop is not None and stop.is_set():
                 raise Stopped()
             if progress:
-                progress("features", min((k + 1) * batch_size, len(paths)), len(paths))
+                progress(N_("features"), min((k + 1) * batch_size, len(paths)), len(paths))
     if not feats:
         return Embeddings(torch.zeros(0, net.feature_dim), torch.zeros(0, THUMB * THUMB))
     return Embeddings(torch.cat(feats), torch.cat(thumbs))

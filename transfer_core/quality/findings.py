@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
+from transfer_core.core.i18n import _
+
 # progress(phase, done, total); phases: "reading", "features", "labels"
 ProgressFn = Callable[[str, int, int], None]
 
@@ -64,19 +66,21 @@ class QualityReport:
         n = len(self.images)
         lines = []
         if self.leaks:
-            lines.append(f"{len(self.leaks)} picture(s) are in training and (as a copy) in validation: the "
-                         "validation score will look better than it is. Exclude one copy of each.")
+            lines.append(_("{n} picture(s) are in training and (as a copy) in validation: the validation score will "
+                           "look better than it is. Exclude one copy of each.").format(n=len(self.leaks)))
         conflicts = [d for d in self.duplicates if d.conflicting_labels]
         if conflicts:
-            lines.append(f"{len(conflicts)} pair(s) of (near-)identical pictures carry different labels.")
+            lines.append(_("{n} pair(s) of (near-)identical pictures carry different labels.").format(
+                n=len(conflicts)))
         same = len(self.duplicates) - len(self.leaks)
         if same > 0:
-            lines.append(f"{same} pair(s) of (near-)duplicate pictures within training or within validation.")
+            lines.append(_("{same} pair(s) of (near-)duplicate pictures within training or within validation.").format(same=same))
         if self.suspects:
-            lines.append(f"{len(self.suspects)} of {n} picture(s) may have the wrong label: a classifier that "
-                         "never saw them disagrees with their folder. Review them, most suspect first.")
+            lines.append(_("{n} of {n2} picture(s) may have the wrong label: a classifier that never saw them "
+                           "disagrees with their folder. Review them, most suspect first.").format(
+                               n=len(self.suspects), n2=n))
         if not lines:
-            lines.append(f"No duplicates and no likely label mistakes found among {n} pictures.")
+            lines.append(_("No duplicates and no likely label mistakes found among {n} pictures.").format(n=n))
         return lines + list(self.notes)
 
     def to_dict(self) -> dict:

@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from transfer_core.core.i18n import _
 from transfer_core.data.classbuilder import free_name
 from transfer_core.data.datasets import (
     TRAIN_FOLDER_NAMES,
@@ -37,10 +38,9 @@ def move_to_class(data_root: str | Path, image: str | Path, new_class: str) -> F
     current = _class_dir(root, src)
     target_dir = current.parent / new_class
     if "/" in new_class or "\\" in new_class or new_class in ("", ".", "..") or not target_dir.is_dir():
-        raise DatasetError(f"There is no class '{new_class}' next to '{current.name}'. Choose one of the "
-                           "existing classes.")
+        raise DatasetError(_("There is no class '{new_class}' next to '{name}'. Choose one of the existing classes.").format(new_class=new_class, name=current.name))
     if target_dir.resolve() == current.resolve():
-        raise DatasetError(f"'{src.name}' is already in '{new_class}'.")
+        raise DatasetError(_("'{name}' is already in '{new_class}'.").format(name=src.name, new_class=new_class))
     return _move(src, target_dir, "move")
 
 
@@ -50,8 +50,8 @@ def exclude_image(data_root: str | Path, image: str | Path, excluded_dir: str | 
     root, src = _writable_image(data_root, image)
     excluded = Path(excluded_dir).resolve()
     if excluded == root or root in excluded.parents:
-        raise DatasetError("The folder for excluded pictures must be outside the data folder, or they would "
-                           "still be found as training images.")
+        raise DatasetError(_("The folder for excluded pictures must be outside the data folder, or they would still "
+                             "be found as training images."))
     move = _move(src, excluded / src.parent.relative_to(root), "exclude")
     with open(excluded / "excluded.jsonl", "a", encoding="utf-8") as log:
         log.write(json.dumps({**asdict(move), "time": time.time()}) + "\n")
@@ -62,7 +62,8 @@ def undo_move(move: FileMove) -> FileMove:
     """Put a moved or excluded image back where it was (under its old name when that is still free)."""
     src = Path(move.destination)
     if not src.is_file():
-        raise DatasetError(f"'{src.name}' is no longer at {src.parent}, so it cannot be put back.")
+        raise DatasetError(_("'{name}' is no longer at {parent}, so it cannot be put back.").format(
+            name=src.name, parent=src.parent))
     back = _move(src, Path(move.source).parent, "undo", name=Path(move.source).name)
     return back
 
@@ -70,15 +71,16 @@ def undo_move(move: FileMove) -> FileMove:
 def _writable_image(data_root: str | Path, image: str | Path) -> tuple[Path, Path]:
     root, src = Path(data_root).resolve(), Path(image).resolve()
     if root not in src.parents or not src.is_file():
-        raise DatasetError(f"'{Path(image).name}' is not a picture inside the data folder {root.name}.")
+        raise DatasetError(_("'{name}' is not a picture inside the data folder {name2}.").format(
+            name=Path(image).name, name2=root.name))
     _class_dir(root, src)
     try:
         demo = demo_dataset_path().resolve()
     except DatasetError:
         demo = None
     if demo is not None and (root == demo or demo in root.parents or root in demo.parents):
-        raise DatasetError("The demo pictures are shared by everyone and cannot be changed. Upload a copy of "
-                           "them to review them.")
+        raise DatasetError(_("The demo pictures are shared by everyone and cannot be changed. Upload a copy of them "
+                             "to review them."))
     return root, src
 
 
@@ -87,7 +89,8 @@ def _class_dir(root: Path, src: Path) -> Path:
     parts = src.relative_to(root).parts
     split = len(parts) >= 3 and parts[0].lower() in TRAIN_FOLDER_NAMES + VAL_FOLDER_NAMES
     if len(parts) < 2:
-        raise DatasetError(f"'{src.name}' is not inside a class folder, so it has no class to change.")
+        raise DatasetError(_("'{name}' is not inside a class folder, so it has no class to change.").format(
+            name=src.name))
     return root / parts[0] / parts[1] if split else root / parts[0]
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import torch
 
+from transfer_core.core.i18n import N_
 from transfer_core.quality.findings import ProgressFn
 
 # Flag at most this share of the images as likely mislabelled: a review list people will actually read.
@@ -62,7 +63,7 @@ def out_of_fold_probs(features: torch.Tensor, labels: torch.Tensor, num_classes:
         predict = fit_linear(features[~held], labels[~held], num_classes)
         probs[held] = predict(features[held])
         if progress:
-            progress("labels", k + 1, folds)
+            progress(N_("labels"), k + 1, folds)
     return probs
 
 

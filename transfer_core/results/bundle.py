@@ -9,6 +9,7 @@ import json
 import zipfile
 from pathlib import Path
 
+from transfer_core.core.i18n import _
 from transfer_core.data.datarefs import label, shown_config
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
@@ -29,7 +30,8 @@ def model_bundle(run_dir: str | Path) -> bytes:
     run = RunFolder(run_dir)
     missing = [name for name in _REQUIRED if not (run.path / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"Run {run.id} has no trained model to download yet (missing {', '.join(missing)}).")
+        raise FileNotFoundError(_("Run {id} has no trained model to download yet (missing {value}).").format(
+            id=run.id, value=', '.join(missing)))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in BUNDLE_FILES:

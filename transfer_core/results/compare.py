@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from transfer_core.core.i18n import _
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.metrics import wilson_interval
 from transfer_core.data.datarefs import labelled_config
@@ -49,14 +50,17 @@ def tell_apart(accuracy_a: float, total_a: int, accuracy_b: float, total_b: int)
 
 
 def _explain(acc_a: float, n_a: int, ia, acc_b: float, n_b: int, ib, apart: bool) -> str:
-    ranges = (f"{acc_a:.0%} (really somewhere in {ia[0]:.0%}-{ia[1]:.0%}, from {n_a} images) and "
-              f"{acc_b:.0%} (in {ib[0]:.0%}-{ib[1]:.0%}, from {n_b} images)")
+    ranges = _("{acc_a:.0%} (really somewhere in {low_a:.0%}-{high_a:.0%}, from {n_a} images) and "
+               "{acc_b:.0%} (in {low_b:.0%}-{high_b:.0%}, from {n_b} images)").format(
+                   acc_a=acc_a, low_a=ia[0], high_a=ia[1], n_a=n_a, acc_b=acc_b, low_b=ib[0], high_b=ib[1], n_b=n_b)
     if apart:
-        return f"The difference is real: {ranges} do not overlap."
+        return _("The difference is real: {ranges} do not overlap.").format(ranges=ranges)
     needed = images_needed(acc_a, acc_b)
-    more = (f" To tell {acc_a:.0%} from {acc_b:.0%} apart you need about {needed} validation images per run."
-            if needed else " These two accuracies are too close to tell apart with any practical number of images.")
-    return f"Too few validation images to tell these runs apart: {ranges} overlap.{more}"
+    more = (_("To tell {acc_a:.0%} from {acc_b:.0%} apart you need about {needed} validation images "
+              "per run.").format(acc_a=acc_a, acc_b=acc_b, needed=needed)
+            if needed else _("These two accuracies are too close to tell apart with any practical number of images."))
+    return _("Too few validation images to tell these runs apart: {ranges} overlap.").format(
+        ranges=ranges) + " " + more
 
 
 def images_needed(accuracy_a: float, accuracy_b: float, limit: int = 100_000) -> int | None:
@@ -138,7 +142,7 @@ def _validation_size(run: RunFolder) -> int:
 def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
     """Two or more runs: curves by epoch, differing settings, and whether their best accuracies differ really."""
     if len(run_dirs) < 2:
-        raise ValueError("Pick at least two runs to compare.")
+        raise ValueError(_("Pick at least two runs to compare."))
     folders = [RunFolder(d) for d in run_dirs]
     missing = [f.id for f in folders if not (f.path / runfiles.CONFIG).is_file()]
     if missing:
@@ -152,9 +156,13 @@ def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
     apart = [curves[r[2]].label for r in ranked if pictures[r[2]] != pictures[ranked[0][2]]]
     note = None
     if apart:
-        note = (f"{', '.join(apart)} {'was' if len(apart) == 1 else 'were'} measured on other validation pictures "
-                f"than {curves[ranked[0][2]].label} (other data, or another share or shuffle), so their "
-                f"accuracies cannot be compared. Compare runs trained on the same pictures with the same split.")
+        note = ((_("{runs} was measured on other validation pictures than {label} (other data, or "
+                   "another share or shuffle), so their accuracies cannot be compared. Compare runs trained "
+                   "on the same pictures with the same split.") if len(apart) == 1 else
+                 _("{runs} were measured on other validation pictures than {label} (other data, or "
+                   "another share or shuffle), so their accuracies cannot be compared. Compare runs trained "
+                   "on the same pictures with the same split.")).format(runs=", ".join(apart),
+                                                                         label=curves[ranked[0][2]].label))
     return RunComparison(curves, setting_differences([f.config for f in folders]), best, verdict, note)
 
 

@@ -26,6 +26,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.models.backbones import get_backbone
@@ -77,9 +78,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     """Write the bundle folder `out_dir` (must be new or empty) and `out_dir`.zip beside it."""
     run, out = RunFolder(run_dir), Path(out_dir)
     if not run.has_model():
-        raise ExportError(f"Run {run.id} has no trained model yet, so there is nothing to export.")
+        raise ExportError(_("Run {id} has no trained model yet, so there is nothing to export.").format(id=run.id))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ExportError(f"{out} is not empty: choose a new folder for the bundle.")
+        raise ExportError(_("{folder} is not empty: choose a new folder for the bundle.").format(folder=out))
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run.path, device="cpu")
     example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
@@ -158,7 +159,7 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
     """Engine vs the bundle's predict.py with each model file, on the same images, both calibrated."""
     if not images:
         return {"passed": False, "images": 0,
-                "note": "not checked: the run's validation images are no longer on disk"}
+                "note": N_("not checked: the run's validation images are no longer on disk")}
     standalone = load_standalone(bundle)
     reference = predict_probs(model, images)
     result = {"images": len(images), "criteria": {"top1_agreement_at_least": PARITY_TOP1,
@@ -167,7 +168,7 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
         exported = torch.tensor(standalone.probabilities(images, runtime, bundle))
         result["onnxruntime" if runtime == "onnx" else "torchscript"] = compare(reference, exported)
         if progress:
-            progress("parity", step, 2)
+            progress(N_("parity"), step, 2)
     result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
     if getattr(model, "novelty", None) is not None:
         result["novelty"] = check_novelty_parity(model, standalone, bundle, images)
@@ -252,49 +253,59 @@ def _figures(ev) -> dict:
 
 
 def card_markdown(card: dict) -> str:
-    m, p, parity = card["metrics"], card["preprocessing"], card["parity"]
-    lines = [f"# Model card: {', '.join(card['classes'])}", "",
-             f"- Exported {card['created']} from Transfer Studio run `{card['run_id']}`.",
-             f"- Classes, in output order: {', '.join(card['classes'])}.",
-             f"- Backbone: {card['backbone']['title']} ({card['backbone']['name']}), ImageNet-pretrained, "
-             f"{card['backbone']['head']} head.",
-             f"- Preprocessing: RGB, shorter side to {p['resize']} px ({p['interpolation']}), centre crop "
-             f"{p['crop']} px, /255, mean {list(p['mean'])}, std {list(p['std'])}.",
-             f"- Data fingerprint: `{card['data']['fingerprint']}` ({card['data']['num_train']} training, "
-             f"{card['data']['num_val']} validation images)."]
+    """The model card, in the current language (the app exports in the language of the person asking)."""
+    m, p, parity, bb, data = card["metrics"], card["preprocessing"], card["parity"], card["backbone"], card["data"]
+    classes = ", ".join(card["classes"])
+    lines = [_("# Model card: {classes}").format(classes=classes), "",
+             _("- Exported {created} from Transfer Studio run `{run}`.").format(created=card["created"],
+                                                                              run=card["run_id"]),
+             _("- Classes, in output order: {classes}.").format(classes=classes),
+             _("- Backbone: {title} ({name}), ImageNet-pretrained, {head} head.").format(
+                 title=retranslate(bb["title"]), name=bb["name"], head=bb["head"]),
+             _("- Preprocessing: RGB, shorter side to {resize} px ({interpolation}), centre crop {crop} px, /255, "
+               "mean {mean}, std {std}.").format(resize=p["resize"], interpolation=p["interpolation"],
+                                                 crop=p["crop"], mean=list(p["mean"]), std=list(p["std"])),
+             _("- Data fingerprint: `{fingerprint}` ({train} training, {val} validation images).").format(
+                 fingerprint=data["fingerprint"], train=data["num_train"], val=data["num_val"])]
     if m and m.get("test"):
         t = m["test"]
-        lines.append(f"- Test accuracy: {t['accuracy']:.1%} (95% interval {t['accuracy_95ci'][0]:.1%} to "
-                     f"{t['accuracy_95ci'][1]:.1%}) on {t['images']} images used for nothing else; macro F1 "
-                     f"{t['macro_f1']:.3f}.")
+        lines.append(_("- Test accuracy: {accuracy} (95% interval {low} to {high}) on {n} images used for nothing "
+                       "else; macro F1 {f1}.").format(accuracy=f"{t['accuracy']:.1%}",
+                                                      low=f"{t['accuracy_95ci'][0]:.1%}",
+                                                      high=f"{t['accuracy_95ci'][1]:.1%}", n=t["images"],
+                                                      f1=f"{t['macro_f1']:.3f}"))
     if m:
         lo, hi = m["accuracy_95ci"]
-        lines.append(f"- Validation accuracy: {m['accuracy']:.1%} (95% interval {lo:.1%} to {hi:.1%}) on "
-                     f"{m['validation_images']} images, which chose the best epoch (a little optimistic); "
-                     f"macro F1 {m['macro_f1']:.3f}.")
+        lines.append(_("- Validation accuracy: {accuracy} (95% interval {low} to {high}) on {n} images, which "
+                       "chose the best epoch (a little optimistic); macro F1 {f1}.").format(
+                           accuracy=f"{m['accuracy']:.1%}", low=f"{lo:.1%}", high=f"{hi:.1%}",
+                           n=m["validation_images"], f1=f"{m['macro_f1']:.3f}"))
     if card.get("temperature", 1.0) != 1.0:
-        lines.append(f"- Probabilities are calibrated: softmax(logits / {card['temperature']:.3f}).")
+        lines.append(_("- Probabilities are calibrated: softmax(logits / {t}).").format(
+            t=f"{card['temperature']:.3f}"))
     if card.get("novelty"):
-        lines.append(f"- Unfamiliar pictures: predict.py says when a picture does not look like the training "
-                     f"pictures (its features are far from theirs); {card['novelty']['validation_rate']:.0%} of "
-                     f"the validation pictures are flagged too.")
-    lines.append(f"- Parity check: {_parity_words(parity)}")
-    lines += ["", "Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + pillow): "
-              "one line per image, the most likely class first.", ""]
+        lines.append(_("- Unfamiliar pictures: predict.py says when a picture does not look like the training "
+                       "pictures (its features are far from theirs); {share} of the validation pictures are "
+                       "flagged too.").format(share=f"{card['novelty']['validation_rate']:.0%}"))
+    lines.append(_("- Parity check: {words}").format(words=_parity_words(parity)))
+    lines += ["", _("Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + pillow): "
+                    "one line per image, the most likely class first."), ""]
     return "\n".join(lines)
 
 
 def _parity_words(parity: dict) -> str:
     if "onnxruntime" not in parity:
-        return parity.get("note", "not run")
+        return retranslate(parity.get("note", N_("not run")))
     parts = []
     for name in ("onnxruntime", "torchscript"):
         r = parity[name]
-        parts.append(f"{name} agrees on the top class for {r['top1_agreement']:.1%} of {r['images']} validation "
-                     f"images, probabilities within {r['max_probability_difference']:.1e}")
-        parts[-1] += "" if r["passed"] else " (FAILED)"
+        parts.append(_("{name} agrees on the top class for {agreement} of {n} validation images, probabilities "
+                       "within {difference}").format(name=name, agreement=f"{r['top1_agreement']:.1%}",
+                                                     n=r["images"],
+                                                     difference=f"{r['max_probability_difference']:.1e}"))
+        parts[-1] += "" if r["passed"] else " " + _("(FAILED)")
     if "novelty" in parity:
         n = parity["novelty"]
-        parts.append(f"the unfamiliar-picture verdict agrees on {n['images']} pictures, {n['noise_images']} of them "
-                     f"random noise" + ("" if n["passed"] else " (FAILED)"))
-    return "; ".join(parts) + "."
+        parts.append(_("the unfamiliar-picture verdict agrees on {n} pictures, {noise} of them random noise").format(
+            n=n["images"], noise=n["noise_images"]) + ("" if n["passed"] else " " + _("(FAILED)")))
+    return _("{items}.").format(items=_("; ").join(parts))

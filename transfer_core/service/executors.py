@@ -13,6 +13,7 @@ import os
 
 from transfer_core.core.device import describe_device
 from transfer_core.core.events import Event
+from transfer_core.core.i18n import _
 from transfer_core.service.work import Job, Task, train_job
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ class InProcess:
         return "device"
 
     def describe(self) -> str:
-        return f"{describe_device()}, one run at a time, inside this app"
+        return _("{device}, one run at a time, inside this app").format(device=describe_device())
 
     def run(self, job: Job) -> Event:
         return train_job(job.config, job.runs_dir, job.id, resume=job.resume, log=job.log,

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+from transfer_core.core.i18n import N_
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import RunFailed
 from transfer_core.data.datarefs import redact_paths, workspaces_root
@@ -70,7 +71,7 @@ class JobQueue:
         with self._lock:
             pending = self._jobs.get(run.id)
             if pending is not None and pending.state in ("queued", "running"):
-                raise ValueError("This run is already waiting in the queue or training.")
+                raise ValueError(N_("This run is already waiting in the queue or training."))
             return self._enqueue(Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
                                      extra_callbacks=list(callbacks), resume=True))
 

@@ -19,6 +19,7 @@ import threading
 import time
 
 from transfer_core.core.events import Event, RunFailed
+from transfer_core.core.i18n import N_, _, ngettext
 from transfer_core.runstore import runfiles
 from transfer_core.service.work import Job, Task, train_job
 from transfer_core.training.callbacks import EventLog
@@ -27,8 +28,9 @@ NAMESPACE = "transfer-studio"
 SLOT = "transfer_slot"  # a CPU machine's custom resource: one per job it may train at once
 POLL_S = 0.5
 POLL_WAIT_S = 30  # a poll not answered by then is asked again (Stop is passed on in between)
-WORKER_DIED = ("The process training this run stopped unexpectedly (its machine or Ray worker went away). "
-               "Nothing is lost up to its last finished epoch: resume it from the Runs page.")
+# Kept in English in the run's events; shown in the reader's language (i18n.retranslate).
+WORKER_DIED = N_("The process training this run stopped unexpectedly (its machine or Ray worker went away). "
+                 "Nothing is lost up to its last finished epoch: resume it from the Runs page.")
 
 
 class RunActor:
@@ -105,8 +107,10 @@ class RayExecutor:
         return "app" if isinstance(item, Task) else "ray"
 
     def describe(self) -> str:
-        kind = "GPU" if self.gpus else "slot"
-        return f"a Ray cluster, up to {self.job_slots} runs at a time ({self.job_slots} {kind}{'s' * (self.job_slots > 1)})"
+        kind = ngettext("{n} GPU", "{n} GPUs", self.job_slots) if self.gpus else \
+            ngettext("{n} slot", "{n} slots", self.job_slots)
+        return _("a Ray cluster, up to {n} runs at a time ({kind})").format(n=self.job_slots,
+                                                                             kind=kind.format(n=self.job_slots))
 
     def run(self, job: Job) -> Event:
         """Start the job's actor and follow it to its end (called on one of the queue's threads)."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from transfer_core.core.i18n import N_, _
 from transfer_core.core.events import RunStarted
 from transfer_core.data.datarefs import data_roots
 from transfer_core.runstore import runfiles
@@ -67,7 +68,7 @@ def workspace_id(token: str) -> str:
 class Workspace:
     def __init__(self, root: str | Path, token: str):
         if not valid_token(token):
-            raise NotAllowed("This workspace link is not valid. Open the app's start page to get a new one.")
+            raise NotAllowed(_("This workspace link is not valid. Open the app's start page to get a new one."))
         self.token = token
         self.path = Path(root) / workspace_id(token)
         legacy = Path(root) / token  # folders of earlier versions were named by the token itself
@@ -113,14 +114,17 @@ def run_owner_is(run_dir: str | Path, token: str) -> bool:
     return secrets.compare_digest(str(recorded), owner_hash(token))
 
 
+ACTIONS = {"change": N_("change"), "delete": N_("delete"), "rename": N_("rename"), "resume": N_("resume")}
+
+
 def require_owner(run_dir: str | Path, token: str, runs_dir: str | Path, action: str = "change") -> Path:
     """The run's real folder, if it is a run directly inside runs_dir and `token` started it; else NotAllowed."""
     run_dir, runs_dir = Path(run_dir).resolve(), Path(runs_dir).resolve()
     if run_dir.parent != runs_dir or not (run_dir / runfiles.CONFIG).is_file():
-        raise NotAllowed("That is not a run in this app's runs folder.")
+        raise NotAllowed(_("That is not a run in this app's runs folder."))
     if not run_owner_is(run_dir, token):
-        raise NotAllowed(f"This run was started by someone else (or from the command line), so you can look at it "
-                         f"and use it, but not {action} it.")
+        raise NotAllowed(_("This run was started by someone else (or from the command line), so you can look at it "
+                           "and use it, but not {action} it.").format(action=_(ACTIONS.get(action, action))))
     return run_dir
 
 
@@ -130,7 +134,7 @@ def delete_run(run_dir: str | Path, token: str, runs_dir: str | Path) -> None:
 
     run_dir = require_owner(run_dir, token, runs_dir, "delete")
     if RunFolder(run_dir).status() == "running":
-        raise NotAllowed("This run is still training. Stop it first, then delete it.")
+        raise NotAllowed(_("This run is still training. Stop it first, then delete it."))
     shutil.rmtree(run_dir)
 
 
@@ -139,7 +143,7 @@ def rename_run(run_dir: str | Path, token: str, runs_dir: str | Path, name: str)
     run_dir = require_owner(run_dir, token, runs_dir, "rename")
     clean = " ".join(str(name).split())[:MAX_NAME]  # one line, no control characters, bounded
     if not clean:
-        raise NotAllowed("A run's name cannot be empty.")
+        raise NotAllowed(_("A run's name cannot be empty."))
     (run_dir / NAME_FILE).write_text(json.dumps({"name": clean}, ensure_ascii=False), encoding="utf-8")
     return clean
 
@@ -179,14 +183,14 @@ def resolve_server_folder(path: str | Path, roots: list[Path] | None = None) -> 
     try:
         real = Path(path).expanduser().resolve()
     except (OSError, ValueError, RuntimeError):  # a NUL byte, a symlink loop, an unknown ~user
-        raise NotAllowed("That is not a folder name this server can use. Upload your images instead.") from None
+        raise NotAllowed(_("That is not a folder name this server can use. Upload your images instead.")) from None
     if any(real == r or r in real.parents for r in roots):
         return real
     if not real.is_dir():
-        raise NotAllowed("There is no such folder on this server. Pick one from the list, or upload your images.")
-    allowed = ", ".join(r.name for r in roots) or "none are configured"
-    raise NotAllowed(f"That folder is outside the folders this server shares ({allowed}), so it cannot be used. "
-                     f"Pick one from the list, or upload your images instead.")
+        raise NotAllowed(_("There is no such folder on this server. Pick one from the list, or upload your images."))
+    allowed = _(", ").join(r.name for r in roots) or _("none are configured")
+    raise NotAllowed(_("That folder is outside the folders this server shares ({allowed}), so it cannot be "
+                       "used. Pick one from the list, or upload your images instead.").format(allowed=allowed))
 
 
 def server_folders(roots: list[Path] | None = None, depth: int = 2, limit: int = 300) -> list[tuple[str, Path]]:

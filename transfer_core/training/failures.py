@@ -6,6 +6,7 @@ import errno
 import torch
 
 from transfer_core.core.config import ConfigError, TrainConfig
+from transfer_core.core.i18n import _, sentences
 from transfer_core.models.weights import WeightsUnavailable
 
 
@@ -13,7 +14,8 @@ class Diverged(ArithmeticError):
     """The loss became NaN or infinite: training blew up."""
 
     def __init__(self, epoch: int, step: int):
-        super().__init__(f"the loss exploded (too large or not a number) at epoch {epoch}, step {step}")
+        super().__init__(_("the loss exploded (too large or not a number) at epoch {epoch}, step {step}").format(
+            epoch=epoch, step=step))
         self.epoch, self.step = epoch, step
 
 
@@ -22,24 +24,32 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 def explain(exc: BaseException, config: TrainConfig | None = None) -> str:
-    """A message that says what happened and what to change."""
+    """A message that says what happened and what to change, in the current language (a training thread's
+    is English unless LANG asks otherwise: the app shows it in each person's own with i18n.retranslate)."""
     from transfer_core.data.datasets import (
         DatasetError,  # local import: datasets is heavier and imports PIL
     )
 
     if isinstance(exc, Diverged):
-        lr = f" (it was {config.lr:g}; try {config.lr / 10:g})" if config else ""
-        return ("Training blew up: the loss became infinite or not-a-number. The learning rate is probably "
-                f"too high{lr}. Lower it and start again.")
+        if config:
+            return _("Training blew up: the loss became infinite or not-a-number. The learning rate is probably "
+                     "too high (it was {lr}; try {lower}). Lower it and start again.").format(
+                         lr=f"{config.lr:g}", lower=f"{config.lr / 10:g}")
+        return _("Training blew up: the loss became infinite or not-a-number. The learning rate is probably "
+                 "too high. Lower it and start again.")
     if _is_out_of_memory(exc):
-        bs = f" (now {config.batch_size})" if config else ""
-        return (f"The {'GPU' if 'cuda' in str(exc).lower() or 'GPU' in str(exc) else 'machine'} ran out of memory. "
-                f"Use a smaller batch size{bs} or a smaller image size, or a smaller backbone.")
+        gpu = "cuda" in str(exc).lower() or "GPU" in str(exc)
+        first = _("The GPU ran out of memory.") if gpu else _("The machine ran out of memory.")
+        then = (_("Use a smaller batch size (now {n}) or a smaller image size, or a smaller backbone.").format(
+            n=config.batch_size) if config else
+            _("Use a smaller batch size or a smaller image size, or a smaller backbone."))
+        return sentences(first, then)
     if isinstance(exc, (DatasetError, ConfigError, WeightsUnavailable)):
         return str(exc)
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        return ("The disk is full (or this account's space or file-size limit was reached), so the run could not "
-                "be saved. Free some space or delete old runs, then resume this run or start again.")
+        return _("The disk is full (or this account's space or file-size limit was reached), so the run could not "
+                 "be saved. Free some space or delete old runs, then resume this run or start again.")
     if isinstance(exc, PermissionError) or (isinstance(exc, OSError) and exc.errno in (errno.EROFS, errno.ENOTDIR)):
-        return f"The runs folder cannot be written ({exc.filename}). Choose a folder you can write to."
-    return f"Training failed: {type(exc).__name__}: {str(exc)[:300]}"
+        return _("The runs folder cannot be written ({folder}). Choose a folder you can write to.").format(
+            folder=exc.filename)
+    return _("Training failed: {kind}: {why}").format(kind=type(exc).__name__, why=str(exc)[:300])

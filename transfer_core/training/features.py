@@ -18,6 +18,7 @@ from torch import nn
 from torch.fx.experimental.optimization import fuse
 
 from transfer_core.core.device import plan_for
+from transfer_core.core.i18n import _
 from transfer_core.models.augment import eval_view, train_view
 
 
@@ -128,12 +129,19 @@ class FeatureCache:
 
     def describe(self) -> str:
         if self.depth == 0:
-            return "Every batch goes through the whole network."
+            return _("Every batch goes through the whole network.")
         if self.train is not None:
-            what = "features" if self.start > self.net.num_stages else "frozen-layer outputs"
-            views = f" for {len(self.train)} augmented views of each image" if len(self.train) > 1 else ""
-            return f"The {what} were computed once{views}, so each epoch only runs the layers that learn."
-        return "Frozen layers run without gradients on each freshly augmented batch."
+            features = self.start > self.net.num_stages
+            if len(self.train) > 1:
+                text = (_("The features were computed once for {n} augmented views of each image, so each epoch "
+                          "only runs the layers that learn.") if features else
+                        _("The frozen-layer outputs were computed once for {n} augmented views of each image, so "
+                          "each epoch only runs the layers that learn."))
+                return text.format(n=len(self.train))
+            return (_("The features were computed once, so each epoch only runs the layers that learn.") if features
+                    else _("The frozen-layer outputs were computed once, so each epoch only runs the layers that "
+                           "learn."))
+        return _("Frozen layers run without gradients on each freshly augmented batch.")
 
     # ---- use ------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -8,6 +8,7 @@ import time
 import traceback
 from pathlib import Path
 
+from transfer_core.core.i18n import _
 from transfer_core.core.events import Event, RunFailed, RunStarted, RunStopped
 from transfer_core.data.datarefs import redact_paths
 from transfer_core.data.imagecache import Stopped
@@ -43,7 +44,7 @@ def run_to_end(trainer) -> tuple[Path | None, Event]:
                               detail=redact_paths("".join(traceback.format_exception_only(type(exc), exc)))
                               .strip()[-2000:], seconds=time.time() - trainer.t0)
     finally:
-        final = final or trainer.event(RunFailed, error="Training ended unexpectedly.")
+        final = final or trainer.event(RunFailed, error=_("Training ended unexpectedly."))
         _emit_final(trainer, final)
         for name in ("train_store", "val_store", "feature_cache"):  # the memory goes back now, not at exit
             setattr(trainer, name, None)

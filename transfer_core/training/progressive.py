@@ -26,6 +26,7 @@ import torch
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd, ModelReady
+from transfer_core.core.i18n import _
 from transfer_core.inference.calibration import save_calibration
 from transfer_core.inference.novelty import store_features
 from transfer_core.runstore import runfiles
@@ -103,12 +104,14 @@ class Progressive(ThawSchedule):
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
-            return " Progressive: the new classifier is fitted on the cached features, and that is the model."
-        budget = (f"{self.budget_s / 60:g} min" if self.budget_s
-                  else f"about {AUTO_BUDGET:g}x the time the first model took (no time limit set)")
-        return (f" Progressive: first the new classifier alone (a usable model in seconds), then "
-                f"{', '.join(reversed(stage_names[depth - self.thaws:depth]))} start learning, one more each epoch, "
-                f"while the validation loss keeps falling and the run stays within {budget}.")
+            return " " + _("Progressive: the new classifier is fitted on the cached features, and that is the model.")
+        budget = (_("{minutes} min").format(minutes=f"{self.budget_s / 60:g}") if self.budget_s
+                  else _("about {times}x the time the first model took (no time limit set)").format(
+                      times=f"{AUTO_BUDGET:g}"))
+        return " " + _("Progressive: first the new classifier alone (a usable model in seconds), then "
+                       "{stages} start learning, one more each epoch, "
+                       "while the validation loss keeps falling and the run stays within {budget}.").format(
+                           stages=", ".join(reversed(stage_names[depth - self.thaws:depth])), budget=budget)
 
 
 def instant_model(trainer) -> None:

@@ -13,6 +13,8 @@ import math
 import torch
 from torch import nn
 
+from transfer_core.core.i18n import _
+
 
 def saved_bytes(net: nn.Module, x: torch.Tensor, start: int) -> int:
     """Bytes autograd keeps for the backward pass of net(x, start), counted while it records them."""
@@ -65,5 +67,5 @@ def part_size_for(net: nn.Module, run_frozen, crop: int, depth: int, device: tor
 
 def parts_words(batch_size: int, size: int, budget_mb: int) -> str:
     n = split_count(batch_size, size)
-    return "" if n == 1 else (f" To stay within {budget_mb} MB, each batch of {batch_size} is learned from in "
-                              f"{n} parts (same update, less memory).")
+    return "" if n == 1 else " " + _("To stay within {budget} MB, each batch of {batch} is learned from in {n} parts "
+                                     "(same update, less memory).").format(budget=budget_mb, batch=batch_size, n=n)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import StageThawed
+from transfer_core.core.i18n import _
 from transfer_core.training.callbacks import Callback
 
 
@@ -60,5 +61,6 @@ class ThawSchedule(Callback):
         if not self.quick_start_epochs:
             return ""
         n = self.quick_start_epochs
-        first = "the first epoch" if n == 1 else f"the first {n} epochs"
-        return (f" Quick start: this holds for {first}; then {stage_names[depth - 1]} learns too, as you chose.")
+        first = _("the first epoch") if n == 1 else _("the first {n} epochs").format(n=n)
+        return " " + _("Quick start: this holds for {first}; then {stage} learns too, as you chose.").format(
+            first=first, stage=stage_names[depth - 1])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from transfer_core.core.i18n import _
 from transfer_core.core.config import TrainConfig
 from transfer_core.methods import callbacks_for, resume_problem
 from transfer_core.runstore import runfiles
@@ -33,13 +34,13 @@ class CannotResume(ValueError):
 def check_resumable(run_dir: str | Path) -> RunFolder:
     run = RunFolder(run_dir)
     if not (run.path / runfiles.CONFIG).is_file():
-        raise CannotResume(f"'{run_dir}' is not a run folder (it has no config.json).")
+        raise CannotResume(_("'{run_dir}' is not a run folder (it has no config.json).").format(run_dir=run_dir))
     status = run.status()
     if status == "running":
-        raise CannotResume("This run is still training in another window or process; wait for it or stop it first.")
+        raise CannotResume(_("This run is still training in another window or process; wait for it or stop it first."))
     if status == "finished":
-        raise CannotResume("This run already finished all its epochs, so there is nothing to resume. "
-                           "Start a new run with more epochs to train longer.")
+        raise CannotResume(_("This run already finished all its epochs, so there is nothing to resume. Start a new "
+                             "run with more epochs to train longer."))
     why = resume_problem(run.config)  # a method whose state is not saved (DANN's domain classifier)
     if why:
         raise CannotResume(why)
