@@ -13,6 +13,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -55,21 +57,28 @@ def launch(env: dict, port: int, log: Path) -> subprocess.Popen:
     return proc
 
 
-@pytest.fixture
-def server(tmp_path):
+@contextmanager
+def app_running(env: dict, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """The app started as a person starts it, with `env` added to this environment: its address and process,
+    stopped at the end whatever happened."""
     port = free_port()
-    env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"),
-           "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces")}
-    proc = launch(env, port, tmp_path / "server.log")
+    proc = launch({**os.environ, **env}, port, log)
     try:
         wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}", tmp_path
+        yield f"http://127.0.0.1:{port}", proc
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def server(tmp_path):
+    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces")}
+    with app_running(env, tmp_path / "server.log") as (base, _proc):
+        yield base, tmp_path
 
 
 @pytest.fixture
@@ -87,13 +96,13 @@ def browser_page():
         browser.close()
 
 
-def shot(page, name: str) -> None:
+def shot(page, name: str, folder: Path = SHOTS, settle_ms: int = 800) -> None:
     """The whole page: Streamlit scrolls inside its main pane, so the window is made as tall as the page."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
     page.set_viewport_size({"width": VIEW["width"], "height": max(VIEW["height"], min(int(height) + 60, 5000))})
-    page.wait_for_timeout(800)  # let charts redraw at the new size
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.wait_for_timeout(settle_ms)  # let charts redraw at the new size
+    page.screenshot(path=str(folder / f"{name}.png"))
     page.set_viewport_size(VIEW)
 
 

@@ -5,34 +5,22 @@ was found to hang every job.)"""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 
 import pytest
 
 from tests.conftest import copy_textile
 from tests.test_e2e_browser import browser_page  # noqa: F401 - a fixture this test uses
-from tests.test_e2e_browser import (
-    free_port,
-    launch,
-    no_traceback,
-    upload_folder,
-    visit_home,
-    wait_for_port,
-)
+from tests.test_e2e_browser import app_running, no_traceback, upload_folder, visit_home
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_a_person_trains_on_ray_through_the_app(browser_page, tmp_path):
-    port = free_port()
-    env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_RAY_ADDRESS": "local",
+    env = {"TRANSFER_STUDIO_RUNS": str(tmp_path / "runs"), "TRANSFER_STUDIO_RAY_ADDRESS": "local",
            "TRANSFER_STUDIO_WORKSPACES": str(tmp_path / "workspaces"), "TRANSFER_STUDIO_SLOTS": "2"}
-    proc = launch(env, port, tmp_path / "server.log")
-    try:
-        wait_for_port(port, proc)
-        base, page = f"http://127.0.0.1:{port}", browser_page
+    with app_running(env, tmp_path / "server.log") as (base, proc):
+        page = browser_page
         page.set_default_timeout(180_000)
         token = visit_home(page, base)
         page.get_by_text("a Ray cluster, up to 2 runs at a time").wait_for()
@@ -45,9 +33,3 @@ def test_a_person_trains_on_ray_through_the_app(browser_page, tmp_path):
         no_traceback(page)
         trainers = [json.loads(p.read_text())["pid"] for p in (tmp_path / "runs").rglob("process.json")]
         assert trainers and proc.pid not in trainers  # it trained in a Ray worker, not in the app's process
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

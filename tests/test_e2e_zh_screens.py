@@ -3,13 +3,13 @@ pictures chosen, a finished run present): one screenshot per page into docs/scre
 README, looked at for clipped or overflowing labels), and the page's own words checked for English left."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import copy_textile, textile_root
-from tests.test_e2e_browser import VIEW, browser_page, free_port, launch, no_traceback, wait_for_port  # noqa: F401
+from tests.test_e2e_browser import app_running, browser_page, no_traceback  # noqa: F401 - browser_page: a fixture
+from tests.test_e2e_browser import shot as browser_shot
 from tests.test_i18n_app import english_left
 from transfer_core.core.config import TrainConfig
 from transfer_core.data.datasets import demo_dataset_path
@@ -36,25 +36,13 @@ def zh_server(tmp_path):
     Workspace(spaces, token).write_json("data_choice.json", {"path": str(demo_dataset_path()),
                                                              "label": "Demo: textile defects",
                                                              "val_split": 0.2, "seed": 0})
-    port = free_port()
-    env = {**os.environ, "TRANSFER_STUDIO_RUNS": str(runs), "TRANSFER_STUDIO_WORKSPACES": str(spaces),
-           "TRANSFER_STUDIO_LANG": "zh"}
-    proc = launch(env, port, tmp_path / "server.log")
-    try:
-        wait_for_port(port, proc)
-        yield f"http://127.0.0.1:{port}", token
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    env = {"TRANSFER_STUDIO_RUNS": str(runs), "TRANSFER_STUDIO_WORKSPACES": str(spaces), "TRANSFER_STUDIO_LANG": "zh"}
+    with app_running(env, tmp_path / "server.log") as (base, _proc):
+        yield base, token
 
 
 def shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate("() => (document.querySelector('[data-testid=stMain]') || document.body).scrollHeight")
-    page.set_viewport_size({"width": VIEW["width"], "height": max(VIEW["height"], min(int(height) + 60, 5000))})
-    page.wait_for_timeout(1500)  # charts redraw at the new size
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
-    page.set_viewport_size(VIEW)
+    browser_shot(page, name, folder=SHOTS, settle_ms=1500)  # charts redraw at the new size
 
 
 def page_words(page) -> str:

@@ -22,17 +22,11 @@ from transfer_core.service.work import Job
 from transfer_core.training.callbacks import Callback
 from transfer_core.workflows.train import check_resumable
 
+from tests.test_jobs import Gate  # holds a job before training until the test opens it
+
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(schedule="fixed", image_size=64, batch_size=8, epochs=1, seed=0, freeze="all", max_images=12)
 LONG = dict(TINY, epochs=8, freeze=2, max_images=36)
-
-
-class Gate(Callback):
-    def __init__(self, gate: threading.Event):
-        self.gate = gate
-
-    def before_fit(self, trainer):
-        assert self.gate.wait(timeout=300)
 
 
 class Starts(Callback):

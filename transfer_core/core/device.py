@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from transfer_core.core.i18n import _
+
 
 def pick_device(requested: str | None = None) -> torch.device:
     """CUDA when present (or asked for), else the CPU."""
@@ -39,5 +41,5 @@ def use_amp(device: torch.device) -> bool:
 def describe_device(device: torch.device | None = None) -> str:
     device = device or pick_device()
     if device.type == "cuda":
-        return f"GPU: {torch.cuda.get_device_name(device)}"
-    return f"CPU ({torch.get_num_threads()} threads)"
+        return _("GPU: {name}").format(name=torch.cuda.get_device_name(device))
+    return _("CPU ({n} threads)").format(n=torch.get_num_threads())
