@@ -130,7 +130,7 @@ def test_evaluate_measures_calibration_in_the_queue_not_on_the_page(overconfiden
     finally:
         release.set()
     assert default_queue().wait(task.id, timeout=120) and task.error is None
-    assert threads == ["transfer-studio-trainer"]  # the engine's queue worker, not the page's script thread
+    assert threads == [f"transfer-studio-job {task.id}"]  # the queue's thread for it, not the page's script thread
     assert task.progress == (3, 3, "measuring it on held-out halves")
     no_exception(at.run())
     metrics = {m.label: m.value for m in at.metric}

@@ -195,8 +195,8 @@ class JobQueue:
                 self._tick += 1
                 self._served[item.owner] = self._tick
                 self._start(item)
-            threading.Thread(target=self._execute, args=(item, self.executor.run), name=f"job-{item.id}",
-                             daemon=True).start()
+            threading.Thread(target=self._execute, args=(item, self.executor.run),
+                             name=f"transfer-studio-job {item.id}", daemon=True).start()
 
     def _start(self, item: Job | Task) -> None:
         """Under the lock: the item takes a slot of its lane."""
@@ -251,7 +251,7 @@ class JobQueue:
                     self._jobs[job.id] = job
                     self._start(job)
                     threading.Thread(target=self._execute, args=(job, self.executor.follow), daemon=True,
-                                     name=f"job-{job.id}").start()
+                                     name=f"transfer-studio-job {job.id}").start()
                 else:
                     self.store.set_state(job.id, "done")
 
