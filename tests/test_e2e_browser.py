@@ -122,6 +122,16 @@ def visit_home(page, base: str) -> str:
     return re.search(r"ws=([\w-]+)", page.url).group(1)
 
 
+def one_click_training(page, base: str, token: str, data_label: str) -> None:
+    """The Train page with its defaults, as a person presses Start: the first model, then the end."""
+    page.goto(f"{base}/Train?ws={token}")
+    page.get_by_text(f"Pictures: {data_label}").wait_for()
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"Your first model is ready after \d+ s")).wait_for(timeout=600_000)
+    page.get_by_text("Finished: best validation accuracy").wait_for(timeout=900_000)
+    no_traceback(page)
+
+
 def upload_folder(page, base: str, token: str, folder: Path) -> None:
     """The Data page's folder upload, through the real file input, as a person does it."""
     files = sum(1 for p in folder.rglob("*") if p.is_file())

@@ -21,6 +21,7 @@ from tests.test_e2e_browser import (
     VIEW,
     free_port,
     no_traceback,
+    one_click_training,
     shot,
     start_app,
     visit_home,
@@ -137,12 +138,7 @@ def test_classroom_bursts_train_live_correct_retrain(tmp_path):
             # 2. Train on them with the defaults: the one click (model first, then better).
             page.get_by_role("button", name="Train on these classes").click()
             page.get_by_text("is your training data").wait_for()
-            page.goto(f"{base}/Train?ws={token}")
-            page.get_by_text("Pictures: My classes").wait_for()
-            page.get_by_role("button", name="Start training").click()
-            page.get_by_text(re.compile(r"Your first model is ready after \d+ s")).wait_for(timeout=600_000)
-            page.get_by_text("Finished: best validation accuracy").wait_for(timeout=900_000)
-            no_traceback(page)
+            one_click_training(page, base, token, "My classes")
             shot(page, "classroom-3-train")
             browser.close()
 

@@ -5,13 +5,17 @@ was found to hang every job.)"""
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
 from tests.conftest import copy_textile
-from tests.test_e2e_browser import browser_page  # noqa: F401 - a fixture this test uses
-from tests.test_e2e_browser import app_running, no_traceback, upload_folder, visit_home
+from tests.test_e2e_browser import (
+    app_running,
+    browser_page,  # noqa: F401 - a fixture this test uses
+    one_click_training,
+    upload_folder,
+    visit_home,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -25,11 +29,6 @@ def test_a_person_trains_on_ray_through_the_app(browser_page, tmp_path):
         token = visit_home(page, base)
         page.get_by_text("a Ray cluster, up to 2 runs at a time").wait_for()
         upload_folder(page, base, token, copy_textile(tmp_path / "fabric", 8))
-        page.goto(f"{base}/Train?ws={token}")
-        page.get_by_text("Pictures: Upload: fabric").wait_for()
-        page.get_by_role("button", name="Start training").click()
-        page.get_by_text(re.compile(r"Your first model is ready after \d+ s")).wait_for(timeout=600_000)
-        page.get_by_text("Finished: best validation accuracy").wait_for(timeout=900_000)
-        no_traceback(page)
+        one_click_training(page, base, token, "Upload: fabric")
         trainers = [json.loads(p.read_text())["pid"] for p in (tmp_path / "runs").rglob("process.json")]
         assert trainers and proc.pid not in trainers  # it trained in a Ray worker, not in the app's process

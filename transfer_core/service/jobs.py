@@ -17,9 +17,9 @@ import threading
 import time
 from pathlib import Path
 
-from transfer_core.core.i18n import N_
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import RunFailed
+from transfer_core.core.i18n import N_
 from transfer_core.data.datarefs import redact_paths, workspaces_root
 from transfer_core.data.imagecache import Stopped
 from transfer_core.runstore.runs import new_run_id
