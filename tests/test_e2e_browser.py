@@ -66,6 +66,9 @@ def app_running(env: dict, log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
     try:
         wait_for_port(port, proc)
         yield f"http://127.0.0.1:{port}", proc
+    except BaseException:
+        print(f"--- the app's log ({log}), its end:\n{log.read_text(errors='replace')[-6000:]}")  # shown by pytest
+        raise
     finally:
         proc.terminate()
         try:

@@ -155,6 +155,7 @@ def test_a_killed_worker_leaves_its_run_interrupted_and_resumable(ray_queue, tex
     _wait_for(lambda: any(isinstance(e, EpochEnd) for e in job.events()))
     worker = ray_queue.executor.worker_of(job.id)
     assert worker["pid"] != os.getpid()  # it trains in a Ray worker process, not in the app's
+    assert worker["niceness"] <= os.nice(0)  # not at Ray's nice 15, which starves it on a busy machine
     os.kill(worker["pid"], signal.SIGKILL)
     assert ray_queue.wait(job.id, timeout=120)
     assert isinstance(job.final, RunFailed) and job.final.error == WORKER_DIED

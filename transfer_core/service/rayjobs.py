@@ -26,6 +26,10 @@ from transfer_core.training.callbacks import EventLog
 
 NAMESPACE = "transfer-studio"
 SLOT = "transfer_slot"  # a CPU machine's custom resource: one per job it may train at once
+# Ray starts its workers at nice 15, so they train only on CPU time nothing else wants: on a server that also
+# does other work a class's runs stall (CI found it: no first model in 10 minutes). A job's worker gets the
+# same share as training in the app's own process, as Ray's own job drivers do.
+WORKER_ENV = {"env_vars": {"RAY_worker_niceness": "0"}}
 POLL_S = 0.5
 POLL_WAIT_S = 30  # a poll not answered by then is asked again (Stop is passed on in between)
 # Kept in English in the run's events; shown in the reader's language (i18n.retranslate).
@@ -56,7 +60,7 @@ class RunActor:
         self.stop_flag.set()
 
     def describe(self) -> dict:
-        return {"id": self.spec["run_id"], "pid": os.getpid(), "node": _node_ip()}
+        return {"id": self.spec["run_id"], "pid": os.getpid(), "node": _node_ip(), "niceness": os.nice(0)}
 
 
 def _share_cores() -> None:
@@ -116,7 +120,7 @@ class RayExecutor:
         """Start the job's actor and follow it to its end (called on one of the queue's threads)."""
         ask = {"num_gpus": 1} if self.gpus else {"resources": {SLOT: 1}}
         actor = self._actor_class.options(name=actor_name(job.id), namespace=NAMESPACE, lifetime="detached",
-                                          num_cpus=0, max_concurrency=4, **ask).remote(_spec(job))
+                                          num_cpus=0, max_concurrency=4, runtime_env=WORKER_ENV, **ask).remote(_spec(job))
         return self._follow(job, actor)
 
     def reattach(self, job: Job) -> bool:
