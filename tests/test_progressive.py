@@ -154,8 +154,13 @@ def test_careful_selection_needs_more_than_noise_to_replace_the_kept_model():
     best = BestEpoch(careful_n=100)
     assert best.update(0, 0.50, 0.90)
     assert not best.update(1, 0.55, 0.92), "2 points on 100 pictures at 0.9 is within one standard error (3)"
-    assert best.update(2, 0.45, 0.90), "as accurate and a lower loss"
-    assert best.update(3, 0.60, 0.94), "4 points is beyond the noise"
+    assert not best.update(2, 0.46, 0.90), "as accurate, the loss 8% lower: within its noise on 100 (10%)"
+    assert best.update(3, 0.44, 0.90), "as accurate and the loss 12% lower"
+    assert best.update(4, 0.60, 0.94), "4 points is beyond the noise"
+    tiny = BestEpoch(careful_n=4)  # the validation share of 10 pictures per class, 2 classes
+    assert tiny.update(0, 0.40, 0.75)
+    assert not tiny.update(1, 0.30, 0.75), "a quarter lower on 4 pictures is noise: the first model stays"
+    assert tiny.update(2, 0.15, 0.75), "less than half the loss"
     plain = BestEpoch()
     plain.update(0, 0.50, 0.90)
     assert plain.update(1, 0.55, 0.92), "the fixed schedule keeps the old rule: higher accuracy wins"
