@@ -113,7 +113,7 @@ def run_one(task: Task, size: int, setting: str, a: argparse.Namespace, runs: Pa
     config = config_for(task, size, setting, a.seed, a.quick)
     t = time.time()
     result = train(config, runs_dir=runs)
-    row = {"task": task.name, "size": size, "setting": setting, "seconds": round(time.time() - t, 1),
+    row = {"task": task.name, "size": size, "setting": setting, "seconds": round(time.time() - t, 2),
            "status": result.final.kind}
     if not isinstance(result.final, RunFinished):
         row["error"] = getattr(result.final, "error", "") or "stopped"
@@ -137,19 +137,20 @@ def run_one(task: Task, size: int, setting: str, a: argparse.Namespace, runs: Pa
 def first_model_seconds(run_dir: Path) -> float | None:
     """Seconds from the start of the run to its first usable model (ModelReady; None: fixed schedule)."""
     ready = next((e for e in RunFolder(run_dir).events() if isinstance(e, ModelReady)), None)
-    return round(ready.seconds, 1) if ready else None
+    return round(ready.seconds, 2) if ready else None
 
 
 @torch.no_grad()
 def inference_pass_seconds(run_dir: Path, folder: Path) -> float:
-    """One plain inference pass over the run's pictures (decode + forward, as Predict does), measured in
-    the same process right after the run: the yardstick of the issue's targets (first model within 1.5x
-    of it, the whole run within 3x), side by side, so machine load affects both alike."""
+    """One plain inference pass over the run's pictures, as Predict makes it from a saved model (load the
+    network, decode, forward), measured in the same process right after the run: the yardstick of the
+    issue's targets (first model within 1.5x of it, the whole run within 3x), side by side, so machine
+    load affects both alike. Loading counts because the run's first model pays for building its network
+    too; at 10 pictures per class it is a large share of both."""
     pictures = sorted(p for p in folder.rglob("*") if p.is_file())
-    model = load_model(run_dir)
     t = time.time()
-    predict_probs(model, pictures, calibrated=False)
-    return round(time.time() - t, 1)
+    predict_probs(load_model(run_dir), pictures, calibrated=False)
+    return round(time.time() - t, 2)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -226,7 +227,8 @@ def main(argv=None) -> dict:
     out = {"kind": "one-click", "command": shlex.join(["python", "bench/one_click.py", *a.argv]),
            "date": time.strftime("%Y-%m-%d"), "commit": code_version(), "device": describe_device(),
            "load_start": load(), "seed": a.seed, "quick": a.quick, "overrides": QUICK if a.quick else {},
-           "settings": {s: SETTINGS[s] for s in a.settings}, "tasks": describe_tasks(tasks), "runs": []}
+           "settings": {s: SETTINGS[s] for s in a.settings}, "tasks": describe_tasks(tasks), "runs": [],
+           "inference_pass": "load + decode + forward"}  # what inference_pass_seconds times
     if a.resume and a.out.is_file():
         out = resumed(json.loads(a.out.read_text()), out)
     done = {(r["task"], r["size"], r["setting"]) for r in out["runs"]}

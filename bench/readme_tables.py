@@ -197,8 +197,8 @@ def render_one_click(d: dict) -> str:
     targets = one_click_target_rows(d)
     return (stamp(d, extra) + tasks + settings + "\n" + table(*one_click_rows(d))
             + ("\nThe issue's targets for the default, per task and size (ratios to one plain inference pass over "
-               "the same pictures, decode + forward as Predict does, measured in the same process right after "
-               "the run; the whole-run target is set for a few hundred pictures; points of test accuracy):\n\n"
+               "the same pictures, " + d.get("inference_pass", "decode + forward") + " as Predict does, measured in "
+               "the same process right after the run; the whole-run target is set for a few hundred pictures; points of test accuracy):\n\n"
                + table(*targets) if targets[1] else ""))
 
 
@@ -214,8 +214,9 @@ def one_click_target_rows(d: dict) -> tuple[list[str], list[list[str]]]:
         behind, over_head = 100 * (scores[best] - r["test_accuracy"]), 100 * (r["test_accuracy"] - scores.get(
             "head only", r["test_accuracy"]))
         first, whole = r["first_model_seconds"] / r["inference_pass_seconds"], r["seconds"] / r["inference_pass_seconds"]
-        rows.append([task, str(size), f"{r['inference_pass_seconds']:.1f} s",
-                     f"{first:.1f}x (<= 1.5x: {met(first <= 1.5)})", f"{whole:.1f}x (<= 3x: {met(whole <= 3)})",
+        rows.append([task, str(size), f"{r['inference_pass_seconds']:.2g} s" if r["inference_pass_seconds"] < 10
+                     else f"{r['inference_pass_seconds']:.0f} s",
+                     f"{first:.2f}x (<= 1.5x: {met(first <= 1.5)})", f"{whole:.2f}x (<= 3x: {met(whole <= 3)})",
                      ("the best" if best == "default" else f"{behind:.1f} behind {best}")
                      + f" (<= 1: {met(behind <= 1)})",
                      f"{over_head:+.1f} ({met(over_head >= 0)})" if "head only" in scores else ""])

@@ -67,7 +67,7 @@ def test_the_targets_table_judges_the_default_against_the_pass_the_best_setting_
         {**run, "setting": "head only", "test_accuracy": 0.81, "seconds": 12, "first_model_seconds": 12},
         {**run, "setting": "fixed", "test_accuracy": 0.85, "seconds": 30}]}
     header, rows = readme_tables.one_click_target_rows(data)
-    assert rows == [["t", "50", "10.0 s", "1.2x (<= 1.5x: met)", "4.0x (<= 3x: **not met**)",
+    assert rows == [["t", "50", "10 s", "1.20x (<= 1.5x: met)", "4.00x (<= 3x: **not met**)",
                      "5.0 behind fixed (<= 1: **not met**)", "-1.0 (**not met**)"]]
     data["runs"][0].pop("inference_pass_seconds")
     assert readme_tables.one_click_target_rows(data)[1] == [], "older results without a pass: no targets table"
