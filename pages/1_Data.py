@@ -77,8 +77,10 @@ with st.expander(_("Validation split"), expanded=False):
 if (val_split, seed) != (choice.val_split, choice.seed):
     session.set_data_choice(session.DataChoice(choice.path, choice.label, val_split, int(seed)))
 
+report = scan(choice.path, choice.val_split, choice.seed)  # None while it is made, or if it failed (said)
+if report is None:
+    st.stop()
 with friendly_errors(N_("Checking your pictures")):
-    report = scan(choice.path, choice.val_split, choice.seed)
     show_report(report)
     st.plotly_chart(charts.class_counts(report.counts()), width="stretch")
     st.page_link("pages/2_Train.py", label=_("Next: train a model"), icon="🏋️")

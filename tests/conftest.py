@@ -48,3 +48,12 @@ def demo_data_is_never_changed():
     yield
     after = _demo_listing()
     assert after == before, f"the demo data changed: {sorted(set(after) ^ set(before))[:5]}"
+
+
+@pytest.fixture(autouse=True)
+def data_scans_are_awaited(monkeypatch):
+    """AppTest draws a page once: the Data page's scan (a task in the queue) must be over by then, as it is
+    for a small folder in the app. In the app a slower scan shows its progress instead (test_newcomer)."""
+    import ui.data_view
+
+    monkeypatch.setattr(ui.data_view, "SCAN_WAIT_S", 120.0)

@@ -17,6 +17,7 @@ from tests.test_app_pages import (  # noqa: F401
     raw_texts,
     texts,
 )
+from tests.test_jobs import Gate
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd
 from transfer_core.runstore.runs import RunFolder
@@ -218,6 +219,43 @@ def test_the_learning_rate_finder_runs_as_a_task_and_offers_exactly_its_suggesti
     assert use.label == f"Use {suggestion:g}"
     use.click().run()
     assert no_exception(at).select_slider(key="lr").value == suggestion
+
+
+def test_the_data_pages_scan_is_a_task_that_does_not_wait_for_a_training_run(app_dirs, tmp_path, monkeypatch):
+    """Opening every picture of a folder happens in the queue's lane for file work, not on the page's thread,
+    and not behind someone's run that holds the device; the page shows its progress until it is over."""
+    from ui import data_view
+
+    monkeypatch.setattr(data_view, "SCAN_WAIT_S", 0.0)  # as a folder too large for the page's moment
+    scanned_on, drawn = [], threading.Event()
+    real_scan = data_view.scan_dataset
+
+    def scan_dataset(*args, **kwargs):  # where it runs; it waits until the page was drawn once without it
+        scanned_on.append(threading.current_thread().name)
+        assert drawn.wait(timeout=120)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(data_view, "scan_dataset", scan_dataset)
+    gate = threading.Event()
+    held = default_queue().submit(TrainConfig(data=str(copy_textile(tmp_path / "theirs", 4)), schedule="fixed",
+                                              epochs=1, image_size=64, freeze="all"),
+                                  app_dirs / "runs", owner="someone-else-0123456789", callbacks=[Gate(gate)])
+    try:
+        at = page("pages/1_Data.py").run()
+        choose_folder(at, copy_textile(tmp_path / "photos", 8))
+        no_exception(at)
+        assert not at.metric, "drawn before the scan was over: no report yet"
+        drawn.set()
+        task = default_queue().task(at.session_state["data_scan_task"])
+        assert default_queue().wait(task.id, timeout=120) and task.error is None
+        assert held.state == "running", "the scan finished while a run held the device"
+        at.run()
+        assert {m.label: m.value for m in no_exception(at).metric}["Pictures"] == "24"
+        assert scanned_on and all(name.startswith("transfer-studio-job task-") for name in scanned_on)
+    finally:
+        drawn.set()
+        gate.set()
+        default_queue().wait(held.id, timeout=300)
 
 
 def test_after_a_restart_the_train_page_points_to_the_interrupted_run(app_dirs, tmp_path):

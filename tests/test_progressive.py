@@ -3,6 +3,7 @@
 Real offline MobileNetV2 weights and real textile pictures throughout (small sizes, CPU)."""
 from __future__ import annotations
 
+import threading
 from dataclasses import replace
 
 import torch
@@ -272,3 +273,30 @@ def test_the_automatic_budget_ends_a_run_whose_epochs_are_slow_against_its_first
     assert "automatic" not in limited.reason, limited.reason
     fixed = train(replace(config, schedule="fixed", epochs=2), runs_dir=tmp_path).final
     assert isinstance(fixed, RunFinished) and fixed.epochs_run == 2 and fixed.reason == "completed", fixed
+
+
+class StopAtFirstEpochEnd(Callback):
+    def __init__(self):
+        self.stop = threading.Event()
+
+    def on_event(self, trainer, event) -> None:
+        if isinstance(event, EpochEnd):
+            self.stop.set()
+
+
+def test_a_resumed_run_gets_the_automatic_budget_again(textile_small, tmp_path, monkeypatch):
+    """Its first model was made before the interruption, so no ModelReady comes to set the budget: it is
+    read from the run folder (without it the resumed run went on to its patience or its epochs). The
+    epochs replayed from before do not count against it (they did: it ended before training one)."""
+    from transfer_core.training import progressive
+    from transfer_core.workflows.train import resume
+
+    monkeypatch.setattr(progressive, "AUTO_BUDGET", 1000.0)  # the first part is not ended by its budget
+    stopper = StopAtFirstEpochEnd()
+    config = TrainConfig(data=str(textile_small), freeze=4, epochs=6, **FAST)  # 2 thaws: >= 3 epochs otherwise
+    first = train(config, runs_dir=tmp_path, callbacks=[stopper], stop=stopper.stop)
+    assert first.final.kind == "RunStopped" and first.final.epochs_run == 1, first.final
+    monkeypatch.setattr(progressive, "AUTO_BUDGET", 0.01)  # now any epoch passes it
+    final = resume(first.run_dir).final
+    assert isinstance(final, RunFinished) and final.epochs_run == 2, final
+    assert "automatic time budget" in final.reason, final.reason

@@ -2,20 +2,26 @@
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
 from PIL import Image
 
-from transfer_core.core.i18n import _, retranslate
+from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datarefs import data_roots
 from transfer_core.data.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
+from transfer_core.data.imagecache import Stopped
+from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import (
     NotAllowed,
     resolve_server_folder,
     server_folders,
 )
 
+from . import tasks
 from .common import md_escape
 
 THUMBS_PER_CLASS = 6
@@ -30,14 +36,57 @@ def _signature(path: str) -> tuple[int, float]:
     return count, latest
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def _cached_scan(path: str, val_split: float, seed: int, signature: tuple) -> DatasetReport:
-    return scan_dataset(path, val_split=val_split, seed=seed)
+KEY_SCAN, KEY_SCAN_FOR = "data_scan_task", "data_scan_for"  # the scan task's id, and the folder it reads
+SCAN_WAIT_S = 1.0  # a scan over by then shows at once; a longer one shows its progress meanwhile
+_KEEP = 32  # reports remembered
+_reports: OrderedDict[tuple, DatasetReport] = OrderedDict()  # this app's latest scans, for every person
+_reports_lock = threading.Lock()
 
 
-def scan(path: str, val_split: float, seed: int) -> DatasetReport:
-    with st.spinner(_("Opening every picture once to check it (a few seconds for a few thousand)...")):
-        return _cached_scan(path, val_split, seed, _signature(path))
+def scan(path: str, val_split: float, seed: int) -> DatasetReport | None:
+    """The folder's report, or None while it is being made (its progress is shown). Opening every picture
+    runs as a task in the queue's lane for file work, never on the page's thread nor behind a training
+    run; the page waits a moment for it, so a small folder's report shows at once."""
+    key = (path, val_split, seed, _signature(path))
+    report = _recall(key)
+    if report is not None:
+        return report
+    asked = default_queue().task(st.session_state.get(KEY_SCAN, ""))
+    if st.session_state.get(KEY_SCAN_FOR) != key or asked is None:  # a new folder, or the app restarted
+        st.session_state[KEY_SCAN_FOR] = key
+        task = tasks.submit(KEY_SCAN, N_("Checking every picture"), partial(_scan_task, key), files_only=True)
+        default_queue().wait(task.id, timeout=SCAN_WAIT_S)
+    task = tasks.follow(KEY_SCAN)
+    retry = task is not None and task.result is None  # stopped or failed (said above): offer another try
+    if retry and st.button(_("Check the pictures again"), key="scan_again",
+                           help=_("Opens every picture of the folder again to list what can be trained on.")):
+        st.session_state.pop(KEY_SCAN_FOR, None)
+        st.rerun()
+    return task.result if task is not None else None
+
+
+def _scan_task(key: tuple, report, stop) -> DatasetReport:
+    """The task's work, on a queue thread: the scan, remembered for every page and person of this app."""
+    path, val_split, seed, _signature_then = key
+
+    def opened(done: int, n: int) -> None:
+        if stop.is_set():
+            raise Stopped()
+        report(done, n, N_("opening the pictures"))
+
+    result = scan_dataset(path, val_split=val_split, seed=seed, progress=opened)
+    with _reports_lock:
+        _reports[key] = result
+        while len(_reports) > _KEEP:
+            _reports.popitem(last=False)
+    return result
+
+
+def _recall(key: tuple) -> DatasetReport | None:
+    with _reports_lock:
+        if key in _reports:
+            _reports.move_to_end(key)
+        return _reports.get(key)
 
 
 def thumbnail(path: str, side: int = 160) -> Image.Image | None:

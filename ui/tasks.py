@@ -11,10 +11,11 @@ from . import lang, session
 from .common import md_escape
 
 
-def submit(key: str, kind: str, work: TaskWork) -> Task:
+def submit(key: str, kind: str, work: TaskWork, *, files_only: bool = False) -> Task:
     """Queue `work`; the task's id is kept under `key` so a redraw (or refresh) of the page finds it.
-    `kind` is English, marked with N_ by the caller: the queue and its logs keep it so, the page translates."""
-    task = default_queue().submit_task(kind, work, owner=session.workspace().token)
+    `kind` is English, marked with N_ by the caller: the queue and its logs keep it so, the page translates.
+    files_only: it reads files without the network (a lane of its own, never behind a training run)."""
+    task = default_queue().submit_task(kind, work, owner=session.workspace().token, files_only=files_only)
     st.session_state[key] = task.id
     return task
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +16,8 @@ from pathlib import Path
 from transfer_core.core.i18n import N_
 from transfer_core.data import scancache
 from transfer_core.data.datafiles import BadImage, _human, load_rgb
+
+PROGRESS_EVERY = 64  # files opened between two progress reports
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,14 @@ def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
     return CheckedImage(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
 
 
-def check_images(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[CheckedImage]:
-    """check_image of each file, in the input order, opening only those not checked before as they are now."""
+def check_images(paths: Sequence[Path], min_side: int, max_bytes: int,
+                 progress: Callable[[int, int], None] | None = None) -> list[CheckedImage]:
+    """check_image of each file, in the input order, opening only those not checked before as they are now.
+    progress(done, n) as files are opened (it may raise to stop)."""
     keys = [scancache.file_key(p, (min_side, max_bytes)) for p in paths]
     found = {i: CheckedImage(paths[i], *answer) for i, answer in scancache.recall(keys).items()}
     missing = [i for i in range(len(paths)) if i not in found]
-    found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes)))
+    found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes, progress)))
     # Kept as (reason, digest), the path being in the key. A file that could not be read may be readable
     # in a moment (a network share coming back): not remembered.
     scancache.remember({keys[i]: (found[i].reason, found[i].digest) for i in missing
@@ -61,10 +65,20 @@ def _settled(checked: CheckedImage) -> bool:
     return checked.reason is None or not checked.reason.startswith("cannot be read")
 
 
-def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int) -> list[CheckedImage]:
+def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int,
+               progress: Callable[[int, int], None] | None = None) -> list[CheckedImage]:
     """Decode every file once, in threads (Pillow releases the GIL while decoding); keeps the input order."""
     if not paths:
         return []
     workers = max(1, min(8, 2 * (os.cpu_count() or 1), len(paths)))
+    checked = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda p: check_image(p, min_side, max_bytes), paths, chunksize=16))
+        try:
+            for checked_image in pool.map(lambda p: check_image(p, min_side, max_bytes), paths, chunksize=16):
+                checked.append(checked_image)
+                if progress is not None and (len(checked) % PROGRESS_EVERY == 0 or len(checked) == len(paths)):
+                    progress(len(checked), len(paths))
+        except BaseException:
+            pool.shutdown(cancel_futures=True)  # stopped: the files not opened yet are not opened
+            raise
+    return checked

@@ -14,7 +14,7 @@ import os
 from transfer_core.core.device import describe_device
 from transfer_core.core.events import Event
 from transfer_core.core.i18n import _
-from transfer_core.service.work import Job, Task, train_job
+from transfer_core.service.work import FILES, Job, Task, lane_of_task, train_job
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,10 @@ class InProcess:
     name = "this app's process"
 
     def lanes(self) -> dict[str, int]:
-        return {"device": 1}
+        return {"device": 1, FILES: 1}
 
     def lane(self, item: Job | Task) -> str:
-        return "device"
+        return lane_of_task(item, "device") if isinstance(item, Task) else "device"
 
     def describe(self) -> str:
         return _("{device}, one run at a time, inside this app").format(device=describe_device())

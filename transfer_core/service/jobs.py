@@ -75,10 +75,11 @@ class JobQueue:
             return self._enqueue(Job(id=run.id, config=run.config, runs_dir=run.path.parent, owner=owner,
                                      extra_callbacks=list(callbacks), resume=True))
 
-    def submit_task(self, kind: str, work: TaskWork, owner: str = "") -> Task:
-        """Queue heavy work behind what is already waiting in its lane (fair order, like jobs)."""
+    def submit_task(self, kind: str, work: TaskWork, owner: str = "", *, files_only: bool = False) -> Task:
+        """Queue heavy work behind what is already waiting in its lane (fair order, like jobs); files_only:
+        it reads files without the network, in a lane of its own (work.FILES)."""
         with self._lock:
-            task = Task(id=f"task-{secrets.token_hex(6)}", kind=kind, owner=owner, work=work)
+            task = Task(id=f"task-{secrets.token_hex(6)}", kind=kind, owner=owner, work=work, files_only=files_only)
             self._tasks[task.id] = task
             self._queue_item(task)
             return task

@@ -21,7 +21,7 @@ import time
 from transfer_core.core.events import Event, RunFailed
 from transfer_core.core.i18n import N_, _, ngettext
 from transfer_core.runstore import runfiles
-from transfer_core.service.work import Job, Task, train_job
+from transfer_core.service.work import FILES, Job, Task, lane_of_task, train_job
 from transfer_core.training.callbacks import EventLog
 
 NAMESPACE = "transfer-studio"
@@ -105,10 +105,10 @@ class RayExecutor:
         self._actor_class = ray.remote(RunActor)
 
     def lanes(self) -> dict[str, int]:
-        return {"ray": self.job_slots, "app": 1}
+        return {"ray": self.job_slots, "app": 1, FILES: 1}
 
     def lane(self, item: Job | Task) -> str:
-        return "app" if isinstance(item, Task) else "ray"
+        return lane_of_task(item, "app") if isinstance(item, Task) else "ray"
 
     def describe(self) -> str:
         kind = ngettext("{n} GPU", "{n} GPUs", self.job_slots) if self.gpus else \

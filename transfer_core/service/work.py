@@ -60,6 +60,7 @@ class Task:
     started: float | None = None
     result: Any = None
     error: str | None = None
+    files_only: bool = False  # reads pictures without the network (a folder's scan): its own lane, see FILES
 
     def report(self, step: int, steps: int, phase: str = "") -> None:
         if phase != self.progress[2]:
@@ -87,3 +88,12 @@ def train_job(config: TrainConfig, runs_dir: Path, run_id: str, *, resume: bool,
                           detail=redact_paths(f"{type(exc).__name__}: {exc}")[:2000])
         log.on_event(None, final)
         return final
+
+
+# The lane of tasks that only read files (files_only): they wait for each other, never for a training run
+# or a network-heavy task, so a folder's scan is not stuck behind someone's ten-minute run.
+FILES = "files"
+
+
+def lane_of_task(task: Task, device_lane: str) -> str:
+    return FILES if task.files_only else device_lane

@@ -73,6 +73,10 @@ class Progressive(ThawSchedule):
 
     def before_fit(self, trainer) -> None:
         trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
+        if trainer.resume and not self.budget_s:  # its first model was made before: the same budget again,
+            ready = next((e for e in trainer.run.events() if isinstance(e, ModelReady)), None)  # from now
+            if ready is not None:
+                self._budget_from(ready.seconds)
 
     def before_epoch(self, trainer, epoch: int) -> None:
         if epoch == 1:
@@ -87,20 +91,24 @@ class Progressive(ThawSchedule):
         if isinstance(event, ModelReady):
             self.last_end = event.time
             if not self.budget_s:
-                self.budget_s = automatic_budget(event.seconds)
-                self.budget_words = (f"the automatic time budget ({AUTO_BUDGET:g}x the {event.seconds:.0f} s the "
-                                     f"first model took)")
+                self._budget_from(event.seconds)
         if not isinstance(event, EpochEnd):
+            return
+        self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
+        self.lowest_loss = min(self.lowest_loss, event.val_loss)
+        if event.time < trainer.t0:  # a resumed run's history, replayed: its losses count, not its times
             return
         # The epoch's time with the thaw before it (a thaw recomputes the cached features): the next one's guess.
         epoch_s = event.time - self.last_end if self.last_end is not None else event.seconds
         self.last_end = event.time
-        self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
-        self.lowest_loss = min(self.lowest_loss, event.val_loss)
         if self.budget_s and would_pass(self.budget_s, event.time - trainer.t0, epoch_s):
             trainer.finish_early = f"{self.budget_words} would be passed by another epoch"
         elif event.epoch > self.thaws and self.bad_epochs >= self.patience:  # each stage learns an epoch first
             trainer.finish_early = f"no lower validation loss for {self.patience} epochs"
+
+    def _budget_from(self, first_model_s: float) -> None:
+        self.budget_s = automatic_budget(first_model_s)
+        self.budget_words = f"the automatic time budget ({AUTO_BUDGET:g}x the {first_model_s:.0f} s the first model took)"
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
