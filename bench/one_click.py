@@ -97,16 +97,17 @@ def config_for(task: Task, size: int, setting: str, seed: int, quick: bool) -> T
 
 
 @torch.no_grad()
-def correct_on_test(run_dir: Path, tests: list[tuple[Path, str]]) -> int:
-    """How many test pictures the finished run's top class gets right (raw softmax: the temperature
-    fitted on validation pictures does not change the top class)."""
+def right_on_test(run_dir: Path, tests: list[tuple[Path, str]]) -> str:
+    """Which test pictures the finished run's top class gets right, "1"/"0" in the tests' order (raw
+    softmax: the temperature fitted on validation pictures does not change the top class). Kept per
+    picture so two settings can be compared on the same pictures (readme_tables.mcnemar)."""
     model = load_model(run_dir)
     probs = predict_probs(model, [p for p, _ in tests], calibrated=False)
     missing = {c for _, c in tests} - set(model.classes)
     if missing:
         raise SystemExit(f"{run_dir}: the model has no class {sorted(missing)}")
     labels = torch.tensor([model.classes.index(c) for _, c in tests])
-    return int((probs.argmax(1) == labels).sum())
+    return "".join("1" if ok else "0" for ok in (probs.argmax(1) == labels).tolist())
 
 
 def run_one(task: Task, size: int, setting: str, a: argparse.Namespace, runs: Path) -> dict:
@@ -120,10 +121,11 @@ def run_one(task: Task, size: int, setting: str, a: argparse.Namespace, runs: Pa
         return row
     tests = task.test_pictures()
     t = time.time()
-    k = correct_on_test(result.run_dir, tests)
+    right = right_on_test(result.run_dir, tests)
+    k = right.count("1")
     data = RunFolder(result.run_dir).read_json(runfiles.DATASET, {})
     f = result.final
-    row.update(test_accuracy=k / len(tests), interval=wilson(k, len(tests)), correct=k, test_images=len(tests),
+    row.update(test_accuracy=k / len(tests), interval=wilson(k, len(tests)), correct=k, test_images=len(tests), right=right,
                score_seconds=round(time.time() - t, 1), val_accuracy=f.best_val_accuracy, best_epoch=f.best_epoch,
                epochs_run=f.epochs_run, engine_test_accuracy=f.test_accuracy,
                engine_split={s: data.get(f"num_{s}") for s in ("train", "val", "test")})
