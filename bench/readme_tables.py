@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -202,6 +203,24 @@ def render_one_click(d: dict) -> str:
                + table(*targets) if targets[1] else ""))
 
 
+def mcnemar(a: str, b: str) -> tuple[int, int, float]:
+    """Two settings on the same test pictures ("1" right, "0" wrong, in one order): the pictures only a got
+    right, only b, and the exact two-sided p of McNemar's test (a binomial test on those pictures alone),
+    the chance of a split at least this uneven if the two settings were equally good."""
+    only_a = sum(x == "1" and y == "0" for x, y in zip(a, b, strict=True))
+    only_b = sum(x == "0" and y == "1" for x, y in zip(a, b, strict=True))
+    n, k = only_a + only_b, min(only_a, only_b)
+    return only_a, only_b, min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+
+
+def paired(default: str | None, other: str | None) -> str:
+    """The default against another setting on the same pictures, when both runs kept which were right."""
+    if not default or not other or default == other:
+        return ""
+    mine, theirs, p = mcnemar(default, other)
+    return f"; right only with the default {mine}, only with the other {theirs}: p = {p:.2g}"
+
+
 def one_click_target_rows(d: dict) -> tuple[list[str], list[list[str]]]:
     """The default run of each task and size against the issue's targets (runs with an inference pass)."""
     runs = {(r["task"], r["size"], r["setting"]): r for r in d["runs"] if r["status"] == "RunFinished"}
@@ -214,12 +233,14 @@ def one_click_target_rows(d: dict) -> tuple[list[str], list[list[str]]]:
         behind, over_head = 100 * (scores[best] - r["test_accuracy"]), 100 * (r["test_accuracy"] - scores.get(
             "head only", r["test_accuracy"]))
         first, whole = r["first_model_seconds"] / r["inference_pass_seconds"], r["seconds"] / r["inference_pass_seconds"]
+        right = {s: o.get("right") for (t, n, s), o in runs.items() if (t, n) == (task, size)}
         rows.append([task, str(size), f"{r['inference_pass_seconds']:.2g} s" if r["inference_pass_seconds"] < 10
                      else f"{r['inference_pass_seconds']:.0f} s",
                      f"{first:.2f}x (<= 1.5x: {met(first <= 1.5)})", f"{whole:.2f}x (<= 3x: {met(whole <= 3)})",
                      ("the best" if best == "default" else f"{behind:.1f} behind {best}")
-                     + f" (<= 1: {met(behind <= 1)})",
-                     f"{over_head:+.1f} ({met(over_head >= 0)})" if "head only" in scores else ""])
+                     + f" (<= 1: {met(behind <= 1)}{paired(right['default'], right[best])})",
+                     f"{over_head:+.1f} ({met(over_head >= 0)}{paired(right['default'], right.get('head only'))})"
+                     if "head only" in scores else ""])
     return ["task", "per class", "one inference pass", "first model", "whole run", "default against the best "
             "setting", "default against head only"], rows
 

@@ -83,3 +83,24 @@ def test_resume_keeps_runs_of_unchanged_settings_and_lists_both_commands():
     assert out["runs"] == [{"task": "t", "size": 10, "setting": "default"}], "a changed setting runs again"
     assert out["command"] == "python bench/one_click.py --sizes 10 && python bench/one_click.py --resume"
     assert list(out["settings"].items()) == [("default", {}), ("fixed", {"epochs": 8})] and set(out["tasks"]) == {"t", "u"}
+
+
+def test_mcnemar_counts_the_pictures_only_one_setting_got_right_and_tests_that_split():
+    only_a, only_b, p = readme_tables.mcnemar("1111000011", "0000000011")
+    assert (only_a, only_b) == (4, 0) and p == 2 / 2 ** 4  # 4 of 4 one way: 0.125
+    assert readme_tables.mcnemar("10" * 10, "01" * 10)[2] == 1.0  # 10 against 10: no evidence either way
+    assert readme_tables.mcnemar("1" * 30 + "0", "0" * 30 + "1")[2] < 1e-6  # 30 against 1
+
+
+def test_the_targets_table_says_how_sure_a_gap_is_when_runs_kept_each_pictures_result():
+    run = {"status": "RunFinished", "task": "t", "size": 10, "interval": [0, 1]}
+    data = {"settings": {"default": {}, "head only": {}, "fixed": {}}, "runs": [
+        {**run, "setting": "default", "test_accuracy": 0.5, "seconds": 4, "first_model_seconds": 1,
+         "inference_pass_seconds": 2, "right": "1111100000"},
+        {**run, "setting": "head only", "test_accuracy": 0.5, "seconds": 1, "first_model_seconds": 1,
+         "right": "1111100000"},
+        {**run, "setting": "fixed", "test_accuracy": 0.8, "seconds": 3, "right": "1110111110"}]}
+    row = readme_tables.one_click_target_rows(data)[1][0]
+    assert row[5] == ("30.0 behind fixed (<= 1: **not met**; right only with the default 1, only with the other 4:"
+                      " p = 0.38)")  # 2 x (1 + 5) / 2^5
+    assert row[6] == "+0.0 (met)", "the same answers on every picture: nothing to test"
