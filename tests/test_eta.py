@@ -44,6 +44,22 @@ def test_the_clock_corrects_its_guesses_by_what_parts_really_took():
     assert clock.at("b", 5, 10) == pytest.approx(10)  # halfway through b after 10 s: 10 s left
 
 
+def test_a_time_budget_caps_the_time_left_but_not_the_end_of_the_run():
+    now = FakeTime()
+    parts = [Part("decode", 10, 1.0, "decode"), *(Part(f"train{e}", 10, 1.0) for e in range(1, 9)),
+             Part("finish", 1, 5.0)]
+    clock = RunClock(parts, now=now)
+    clock.at("train1")
+    assert clock.left() == pytest.approx(85)  # 8 epochs of 10 s and the end's 5 s
+    clock.end_training_by(25.0)  # the automatic budget, known once the first model is ready
+    assert clock.left() == pytest.approx(25 + 5)
+    now.t = 40.0  # past the budget: only the end is left
+    assert clock.at("train3") == pytest.approx(5.0 * 2)  # priced at the pace the epochs took (2x the guess)
+    fixed = RunClock(parts, now=now)  # no budget: the plan's every epoch
+    fixed.at("train1")
+    assert fixed.left() == pytest.approx(85)
+
+
 class Etas(Callback):
     def __init__(self):
         self.seen = []

@@ -230,7 +230,7 @@ def _epochs(schedule, events):
     """Feed a schedule events on a made-up clock (the run started at 0): the reason it ends, or None."""
     from types import SimpleNamespace
 
-    run = SimpleNamespace(t0=0.0, finish_early=None)
+    run = SimpleNamespace(t0=0.0, finish_early=None, progress=SimpleNamespace(clock=None))
     for e in events:
         schedule.on_event(run, e)
     return run.finish_early
@@ -263,11 +263,15 @@ def test_the_automatic_budget_ends_a_run_whose_epochs_are_slow_against_its_first
     """A budget of 1x the first model's time: any epoch passes it, whatever the machine's speed."""
     from transfer_core.training import progressive
 
+    from transfer_core.workflows.train import make_trainer
+
     monkeypatch.setattr(progressive, "AUTO_BUDGET", 1.0)
     config = TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST)  # 2 thaws: >= 3 epochs otherwise
-    final = train(config, runs_dir=tmp_path).final
+    trainer = make_trainer(config, runs_dir=tmp_path)
+    final = trainer.run_training().final
     assert isinstance(final, RunFinished) and final.epochs_run == 1, final
     assert "automatic time budget" in final.reason, final.reason
+    assert trainer.progress.clock.training_ends is not None, "the time left shown knew of the budget"
     limited = train(replace(config, time_budget_minutes=60.0), runs_dir=tmp_path).final
     assert isinstance(limited, RunFinished) and limited.epochs_run >= 3, "the person's limit replaces it"
     assert "automatic" not in limited.reason, limited.reason

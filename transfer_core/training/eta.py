@@ -50,6 +50,11 @@ class RunClock:
     _started: float = 0.0
     _actual: dict = field(default_factory=lambda: {"decode": 0.0, "compute": 0.0})
     _guessed: dict = field(default_factory=lambda: {"decode": 0.0, "compute": 0.0})
+    training_ends: float | None = None  # a time budget: training ends by then, whatever the plan's epochs
+
+    def end_training_by(self, seconds_from_now: float) -> None:
+        """The run's time budget is known: the epochs it would pass will not come, the end of the run will."""
+        self.training_ends = self.now() + max(seconds_from_now, 0.0)
 
     def at(self, name: str, step: int = 0, steps: int = 0) -> float:
         """The run is in part `name`, `step` of `steps` done: seconds left for the whole run."""
@@ -68,14 +73,20 @@ class RunClock:
 
     def left(self, step: int = 0, steps: int = 0) -> float:
         if self._current < 0:
-            return sum(self._price(p) for p in self.parts)
+            return self._within_budget(sum(self._price(p) for p in self.parts))
         part = self.parts[self._current]
         elapsed = self.now() - self._started
         if step > 0 and steps > step and elapsed > 0.5:  # its own pace, once it has one
             here = elapsed * (steps - step) / step
         else:
             here = max(self._price(part) - elapsed, 0.0)
-        return here + sum(self._price(p) for p in self.parts[self._current + 1:])
+        return self._within_budget(here + sum(self._price(p) for p in self.parts[self._current + 1:]))
+
+    def _within_budget(self, planned: float) -> float:
+        """At most the budget's time left plus the end of the run (the plan's last part)."""
+        if self.training_ends is None or self._current == len(self.parts) - 1:
+            return planned
+        return min(planned, max(self.training_ends - self.now(), 0.0) + self._price(self.parts[-1]))
 
     def _close_until(self, index: int) -> None:
         """Parts before `index` are done: what they took corrects the price of the rest."""

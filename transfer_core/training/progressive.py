@@ -73,10 +73,12 @@ class Progressive(ThawSchedule):
 
     def before_fit(self, trainer) -> None:
         trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
-        if trainer.resume and not self.budget_s:  # its first model was made before: the same budget again,
-            ready = next((e for e in trainer.run.events() if isinstance(e, ModelReady)), None)  # from now
+        if self.budget_s:  # the person's limit
+            self._set_budget(trainer, self.budget_s, self.budget_words)
+        elif trainer.resume:  # its first model was made before: the same automatic budget again, from now
+            ready = next((e for e in trainer.run.events() if isinstance(e, ModelReady)), None)
             if ready is not None:
-                self._budget_from(ready.seconds)
+                self._automatic_budget(trainer, ready.seconds)
 
     def before_epoch(self, trainer, epoch: int) -> None:
         if epoch == 1:
@@ -91,7 +93,7 @@ class Progressive(ThawSchedule):
         if isinstance(event, ModelReady):
             self.last_end = event.time
             if not self.budget_s:
-                self._budget_from(event.seconds)
+                self._automatic_budget(trainer, event.seconds)
         if not isinstance(event, EpochEnd):
             return
         self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
@@ -106,9 +108,14 @@ class Progressive(ThawSchedule):
         elif event.epoch > self.thaws and self.bad_epochs >= self.patience:  # each stage learns an epoch first
             trainer.finish_early = f"no lower validation loss for {self.patience} epochs"
 
-    def _budget_from(self, first_model_s: float) -> None:
-        self.budget_s = automatic_budget(first_model_s)
-        self.budget_words = f"the automatic time budget ({AUTO_BUDGET:g}x the {first_model_s:.0f} s the first model took)"
+    def _automatic_budget(self, trainer, first_model_s: float) -> None:
+        self._set_budget(trainer, automatic_budget(first_model_s),
+                         f"the automatic time budget ({AUTO_BUDGET:g}x the {first_model_s:.0f} s the first model took)")
+
+    def _set_budget(self, trainer, budget_s: float, words: str) -> None:
+        self.budget_s, self.budget_words = budget_s, words
+        if trainer.progress.clock is not None:  # the time left shown: no more than the budget allows
+            trainer.progress.clock.end_training_by(budget_s - (time.time() - trainer.t0))
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
