@@ -58,19 +58,24 @@ def test_a_usable_model_is_saved_before_the_first_epoch(textile_small, tmp_path)
     assert 1 <= len(epochs) <= 3
 
 
-def test_stages_thaw_from_the_top_one_per_epoch_down_to_the_chosen_depth(textile_small, tmp_path):
+def test_after_the_first_model_the_chosen_stages_learn_the_lowest_an_epoch_later(textile_small, tmp_path,
+                                                                                  monkeypatch):
+    from transfer_core.training import progressive
+
+    monkeypatch.setattr(progressive, "AUTO_BUDGET", 1000.0)  # epochs 1 and 2 both come, whatever the machine
     depths = []
 
     class Depth(Callback):
         def after_epoch(self, trainer, epoch, extra):
             depths.append(trainer.depth)
 
-    result = train(TrainConfig(data=str(textile_small), freeze=4, epochs=4, **FAST), runs_dir=tmp_path,
+    result = train(TrainConfig(data=str(textile_small), freeze=3, epochs=3, **FAST), runs_dir=tmp_path,
                    callbacks=[Depth()])
-    assert depths[:2] == [5, 4][:len(depths)], depths  # MobileNetV2: 6 stages; last conv, then stage 4
-    assert all(d >= 4 for d in depths), "never deeper than the freeze depth chosen"
+    assert depths == [4, 3, 3], depths  # MobileNetV2: 6 stages; never deeper than the freeze depth chosen
     thaws = [e for e in RunFolder(result.run_dir).events() if isinstance(e, StageThawed)]
-    assert [(t.epoch, t.stage, t.depth) for t in thaws] == [(1, "last conv", 5), (2, "stage 4 (7px)", 4)][:len(depths)]
+    assert [(t.epoch, t.stage, t.depth) for t in thaws] == [
+        (1, "last conv", 5), (1, "stage 4 (7px)", 4), (2, "stage 3 (14px)", 3)]
+    assert progressive.thaw_plan(1) == {1: 1} and progressive.thaw_plan(0) == {}
 
 
 def test_the_curves_mark_the_first_model_and_each_thaw():
@@ -89,12 +94,14 @@ def test_the_curves_mark_the_first_model_and_each_thaw():
     assert {a.text for a in fig.layout.annotations} == {"last conv learns", "stage 4 (7px) learns"}
 
 
-def test_batchnorm_keeps_its_pretrained_statistics_while_stages_learn(textile_small, tmp_path):
+def test_batchnorm_adapts_in_the_stages_that_learn_and_keeps_its_statistics_in_the_frozen_ones(textile_small,
+                                                                                               tmp_path):
     seen = {}
 
     class Stats(Callback):
         def before_fit(self, trainer):
             seen["before"] = {n: b.clone() for n, b in trainer.net.named_buffers() if "running" in n}
+            seen["stages"] = trainer.net.stages
 
         def after_epoch(self, trainer, epoch, extra):
             seen["after"] = {n: b.clone() for n, b in trainer.net.named_buffers() if "running" in n}
@@ -102,7 +109,9 @@ def test_batchnorm_keeps_its_pretrained_statistics_while_stages_learn(textile_sm
 
     train(TrainConfig(data=str(textile_small), freeze=5, epochs=1, **FAST), runs_dir=tmp_path, callbacks=[Stats()])
     assert seen["learned"], "the top stage learned in epoch 1"
-    assert all(torch.equal(seen["before"][n], seen["after"][n]) for n in seen["before"])
+    top = f"stages.{len(seen['stages']) - 1}."
+    changed = {n for n in seen["before"] if not torch.equal(seen["before"][n], seen["after"][n])}
+    assert changed and all(n.startswith(top) for n in changed), sorted(changed)[:5]
 
 
 def test_head_only_ends_with_the_instant_model(textile_small, tmp_path):
@@ -213,7 +222,7 @@ def test_the_stop_rule_waits_for_every_thaw_then_for_two_epochs_without_a_lower_
     assert epoch(1, 0.5) is None
     assert epoch(2, 0.6) is None and epoch(3, 0.7) is not None, "2 epochs without a lower loss, thaws done"
     schedule, run = Progressive(thaws=3), SimpleNamespace(t0=0.0, finish_early=None)
-    assert [epoch(n, loss) for n, loss in ((1, 0.5), (2, 0.6), (3, 0.7))] == [None] * 3, "a thaw still ahead"
+    assert [epoch(n, loss) for n, loss in ((1, 0.5), (2, 0.4), (3, 0.45))] == [None] * 3
     assert "validation loss" in epoch(4, 0.8)
 
 

@@ -7,6 +7,7 @@ from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.models.weights import WORKS_OFFLINE
+from transfer_core.training.progressive import AUTO_BUDGET
 
 from .methods_form import lr_options
 from .session import remembered
@@ -124,9 +125,9 @@ def choose_schedule() -> dict:
         budget = st.number_input(
             _("Time limit (minutes, 0 = automatic)"), 0.0, 600.0, step=1.0, key="time_budget_minutes",
             help=_("Stop improving the model after about this long (the best model so far is kept). 0: "
-                   "automatic, stop at about twice the time the first model took, so more pictures or a slower "
-                   "computer get more time. Either way training stops earlier when the validation pictures "
-                   "stop getting better, or after the epochs below."))
+                   "automatic, stop at about {times} times the time the first model took, so more pictures or a "
+                   "slower computer get more time. Either way training stops earlier when the validation "
+                   "pictures stop getting better, or after the epochs below.").format(times=f"{AUTO_BUDGET:g}"))
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 

@@ -108,7 +108,7 @@ class TrainConfig:
                                      "validation improves; fixed: the chosen freeze depth for the chosen epochs"),
                             choices=SCHEDULES)
     time_budget_minutes: float = setting(  # 0: automatic (training/progressive.py, AUTO_BUDGET)
-        0.0, N_("progressive: stop improving after about this many minutes (0 = automatic: at about twice "
+        0.0, N_("progressive: stop improving after about this many minutes (0 = automatic: at about six times "
                 "the time the first model took)"))
     tags: dict = field(default_factory=dict)  # free-form labels, e.g. {"compare_to": run id}
     # Settings of methods registered later, by name (core/settings.added_settings): a new method adds no field.

@@ -46,9 +46,7 @@ class ThawSchedule(Callback):
 
     def before_epoch(self, trainer, epoch: int) -> None:
         if epoch in self.epochs and trainer.depth > 0:
-            trainer.thaw_one_stage(epoch)
-            trainer.emit(trainer.event(StageThawed, epoch=epoch, stage=trainer.net.stage_names[trainer.depth],
-                                       depth=trainer.depth))  # the curves mark it: a phase of the run
+            thaw(trainer, epoch)
 
     def replay(self, trainer, through: int) -> None:
         """A resumed run thaws the same stages the interrupted one had thawed by epoch `through`, so its
@@ -64,3 +62,10 @@ class ThawSchedule(Callback):
         first = _("the first epoch") if n == 1 else _("the first {n} epochs").format(n=n)
         return " " + _("Quick start: this holds for {first}; then {stage} learns too, as you chose.").format(
             first=first, stage=stage_names[depth - 1])
+
+
+def thaw(trainer, epoch: int, *, prepare_cache: bool = True) -> None:
+    """One more stage learns from this epoch on; the curves mark it (StageThawed: a phase of the run)."""
+    trainer.thaw_one_stage(epoch, prepare_cache=prepare_cache)
+    trainer.emit(trainer.event(StageThawed, epoch=epoch, stage=trainer.net.stage_names[trainer.depth],
+                               depth=trainer.depth))
