@@ -247,7 +247,11 @@ def _epochs(schedule, events):
 
 def test_the_automatic_budget_is_a_multiple_of_the_first_models_time_and_stops_before_an_overrun(monkeypatch):
     from transfer_core.training import progressive
-    from transfer_core.training.progressive import Progressive, automatic_budget, would_pass
+    from transfer_core.training.progressive import (
+        Progressive,
+        automatic_budget,
+        would_pass,
+    )
 
     assert automatic_budget(10.0) == 10.0 * progressive.AUTO_BUDGET > 10.0
     assert automatic_budget(20.0) == 2 * automatic_budget(10.0), "twice the pictures, twice the time"
@@ -271,7 +275,6 @@ def test_the_automatic_budget_ends_a_run_whose_epochs_are_slow_against_its_first
                                                                                       monkeypatch):
     """A budget of 1x the first model's time: any epoch passes it, whatever the machine's speed."""
     from transfer_core.training import progressive
-
     from transfer_core.workflows.train import make_trainer
 
     monkeypatch.setattr(progressive, "AUTO_BUDGET", 1.0)

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
+from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.models.weights import WORKS_OFFLINE
 from transfer_core.training.progressive import AUTO_BUDGET

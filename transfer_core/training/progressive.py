@@ -96,7 +96,7 @@ class Progressive(ThawSchedule):
             if self.thaws == 0:  # the head alone was asked for, and it has converged
                 trainer.finish_early = "the new classifier alone was asked for (freeze: all)"
                 return
-        for _ in range(self.plan.get(epoch, 1) - 1):  # several stages at once: the cache is made for the last
+        for _stage in range(self.plan.get(epoch, 1) - 1):  # several stages at once: the cache is made for the last
             thaw(trainer, epoch, prepare_cache=False)
         super().before_epoch(trainer, epoch)
 
@@ -105,7 +105,7 @@ class Progressive(ThawSchedule):
 
     def replay(self, trainer, through: int) -> None:
         for epoch in range(1, through + 1):
-            for _ in range(self.plan.get(epoch, 0)):
+            for _stage in range(self.plan.get(epoch, 0)):
                 if trainer.depth > 0:
                     trainer.thaw_one_stage(epoch, prepare_cache=False)
 
