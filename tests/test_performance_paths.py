@@ -164,9 +164,9 @@ def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_ke
     computed = []  # (phase, depth) of every pass of the images through the first stages
     original = FeatureCache._compute
 
-    def counting(cache, store, view_fn, depth):
-        computed.append((watch.phase, depth))
-        return original(cache, store, view_fn, depth)
+    def counting(cache, store, view_fn, stages):
+        computed.append((watch.phase, len(list(stages.children()))))  # the frozen stages it runs (no pooling here)
+        return original(cache, store, view_fn, stages)
 
     monkeypatch.setattr(FeatureCache, "_compute", counting)
     watch = StageWeights(stage=3)
