@@ -8,7 +8,8 @@
    adapting to the pictures. Measured on the validation shares of bench/one_click.py's tasks at 200
    pictures per class (README, "Defaults"): the earlier plan, one stage more each epoch at a tenth of the
    rate with the pretrained statistics kept, never beat the first model there (validation 0.817 and
-   0.725 on the two textile tasks); this one did (0.917 and 0.875).
+   0.725 on the two textile tasks); this one did in its first run (0.917 and 0.875), and on one of the
+   two after a small change to the head fit (0.933; 0.725): not reliably yet.
 3. Training goes on while the validation loss keeps falling (patience), within the epochs and the time
    budget; the model kept is chosen with care (selection.BestEpoch's margin): the head-only model stays
    unless a later one is better beyond the validation share's noise.
