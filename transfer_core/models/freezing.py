@@ -38,17 +38,11 @@ def apply_freeze(net: TransferNet, depth: int) -> None:
         p.requires_grad_(id(p) not in frozen)
 
 
-def set_train_mode(net: TransferNet, depth: int, keep_norm_statistics: bool = False) -> None:
-    """net.train(), except frozen parts, which stay in eval mode (BatchNorm statistics, dropout).
-    keep_norm_statistics: every BatchNorm keeps its pretrained statistics, also in stages that learn (as the
-    Keras fine-tuning guide advises): the features a head was fitted on do not shift when a stage thaws."""
+def set_train_mode(net: TransferNet, depth: int) -> None:
+    """net.train(), except frozen parts, which stay in eval mode (BatchNorm statistics, dropout)."""
     net.train()
     for m in frozen_modules(net, depth):
         m.eval()
-    if keep_norm_statistics:
-        for m in net.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.eval()
 
 
 def count_params(modules) -> int:

@@ -37,7 +37,7 @@ from transfer_core.runstore.runs import save_atomically
 from transfer_core.training.checkpoint import weights_of
 from transfer_core.training.finish import save_predictions
 from transfer_core.training.instant import fit_head
-from transfer_core.training.thaw import ThawSchedule, thaw
+from transfer_core.training.thaw import ThawSchedule
 
 PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage learns
 # No time limit set: improving ends by this many times the first model's time. The first model takes about
@@ -64,11 +64,8 @@ def thaw_plan(thaws: int) -> dict[int, int]:
 
 
 class Progressive(ThawSchedule):
-    keep_norm_statistics = False
-
     def __init__(self, thaws: int, *, budget_s: float = 0.0, patience: int = PATIENCE):
-        self.plan = thaw_plan(thaws)
-        super().__init__(frozenset(e for e, n in self.plan.items() if n))
+        super().__init__(thaw_plan(thaws))
         self.thaws, self.budget_s, self.patience = thaws, budget_s, patience
         self.last_thaw = max(self.epochs, default=0)
         self.budget_words = f"the time budget ({budget_s / 60:g} min)"  # budget_s 0: automatic, set at ModelReady
@@ -97,18 +94,7 @@ class Progressive(ThawSchedule):
             if self.thaws == 0:  # the head alone was asked for, and it has converged
                 trainer.finish_early = "the new classifier alone was asked for (freeze: all)"
                 return
-        for _stage in range(self.plan.get(epoch, 1) - 1):  # several stages at once: the cache is made for the last
-            thaw(trainer, epoch, prepare_cache=False)
         super().before_epoch(trainer, epoch)
-
-    def depths(self, start: int, epochs: int) -> list[int]:
-        return [max(0, start - sum(n for e, n in self.plan.items() if e <= epoch)) for epoch in range(1, epochs + 1)]
-
-    def replay(self, trainer, through: int) -> None:
-        for epoch in range(1, through + 1):
-            for _stage in range(self.plan.get(epoch, 0)):
-                if trainer.depth > 0:
-                    trainer.thaw_one_stage(epoch, prepare_cache=False)
 
     def on_event(self, trainer, event) -> None:
         if isinstance(event, ModelReady):

@@ -7,6 +7,8 @@ group); the schedule decides when. Two schedules people choose today are one set
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import StageThawed
 from transfer_core.core.i18n import _
@@ -14,12 +16,12 @@ from transfer_core.training.callbacks import Callback
 
 
 class ThawSchedule(Callback):
-    """Thaws the last frozen stage at the start of each epoch in `epochs`, while a stage is still frozen."""
+    """Thaws the last frozen stage at the start of each epoch in `epochs` (or as many stages as `epochs`
+    maps the epoch to), while a stage is still frozen."""
 
-    keep_norm_statistics = False  # True: thawed stages' BatchNorm keeps its pretrained statistics
-
-    def __init__(self, epochs: frozenset[int] = frozenset(), *, quick_start_epochs: int = 0):
-        self.epochs = frozenset(epochs)
+    def __init__(self, epochs: Iterable[int] | Mapping[int, int] = (), *, quick_start_epochs: int = 0):
+        self.plan = dict(epochs) if isinstance(epochs, Mapping) else {e: 1 for e in epochs}  # epoch -> stages
+        self.epochs = frozenset(e for e, n in self.plan.items() if n)
         self.quick_start_epochs = quick_start_epochs  # > 0: one extra stage starts frozen (quick start)
 
     @classmethod
@@ -38,21 +40,22 @@ class ThawSchedule(Callback):
 
     def depths(self, start: int, epochs: int) -> list[int]:
         """The frozen depth during each epoch 1..epochs (what the time estimate prices)."""
-        return [max(0, start - sum(t <= e for t in self.epochs)) for e in range(1, epochs + 1)]
+        return [max(0, start - sum(n for t, n in self.plan.items() if t <= e)) for e in range(1, epochs + 1)]
 
     def thaws_after(self, epoch: int) -> bool:
         """Is a thaw still ahead of `epoch`? Then the feature cache keeps what the next depth will need."""
         return any(e > epoch for e in self.epochs)
 
     def before_epoch(self, trainer, epoch: int) -> None:
-        if epoch in self.epochs and trainer.depth > 0:
-            thaw(trainer, epoch)
+        stages = min(self.plan.get(epoch, 0), trainer.depth)
+        for left in reversed(range(stages)):  # the feature cache is prepared once, for the last of them
+            thaw(trainer, epoch, prepare_cache=left == 0)
 
     def replay(self, trainer, through: int) -> None:
         """A resumed run thaws the same stages the interrupted one had thawed by epoch `through`, so its
         optimizer has the same groups (the feature cache is prepared once afterwards)."""
         for epoch in range(1, through + 1):
-            if epoch in self.epochs and trainer.depth > 0:
+            for _stage in range(min(self.plan.get(epoch, 0), trainer.depth)):
                 trainer.thaw_one_stage(epoch, prepare_cache=False)
 
     def words(self, stage_names: list[str], depth: int) -> str:

@@ -212,7 +212,7 @@ class Trainer:
     def run_epoch(self, epoch: int) -> None:
         """Train and validate once; sets finish_early when early stopping says to end the run."""
         t_epoch, t_train = time.time(), 0.0
-        set_train_mode(self.net, self.depth, self.thaw.keep_norm_statistics)
+        set_train_mode(self.net, self.depth)
         loss_sum, correct, seen = 0.0, 0, 0
         steps = self.epoch_order()
         for i, idx in enumerate(steps):
