@@ -250,6 +250,19 @@ LIVE_PATHS = {"predict": "`predict.answer` per frame, as the Predict page", "pre
               "live": "`LiveClassifier.classify`, as the Live page", "live-all": "the same, torch's default threads"}
 
 
+# ----------------------------------------------------------------------------- bench/choose.py
+def render_choose(d: dict) -> str:
+    extra = (" (each row: the kept model's accuracy on the engine's held-out share of the task's training folder, "
+             "which no run chose anything on, pooled over the training seeds [95% Wilson interval; the seeds' shares "
+             "overlap, so it is too narrow]; how many seeds kept a fine-tuned model rather than the first; mean "
+             "seconds per run; the test folders are not read)")
+    rows = [[s["task"], str(s["size"]), s["setting"], s["commit"] or "",
+             f"{s['held_out_accuracy']:.3f} {interval(s['interval'])} of {s['held_out']}",
+             f"{s['fine_tuned_kept']} of {s['seeds']}", f"{s['mean_seconds']:.0f}"] for s in d["summary"]]
+    return stamp(d, extra) + table(["task", "per class", "setting", "code", "held-out accuracy", "fine-tuned kept",
+                                    "seconds"], rows)
+
+
 def render_live_fps(d: dict) -> str:
     threads = {"predict": d["threads"]["torch_default"], "predict-1": d["threads"]["live"],
                "live": d["threads"]["live"], "live-all": d["threads"]["torch_default"]}
@@ -291,6 +304,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),
     ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
     ("one-click", lambda d: d.get("kind") == "one-click", render_one_click),
+    ("choose", lambda d: d.get("kind") == "choose", render_choose),
     ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
 ]

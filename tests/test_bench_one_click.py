@@ -104,3 +104,17 @@ def test_the_targets_table_says_how_sure_a_gap_is_when_runs_kept_each_pictures_r
     assert row[5] == ("30.0 behind fixed (<= 1: **not met**; right only with the default 1, only with the other 4:"
                       " p = 0.38)")  # 2 x (1 + 5) / 2^5
     assert row[6] == "+0.0 (met)", "the same answers on every picture: nothing to test"
+
+
+def test_choose_pools_every_seeds_held_out_pictures_and_counts_the_fine_tuned_models_kept():
+    spec = importlib.util.spec_from_file_location("bench_choose", REPO / "bench" / "choose.py")
+    choose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choose)
+    rows = [dict(task="t", size=200, setting="default", train_seed=seed, seconds=10.0, status="RunFinished",
+                 val_accuracy=0.9, best_epoch=kept, epochs_run=4, held_out=n, held_out_correct=k)
+            for seed, (kept, n, k) in enumerate([(0, 40, 30), (3, 60, 57), (2, 40, 40)])]
+    rows.append(dict(task="t", size=200, setting="default", train_seed=9, seconds=1.0, status="RunFailed"))
+    [s] = choose.summary(rows)
+    # pooled, 127 of 140 (the mean of the three accuracies would be 0.900); a failed run counts nowhere
+    assert s["held_out_accuracy"] == pytest.approx(127 / 140) and s["held_out"] == 140
+    assert s["seeds"] == 3 and s["fine_tuned_kept"] == 2

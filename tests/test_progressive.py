@@ -94,6 +94,29 @@ def test_the_curves_mark_the_first_model_and_each_thaw():
     assert {a.text for a in fig.layout.annotations} == {"last conv learns", "stage 4 (7px) learns"}
 
 
+def test_fine_tuning_starts_from_a_new_classifier_and_the_fitted_one_stays_the_first_model(textile_small, tmp_path):
+    """The fitted classifier's confident answers, under features that shift as BatchNorm adapts, wrecked the
+    first epochs (progressive.new_head); fine-tuning starts from a new one, the first model stays on disk."""
+    seen = {}
+
+    class Heads(Callback):
+        def on_event(self, trainer, event):
+            if isinstance(event, ModelReady):
+                seen["fitted"] = trainer.net.head[-1].weight.detach().clone()
+                seen["saved"] = torch.load(trainer.run.path / runfiles.BEST, weights_only=True)
+
+        def before_epoch(self, trainer, epoch):  # after the schedule's own before_epoch: the first model is made
+            if epoch == 1:
+                seen["start"] = trainer.net.head[-1].weight.detach().clone()
+
+    train(TrainConfig(data=str(textile_small), freeze=5, epochs=1, **FAST), runs_dir=tmp_path, callbacks=[Heads()])
+    saved = next(v for k, v in seen["saved"].items() if k.startswith("head.") and k.endswith("weight"))
+    assert torch.equal(saved, seen["fitted"]), "the first model on disk is the fitted classifier"
+    assert not torch.allclose(seen["start"], seen["fitted"]), "fine-tuning starts from a new classifier"
+    # a new nn.Linear: uniform within 1/sqrt(features); the fitted one is not bound by it
+    assert seen["start"].abs().max() <= seen["start"].shape[1] ** -0.5
+
+
 def test_batchnorm_adapts_in_the_stages_that_learn_and_keeps_its_statistics_in_the_frozen_ones(textile_small,
                                                                                                tmp_path):
     seen = {}
