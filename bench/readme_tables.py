@@ -258,7 +258,8 @@ def render_choose(d: dict) -> str:
              "seconds per run; the test folders are not read)")
     rows = [[s["task"], str(s["size"]), s["setting"], s["commit"] or "",
              f"{s['held_out_accuracy']:.3f} {interval(s['interval'])} of {s['held_out']}",
-             f"{s['fine_tuned_kept']} of {s['seeds']}", f"{s['mean_seconds']:.0f}"] for s in d["summary"]]
+             f"{s['fine_tuned_kept']} of {s['seeds']}", f"{s['mean_seconds']:.0f}"]
+            for s in sorted(d["summary"], key=lambda s: (s["task"], s["size"]))]
     return stamp(d, extra) + table(["task", "per class", "setting", "code", "held-out accuracy", "fine-tuned kept",
                                     "seconds"], rows)
 
