@@ -158,11 +158,12 @@ def new_head(net) -> None:
     """Fine-tuning starts from a new classifier (the fitted one stays saved as the first model). As the
     stages that learn adapt their BatchNorm statistics to the pictures, their features shift under the
     fitted classifier; its confident answers turn into large losses whose gradients wreck the pretrained
-    weights. Measured on nominal vs defect at 200 per class: with the fitted classifier kept, the validation
-    loss rose from 0.43 to 1.5 in one epoch at a rate of 1e-7 (only the statistics moved), and at 1e-3 the
-    validation accuracy sat at 0.5, chance, for two epochs; keeping the pretrained statistics instead
-    (the Keras guide's advice) left it at chance for five. A new classifier starts with small answers, as
-    in the fixed schedule."""
+    weights. Seen on nominal vs defect at 200 per class, in one-off runs at commit b4f1efc: with the fitted
+    classifier kept, the validation loss rose from 0.43 to 1.5 in one epoch at a rate of 1e-7 (only the
+    statistics moved), and at 1e-3 the validation accuracy sat at 0.5, chance, for two epochs; keeping the
+    pretrained statistics instead (the Keras guide's advice) left it at chance for five. A new classifier
+    starts with small answers, as in the fixed schedule. The kept figures: bench/choose.py compares that
+    commit with this change (README, "Defaults").
     for m in net.head.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
