@@ -74,7 +74,7 @@ class Progressive(ThawSchedule):
         self.last_end: float | None = None  # when the first model or the last epoch was ready
 
     @classmethod
-    def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> "Progressive":
+    def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> Progressive:
         return cls(num_stages - depth, budget_s=60 * config.time_budget_minutes)
 
     def start_depth(self, chosen: int) -> int:
@@ -163,7 +163,7 @@ def new_head(net) -> None:
     statistics moved), and at 1e-3 the validation accuracy sat at 0.5, chance, for two epochs; keeping the
     pretrained statistics instead (the Keras guide's advice) left it at chance for five. A new classifier
     starts with small answers, as in the fixed schedule. The kept figures: bench/choose.py compares that
-    commit with this change (README, "Defaults").
+    commit with this change (README, "Defaults")."""
     for m in net.head.modules():
         if hasattr(m, "reset_parameters"):
             m.reset_parameters()
