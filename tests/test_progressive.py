@@ -6,14 +6,16 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+import pytest
 import torch
 
 from tests.test_app_pages import app_dirs, page  # noqa: F401 - app_dirs is a fixture
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import EpochEnd, ModelReady, RunFinished, StageThawed
+from transfer_core.core.events import DataReady, EpochEnd, ModelReady, RunFinished, StageThawed
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
+from transfer_core.training import progressive
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.instant import (
     STRENGTHS,
@@ -25,6 +27,14 @@ from transfer_core.training.selection import BestEpoch
 from transfer_core.workflows.train import train
 
 FAST = dict(image_size=64, batch_size=8, seed=0, schedule="progressive")
+REAL_MIN_VAL = progressive.MIN_VAL_TO_FINE_TUNE
+
+
+@pytest.fixture(autouse=True)
+def fine_tune_small_data(monkeypatch):
+    """These tests watch fine-tuning on 36 pictures (4 validation ones), for speed; the one click ends such a
+    run at the first model (small data). The tests of that rule set the real threshold back (REAL_MIN_VAL)."""
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", 0)
 
 
 class PredictWhenReady(Callback):
@@ -60,8 +70,6 @@ def test_a_usable_model_is_saved_before_the_first_epoch(textile_small, tmp_path)
 
 def test_after_the_first_model_the_chosen_stages_learn_the_lowest_an_epoch_later(textile_small, tmp_path,
                                                                                   monkeypatch):
-    from transfer_core.training import progressive
-
     monkeypatch.setattr(progressive, "AUTO_BUDGET", 1000.0)  # epochs 1 and 2 both come, whatever the machine
     depths = []
 
@@ -145,6 +153,40 @@ def test_head_only_ends_with_the_instant_model(textile_small, tmp_path):
     run = RunFolder(result.run_dir)
     assert (run.path / runfiles.BEST).is_file() and (run.path / runfiles.VALIDATION).is_file()
     assert final.test_accuracy is not None or final.num_test == 0
+
+
+def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path, monkeypatch):
+    """4 validation pictures: no fine-tuned model could be shown better, so none is trained (the default; the
+    fixed schedule still trains what was asked). Fails if the rule is gone (epochs run) or silent."""
+    from ui.live import first_model_words
+
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    result = train(TrainConfig(data=str(textile_small), freeze=3, epochs=4, **FAST), runs_dir=tmp_path)
+    final, events = result.final, RunFolder(result.run_dir).events()
+    assert isinstance(final, RunFinished) and final.epochs_run == 0 and final.best_epoch == 0, final
+    assert "validation pictures" in final.reason and "first model is kept" in final.reason, final.reason
+    assert not [e for e in events if isinstance(e, (EpochEnd, StageThawed))]
+    ready = next(e for e in events if isinstance(e, ModelReady))
+    data = next(e for e in events if isinstance(e, DataReady))
+    assert ready.final == "small data" and data.num_val < REAL_MIN_VAL
+    assert "Exactly as set" in data.plan, data.plan
+    words = first_model_words(ready, data.num_val)
+    assert "none was trained" in words and "training goes on" not in words, words
+    fixed = train(TrainConfig(data=str(textile_small), freeze=3, epochs=1, **{**FAST, "schedule": "fixed"}),
+                  runs_dir=tmp_path).final
+    assert isinstance(fixed, RunFinished) and fixed.epochs_run == 1, fixed
+
+
+def test_fine_tuning_follows_from_the_threshold_of_validation_pictures_up(monkeypatch):
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    schedule = progressive.Progressive(thaws=3)
+    schedule.num_val = REAL_MIN_VAL
+    assert schedule.why_not_fine_tune() == ("", "")
+    schedule.num_val = REAL_MIN_VAL - 1
+    assert schedule.why_not_fine_tune()[0] == "small data"
+    head_only = progressive.Progressive(thaws=0)
+    head_only.num_val = 1000
+    assert head_only.why_not_fine_tune()[0] == "asked"
 
 
 def test_the_head_fit_beats_guessing_on_real_features(textile_full):
@@ -269,7 +311,6 @@ def _epochs(schedule, events):
 
 
 def test_the_automatic_budget_is_a_multiple_of_the_first_models_time_and_stops_before_an_overrun(monkeypatch):
-    from transfer_core.training import progressive
     from transfer_core.training.progressive import (
         Progressive,
         automatic_budget,
@@ -297,7 +338,6 @@ def test_the_automatic_budget_is_a_multiple_of_the_first_models_time_and_stops_b
 def test_the_automatic_budget_ends_a_run_whose_epochs_are_slow_against_its_first_model(textile_small, tmp_path,
                                                                                       monkeypatch):
     """A budget of 1x the first model's time: any epoch passes it, whatever the machine's speed."""
-    from transfer_core.training import progressive
     from transfer_core.workflows.train import make_trainer
 
     monkeypatch.setattr(progressive, "AUTO_BUDGET", 1.0)
@@ -327,7 +367,6 @@ def test_a_resumed_run_gets_the_automatic_budget_again(textile_small, tmp_path, 
     """Its first model was made before the interruption, so no ModelReady comes to set the budget: it is
     read from the run folder (without it the resumed run went on to its patience or its epochs). The
     epochs replayed from before do not count against it (they did: it ended before training one)."""
-    from transfer_core.training import progressive
     from transfer_core.workflows.train import resume
 
     monkeypatch.setattr(progressive, "AUTO_BUDGET", 1000.0)  # the first part is not ended by its budget

@@ -7,7 +7,7 @@ from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfi
 from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.models.weights import WORKS_OFFLINE
-from transfer_core.training.progressive import AUTO_BUDGET
+from transfer_core.training.progressive import AUTO_BUDGET, MIN_VAL_TO_FINE_TUNE
 
 from .methods_form import lr_options
 from .session import remembered
@@ -115,10 +115,12 @@ def choose_schedule() -> dict:
         _("How to train"), list(SCHEDULE_WORDS), key="schedule", format_func=lambda s: _(SCHEDULE_WORDS[s]),
         horizontal=True,
         help=_("Model first: in seconds the new classifier alone is fitted on what the frozen network sees, and "
-             "that model is ready to try on Predict. Then the layers above the ones you keep start learning, "
-             "one more group each epoch, and training stops by itself when the validation pictures stop "
-             "getting better; a later model replaces the first only if it is clearly better. Exactly as set: "
-             "the layers you chose learn for the epochs you chose."))
+             "that model is ready to try on Predict. Then the layers above the ones you keep start learning "
+             "(the lowest of them an epoch later), and training stops by itself when the validation pictures "
+             "stop getting better; a later model replaces the first only if it is clearly better. With fewer "
+             "than {min} validation pictures the first model is the model: too few to show that more training "
+             "helps. Exactly as set: the layers you chose learn for the epochs you chose.").format(
+                 min=MIN_VAL_TO_FINE_TUNE))
     budget = 0.0
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)

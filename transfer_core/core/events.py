@@ -78,6 +78,8 @@ class ModelReady(Event):
     val_loss: float = 0.0
     seconds: float = 0.0  # since the run started
     what: str = "head"  # which model: "head" (only the new classifier learned so far)
+    # Why no training follows, when it is the run's model: "asked" (freeze: all) or "small data" (progressive.py).
+    final: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@
 3. Training goes on while the validation loss keeps falling (patience), within the epochs and the time
    budget; the model kept is chosen with care (selection.BestEpoch's margin): the head-only model stays
    unless a later one is better beyond the validation share's noise.
+4. Small data, on purpose: with fewer than MIN_VAL_TO_FINE_TUNE validation pictures no later model could
+   win beyond that noise, so the run ends at the first model, the method that holds up with few pictures
+   per class (a class-balanced, strongly regularised classifier on the frozen features: instant.py).
 
 The time budget is the person's limit or, when they set none, an automatic one: improving ends by about
 AUTO_BUDGET times the time the first model took. That time is about one pass over the data (every picture
@@ -46,6 +49,11 @@ PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage
 # is faster than Predict's), so 6 lets the 4 or 5 epochs that beat it there happen in about 3 such passes
 # (README, "Defaults"); 2 ended every run after 2 epochs, before fine-tuning had paid off.
 AUTO_BUDGET = 6.0
+# Fewer validation pictures than this: the run ends at the first model (small data, on purpose). One picture
+# is then 5 points or more, so no fine-tuned model could be told from the first beyond noise: at 10 and 50
+# pictures per class (4 to 15 validation pictures) none was kept in PLACEHOLDER runs, and fine-tuning only spent
+# 2 to 6 times a pass over the data (bench/choose.py, bench/one_click.py; README, "Defaults").
+MIN_VAL_TO_FINE_TUNE = 20
 
 
 def automatic_budget(first_model_s: float) -> float:
@@ -72,6 +80,7 @@ class Progressive(ThawSchedule):
         self.budget_words = f"the time budget ({budget_s / 60:g} min)"  # budget_s 0: automatic, set at ModelReady
         self.lowest_loss, self.bad_epochs = math.inf, 0
         self.last_end: float | None = None  # when the first model or the last epoch was ready
+        self.num_val: int | None = None  # the validation share's size, once split
 
     @classmethod
     def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> Progressive:
@@ -81,7 +90,7 @@ class Progressive(ThawSchedule):
         return chosen + self.thaws  # every stage frozen: the head first
 
     def before_fit(self, trainer) -> None:
-        trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
+        self.num_val = trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
         if self.budget_s:  # the person's limit
             self._set_budget(trainer, self.budget_s, self.budget_words)
         elif trainer.resume:  # its first model was made before: the same automatic budget again, from now
@@ -91,12 +100,22 @@ class Progressive(ThawSchedule):
 
     def before_epoch(self, trainer, epoch: int) -> None:
         if epoch == 1:
-            instant_model(trainer)
-            if self.thaws == 0:  # the head alone was asked for, and it has converged
-                trainer.finish_early = "the new classifier alone was asked for (freeze: all)"
+            final, why = self.why_not_fine_tune()
+            instant_model(trainer, final=final)
+            if final:
+                trainer.finish_early = why
                 return
             new_head(trainer.net)
         super().before_epoch(trainer, epoch)
+
+    def why_not_fine_tune(self) -> tuple[str, str]:
+        """("", "") when fine-tuning follows the first model; else (ModelReady.final, the run's end reason)."""
+        if self.thaws == 0:  # the head alone was asked for, and it has converged
+            return "asked", "the new classifier alone was asked for (freeze: all)"
+        if self.num_val is not None and self.num_val < MIN_VAL_TO_FINE_TUNE:
+            return "small data", (f"only {self.num_val} validation pictures (fewer than {MIN_VAL_TO_FINE_TUNE}): too "
+                                  "few to show that a fine-tuned model is better, so the first model is kept")
+        return "", ""
 
     def on_event(self, trainer, event) -> None:
         if isinstance(event, ModelReady):
@@ -129,6 +148,11 @@ class Progressive(ThawSchedule):
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
             return " " + _("Progressive: the new classifier is fitted on the cached features, and that is the model.")
+        if self.why_not_fine_tune()[0]:
+            return " " + _("Progressive: the new classifier is fitted on the cached features, and that is the model: "
+                           "with {n} validation pictures (fewer than {min}), no fine-tuned model could be shown to "
+                           "be better, so none is trained. Add pictures, or choose \"Exactly as set\" to fine-tune "
+                           "anyway.").format(n=self.num_val, min=MIN_VAL_TO_FINE_TUNE)
         budget = (_("{minutes} min").format(minutes=f"{self.budget_s / 60:g}") if self.budget_s
                   else _("about {times}x the time the first model took (no time limit set)").format(
                       times=f"{AUTO_BUDGET:g}"))
@@ -139,8 +163,9 @@ class Progressive(ThawSchedule):
                            last=stage_names[depth - self.thaws], budget=budget)
 
 
-def instant_model(trainer) -> None:
-    """Fit the head on the frozen network's pooled features, save it as the run's model so far, announce it."""
+def instant_model(trainer, final: str = "") -> None:
+    """Fit the head on the frozen network's pooled features, save it as the run's model so far, announce it
+    (final: why no training follows, if none does: ModelReady.final)."""
     x, y = _training_features(trainer)
     val_x, _ = trainer.feature_cache.val_or_run(torch.arange(len(trainer.val_samples)), trainer.depth)
     fit_head(trainer.net.head, x, y, val_x.float(), trainer.val_y.to(trainer.device), len(trainer.classes),
@@ -151,7 +176,7 @@ def instant_model(trainer) -> None:
     save_predictions(trainer, runfiles.VALIDATION, trainer.val_samples, probs)
     save_calibration(trainer.run.path, probs, trainer.val_y)
     trainer.emit(trainer.event(ModelReady, val_accuracy=val_acc, val_loss=val_loss,
-                               seconds=time.time() - trainer.t0, what="head"))
+                               seconds=time.time() - trainer.t0, what="head", final=final))
 
 
 def new_head(net) -> None:
