@@ -121,6 +121,7 @@ def test_the_train_page_draws_a_registered_method_and_the_live_view_shows_its_fi
     at = page("pages/1_Data.py").run()
     choose_folder(at, copy_textile(tmp_path / "nudged", 4))
     train = no_exception(page("pages/2_Train.py", at.query_params["ws"]).run())
+    train.radio(key="schedule").set_value("fixed").run()  # 12 pictures: the one click would train no epoch
     slider = train.slider(key="nudge_strength")
     assert slider.label == "Nudge strength" and slider.help == NUDGE.help  # the switch carries the method's help
     train.number_input(key="epochs").set_value(1)
