@@ -53,7 +53,8 @@ AUTO_BUDGET = 6.0
 # is then 5 points or more, too coarse to show a fine-tuned model better than the first: at 10 and 50 pictures
 # per class (4 to 15 validation pictures; 4 tasks x 5 training seeds, bench/choose.py, 2026-12-02) the run
 # kept a fine-tuned model in 3 of 40 runs, each time level with the first model's accuracy (100%) and better
-# by its loss alone, after 3 to 8 epochs that took 2 to 6 times a pass over the data (README, "Defaults").
+# by its loss alone; those 3 to 8 epochs made whole runs of 2.9 to 6.7 times a pass over the data
+# (bench/one_click.py, 2026-12-01; README, "Defaults").
 MIN_VAL_TO_FINE_TUNE = 20
 
 
