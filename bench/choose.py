@@ -13,39 +13,75 @@ classifier alone) and the seconds. Per task, size and setting it prints the held
 the seeds (every held-out picture of every seed counted once) and how often a fine-tuned epoch was kept.
 The test folders are never read. --append keeps the runs already in --out (another setting, or the same
 at another commit: each run records the commit of the code it ran) and lists both commands.
+
+--from-pool is for small sizes, whose own held-out share is empty or a handful of pictures: per seed, the
+training pictures are `size` per class drawn from the task's pool (the pictures its train-<n> folders are
+cut from), and the kept model is scored on --held-out-per-class other pool pictures per class. The pool
+never holds test pictures. Texture patches of one region overlap, so on textures that share flatters.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import shlex
 import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark import code_version
-from one_click import SETTINGS, config_for, save, wilson
-from tasks import DEFAULT_CACHE, TASKS, build_task
+from one_click import SETTINGS, config_for, right_on_test, save, wilson
+from tasks import DEFAULT_CACHE, TASKS, Task, _link, build_task
 
 from transfer_core.core.events import RunFinished
 from transfer_core.workflows.train import train
 
 
-def run_one(task, size: int, setting: str, seed: int, runs: Path, commit: str) -> dict:
+def run_one(task, size: int, setting: str, seed: int, runs: Path, commit: str, held_per_class: int = 0) -> dict:
+    """One training run scored on the engine's own held-out share, or (held_per_class > 0) trained on a draw
+    from the task's pool and scored on other pool pictures (draw_from_pool)."""
+    config = config_for(task, size, setting, seed, quick=False)
+    pool_held: list[tuple[Path, str]] = []
+    if held_per_class:
+        drawn = runs / f"drawn-{task.name}-{size}-{seed}"
+        pool_held = draw_from_pool(task, size, seed, drawn, held_per_class)
+        config = replace(config, data=str(drawn))
     t = time.time()
-    result = train(config_for(task, size, setting, seed, quick=False), runs_dir=runs)
+    result = train(config, runs_dir=runs)
     f = result.final
     row = {"task": task.name, "size": size, "setting": setting, "commit": commit, "train_seed": seed,
-           "seconds": round(time.time() - t, 1), "status": f.kind}
+           "seconds": round(time.time() - t, 1), "status": f.kind,
+           "yardstick": "pool" if held_per_class else "engine share"}
     if isinstance(f, RunFinished):
         row.update(val_accuracy=f.best_val_accuracy, best_epoch=f.best_epoch, epochs_run=f.epochs_run,
                    held_out=f.num_test, held_out_correct=round((f.test_accuracy or 0) * f.num_test))
+        if held_per_class:
+            right = right_on_test(result.run_dir, pool_held)
+            row.update(held_out=len(right), held_out_correct=right.count("1"))
     shutil.rmtree(result.run_dir, ignore_errors=True)
     return row
+
+
+def draw_from_pool(task: Task, size: int, seed: int, folder: Path, held_per_class: int) -> list[tuple[Path, str]]:
+    """Link `size` pool pictures per class, drawn with `seed`, into folder/<class>/; return (file, class) of
+    `held_per_class` other pool pictures per class, the share the kept model is scored on."""
+    rng, held = random.Random(seed), []
+    for c in task.classes:
+        files = sorted((task.pool_dir / c).iterdir())
+        if len(files) < size + held_per_class:
+            raise SystemExit(f"{task.name}: class {c} has {len(files)} pool pictures, fewer than "
+                             f"{size} + {held_per_class}")
+        rng.shuffle(files)
+        (folder / c).mkdir(parents=True, exist_ok=True)
+        for f in files[:size]:
+            _link(f, folder / c / f.name)
+        held += [(f, c) for f in files[size:size + held_per_class]]
+    return held
 
 
 def summary(rows: list[dict]) -> list[dict]:
@@ -53,11 +89,13 @@ def summary(rows: list[dict]) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
         if r["status"] == "RunFinished":
-            groups.setdefault((r["task"], r["size"], r["setting"], r.get("commit")), []).append(r)
+            key = (r["task"], r["size"], r["setting"], r.get("commit"), r.get("yardstick", "engine share"))
+            groups.setdefault(key, []).append(r)
     out = []
-    for (task, size, setting, commit), rs in groups.items():
+    for (task, size, setting, commit, yardstick), rs in groups.items():
         n, k = sum(r["held_out"] for r in rs), sum(r["held_out_correct"] for r in rs)
-        out.append({"task": task, "size": size, "setting": setting, "commit": commit, "seeds": len(rs),
+        out.append({"task": task, "size": size, "setting": setting, "commit": commit, "yardstick": yardstick,
+                    "seeds": len(rs),
                     "held_out_accuracy": k / max(1, n), "interval": wilson(k, n), "held_out": n,
                     "fine_tuned_kept": sum(r["best_epoch"] > 0 for r in rs),
                     "mean_seconds": round(sum(r["seconds"] for r in rs) / len(rs), 1)})
@@ -73,6 +111,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="where the tasks are built (kept)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "choose.json")
     ap.add_argument("--append", action="store_true", help="keep the runs already in --out")
+    ap.add_argument("--from-pool", action="store_true", help="train on a draw from the pool, score on other pool "
+                                                            "pictures (small sizes)")
+    ap.add_argument("--held-out-per-class", type=int, default=60, help="with --from-pool: pictures scored per class")
     a = ap.parse_args(argv)
     command = "python bench/choose.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     out = {"kind": "choose", "command": command, "date": time.strftime("%Y-%m-%d"), "rows": [], "summary": []}
@@ -86,13 +127,15 @@ def main(argv=None) -> dict:
             for size in a.sizes:
                 for seed in a.train_seeds:
                     for setting in a.settings:  # settings alternate within a seed: machine load hits them alike
-                        row = run_one(task, size, setting, seed, Path(runs), commit)
+                        row = run_one(task, size, setting, seed, Path(runs), commit,
+                                      a.held_out_per_class if a.from_pool else 0)
                         out["rows"].append(row)
                         out["summary"] = summary(out["rows"])
                         save(out, a.out)
                         print(json.dumps(row), flush=True)
     for s in out["summary"]:
-        print(f"{s['task']:>10} {s['size']:>4}/class {s['setting']:<28} {s['commit']} held-out {s['held_out_accuracy']:.3f} "
+        print(f"{s['task']:>10} {s['size']:>4}/class {s['setting']:<28} {s['commit']} {s['yardstick']:>12} "
+              f"held-out {s['held_out_accuracy']:.3f} "
               f"of {s['held_out']} over {s['seeds']} seeds; fine-tuned kept {s['fine_tuned_kept']}/{s['seeds']}; "
               f"{s['mean_seconds']} s")
     return out

@@ -65,6 +65,9 @@ SETTINGS: dict[str, dict] = {
     "fixed, freeze 4": {"schedule": "fixed", "epochs": 4, "freeze": 4},
     "fixed, everything trains": {"schedule": "fixed", "epochs": 4, "freeze": 0},
     "fixed, 8 epochs": {"schedule": "fixed", "epochs": 8},
+    # Small data: the head fitted on 4 augmented views of each training picture (bench/choose.py --from-pool).
+    "head only, 4 light views": {"freeze": "all", "augment": "light", "feature_views": 4},
+    "head only, 4 strong views": {"freeze": "all", "augment": "strong", "feature_views": 4},
 }
 QUICK = {"image_size": 64, "epochs": 2}  # the smoke run: every setting shrinks to this
 QUICK_DEFAULTS = {"tasks": ["lfw-faces"], "sizes": [10], "settings": ["default", "fixed (old default)"]}

@@ -118,3 +118,27 @@ def test_choose_pools_every_seeds_held_out_pictures_and_counts_the_fine_tuned_mo
     # pooled, 127 of 140 (the mean of the three accuracies would be 0.900); a failed run counts nowhere
     assert s["held_out_accuracy"] == pytest.approx(127 / 140) and s["held_out"] == 140
     assert s["seeds"] == 3 and s["fine_tuned_kept"] == 2
+
+
+def test_choose_from_the_pool_trains_on_a_seeded_draw_and_scores_on_other_pool_pictures_never_the_tests(tmp_path):
+    spec = importlib.util.spec_from_file_location("bench_choose", REPO / "bench" / "choose.py")
+    choose = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(choose)
+    root = tmp_path / "task"
+    for part, n in (("pool", 30), ("test", 5)):
+        for c in ("a", "b"):
+            (root / part / c).mkdir(parents=True)
+            for i in range(n):
+                (root / part / c / f"{part}-{c}-{i:02d}.png").write_bytes(b"x")
+    task = choose.Task("t", "", root, ("a", "b"), (10,), 0)
+    held = choose.draw_from_pool(task, 10, 1, tmp_path / "draw1", held_per_class=15)
+    trained = {p.name for p in (tmp_path / "draw1").rglob("*.png")}
+    assert len(trained) == 20 and len(held) == 30 and {c for _, c in held} == {"a", "b"}
+    assert not trained & {p.name for p, _ in held}, "a picture trained on is never scored"
+    assert all(p.parent.parent.name == "pool" for p, _ in held) and not any("test" in n for n in trained)
+    again = choose.draw_from_pool(task, 10, 1, tmp_path / "again", held_per_class=15)
+    other = choose.draw_from_pool(task, 10, 2, tmp_path / "draw2", held_per_class=15)
+    assert again == held and {p.name for p in (tmp_path / "again").rglob("*.png")} == trained
+    assert {p.name for p in (tmp_path / "draw2").rglob("*.png")} != trained, "another seed, another draw"
+    with pytest.raises(SystemExit):
+        choose.draw_from_pool(task, 10, 3, tmp_path / "short", held_per_class=25)
