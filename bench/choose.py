@@ -79,7 +79,8 @@ def draw_from_pool(task: Task, size: int, seed: int, folder: Path, held_per_clas
         rng.shuffle(files)
         (folder / c).mkdir(parents=True, exist_ok=True)
         for f in files[:size]:
-            _link(f, folder / c / f.name)
+            if not (folder / c / f.name).exists():  # every setting of a seed trains on the same draw
+                _link(f, folder / c / f.name)
         held += [(f, c) for f in files[size:size + held_per_class]]
     return held
 

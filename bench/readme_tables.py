@@ -264,6 +264,22 @@ def render_choose(d: dict) -> str:
                                     "seconds"], rows)
 
 
+def _from_pool(d: dict) -> bool:
+    return any(s.get("yardstick") == "pool" for s in d["summary"])
+
+
+def render_choose_pool(d: dict) -> str:
+    """bench/choose.py --from-pool: small sizes, scored on pool pictures no run trained on."""
+    extra = (" (each row: a draw of that many training pictures per class from the task's pool, one per training "
+             "seed; the kept model's accuracy on other pool pictures, pooled over the seeds [95% Wilson interval]; "
+             "mean seconds per run; the test folders are not read)")
+    rows = [[s["task"], str(s["size"]), s["setting"], s["commit"] or "",
+             f"{s['held_out_accuracy']:.3f} {interval(s['interval'])} of {s['held_out']}", f"{s['mean_seconds']:.0f}"]
+            for s in sorted(d["summary"], key=lambda s: (s["task"], s["size"]))]
+    return stamp(d, extra) + table(["task", "per class", "setting", "code", "accuracy on other pool pictures",
+                                    "seconds"], rows)
+
+
 def render_live_fps(d: dict) -> str:
     threads = {"predict": d["threads"]["torch_default"], "predict-1": d["threads"]["live"],
                "live": d["threads"]["live"], "live-all": d["threads"]["torch_default"]}
@@ -305,7 +321,8 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),
     ("domain-shift", lambda d: "shifts" in d, render_domain_shift),
     ("one-click", lambda d: d.get("kind") == "one-click", render_one_click),
-    ("choose", lambda d: d.get("kind") == "choose", render_choose),
+    ("choose", lambda d: d.get("kind") == "choose" and not _from_pool(d), render_choose),
+    ("choose-pool", lambda d: d.get("kind") == "choose" and _from_pool(d), render_choose_pool),
     ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
 ]

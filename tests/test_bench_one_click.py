@@ -136,9 +136,9 @@ def test_choose_from_the_pool_trains_on_a_seeded_draw_and_scores_on_other_pool_p
     assert len(trained) == 20 and len(held) == 30 and {c for _, c in held} == {"a", "b"}
     assert not trained & {p.name for p, _ in held}, "a picture trained on is never scored"
     assert all(p.parent.parent.name == "pool" for p, _ in held) and not any("test" in n for n in trained)
-    again = choose.draw_from_pool(task, 10, 1, tmp_path / "again", held_per_class=15)
+    again = choose.draw_from_pool(task, 10, 1, tmp_path / "draw1", held_per_class=15)  # the next setting's run
     other = choose.draw_from_pool(task, 10, 2, tmp_path / "draw2", held_per_class=15)
-    assert again == held and {p.name for p in (tmp_path / "again").rglob("*.png")} == trained
+    assert again == held and {p.name for p in (tmp_path / "draw1").rglob("*.png")} == trained
     assert {p.name for p in (tmp_path / "draw2").rglob("*.png")} != trained, "another seed, another draw"
     with pytest.raises(SystemExit):
         choose.draw_from_pool(task, 10, 3, tmp_path / "short", held_per_class=25)
