@@ -177,6 +177,27 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
     assert isinstance(fixed, RunFinished) and fixed.epochs_run == 1, fixed
 
 
+@pytest.mark.usefixtures("app_dirs")
+def test_the_train_page_keeps_saying_why_a_small_data_run_trained_no_epoch_after_it_ends(tmp_path, monkeypatch):
+    """Such a run ends a moment after its first model: the words with the figure's range and the reason must
+    still be on the page once it has finished (they were only drawn while a run was going on)."""
+    from tests.test_app_pages import choose_folder, no_exception, raw_texts
+    from tests.conftest import copy_textile
+    from transfer_core.service.jobs import default_queue
+
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    data = page("pages/1_Data.py").run()
+    choose_folder(data, copy_textile(tmp_path / "few", 4))
+    train_page = no_exception(page("pages/2_Train.py", data.query_params["ws"]).run())
+    train_page.select_slider(key="image_size_mobilenet_v2").set_value(96)
+    next(b for b in train_page.button if b.label == "Start training").click().run()
+    job = default_queue().jobs()[-1]
+    assert default_queue().wait(job.id, timeout=300) and job.final.kind == "RunFinished", job.final
+    text = raw_texts(no_exception(train_page.run()))
+    assert "Your model is ready after" in text and "none was trained" in text, text[-2000:]
+    assert "Finished: best validation accuracy" in text
+
+
 def test_fine_tuning_follows_from_the_threshold_of_validation_pictures_up(monkeypatch):
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
     schedule = progressive.Progressive(thaws=3)

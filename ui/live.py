@@ -155,10 +155,12 @@ def first_model_words(ready: ModelReady, num_val: int) -> str:
              "is clearly better.").format(**figures)
 
 
-def _show_first_model(events) -> None:
+def _show_first_model(events, ended: bool = False) -> None:
+    """While the run goes on; after its end only when that model is the run's (its figure's range and why no
+    training followed stay on the page: a small-data run ends a moment after its first model)."""
     ready = next((e for e in events if isinstance(e, ModelReady)), None)
     data = next((e for e in events if isinstance(e, DataReady)), None)
-    if ready is not None:
+    if ready is not None and (not ended or ready.final):
         st.success(first_model_words(ready, data.num_val if data else 0))
 
 
@@ -217,11 +219,13 @@ def _job_view() -> None:
                       "itself when the run before it ends.").format(id=j.id, position=position))
         elif position == 0:
             _show_progress(j, j.events())
-            _show_first_model(j.events())
+            if j.final is None:
+                _show_first_model(j.events())
     show_curves(job, partner)
     _method_figures(job.events())
     for j in jobs:
         if j.final is not None:
+            _show_first_model(j.events(), ended=True)
             _final_message(j.final, f"{_(j.config.tags['baseline'])}: " if j.config.tags.get("baseline") else "",
                            [e for e in j.events() if isinstance(e, EpochEnd)])
     ended = tuple(j.id for j in jobs if j.final is not None)
