@@ -140,15 +140,15 @@ def first_model_words(ready: ModelReady, num_val: int) -> str:
     low, high = wilson_interval(round(ready.val_accuracy * num_val), num_val) if num_val else (0.0, 1.0)
     figures = dict(seconds=f"{ready.seconds:.0f}", accuracy=f"{ready.val_accuracy:.0%}", n=num_val,
                    low=f"{low:.0%}", high=f"{high:.0%}")
-    if ready.final == "small data":
-        return _("Your model is ready after {seconds} s: {accuracy} right on {n} validation pictures (95% sure "
-                 "the true figure is between {low} and {high}). **Predict** works now. It is the new classifier "
-                 "on the pretrained network's features, which holds up best with few pictures; with this few "
-                 "validation pictures no fine-tuned model could be shown to be better, so none was trained. "
-                 "More pictures per class narrow the range and let training improve it.").format(**figures)
-    if ready.final:
-        return _("Your model is ready after {seconds} s: {accuracy} right on {n} validation pictures (95% sure "
-                 "the true figure is between {low} and {high}). **Predict** works now.").format(**figures)
+    if ready.final:  # it is the run's model: no training follows
+        words = _("Your model is ready after {seconds} s: {accuracy} right on {n} validation pictures (95% sure "
+                  "the true figure is between {low} and {high}). **Predict** works now.").format(**figures)
+        if ready.final == "small data":
+            words += " " + _("It is the new classifier on the pretrained network's features, which holds up best "
+                             "with few pictures; with this few validation pictures no fine-tuned model could be "
+                             "shown to be better, so none was trained. More pictures per class narrow the range "
+                             "and let training improve it.")
+        return words
     return _("Your first model is ready after {seconds} s: {accuracy} right on "
              "{n} validation pictures (95% sure the true figure is between {low} and {high}). "
              "**Predict** works now; training goes on to improve it, and a better model replaces it only if it "
