@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmark import code_version
 from one_click import SETTINGS, config_for, right_on_test, save, wilson
-from tasks import DEFAULT_CACHE, TASKS, Task, _link, build_task
+from tasks import DEFAULT_CACHE, TASKS, Task, build_task, link_picture
 
 from transfer_core.core.events import RunFinished
 from transfer_core.workflows.train import train
@@ -80,7 +80,7 @@ def draw_from_pool(task: Task, size: int, seed: int, folder: Path, held_per_clas
         (folder / c).mkdir(parents=True, exist_ok=True)
         for f in files[:size]:
             if not (folder / c / f.name).exists():  # every setting of a seed trains on the same draw
-                _link(f, folder / c / f.name)
+                link_picture(f, folder / c / f.name)
         held += [(f, c) for f in files[size:size + held_per_class]]
     return held
 

@@ -203,7 +203,8 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
 
 
 # ----------------------------------------------------------------------------- writing a task
-def _link(src: Path, dst: Path) -> None:
+def link_picture(src: Path, dst: Path) -> None:
+    """`src` also at `dst`: a hard link, so a task's folders share their pictures' bytes (a copy where links fail)."""
     try:
         os.link(src, dst)
     except OSError:  # a file system without hard links
@@ -224,7 +225,7 @@ def write_task(spec: TaskSpec, split: Split, folder: Path) -> dict:
         for n in spec.sizes:  # the pool is already shuffled: its first n pictures, so sizes are nested
             (folder / f"train-{n}" / c).mkdir(parents=True)
             for p in pool[:n]:
-                _link(folder / "pool" / c / p.name, folder / f"train-{n}" / c / p.name)
+                link_picture(folder / "pool" / c / p.name, folder / f"train-{n}" / c / p.name)
     counts = {c: {"test": len(t), "pool": len(p)} for c, (t, p) in split.items()}
     return {"version": VERSION, "name": spec.name, "description": spec.description, "classes": sorted(split),
             "sizes": list(spec.sizes), "counts": counts, "pictures": rows}

@@ -10,6 +10,7 @@ from transfer_core.service.jobs import default_queue
 from transfer_core.workflows.baseline import linked_runs
 from ui import methods_form, session, train_form
 from ui.common import md_escape, need_data, page
+from ui.data_view import known_report
 from ui.live import live_job
 from ui.resume import offer_resume
 
@@ -36,7 +37,8 @@ st.subheader(_("1. Pretrained network"))
 backbone = train_form.choose_backbone()
 st.subheader(_("2. How much of it to keep"))
 freeze = train_form.choose_freeze(backbone)
-schedule = train_form.choose_schedule()
+report = known_report(data.path, data.val_split, data.seed)
+schedule = train_form.choose_schedule(len(report.val) if report is not None else None)
 quick_start = train_form.choose_quick_start(freeze) if schedule["schedule"] == "fixed" else 0
 st.subheader(_("3. Training"))
 settings = {**train_form.choose_basics(), **train_form.choose_advanced(backbone), **methods_form.choose_methods()}

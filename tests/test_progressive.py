@@ -11,7 +11,15 @@ import torch
 
 from tests.test_app_pages import app_dirs, page  # noqa: F401 - app_dirs is a fixture
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import DataReady, EpochEnd, ModelReady, RunFinished, StageThawed
+from transfer_core.core.events import (
+    FINAL_ASKED,
+    FINAL_SMALL_DATA,
+    DataReady,
+    EpochEnd,
+    ModelReady,
+    RunFinished,
+    StageThawed,
+)
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
@@ -168,7 +176,7 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
     assert not [e for e in events if isinstance(e, (EpochEnd, StageThawed))]
     ready = next(e for e in events if isinstance(e, ModelReady))
     data = next(e for e in events if isinstance(e, DataReady))
-    assert ready.final == "small data" and data.num_val < REAL_MIN_VAL
+    assert ready.final == FINAL_SMALL_DATA and data.num_val < REAL_MIN_VAL
     assert "Exactly as set" in data.plan, data.plan
     words = first_model_words(ready, data.num_val)
     assert "none was trained" in words and "training goes on" not in words, words
@@ -181,8 +189,8 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
 def test_the_train_page_keeps_saying_why_a_small_data_run_trained_no_epoch_after_it_ends(tmp_path, monkeypatch):
     """Such a run ends a moment after its first model: the words with the figure's range and the reason must
     still be on the page once it has finished (they were only drawn while a run was going on)."""
-    from tests.test_app_pages import choose_folder, no_exception, raw_texts
     from tests.conftest import copy_textile
+    from tests.test_app_pages import choose_folder, no_exception, raw_texts
     from transfer_core.service.jobs import default_queue
 
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
@@ -198,16 +206,45 @@ def test_the_train_page_keeps_saying_why_a_small_data_run_trained_no_epoch_after
     assert "Finished: best validation accuracy" in text
 
 
+@pytest.mark.usefixtures("app_dirs")
+def test_the_train_page_says_before_the_start_that_small_data_ends_at_the_first_model(tmp_path, monkeypatch):
+    """Once the Data page has counted the pictures, the Train page says that so few will not fine-tune, and
+    only for the schedule that does so and only for data that small (the demo's 200 validation pictures)."""
+    from tests.conftest import copy_textile
+    from tests.test_app_pages import choose_folder, no_exception, raw_texts
+    from transfer_core.data.datasets import demo_dataset_path
+    from transfer_core.service.jobs import default_queue
+    from ui.data_view import known_report
+    from ui.session import DataChoice
+
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    note = "the first model will be the model"
+    data = page("pages/1_Data.py").run()
+    choose_folder(data, copy_textile(tmp_path / "few", 8))
+    train_page = no_exception(page("pages/2_Train.py", data.query_params["ws"]).run())
+    train_page.radio(key="schedule").set_value("progressive").run()
+    assert note in raw_texts(train_page)
+    assert note not in raw_texts(no_exception(train_page.radio(key="schedule").set_value("fixed").run()))
+    demo = page("pages/1_Data.py").run()
+    demo.button[0].click().run()  # the demo pictures; their check goes on in the queue
+    assert default_queue().wait(demo.session_state["data_scan_task"], timeout=300)
+    train_page = no_exception(page("pages/2_Train.py", demo.query_params["ws"]).run())
+    train_page.radio(key="schedule").set_value("progressive").run()
+    demo_choice = DataChoice(str(demo_dataset_path()), "")
+    assert known_report(demo_choice.path, demo_choice.val_split, demo_choice.seed) is not None, "else no note is shown"
+    assert "Demo" in raw_texts(train_page) and note not in raw_texts(train_page)
+
+
 def test_fine_tuning_follows_from_the_threshold_of_validation_pictures_up(monkeypatch):
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
     schedule = progressive.Progressive(thaws=3)
     schedule.num_val = REAL_MIN_VAL
     assert schedule.why_not_fine_tune() == ("", "")
     schedule.num_val = REAL_MIN_VAL - 1
-    assert schedule.why_not_fine_tune()[0] == "small data"
+    assert schedule.why_not_fine_tune()[0] == FINAL_SMALL_DATA
     head_only = progressive.Progressive(thaws=0)
     head_only.num_val = 1000
-    assert head_only.why_not_fine_tune()[0] == "asked"
+    assert head_only.why_not_fine_tune()[0] == FINAL_ASKED
 
 
 def test_the_head_fit_beats_guessing_on_real_features(textile_full):

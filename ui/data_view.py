@@ -65,6 +65,12 @@ def scan(path: str, val_split: float, seed: int) -> DatasetReport | None:
     return task.result if task is not None else None
 
 
+def known_report(path: str, val_split: float, seed: int) -> DatasetReport | None:
+    """The folder's report if the Data page has made it for these settings (and the folder has not changed
+    since), else None: never a scan of its own."""
+    return _recall((path, val_split, seed, _signature(path)))
+
+
 def _scan_task(key: tuple, report, stop) -> DatasetReport:
     """The task's work, on a queue thread: the scan, remembered for every page and person of this app."""
     path, val_split, seed, _signature_then = key

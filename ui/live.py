@@ -8,9 +8,9 @@ import time
 
 import streamlit as st
 
-from transfer_core.core.i18n import _, get_language, retranslate
 from transfer_core.core.advice import overfitting
 from transfer_core.core.events import (
+    FINAL_SMALL_DATA,
     DataReady,
     EpochEnd,
     ModelReady,
@@ -19,6 +19,7 @@ from transfer_core.core.events import (
     RunFinished,
     RunStopped,
 )
+from transfer_core.core.i18n import _, get_language, retranslate
 from transfer_core.core.metrics import wilson_interval
 from transfer_core.methods import figure_words
 from transfer_core.service.jobs import Job, default_queue
@@ -143,7 +144,7 @@ def first_model_words(ready: ModelReady, num_val: int) -> str:
     if ready.final:  # it is the run's model: no training follows
         words = _("Your model is ready after {seconds} s: {accuracy} right on {n} validation pictures (95% sure "
                   "the true figure is between {low} and {high}). **Predict** works now.").format(**figures)
-        if ready.final == "small data":
+        if ready.final == FINAL_SMALL_DATA:
             words += " " + _("It is the new classifier on the pretrained network's features, which holds up best "
                              "with few pictures; with this few validation pictures no fine-tuned model could be "
                              "shown to be better, so none was trained. More pictures per class narrow the range "

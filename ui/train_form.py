@@ -7,7 +7,7 @@ from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfi
 from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.models.weights import WORKS_OFFLINE
-from transfer_core.training.progressive import AUTO_BUDGET, MIN_VAL_TO_FINE_TUNE
+from transfer_core.training import progressive
 
 from .methods_form import lr_options
 from .session import remembered
@@ -108,8 +108,9 @@ def choose_freeze(name: str) -> int | str:
 SCHEDULE_WORDS = {"progressive": N_("Model first, then better (recommended)"), "fixed": N_("Exactly as set")}
 
 
-def choose_schedule() -> dict:
-    """TrainConfig.schedule and time_budget_minutes, in words."""
+def choose_schedule(num_val: int | None = None) -> dict:
+    """TrainConfig.schedule and time_budget_minutes, in words. num_val: the validation pictures the data gives,
+    when known (the Data page has checked them)."""
     remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
     schedule = st.radio(
         _("How to train"), list(SCHEDULE_WORDS), key="schedule", format_func=lambda s: _(SCHEDULE_WORDS[s]),
@@ -120,8 +121,13 @@ def choose_schedule() -> dict:
              "stop getting better; a later model replaces the first only if it is clearly better. With fewer "
              "than {min} validation pictures the first model is the model: too few to show that more training "
              "helps. Exactly as set: the layers you chose learn for the epochs you chose.").format(
-                 min=MIN_VAL_TO_FINE_TUNE))
+                 min=progressive.MIN_VAL_TO_FINE_TUNE))
     budget = 0.0
+    if schedule == "progressive" and num_val is not None and progressive.too_few_to_fine_tune(num_val):
+        st.info(_("Your pictures leave {n} for validation, fewer than {min}: the first model will be the model, and "
+                  "none of the layers above will learn, because so few pictures cannot show that more training "
+                  "helps. Add pictures, or choose \"Exactly as set\" to fine-tune anyway.").format(
+                      n=num_val, min=progressive.MIN_VAL_TO_FINE_TUNE))
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
         budget = st.number_input(
@@ -129,7 +135,7 @@ def choose_schedule() -> dict:
             help=_("Stop improving the model after about this long (the best model so far is kept). 0: "
                    "automatic, stop at about {times} times the time the first model took, so more pictures or a "
                    "slower computer get more time. Either way training stops earlier when the validation "
-                   "pictures stop getting better, or after the epochs below.").format(times=f"{AUTO_BUDGET:g}"))
+                   "pictures stop getting better, or after the epochs below.").format(times=f"{progressive.AUTO_BUDGET:g}"))
     return {"schedule": schedule, "time_budget_minutes": float(budget)}
 
 

@@ -78,8 +78,12 @@ class ModelReady(Event):
     val_loss: float = 0.0
     seconds: float = 0.0  # since the run started
     what: str = "head"  # which model: "head" (only the new classifier learned so far)
-    # Why no training follows, when it is the run's model: "asked" (freeze: all) or "small data" (progressive.py).
+    # Why no training follows, when it is the run's model: FINAL_ASKED or FINAL_SMALL_DATA (progressive.py).
     final: str = ""
+
+
+FINAL_ASKED = "asked"  # ModelReady.final: the new classifier alone was asked for (freeze: all)
+FINAL_SMALL_DATA = "small data"  # ModelReady.final: too few validation pictures to show a fine-tuned model better
 
 
 @dataclass(frozen=True)

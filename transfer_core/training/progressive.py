@@ -34,7 +34,12 @@ import time
 import torch
 
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import EpochEnd, ModelReady
+from transfer_core.core.events import (
+    FINAL_ASKED,
+    FINAL_SMALL_DATA,
+    EpochEnd,
+    ModelReady,
+)
 from transfer_core.core.i18n import _
 from transfer_core.inference.calibration import save_calibration
 from transfer_core.inference.novelty import store_features
@@ -58,6 +63,11 @@ AUTO_BUDGET = 6.0
 # by its loss alone; those 3 to 8 epochs made whole runs of 2.9 to 6.7 times a pass over the data
 # (bench/one_click.py, 2026-12-01; README, "Defaults").
 MIN_VAL_TO_FINE_TUNE = 20
+
+
+def too_few_to_fine_tune(num_val: int) -> bool:
+    """Small data: with this many validation pictures the one click ends at the first model."""
+    return num_val < MIN_VAL_TO_FINE_TUNE
 
 
 def automatic_budget(first_model_s: float) -> float:
@@ -115,9 +125,9 @@ class Progressive(ThawSchedule):
     def why_not_fine_tune(self) -> tuple[str, str]:
         """("", "") when fine-tuning follows the first model; else (ModelReady.final, the run's end reason)."""
         if self.thaws == 0:  # the head alone was asked for, and it has converged
-            return "asked", "the new classifier alone was asked for (freeze: all)"
-        if self.num_val is not None and self.num_val < MIN_VAL_TO_FINE_TUNE:
-            return "small data", (f"only {self.num_val} validation pictures (fewer than {MIN_VAL_TO_FINE_TUNE}): too "
+            return FINAL_ASKED, "the new classifier alone was asked for (freeze: all)"
+        if self.num_val is not None and too_few_to_fine_tune(self.num_val):
+            return FINAL_SMALL_DATA, (f"only {self.num_val} validation pictures (fewer than {MIN_VAL_TO_FINE_TUNE}): too "
                                   "few to show that a fine-tuned model is better, so the first model is kept")
         return "", ""
 
