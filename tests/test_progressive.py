@@ -272,6 +272,27 @@ def test_the_head_fit_beats_guessing_on_real_features(textile_full):
     assert fit.val_accuracy > 0.5, fit  # majority: 1/3
 
 
+def test_the_l2_path_stops_once_the_validation_loss_keeps_rising(monkeypatch):
+    """Weaker penalties only fit the training pictures more closely: once the validation loss has risen for
+    2 strengths in a row the path ends (validation labels that contradict training make it rise at once);
+    while it falls, every strength is tried."""
+    from torch import nn
+
+    from transfer_core.training import instant
+
+    fitted = []
+    real_lbfgs = instant._lbfgs
+    monkeypatch.setattr(instant, "_lbfgs", lambda head, *a: (fitted.append(a[-1]), real_lbfgs(head, *a)))
+    gen = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(20, 8, generator=gen) + 2, torch.randn(20, 8, generator=gen) - 2])
+    y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])
+    fit = fit_head(nn.Linear(8, 2), x, y, x[::4], 1 - y[::4], 2)
+    assert fitted == list(STRENGTHS[:3]) and fit.strength == STRENGTHS[0], (fitted, fit)
+    fitted.clear()
+    fit = fit_head(nn.Linear(8, 2), x, y, x[::4], y[::4], 2)
+    assert fitted == list(STRENGTHS), fitted
+
+
 def test_class_weights_balance_classes_and_the_simplest_good_fit_wins():
     w = class_weights(torch.tensor([0, 0, 0, 1]), 3)
     assert torch.allclose(w, torch.tensor([4 / 9, 4 / 3, 0.0]))
