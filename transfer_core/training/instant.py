@@ -19,9 +19,9 @@ from torch import nn
 
 # L2 strengths tried, strongest (simplest) first. Very strong penalties shrink the classifier toward the
 # difference of the class means, which holds up best with a handful of pictures per class: starting the path at
-# 3 rather than 0.1 was 3.6 points better on nominal vs defect at 10 pictures per class and 1.5 at 50, and level
-# elsewhere (6 draws from each task's pool, scored on 60 other pool pictures per class; bench/choose.py
-# --from-pool, 2026-12-02; README, "Defaults").
+# 3 rather than 0.1 was 3.5 points better on nominal vs defect at 10 pictures per class and 1.5 at 50, and
+# within 0.4 elsewhere (6 draws from each task's pool, scored on 60 other pool pictures per class; bench/choose.py
+# --from-pool, 2026-12-02, bench/results/archive/choose-strengths.json; README, "Defaults").
 STRENGTHS = (3.0, 1.0, 3e-1, 1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 1e-4)
 _CLEARLY_BETTER = 0.98  # a weaker penalty must lower the validation loss by 2% to be preferred
 # The path stops once the validation loss has risen this many strengths in a row: weaker penalties fit the
