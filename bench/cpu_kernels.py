@@ -7,8 +7,6 @@
    device.plan_for uses the answer.
 2. Frozen stages 0-2 (what the default caches) as they are against with BatchNorm folded into the
    convolutions (features.frozen_part), both channels-last, under no_grad.
-3. The same for the whole frozen network (the first model's features), with the time folding takes: how
-   many pictures it must run on to pay for itself (features.FOLD_MIN_IMAGES).
 """
 from __future__ import annotations
 
@@ -84,22 +82,6 @@ def main() -> None:
             rates.append(rate(lambda: part(x), a.batch, a.steps))
     print(f"  {'frozen stages 0-2':20s} as is {rates[0]:6.1f} img/s   BatchNorm folded {rates[1]:6.1f} img/s   "
           f"ratio {rates[1] / rates[0]:.2f}x")
-    fold_break_even(net, x, a.batch, a.steps)
-
-
-def fold_break_even(net, x, batch: int, steps: int) -> None:
-    """Folding itself takes time (torch.fx traces and copies the network): the number of pictures from
-    which it pays for itself, for the first model's whole frozen network (features.FOLD_MIN_IMAGES)."""
-    whole = torch.nn.Sequential(*net.stages, net.pool).eval()
-    t = time.perf_counter()
-    for _ in range(steps):
-        folded = frozen_part(net, 0, net.num_stages, channels_last=True)
-    fold_s = (time.perf_counter() - t) / steps
-    with torch.inference_mode():
-        as_is, fast = (rate(lambda part=part: part(x), batch, steps) for part in (whole, folded))
-    saved_per_image = 1 / as_is - 1 / fast
-    print(f"  {'whole frozen network':20s} as is {as_is:6.1f} img/s   BatchNorm folded {fast:6.1f} img/s   "
-          f"folding takes {fold_s:.3f} s: it pays for itself from {fold_s / saved_per_image:.0f} pictures on")
 
 
 if __name__ == "__main__":

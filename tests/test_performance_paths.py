@@ -212,19 +212,3 @@ def test_frozen_stages_folded_for_caching_compute_the_same_outputs(name):
     if name == "mobilenet_v2":  # timm's fused BatchNorm+activation layers are left as they are (still equal)
         assert not any(isinstance(m, nn.BatchNorm2d) for m in part.modules())  # every BatchNorm folded away
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # the network is untouched
-
-
-def test_folding_is_skipped_where_too_few_pictures_would_pay_for_it(textile_small, tmp_path, monkeypatch):
-    """Folding costs about 0.2 s (bench/cpu_kernels.py): with fewer pictures to compute than FOLD_MIN_IMAGES the
-    frozen part runs as it is; from there on it is folded. Same data, the threshold moved across its size."""
-    from transfer_core.training import features
-
-    folds = []
-    real_fuse = features.fuse
-    monkeypatch.setattr(features, "fuse", lambda module, **kw: (folds.append(1), real_fuse(module, **kw))[1])
-    config = TrainConfig(data=str(textile_small), freeze="all", feature_views=2, epochs=1, **FAST)
-    for threshold, folded in ((10_000, False), (1, True)):
-        folds.clear()
-        monkeypatch.setattr(features, "FOLD_MIN_IMAGES", threshold)
-        assert isinstance(train(config, runs_dir=tmp_path).final, RunFinished)
-        assert bool(folds) is folded, (threshold, folds)

@@ -23,13 +23,6 @@ from transfer_core.core.i18n import _
 from transfer_core.models.augment import eval_view, train_view
 
 
-# Fewer pictures to compute than this (views included): the frozen part runs as it is. Folding (0.2 s) saves as
-# much as it costs from 64 pictures on (MobileNetV2, 224 px, 2 CPU threads, twice on 2026-12-02: python
-# bench/cpu_kernels.py, "whole frozen network"); at 10 pictures per class, 51 to compute, it cost more than
-# it saved, a tenth of the time to the first model.
-FOLD_MIN_IMAGES = 64
-
-
 class FeatureCache:
     """Given its inputs explicitly: the network, the decoded pictures, how training views are drawn, and
     two functions to call back (check_stop between chunks, progress as chunks are done)."""
@@ -89,10 +82,8 @@ class FeatureCache:
         per_item = self._bytes_per_item(depth)
         views = self.train_views
         train = val = None
-        # Folding the frozen part takes ~0.1 s (torch.fx): once, for both shares, and only where it pays.
-        fold = len(self.val_store) + views * len(self.train_store) >= FOLD_MIN_IMAGES
-        stages = functools.cache(lambda: frozen_part(self.net, 0, depth, plan_for(self.device).channels_last,
-                                                     fold=fold))
+        # Folding the frozen part takes ~0.2 s (torch.fx): once, for both shares.
+        stages = functools.cache(lambda: frozen_part(self.net, 0, depth, plan_for(self.device).channels_last))
         if per_item * len(self.val_store) <= budget:
             val = self._compute(self.val_store, lambda b: eval_view(b, self.prep), stages())
             budget -= per_item * len(self.val_store)
@@ -206,16 +197,14 @@ def entry_point(net, depth: int) -> int:
     return net.num_stages + 1 if depth >= net.num_stages else depth
 
 
-def frozen_part(net, start: int, depth: int, channels_last: bool, fold: bool = True) -> nn.Module:
+def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
     """Stages start..depth of `net` (pooled when every stage is frozen), for computing cached outputs,
     with each BatchNorm folded into the convolution before it (torch.fx): the same function for frozen,
     eval-mode layers, 1.46x faster on this CPU (python bench/cpu_kernels.py), equal to ~1e-5. A copy:
     the network itself is untouched. Only used while the stages are known to be frozen and unchanged
     (preparing the cache);
-    a network that fx cannot trace runs as it is, and so does one asked not to fold."""
+    a network that fx cannot trace runs as it is."""
     part = nn.Sequential(*net.stages[start:depth], *([net.pool] if depth >= net.num_stages else []))
-    if not fold:  # too few pictures to pay for folding (FOLD_MIN_IMAGES)
-        return part.eval()
     try:
         fused = fuse(copy.deepcopy(part).eval(), inplace=True)
         return fused.to(memory_format=torch.channels_last) if channels_last else fused
