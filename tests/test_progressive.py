@@ -185,6 +185,27 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
     assert isinstance(fixed, RunFinished) and fixed.epochs_run == 1, fixed
 
 
+@pytest.mark.parametrize("small", [True, False])
+def test_small_data_prepares_only_the_first_models_features(textile_small, tmp_path, monkeypatch, small):
+    """With no thaw to come, the feature cache computes the pooled features alone; with one to come it first
+    keeps the outputs for the next depth (so the thaw costs nothing), which small data never uses."""
+    from transfer_core.training import features
+
+    parts = []
+    real_part = features.frozen_part
+    monkeypatch.setattr(features, "frozen_part", lambda net, start, depth, *a, **kw: (
+        parts.append((start, depth)), real_part(net, start, depth, *a, **kw))[1])
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL if small else 0)
+    config = TrainConfig(data=str(textile_small), freeze=3, epochs=2, **FAST)
+    result = train(config, runs_dir=tmp_path)
+    stages = load_model(result.run_dir).net.num_stages
+    assert isinstance(result.final, RunFinished), result.final
+    if small:
+        assert parts == [(0, stages)], parts
+    else:
+        assert parts[:2] == [(0, stages - 1), (stages - 1, stages)], parts  # the next depth's, then onward
+
+
 @pytest.mark.usefixtures("app_dirs")
 def test_the_train_page_keeps_saying_why_a_small_data_run_trained_no_epoch_after_it_ends(tmp_path, monkeypatch):
     """Such a run ends a moment after its first model: the words with the figure's range and the reason must

@@ -165,3 +165,23 @@ def test_parts_give_the_same_sgd_step(textile_small, tmp_path, freeze):
     else:
         assert _distance(step_parts, _reference_step(written_out, idx, 3)) < 1e-4
         assert _distance(step_parts, step_whole) < 0.5  # same direction; BatchNorm's statistics differ
+
+
+def test_with_every_stage_frozen_the_sizes_are_known_without_running_the_network():
+    """Only the classifier learns on pooled features: a batch is one part, and a cached item is feature_dim
+    floats, the same as a probe through the network gives; neither runs the network for it."""
+    from transfer_core.models.backbones import build_network
+    from transfer_core.training.features import FeatureCache
+    from transfer_core.training.stepmemory import part_size_for
+
+    net = build_network("mobilenet_v2", 3).eval()
+
+    def must_not_run(*_a):
+        raise AssertionError("the network was run")
+
+    assert part_size_for(net, must_not_run, 64, net.num_stages, torch.device("cpu"), 32, 1) == 32
+    cache = FeatureCache.__new__(FeatureCache)
+    cache.net, cache.device = net, torch.device("cpu")
+    with torch.no_grad():
+        pooled = net.pool(net.run_stages(torch.zeros(1, 3, 64, 64), 0, net.num_stages))
+    assert cache._bytes_per_item(net.num_stages) == pooled.numel() * pooled.element_size()

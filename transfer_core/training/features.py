@@ -111,6 +111,8 @@ class FeatureCache:
 
     @torch.no_grad()
     def _bytes_per_item(self, depth: int) -> int:
+        if depth >= self.net.num_stages:  # pooled features: their size is known without running the network
+            return self.net.feature_dim * torch.finfo(torch.float32).bits // 8
         probe = torch.zeros(1, 3, self.prep.crop, self.prep.crop, device=self.device)
         self.net.eval()
         out, _ = self.run_frozen(probe, depth)

@@ -105,6 +105,8 @@ class Progressive(ThawSchedule):
 
     def before_fit(self, trainer) -> None:
         self.num_val = trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
+        if self.why_not_fine_tune()[0]:  # no thaw will come: the feature cache need not keep outputs for one
+            self.plan, self.epochs = {}, frozenset()
         if self.budget_s:  # the person's limit
             self._set_budget(trainer, self.budget_s, self.budget_words)
         elif trainer.resume:  # its first model was made before: the same automatic budget again, from now
