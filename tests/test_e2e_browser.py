@@ -136,6 +136,14 @@ def one_click_training(page, base: str, token: str, data_label: str) -> None:
     no_traceback(page)
 
 
+def exactly_as_set(page) -> None:
+    """The fixed schedule, once the page has redrawn for it: the time limit (and, with few pictures, the note
+    that they end at the first model) goes away, and until then the page may show old and new controls."""
+    page.get_by_text("Exactly as set", exact=True).click()
+    page.get_by_text("Time limit (minutes, 0 = automatic)").wait_for(state="detached")
+    page.get_by_text("the first model will be the model").wait_for(state="detached")
+
+
 def upload_folder(page, base: str, token: str, folder: Path) -> None:
     """The Data page's folder upload, through the real file input, as a person does it."""
     files = sum(1 for p in folder.rglob("*") if p.is_file())
@@ -164,7 +172,7 @@ def test_upload_train_watch_evaluate_predict_in_a_real_browser(server, browser_p
     page.get_by_text("Pictures: Upload: fabric").wait_for()
     # Every planned epoch runs, so the curves can be seen gaining points (the one click's first model and
     # early end are in tests/test_e2e_classroom.py and tests/test_progressive.py).
-    page.get_by_text("Exactly as set").click()
+    exactly_as_set(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"Epoch \d of 8")).first.wait_for()
     deadline = time.time() + 900  # generous: a shared CI machine can be slow
@@ -225,7 +233,7 @@ def test_app_killed_mid_run_lists_it_interrupted_and_resumes_it(browser_page, tm
         token = visit_home(page, base)
         upload_folder(page, base, token, folder)
         page.goto(f"{base}/Train?ws={token}")
-        page.get_by_text("Exactly as set").click()  # every planned epoch runs: the resume must reach all 6
+        exactly_as_set(page)  # every planned epoch runs: the resume must reach all 6
         epochs = page.get_by_role("spinbutton", name="Epochs", exact=True)
         epochs.fill("6")
         epochs.press("Enter")
