@@ -66,9 +66,11 @@ def scan(path: str, val_split: float, seed: int) -> DatasetReport | None:
 
 
 def known_report(path: str, val_split: float, seed: int) -> DatasetReport | None:
-    """The folder's report if the Data page has made it for these settings (and the folder has not changed
-    since), else None: never a scan of its own."""
-    return _recall((path, val_split, seed, _signature(path)))
+    """The newest report the Data page made of this folder with these settings, else None: never a scan of
+    its own, nor a walk of the folder (that re-reading stays with the Data page, which redoes the scan when
+    pictures change), so another page can ask on every redraw however big the folder is."""
+    with _reports_lock:
+        return next((r for key, r in reversed(_reports.items()) if key[:3] == (path, val_split, seed)), None)
 
 
 def _scan_task(key: tuple, report, stop) -> DatasetReport:
