@@ -183,6 +183,31 @@ def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_ke
     assert "Quick start" in plan
 
 
+def test_every_thaw_runs_on_from_outputs_kept_at_the_shallowest_depth_so_the_pictures_pass_once(
+        textile_small, tmp_path, monkeypatch):
+    """Gradual unfreezing from freeze 4, stages 3 then 2 at epochs 2 and 3: stage 2's outputs are computed
+    at the start and kept; depths 4 and 3 run on from them. Before, only the next thaw's depth was kept, so
+    every other thaw ran the pictures through the first stages again (the progressive schedule's 2-stage
+    first thaw, every time)."""
+    from transfer_core.training.features import FeatureCache
+    from transfer_core.training.thaw import ThawSchedule
+    assert ThawSchedule({2: 1, 3: 1}).depths_to_keep(0, 4) == [2, 3]  # the shallowest first, then the next
+    assert ThawSchedule({1: 2, 2: 1}).depths_to_keep(1, 4) == [3]
+    assert ThawSchedule({2: 1}).depths_to_keep(2, 3) == []
+    computed = []
+    original = FeatureCache._compute
+
+    def counting(cache, store, view_fn, stages):
+        computed.append(len(list(stages.children())))
+        return original(cache, store, view_fn, stages)
+
+    monkeypatch.setattr(FeatureCache, "_compute", counting)
+    result = train(TrainConfig(data=str(textile_small), freeze=4, unfreeze_at=(2, 3), augment="none", epochs=3,
+                               **FAST), runs_dir=tmp_path)
+    assert isinstance(result.final, RunFinished), result.final
+    assert computed == [2, 2], computed  # training and validation pictures, once, through stages 0-1
+
+
 def test_quick_start_is_off_for_feature_extraction_and_for_runs_saved_before_it(textile_small, tmp_path):
     calls = StageCalls()
     result = train(TrainConfig(data=str(textile_small), freeze="all", epochs=2, **FAST), runs_dir=tmp_path,

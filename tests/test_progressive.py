@@ -187,8 +187,9 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
 
 @pytest.mark.parametrize("small", [True, False])
 def test_small_data_prepares_only_the_first_models_features(textile_small, tmp_path, monkeypatch, small):
-    """With no thaw to come, the feature cache computes the pooled features alone; with one to come it first
-    keeps the outputs for the next depth (so the thaw costs nothing), which small data never uses."""
+    """With no thaw to come, the feature cache computes the pooled features alone; with thaws to come it first
+    keeps the outputs at the shallowest depth they reach (so no thaw runs over the pictures again), which
+    small data never uses."""
     from transfer_core.training import features
 
     parts = []
@@ -203,7 +204,10 @@ def test_small_data_prepares_only_the_first_models_features(textile_small, tmp_p
     if small:
         assert parts == [(0, stages)], parts
     else:
-        assert parts[:2] == [(0, stages - 1), (stages - 1, stages)], parts  # the next depth's, then onward
+        # The chosen depth's outputs first and kept, then onward to the pooled features; the thaw at epoch 1
+        # (to one stage above the chosen depth) runs on from them, and epoch 2's uses them: one pass over the
+        # pictures in the whole run, each folded part made once for both shares.
+        assert parts == [(0, 3), (3, stages), (3, 4)], parts
 
 
 @pytest.mark.usefixtures("app_dirs")

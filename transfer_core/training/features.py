@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -43,36 +43,51 @@ class FeatureCache:
         self.kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # a shallower depth's outputs, for later
 
     # ---- planning -------------------------------------------------------------------------------
-    def prepare(self, depth: int, later: int | None = None) -> None:
-        """Cache what the frozen stages output at `depth`. When the run will thaw to the shallower `later`
-        (quick start, gradual unfreezing) and nothing random sits before the frozen part, `later`'s
-        outputs are computed first and kept: `depth`'s follow from them through the stages in between
-        (cheap: the early, high-resolution stages are most of the work), and the thaw costs nothing."""
+    def prepare(self, depth: int, later: Sequence[int] = ()) -> None:
+        """Cache what the frozen stages output at `depth`. `later`: shallower depths the run will thaw to
+        (quick start, gradual unfreezing, the progressive schedule), preferred first. When nothing random
+        sits before the frozen part, the first of them whose outputs fit in memory is computed first and
+        kept: `depth`'s follow from it through the stages in between (cheap: the early, high-resolution
+        stages are most of the work), and so do those of every thaw down to it, which cost no pass over the
+        pictures."""
         net = self.net
-        kept = self.kept.pop(depth, None)
         self.depth, self.train, self.val = depth, None, None
         self.start = entry_point(net, depth)
-        if kept is not None:
-            self.train, self.val = kept
-        elif depth > 0 and later is not None and 0 < later < depth and self._deterministic():
-            self._prepare_through(later, depth)
-        elif depth > 0:
-            self.train, self.val = self._outputs(depth, self._budget_bytes())
+        base = next(iter(self.kept), None)  # at most one depth is kept
+        if base == depth:  # the shallowest thaw: its outputs are the cache now, kept no more
+            self.train, self.val = self.kept.pop(depth)
+        elif base is not None and base < depth:
+            self._onward_from_kept(base, depth)
+        else:
+            self.kept.clear()
+            if depth > 0:
+                self._prepare_through(later, depth)
 
     def _deterministic(self) -> bool:
         """No random view before the frozen part: cached outputs are the same whenever computed, so a
         resumed run (which recomputes them) gets exactly what an uninterrupted one kept."""
         return self.augment == "none" and self.train_views == 1
 
-    def _prepare_through(self, later: int, depth: int) -> None:
-        base = self._outputs(later, self._budget_bytes())
-        fits = self._budget_bytes() - _nbytes(*base) >= self._bytes_per_item(depth) * self._items()
-        if base[0] is None or base[1] is None or not fits:  # too big to keep both: compute directly
-            self.train, self.val = self._outputs(depth, self._budget_bytes())
-            return
-        self.kept[later] = base
-        self.train = self._onward(base[0][0], later, depth).unsqueeze(0)
-        self.val = self._onward(base[1], later, depth)
+    def _prepare_through(self, later: Sequence[int], depth: int) -> None:
+        fitting = (d for d in later if 0 < d < depth and self._fits_beside(d, depth))
+        base = next(fitting, None) if self._deterministic() else None
+        if base is not None:
+            outputs = self._outputs(base, self._budget_bytes())
+            if outputs[0] is not None and outputs[1] is not None:
+                self.kept[base] = outputs
+                self._onward_from_kept(base, depth)
+                return
+        self.train, self.val = self._outputs(depth, self._budget_bytes())
+
+    def _fits_beside(self, base: int, depth: int) -> bool:
+        """Do `base`'s outputs and `depth`'s, for every picture, fit in the cache's memory together?"""
+        return (self._bytes_per_item(base) + self._bytes_per_item(depth)) * self._items() <= self._budget_bytes()
+
+    def _onward_from_kept(self, base: int, depth: int) -> None:
+        train, val = self.kept[base]
+        stages = frozen_part(self.net, base, depth, plan_for(self.device).channels_last)  # folded once, for both
+        self.train = self._onward(train[0], stages).unsqueeze(0)
+        self.val = self._onward(val, stages)
 
     def _items(self) -> int:
         return len(self.train_store) + len(self.val_store)
@@ -92,9 +107,8 @@ class FeatureCache:
         return train, val
 
     @torch.no_grad()
-    def _onward(self, cached: torch.Tensor, start: int, depth: int) -> torch.Tensor:
-        """The stages from `start` to `depth` run on outputs already cached at `start`."""
-        stages = frozen_part(self.net, start, depth, plan_for(self.device).channels_last)
+    def _onward(self, cached: torch.Tensor, stages: nn.Module) -> torch.Tensor:
+        """`stages` (frozen_part) run on outputs already cached where they start."""
         parts = []
         for i in range(0, len(cached), 64):
             self.check_stop()

@@ -43,8 +43,18 @@ class ThawSchedule(Callback):
         return [max(0, start - sum(n for t, n in self.plan.items() if t <= e)) for e in range(1, epochs + 1)]
 
     def thaws_after(self, epoch: int) -> bool:
-        """Is a thaw still ahead of `epoch`? Then the feature cache keeps what the next depth will need."""
+        """Is a thaw still ahead of `epoch`?"""
         return any(e > epoch for e in self.epochs)
+
+    def depths_to_keep(self, epoch: int, depth: int) -> list[int]:
+        """Shallower depths whose frozen outputs the feature cache may compute first and keep (the first
+        that fits in memory), so the thaws after `epoch` need no pass over the pictures: the shallowest
+        depth they reach (every later thaw then runs on from it), else the next thaw's depth."""
+        ahead = sorted(e for e in self.epochs if e > epoch)
+        if not ahead:
+            return []
+        depths = [depth - sum(self.plan[e] for e in ahead), depth - self.plan[ahead[0]]]
+        return [d for d in dict.fromkeys(depths) if 0 < d < depth]
 
     def before_epoch(self, trainer, epoch: int) -> None:
         stages = min(self.plan.get(epoch, 0), trainer.depth)

@@ -155,11 +155,10 @@ class Trainer:
 
     def prepare_cache(self, now: int = 0) -> None:
         """The frozen part's outputs at the current depth; `now`: the epoch reached (a thaw still ahead
-        makes the cache keep what the next depth will need)."""
+        makes the cache keep what the thaws ahead will need)."""
         # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
         self.cache_gen_state = self.gen.get_state()
-        ahead = self.thaw.thaws_after(now) and self.depth > 0
-        self.feature_cache.prepare(self.depth, later=self.depth - 1 if ahead else None)
+        self.feature_cache.prepare(self.depth, later=self.thaw.depths_to_keep(now, self.depth))
         self.part_size = part_size_for(self.net, self.feature_cache.run_frozen, self.prep.crop, self.depth,
                                        self.device, self.config.batch_size, self.config.step_memory_mb)
 
