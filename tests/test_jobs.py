@@ -241,3 +241,25 @@ def test_ten_watchers_keep_up_without_slowing_training(textile_small, tmp_path):
           f"max {latencies[-1] * 1000:.0f} ms; epochs {epoch_s:.2f} s")
     assert alone / watched >= 0.9  # training speed with watchers, relative to without
     assert p95 < 0.25 * epoch_s  # an event reaches every watcher within a quarter of an epoch
+
+
+def test_the_queue_forgets_tasks_over_for_longer_than_it_keeps_them_and_never_one_still_going(monkeypatch):
+    """A classroom server runs for weeks: every data check, export and finder result would stay in memory.
+    A task over for longer than TASK_KEPT_S is dropped when the next one is submitted; one waiting or
+    running is not, and waiting on a forgotten one returns at once."""
+    from transfer_core.service import jobs
+
+    queue, gate = JobQueue(), threading.Event()
+    old = queue.submit_task("old", lambda report, stop: "old result")
+    assert queue.wait(old.id, timeout=30) and queue.task(old.id).result == "old result"
+    going = queue.submit_task("going", lambda report, stop: gate.wait(30))
+    waiting = queue.submit_task("waiting", lambda report, stop: "later")
+    assert queue.task(old.id) is not None, "kept while recent"
+    monkeypatch.setattr(jobs, "TASK_KEPT_S", 0.0)
+    time.sleep(0.01)
+    queue.submit_task("new", lambda report, stop: None)
+    assert queue.task(old.id) is None
+    assert queue.wait(old.id, timeout=1)
+    assert queue.task(going.id) is not None and queue.task(waiting.id) is not None, "still going: kept"
+    gate.set()
+    assert queue.wait(waiting.id, timeout=30) and queue.task(waiting.id).result == "later"

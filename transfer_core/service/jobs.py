@@ -33,6 +33,10 @@ from transfer_core.workflows.train import check_resumable
 
 __all__ = ["Job", "JobQueue", "Task", "TaskWork", "default_queue"]
 QUEUE_DB_ENV = "TRANSFER_STUDIO_QUEUE_DB"  # where the queue is stored (default: workspaces/queue.sqlite)
+# A finished task stays readable this long (a page reads its result on a redraw, or after the person comes back
+# from lunch); then the queue forgets it, so a classroom server that runs for weeks does not keep every data
+# check, export and finder result in memory. A page asking for a forgotten task gets None, as after a restart.
+TASK_KEPT_S = 4 * 3600
 
 
 class JobQueue:
@@ -79,10 +83,17 @@ class JobQueue:
         """Queue heavy work behind what is already waiting in its lane (fair order, like jobs); files_only:
         it reads files without the network, in a lane of its own (work.FILES)."""
         with self._lock:
+            self._forget_old_tasks()
             task = Task(id=f"task-{secrets.token_hex(6)}", kind=kind, owner=owner, work=work, files_only=files_only)
             self._tasks[task.id] = task
             self._queue_item(task)
             return task
+
+    def _forget_old_tasks(self) -> None:
+        """Under the lock: tasks over for longer than TASK_KEPT_S go (those waiting or running stay)."""
+        old = time.time() - TASK_KEPT_S
+        for task_id in [t.id for t in self._tasks.values() if t.ended is not None and t.ended < old]:
+            del self._tasks[task_id]
 
     def _enqueue(self, job: Job, *, keep_time: bool = False) -> Job:
         """Under the lock: `submitted` is stamped in queue order, so it never contradicts the position."""
@@ -148,17 +159,17 @@ class JobQueue:
                 return False
             if item.state == "queued":
                 self._waiting.remove(job_id)
-                item.state = "cancelled"
+                item.state, item.ended = "cancelled", time.time()
                 self._stored_state(item, "cancelled")
                 self._lock.notify_all()
             item.stop.set()
             return True
 
     def wait(self, job_id: str, timeout: float | None = None) -> bool:
-        """Block until the job is over; True if it is."""
+        """Block until the job is over; True if it is (a task the queue has forgotten was over long ago)."""
         deadline = None if timeout is None else time.time() + timeout
         with self._lock:
-            while self._item(job_id).state not in ("done", "cancelled"):
+            while (item := self._item(job_id)) is not None and item.state not in ("done", "cancelled"):
                 left = None if deadline is None else deadline - time.time()
                 if left is not None and left <= 0:
                     return False
@@ -218,7 +229,7 @@ class JobQueue:
             item.log.on_event(None, item.final)
         finally:  # whatever happened, the queue moves on and waiters wake up
             with self._lock:
-                item.state = "done"
+                item.state, item.ended = "done", time.time()
                 self._busy[self.executor.lane(item)] -= 1
                 self._stored_state(item, "done")
                 self._lock.notify_all()

@@ -25,6 +25,7 @@ class Job:
     owner: str  # who may stop it (the app uses the browser session's workspace id)
     submitted: float = field(default_factory=time.time)
     state: str = "queued"  # queued | running | done | cancelled
+    ended: float | None = None  # when it finished or was taken out of the line
     stop: threading.Event = field(default_factory=threading.Event)
     log: EventLog = field(default_factory=EventLog)
     final: Event | None = None
@@ -58,6 +59,7 @@ class Task:
     progress: tuple[int, int, str] = (0, 0, "")  # step, steps, phase
     phase_started: float = 0.0  # when the current phase began: its pace gives the time left
     started: float | None = None
+    ended: float | None = None  # when it finished or was taken out of the line (then the queue forgets it later)
     result: Any = None
     error: str | None = None
     files_only: bool = False  # reads pictures without the network (a folder's scan): its own lane, see FILES
