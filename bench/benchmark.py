@@ -63,7 +63,9 @@ def code_version() -> str:
     repo = Path(__file__).resolve().parents[1]
     git = ["git", "-C", str(repo)]
     head = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(git + ["status", "--porcelain", "--", "transfer_core", "bench"],
+    # The figures the benchmarks write (bench/results/) are not code: a grid resumed after its first part
+    # wrote them is still measuring the same commit.
+    dirty = subprocess.run(git + ["status", "--porcelain", "--", "transfer_core", "bench", ":!bench/results"],
                            capture_output=True, text=True).stdout.strip()
     return (head or "unknown") + (" with uncommitted changes" if dirty else "")
 
