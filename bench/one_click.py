@@ -226,9 +226,11 @@ def _against_pass(row: dict) -> str:
 
 def resumed(before: dict, now: dict) -> dict:
     """`now` (a new run's header) with the runs `before` measured; settings and tasks of both, every command.
-    A setting whose fields changed since is measured again."""
+    A setting whose fields changed since is measured again. Both commits are named when they differ."""
     same = [s for s, fields in before["settings"].items() if now["settings"].get(s, fields) == fields]
+    commits = list(dict.fromkeys(c for c in (before.get("commit"), now.get("commit")) if c))
     return {**now, "command": f"{before['command']} && {now['command']}", "load_start": before["load_start"],
+            "commit": ", then ".join(commits) or now.get("commit"),
             "settings": {**{s: before["settings"][s] for s in same}, **now["settings"]},  # in the order measured
             "tasks": {**before["tasks"], **now["tasks"]},
             "runs": [r for r in before["runs"] if r["setting"] in same]}

@@ -74,15 +74,17 @@ def test_the_targets_table_judges_the_default_against_the_pass_the_best_setting_
 
 
 def test_resume_keeps_runs_of_unchanged_settings_and_lists_both_commands():
-    before = {"command": "python bench/one_click.py --sizes 10", "load_start": "a", "tasks": {"t": {}},
+    before = {"command": "python bench/one_click.py --sizes 10", "load_start": "a", "tasks": {"t": {}}, "commit": "abc",
               "settings": {"default": {}, "fixed": {"epochs": 4}},
               "runs": [{"task": "t", "size": 10, "setting": "default"}, {"task": "t", "size": 10, "setting": "fixed"}]}
-    now = {"command": "python bench/one_click.py --resume", "load_start": "b", "tasks": {"u": {}}, "runs": [],
+    now = {"command": "python bench/one_click.py --resume", "load_start": "b", "tasks": {"u": {}}, "runs": [], "commit": "def",
            "settings": {"default": {}, "fixed": {"epochs": 8}}}
     out = one_click.resumed(before, now)
     assert out["runs"] == [{"task": "t", "size": 10, "setting": "default"}], "a changed setting runs again"
     assert out["command"] == "python bench/one_click.py --sizes 10 && python bench/one_click.py --resume"
     assert list(out["settings"].items()) == [("default", {}), ("fixed", {"epochs": 8})] and set(out["tasks"]) == {"t", "u"}
+    assert out["commit"] == "abc, then def", "the runs kept were measured at the first commit"
+    assert one_click.resumed(before, {**now, "commit": "abc"})["commit"] == "abc"
 
 
 def test_mcnemar_counts_the_pictures_only_one_setting_got_right_and_tests_that_split():
