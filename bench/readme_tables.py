@@ -200,7 +200,24 @@ def render_one_click(d: dict) -> str:
             + ("\nThe issue's targets for the default, per task and size (ratios to one plain inference pass over "
                "the same pictures, " + d.get("inference_pass", "decode + forward") + " as Predict does, measured in "
                "the same process right after the run; the whole-run target is set for a few hundred pictures; points of test accuracy):\n\n"
-               + table(*targets) if targets[1] else ""))
+               + table(*targets) if targets[1] else "")
+            + ("\nEvery setting held to the same \"within 1 point of the grid's best\" (the cells where it is "
+               "further behind, and by how many points at most):\n\n" + table(*within_one_point_rows(d))
+               if len(d["settings"]) > 1 else ""))
+
+
+def within_one_point_rows(d: dict) -> tuple[list[str], list[list[str]]]:
+    """For each setting: in how many task-and-size cells it is more than 1 point behind that cell's best."""
+    cells: dict[tuple, dict[str, float]] = {}
+    for r in d["runs"]:
+        if r["status"] == "RunFinished":
+            cells.setdefault((r["task"], r["size"]), {})[r["setting"]] = 100 * r["test_accuracy"]
+    rows = []
+    for setting in d["settings"]:
+        gaps = [max(c.values()) - c[setting] for c in cells.values() if setting in c]
+        missed = [g for g in gaps if g > 1 + 1e-9]
+        rows.append([setting, f"{len(missed)} of {len(gaps)}", f"{max(missed):.1f}" if missed else ""])
+    return ["setting", "cells more than 1 point behind the best", "most points behind"], rows
 
 
 def mcnemar(a: str, b: str) -> tuple[int, int, float]:

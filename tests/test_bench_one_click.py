@@ -144,3 +144,12 @@ def test_choose_from_the_pool_trains_on_a_seeded_draw_and_scores_on_other_pool_p
     assert {p.name for p in (tmp_path / "draw2").rglob("*.png")} != trained, "another seed, another draw"
     with pytest.raises(SystemExit):
         choose.draw_from_pool(task, 10, 3, tmp_path / "short", held_per_class=25)
+
+
+def test_every_setting_is_held_to_the_one_point_target_cell_by_cell():
+    runs = [{"task": t, "size": n, "setting": s, "status": "RunFinished", "test_accuracy": acc}
+            for t, n, s, acc in [("a", 10, "default", 0.80), ("a", 10, "other", 0.85),
+                                 ("a", 50, "default", 0.90), ("a", 50, "other", 0.895),
+                                 ("b", 10, "default", 0.70), ("b", 10, "other", 0.50)]]
+    head, rows = readme_tables.within_one_point_rows({"settings": {"default": {}, "other": {}}, "runs": runs})
+    assert rows == [["default", "1 of 3", "5.0"], ["other", "1 of 3", "20.0"]], rows  # 0.5 behind counts as met
