@@ -42,10 +42,6 @@ class ThawSchedule(Callback):
         """The frozen depth during each epoch 1..epochs (what the time estimate prices)."""
         return [max(0, start - sum(n for t, n in self.plan.items() if t <= e)) for e in range(1, epochs + 1)]
 
-    def thaws_after(self, epoch: int) -> bool:
-        """Is a thaw still ahead of `epoch`?"""
-        return any(e > epoch for e in self.epochs)
-
     def depths_to_keep(self, epoch: int, depth: int) -> list[int]:
         """Shallower depths whose frozen outputs the feature cache may compute first and keep (the first
         that fits in memory), so the thaws after `epoch` need no pass over the pictures: the shallowest
