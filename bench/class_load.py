@@ -1,6 +1,6 @@
 """A class of 30 pressing Start: the real queue, with the in-process default and on a local Ray cluster.
 
-    python bench/class_load.py [--people 30] [--eager 5] [--per-class 8] [--epochs 2]
+    python bench/class_load.py [--people 30] [--eager 5] [--per-class 8] [--epochs 2] [--rounds 1]
                                [--modes in-process ray-1 ray-2] [--out bench/results/class_load.json]
 
 Each person submits one run with the default settings (the one click) on a small real subset of the demo
@@ -9,6 +9,10 @@ eager person first submits --eager runs more, to show that the line still takes 
 Every mode gets the same submissions in the same order, one mode after the other:
   in-process  the default: one job at a time in this process
   ray-N       a local Ray cluster started here with N `transfer_slot`s (N jobs at once)
+--rounds R runs every mode R times, the modes' order turning by one each round (A B C, B C A, C A B), so
+a machine growing busier or quieter during the run weighs on every mode alike; each mode's figures are then
+medians over the rounds, and its total time is also given as a ratio to the first mode's in the same round
+(the median of those ratios: the side-by-side comparison).
 Reported per mode: queue wait (submit to start) p50 / p95 over everyone's first run, where the eager
 person's extra runs ended up in the start order, total time from the first submit to the last end,
 throughput, and jobs lost (submitted but not finished); for Ray also the cluster's start-up time and the
@@ -121,6 +125,35 @@ def one_mode(mode: str, data: Path, args, runs: Path) -> dict:
             "eager_extra_start_places": extras, **extra}
 
 
+def round_order(modes: list[str], round_no: int) -> list[str]:
+    """The modes in the order round `round_no` runs them: turned by one each round."""
+    k = round_no % len(modes)
+    return modes[k:] + modes[:k]
+
+
+def summarise(rows: list[dict], modes: list[str]) -> list[dict]:
+    """One row per mode from its rounds (rows carry "round"): counts added up, times and rates the median
+    over the rounds, places seen in any round; total_vs_first: the median over rounds of this mode's total
+    time over the first mode's in the same round (paired, so load that changes between rounds cancels)."""
+    first = {r["round"]: r["total_s"] for r in rows if r["mode"] == modes[0]}
+    out = []
+    for mode in modes:
+        mine = [r for r in rows if r["mode"] == mode]
+        if not mine:
+            continue
+        row = {**mine[0], **{k: sum(r[k] for r in mine) for k in ("jobs", "finished", "lost")},
+               **{k: statistics.median(r[k] for r in mine) for k in ("wait_p50_s", "wait_p95_s", "total_s",
+                                                                     "runs_per_min")},
+               "eager_extra_start_places": sorted({p for r in mine for p in r["eager_extra_start_places"]}),
+               "rounds": len(mine)}
+        row.pop("round", None)
+        ratios = [r["total_s"] / first[r["round"]] for r in mine if first.get(r["round"])]
+        if ratios:
+            row["total_vs_first"] = statistics.median(ratios)
+        out.append(row)
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--people", type=int, default=30)
@@ -128,6 +161,7 @@ def main(argv=None) -> int:
     parser.add_argument("--per-class", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--modes", nargs="+", default=["in-process", "ray-1", "ray-2"])
+    parser.add_argument("--rounds", type=int, default=1, help="every mode this many times, in turning order")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "class_load.json"))
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,24 +169,30 @@ def main(argv=None) -> int:
         warm = JobQueue()  # loads the weights and fills the scan cache once, so no mode pays for it
         warm.wait(warm.submit(TrainConfig(data=str(data), epochs=1), Path(tmp) / "runs" / "warm-up").id)
         results = []
-        for mode in args.modes:
-            results.append(one_mode(mode, data, args, Path(tmp) / "runs" / mode))
-            r = results[-1]
-            print(f"{mode:11s} slots {r['slots']}  {r['finished']}/{r['jobs']} finished, {r['lost']} lost  "
-                  f"wait p50 {r['wait_p50_s']:.0f} s p95 {r['wait_p95_s']:.0f} s  total {r['total_s']:.0f} s  "
-                  f"{r['runs_per_min']:.2f} runs/min  eager extras started at {r['eager_extra_start_places']}"
-                  + (f"  ray start {r['ray_start_seconds']:.1f} s, app {r['app_mb_before_ray']:.0f}->"
-                     f"{r['app_mb_with_ray']:.0f} MB, ray processes {r['ray_processes_mb']:.0f} MB"
-                     if "ray_start_seconds" in r else ""), flush=True)
+        for round_no in range(args.rounds):
+            for mode in round_order(args.modes, round_no):
+                results.append({**one_mode(mode, data, args, Path(tmp) / "runs" / f"{mode}-{round_no}"),
+                                "round": round_no})
+                print_mode(results[-1])
     command = "python bench/class_load.py" + "".join(
         f" --{k.replace('_', '-')} {v}" for k, v in vars(args).items()
         if k not in ("modes", "out") and v != parser.get_default(k))
+    summary = summarise(results, args.modes)
     out = {"kind": "class-load", "date": time.strftime("%Y-%m-%d"), "command": command, "commit": code_version(),
            "people": args.people, "eager": args.eager, "per_class": args.per_class, "epochs": args.epochs,
-           "cores": os.cpu_count(), "modes": results}
+           "cores": os.cpu_count(), "rounds": args.rounds, "modes": summary, "each_round": results}
     Path(args.out).write_text(json.dumps(out, indent=1))
-    print(json.dumps({"modes": [(r["mode"], round(r["wait_p95_s"]), r["lost"]) for r in results]}))
+    print(json.dumps({"modes": [(r["mode"], round(r["wait_p95_s"]), r["lost"], round(r.get("total_vs_first", 1), 2))
+                                for r in summary]}))
     return 0
+
+
+def print_mode(r: dict) -> None:
+    ray = (f"  ray start {r['ray_start_seconds']:.1f} s, app {r['app_mb_before_ray']:.0f}->{r['app_mb_with_ray']:.0f} "
+           f"MB, ray processes {r['ray_processes_mb']:.0f} MB" if "ray_start_seconds" in r else "")
+    print(f"round {r['round'] + 1} {r['mode']:11s} slots {r['slots']}  {r['finished']}/{r['jobs']} finished, "
+          f"{r['lost']} lost  wait p50 {r['wait_p50_s']:.0f} s p95 {r['wait_p95_s']:.0f} s  total {r['total_s']:.0f} s  "
+          f"{r['runs_per_min']:.2f} runs/min  eager extras started at {r['eager_extra_start_places']}{ray}", flush=True)
 
 
 if __name__ == "__main__":

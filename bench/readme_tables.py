@@ -319,16 +319,26 @@ def class_load_rows(d: dict) -> list[list[str]]:
         ray = (f"{m['ray_start_seconds']:.1f} s; app {m['app_mb_before_ray']:.0f} -> {m['app_mb_with_ray']:.0f} MB, "
                f"Ray's processes {m['ray_processes_mb']:.0f} MB" if "ray_start_seconds" in m else "-")
         rows.append([MODE_WORDS.get(m["mode"], m["mode"]), str(m["slots"]), f"{m['finished']}/{m['jobs']}",
-                     str(m["lost"]), f"{m['wait_p50_s']:.0f} / {m['wait_p95_s']:.0f}", f"{m['total_s']:.0f}",
-                     f"{m['runs_per_min']:.2f}", ", ".join(map(str, m["eager_extra_start_places"])), ray])
+                     str(m["lost"]), f"{m['wait_p50_s']:.0f} / {m['wait_p95_s']:.0f}", f"{m['total_s']:.0f}"]
+                    + ([f"{m['total_vs_first']:.2f}"] if _paired_rounds(d) else [])
+                    + [f"{m['runs_per_min']:.2f}", ", ".join(map(str, m["eager_extra_start_places"])), ray])
     return rows
+
+
+def _paired_rounds(d: dict) -> bool:
+    """Measured in 2 or more rounds of turning order: each mode's total is also a paired ratio."""
+    return d.get("rounds", 1) > 1 and all("total_vs_first" in m for m in d["modes"])
 
 
 def render_class_load(d: dict) -> str:
     extra = (f" ({d['cores']} cores; {d['people']} people, one of whom first queued {d['eager']} runs more; each run "
              f"the default settings, at most {d['epochs']} epochs, on {d['per_class']} demo pictures per class)")
-    header = ["executor", "jobs at once", "finished", "lost", "queue wait p50 / p95 (s)", "total (s)", "runs/min",
-              "eager person's extra runs started as number", "Ray start-up; memory"]
+    header = ["executor", "jobs at once", "finished", "lost", "queue wait p50 / p95 (s)", "total (s)"]
+    if _paired_rounds(d):
+        extra = extra[:-1] + (f"; {d['rounds']} rounds, the modes' order turning each round: figures are medians "
+                              f"over the rounds, and the ratio is to the first mode's total in the same round)")
+        header.append(f"total / {MODE_WORDS.get(d['modes'][0]['mode'], d['modes'][0]['mode'])}'s, same round")
+    header += ["runs/min", "eager person's extra runs started as number", "Ray start-up; memory"]
     return stamp(d, extra) + table(header, class_load_rows(d))
 
 

@@ -153,3 +153,24 @@ def test_every_setting_is_held_to_the_one_point_target_cell_by_cell():
                                  ("b", 10, "default", 0.70), ("b", 10, "other", 0.50)]]
     head, rows = readme_tables.within_one_point_rows({"settings": {"default": {}, "other": {}}, "runs": runs})
     assert rows == [["default", "1 of 3", "5.0"], ["other", "1 of 3", "20.0"]], rows  # 0.5 behind counts as met
+
+
+def test_class_load_rounds_turn_the_order_and_compare_each_mode_with_the_first_in_the_same_round():
+    import class_load
+    assert [class_load.round_order(["a", "b", "c"], r) for r in range(4)] == [
+        ["a", "b", "c"], ["b", "c", "a"], ["c", "a", "b"], ["a", "b", "c"]]
+
+    def row(mode, rnd, total):
+        return {"mode": mode, "round": rnd, "total_s": total, "jobs": 2, "finished": 2, "lost": 0, "slots": 1,
+                "wait_p50_s": total / 2, "wait_p95_s": total, "runs_per_min": 120 / total,
+                "eager_extra_start_places": [2] if rnd else [3]}
+    # The machine is much busier in round 1: only the paired ratio (median of 0.9, 0.2, 0.5) says 0.5; the
+    # ratio of the medians (90 / 200) would say 0.45.
+    rows = [row("a", 0, 100), row("b", 0, 90), row("b", 1, 60), row("a", 1, 300), row("a", 2, 200), row("b", 2, 100)]
+    a, b = class_load.summarise(rows, ["a", "b"])
+    assert (a["total_s"], b["total_s"]) == (200, 90) and (a["jobs"], b["finished"]) == (6, 6)
+    assert a["total_vs_first"] == 1.0 and b["total_vs_first"] == 0.5
+    assert b["eager_extra_start_places"] == [2, 3] and "round" not in b and b["rounds"] == 3
+    table = readme_tables.render_class_load({"date": "d", "command": "c", "commit": "x", "cores": 2, "people": 2,
+                                             "eager": 0, "per_class": 2, "epochs": 1, "rounds": 3, "modes": [a, b]})
+    assert "3 rounds" in table and "| 0.50 |" in table
