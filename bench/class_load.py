@@ -143,7 +143,8 @@ def summarise(rows: list[dict], modes: list[str]) -> list[dict]:
             continue
         row = {**mine[0], **{k: sum(r[k] for r in mine) for k in ("jobs", "finished", "lost")},
                **{k: statistics.median(r[k] for r in mine) for k in ("wait_p50_s", "wait_p95_s", "total_s",
-                                                                     "runs_per_min")},
+                                                                     "runs_per_min", "ray_start_seconds")
+                  if all(k in r for r in mine)},
                "eager_extra_start_places": sorted({p for r in mine for p in r["eager_extra_start_places"]}),
                "rounds": len(mine)}
         row.pop("round", None)
