@@ -24,6 +24,7 @@ from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.core.events import Progress, RunStopped  # noqa: E402
 from transfer_core.data.datasets import demo_dataset_path  # noqa: E402
 from transfer_core.training.callbacks import Callback  # noqa: E402
+from transfer_core.training.outputstore import ram_bytes  # noqa: E402
 from transfer_core.workflows.train import make_trainer  # noqa: E402
 
 
@@ -42,8 +43,7 @@ def _sizes(trainer) -> dict:
     mb = 2 ** 20
     cache = trainer.feature_cache
     return {"images in memory (uint8)": (trainer.train_store.nbytes + trainer.val_store.nbytes) / mb,
-            "cached frozen-part outputs": sum(t.numel() * t.element_size() for t in (cache.train, cache.val)
-                                              if t is not None) / mb,
+            "cached frozen-part outputs (in memory)": ram_bytes(cache.train, cache.val) / mb,
             "training images": len(trainer.train_samples), "validation images": len(trainer.val_samples)}
 
 

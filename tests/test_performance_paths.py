@@ -164,9 +164,9 @@ def test_quick_start_keeps_one_more_stage_frozen_first_then_thaws_it_from_the_ke
     computed = []  # (phase, depth) of every pass of the images through the first stages
     original = FeatureCache._compute
 
-    def counting(cache, store, view_fn, stages):
+    def counting(cache, store, view_fn, stages, dest):
         computed.append((watch.phase, len(list(stages.children()))))  # the frozen stages it runs (no pooling here)
-        return original(cache, store, view_fn, stages)
+        return original(cache, store, view_fn, stages, dest)
 
     monkeypatch.setattr(FeatureCache, "_compute", counting)
     watch = StageWeights(stage=3)
@@ -197,9 +197,9 @@ def test_every_thaw_runs_on_from_outputs_kept_at_the_shallowest_depth_so_the_pic
     computed = []
     original = FeatureCache._compute
 
-    def counting(cache, store, view_fn, stages):
+    def counting(cache, store, view_fn, stages, dest):
         computed.append(len(list(stages.children())))
-        return original(cache, store, view_fn, stages)
+        return original(cache, store, view_fn, stages, dest)
 
     monkeypatch.setattr(FeatureCache, "_compute", counting)
     result = train(TrainConfig(data=str(textile_small), freeze=4, unfreeze_at=(2, 3), augment="none", epochs=3,

@@ -94,8 +94,9 @@ class TrainConfig:
     lr_group_factor: float = setting(1.0, N_("discriminative rates: each earlier stage gets lr * factor^depth"))
     # --- engine
     device: str | None = setting(None, N_("cpu, cuda, cuda:1 ... (default: CUDA when present)"))
-    cache_mb: int = setting(3000, N_("memory for decoded images and cached features; beyond it, images stream "
-                                  "from disk"))
+    # 0: automatic, a share of the machine's memory or TRANSFER_STUDIO_MEMORY_MB (core/memory.py).
+    cache_mb: int = setting(0, N_("memory (MB) for decoded pictures and cached features; beyond it they are read "
+                                  "from disk (0 = automatic)"))
     # With augmentation and frozen stages: how many augmented views of each image to run through the
     # frozen stages once and reuse (0 = a fresh view every batch, slower). See features.py.
     feature_views: int = setting(2, N_("augmented views of each image computed once through the frozen stages"))

@@ -247,7 +247,7 @@ class TargetDomain(Callback):
         paths, _skipped = scan_unlabelled(self.source, extract_to=trainer.run.path / "target")
         self.labels = target_labels(paths, trainer.classes)
         used = trainer.train_store.nbytes + trainer.val_store.nbytes
-        self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.config.cache_mb * 2 ** 20 - used),
+        self.store = ImageStore(paths, trainer.prep, budget_bytes=max(0, trainer.cache_mb * 2 ** 20 - used),
                                 stop=trainer.stop)
         if self.kind.trains_layers and trainer.depth >= trainer.net.num_stages and not trainer.thaw_epochs():
             raise ConfigError(_("{method} adapts the network's layers, but every layer is frozen. Freeze fewer stages, or "

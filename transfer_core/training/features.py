@@ -7,11 +7,14 @@
 - With augmentation and `feature_views` = 0: a fresh view every batch; the frozen stages then run on
   every batch, but without autograd, so no graph is kept and no gradient is computed for them.
 - Validation images are never augmented, so their frozen-part output is always cached.
+- Outputs that do not fit the run's memory budget (cache_mb) are kept on disk and read back by batch
+  (outputstore.py): a data set of any size is cached, at the cost of reading it from the page cache.
 """
 from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -21,6 +24,7 @@ from torch.fx.experimental.optimization import fuse
 from transfer_core.core.device import plan_for
 from transfer_core.core.i18n import _
 from transfer_core.models.augment import eval_view, train_view
+from transfer_core.training.outputstore import place, ram_bytes, store_rows
 
 
 class FeatureCache:
@@ -37,8 +41,8 @@ class FeatureCache:
         self.cache_mb = cache_mb
         self.check_stop, self.progress = check_stop, progress
         self.depth = -1
-        self.train: torch.Tensor | None = None  # views x images x (activation shape)
-        self.val: torch.Tensor | None = None
+        self.train: list | None = None  # one per view: images x (activation shape), a tensor or DiskOutputs
+        self.val = None  # images x (activation shape)
         self.start = 0
         self.kept: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # a shallower depth's outputs, for later
 
@@ -86,65 +90,80 @@ class FeatureCache:
     def _onward_from_kept(self, base: int, depth: int) -> None:
         train, val = self.kept[base]
         stages = frozen_part(self.net, base, depth, plan_for(self.device).channels_last)  # folded once, for both
-        self.train = self._onward(train[0], stages).unsqueeze(0)
-        self.val = self._onward(val, stages)
+        shape, dtype = self._item_shape(depth)
+        self.train = [self._onward(train[0], stages, place(len(train[0]), shape, dtype, self._budget_bytes(), self.device))]
+        self.val = self._onward(val, stages, place(len(val), shape, dtype, self._budget_bytes(), self.device))
 
     def _items(self) -> int:
         return len(self.train_store) + len(self.val_store)
 
-    def _outputs(self, depth: int, budget: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """(training views, validation) outputs of the first `depth` stages, each None if over the budget."""
-        per_item = self._bytes_per_item(depth)
-        views = self.train_views
-        train = val = None
+    def _outputs(self, depth: int, budget: int) -> tuple[list | None, object]:
+        """(training views, validation) outputs of the first `depth` stages: in memory within `budget`, on
+        disk beyond it; None where the disk has no room either."""
+        shape, dtype = self._item_shape(depth)
         # Folding the frozen part takes ~0.2 s (torch.fx): once, for both shares.
         stages = functools.cache(lambda: frozen_part(self.net, 0, depth, plan_for(self.device).channels_last))
-        if per_item * len(self.val_store) <= budget:
-            val = self._compute(self.val_store, lambda b: eval_view(b, self.prep), stages())
-            budget -= per_item * len(self.val_store)
-        if views and per_item * len(self.train_store) * views <= budget:
-            train = torch.stack([self._compute(self.train_store, self._view_fn(), stages()) for _ in range(views)])
-        return train, val
+        val = place(len(self.val_store), shape, dtype, budget, self.device)
+        if val is not None:
+            val = self._compute(self.val_store, lambda b: eval_view(b, self.prep), stages(), val)
+            budget -= ram_bytes(val)
+        train = []
+        for _ in range(self.train_views):
+            dest = place(len(self.train_store), shape, dtype, budget, self.device)
+            if dest is None:
+                return None, val
+            train.append(self._compute(self.train_store, self._view_fn(), stages(), dest))
+            budget -= ram_bytes(dest)
+        return train or None, val
 
     @torch.no_grad()
-    def _onward(self, cached: torch.Tensor, stages: nn.Module) -> torch.Tensor:
-        """`stages` (frozen_part) run on outputs already cached where they start."""
-        parts = []
+    def _onward(self, cached, stages: nn.Module, dest):
+        """`stages` (frozen_part) run on outputs already cached where they start, into `dest` (outputstore.place;
+        None: no room anywhere, so nothing is cached at this depth)."""
+        if dest is None:
+            return None
         for i in range(0, len(cached), 64):
             self.check_stop()
-            parts.append(stages(cached[i:i + 64].to(self.device)))
-        return torch.cat(parts)
+            store_rows(dest, i, stages(cached[i:i + 64].to(self.device)))
+        return dest
 
     def _view_fn(self):
         return lambda b: train_view(b, self.prep, self.augment, self.gen)
 
     def _budget_bytes(self) -> int:
-        kept = _nbytes(*(t for outputs in self.kept.values() for t in outputs))
-        used = self.train_store.nbytes + self.val_store.nbytes + kept
+        kept = ram_bytes(*(outputs for outputs in self.kept.values()))
+        used = self.train_store.nbytes + self.val_store.nbytes + kept + ram_bytes(self.train, self.val)
         return max(0, self.cache_mb * 2 ** 20 - used)
 
     @torch.no_grad()
-    def _bytes_per_item(self, depth: int) -> int:
+    def _item_shape(self, depth: int) -> tuple[tuple[int, ...], torch.dtype]:
+        """The shape and type of one picture's frozen-part output at `depth`."""
         if depth >= self.net.num_stages:  # pooled features: their size is known without running the network
-            return self.net.feature_dim * torch.finfo(torch.float32).bits // 8
+            return (self.net.feature_dim,), torch.float32
         probe = torch.zeros(1, 3, self.prep.crop, self.prep.crop, device=self.device)
         self.net.eval()
         out, _ = self.run_frozen(probe, depth)
-        return out.numel() * out.element_size()
+        return tuple(out.shape[1:]), out.dtype
+
+    def _bytes_per_item(self, depth: int) -> int:
+        shape, dtype = self._item_shape(depth)
+        return math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
 
     @torch.no_grad()
-    def _compute(self, store, view_fn, stages: nn.Module) -> torch.Tensor:
-        """`stages` (frozen_part) run on each batch of `store` as `view_fn` presents it."""
+    def _compute(self, store, view_fn, stages: nn.Module, dest):
+        """`stages` (frozen_part) run on each batch of `store` as `view_fn` presents it, into `dest`
+        (outputstore.place: filled in place, so no second copy of the outputs is ever made)."""
         self.net.eval()
         channels_last = plan_for(self.device).channels_last
-        bs, n, parts = 32, len(store), []  # small chunks: early layers' maps stay in the CPU cache
+        bs, n = 32, len(store)  # small chunks: early layers' maps stay in the CPU cache
         for i in range(0, n, bs):
             self.check_stop()
             idx = torch.arange(i, min(i + bs, n))
             images = view_fn(store.batch(idx).to(self.device, non_blocking=True))
-            parts.append(stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images))
+            out = stages(images.contiguous(memory_format=torch.channels_last) if channels_last else images)
+            store_rows(dest, i, out)
             self.progress(min(i + bs, n), n)
-        return torch.cat(parts) if parts else torch.zeros(0)
+        return dest
 
     def describe(self) -> str:
         if self.depth == 0:
@@ -179,7 +198,14 @@ class FeatureCache:
         if len(self.train) == 1:
             return self.train[0][idx], self.start
         view = torch.randint(len(self.train), (len(idx),), generator=self.gen)
-        return self.train[view, idx], self.start
+        out = None
+        for v, outputs in enumerate(self.train):  # each picture's drawn view, in the order of idx
+            rows = (view == v).nonzero().flatten()
+            if len(rows):
+                part = outputs[idx[rows]]
+                out = torch.empty((len(idx), *part.shape[1:]), dtype=part.dtype) if out is None else out
+                out[rows] = part
+        return out, self.start
 
     def val_inputs(self, idx: torch.Tensor) -> tuple[torch.Tensor, int] | None:
         return None if self.val is None else (self.val[idx], self.start)
@@ -201,10 +227,6 @@ class FeatureCache:
             images = eval_view(self.val_store.batch(idx).to(self.device, non_blocking=True), self.prep)
             cached = self.run_frozen(images, depth)
         return cached[0].to(self.device), cached[1]
-
-
-def _nbytes(*tensors) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors if t is not None)
 
 
 def entry_point(net, depth: int) -> int:

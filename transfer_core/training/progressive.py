@@ -214,8 +214,8 @@ def _training_features(trainer) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features of every cached view of every training picture, with their labels."""
     cache, n = trainer.feature_cache, len(trainer.train_samples)
     if cache.train is not None and cache.start > trainer.net.num_stages:
-        views = cache.train.to(trainer.device).float()
-        return views.reshape(-1, views.shape[-1]), trainer.train_y.to(trainer.device).repeat(len(views))
+        views = torch.cat([view[:].to(trainer.device).float() for view in cache.train])  # from disk too
+        return views, trainer.train_y.to(trainer.device).repeat(len(cache.train))
     # Not cached (over the memory budget): each picture once, seen as Predict sees it.
     x = store_features(trainer.net, trainer.train_store, trainer.prep, trainer.device, torch.arange(n))
     return x.to(trainer.device), trainer.train_y.to(trainer.device)

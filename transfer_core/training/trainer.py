@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.device import pick_device, use_amp
+from transfer_core.core.memory import memory_budget_mb
 from transfer_core.core.events import DataReady, EpochEnd, Event, RunFinished
 from transfer_core.data.datarefs import resolved_config
 from transfer_core.data.imagecache import Stopped
@@ -107,7 +108,8 @@ class Trainer:
         self.classes = list(self.report.classes)
         self._build_network()
         self._start_clock()
-        pictures = load_pictures(shares, self.prep, cache_mb=cfg.cache_mb, device=self.device, stop=self.stop,
+        self.cache_mb = memory_budget_mb(cfg.cache_mb)  # the run's memory budget (core/memory.py)
+        pictures = load_pictures(shares, self.prep, cache_mb=self.cache_mb, device=self.device, stop=self.stop,
                                  progress=lambda done, n: self.report_progress("preparing", done, n, part="decode"))
         self.train_store, self.val_store = pictures.train_store, pictures.val_store
         self.train_y, self.val_y = pictures.train_y, pictures.val_y
@@ -116,7 +118,7 @@ class Trainer:
         self.feature_cache = FeatureCache(
             self.net, self.prep, self.device, self.train_store, self.val_store, gen=self.gen, augment=cfg.augment,
             train_views=0 if self._keep_images() else (1 if cfg.augment == "none" else cfg.feature_views),
-            cache_mb=cfg.cache_mb, check_stop=self.check_stop,
+            cache_mb=self.cache_mb, check_stop=self.check_stop,
             progress=lambda done, n: self.report_progress("preparing", done, n, part="cache"))
         self.prepare_cache()
         plan = describe_freeze(self.net, self.depth)
