@@ -1,5 +1,7 @@
 """The job queue the app's browser sessions share: one run trains at a time, the rest wait in order,
 and no one can stop another person's job. Real (tiny) training runs on textile images."""
+import json
+import os
 import statistics
 import threading
 import time
@@ -16,6 +18,7 @@ from transfer_core.core.events import (
     RunStarted,
     RunStopped,
 )
+from transfer_core.service.childjobs import ChildProcess
 from transfer_core.service.jobs import JobQueue
 from transfer_core.training.callbacks import Callback
 
@@ -152,46 +155,65 @@ def test_starts_in_the_same_second_get_different_runs(textile_small, tmp_path, m
     assert queue.wait(a.id, timeout=600) and isinstance(a.final, RunFinished)
 
 
-class Watchers(Callback):
-    """N threads polling a job's events the way the app's live view does (every 0.1 s), during every other
-    training step from epoch 2 on (epoch 1 warms up): watched and unwatched steps of the same run alternate
-    within a second or so, so a busy machine slows both alike (epoch against epoch, measured 0.68 with
-    no watchers at all while other work came and went)."""
+class StepTimer(Callback):
+    """In the training process (a child of the app's): during every other training step from epoch 2 on
+    (epoch 1 warms up) it raises a flag file that the watchers in the app's process watch by, and it times
+    every step. Watched and unwatched steps of the same run alternate within a second or so, so a busy
+    machine slows both alike (epoch against epoch, measured 0.68 with no watchers at all while other work
+    came and went). The step times go to a file at the end: the callback lives in the child."""
 
-    def __init__(self, n: int, every: float = 0.1):
-        self.every, self.n, self.job = every, n, None
-        self.active, self.done = threading.Event(), threading.Event()
-        self.latencies: list[float] = []
-        self.fresh: list[list] = [[] for _ in range(n)]  # per watcher, the new events it saw, in its order
-        self.lock = threading.Lock()
-        self.step_seconds = {True: [], False: []}  # training-step durations, watched or not
-        self.last: tuple[float, bool] | None = None
-        self.resumed = 0.0  # when watching last resumed
+    def __init__(self, folder):
+        self.flag, self.out = folder / "watch", folder / "steps.json"
+        self.step_seconds = {"watched": [], "alone": []}
+        self.last = None
 
     def before_epoch(self, trainer, epoch):
         self.epoch, self.last = epoch, None  # a step's time never spans validation
+        self.flag.unlink(missing_ok=True)
 
     def extra_loss(self, trainer, batch, logits):
         """Called once per training step: time the step that just ended, then switch watching over."""
         now = time.perf_counter()
         if self.last is not None and self.epoch >= 2:
-            self.step_seconds[self.last[1]].append(now - self.last[0])
+            self.step_seconds["watched" if self.last[1] else "alone"].append(now - self.last[0])
         watch = self.epoch >= 2 and not (self.last and self.last[1])
         if watch:
-            self.resumed = time.time()
-            self.active.set()
+            self.flag.write_text(repr(time.time()))
         else:
-            self.active.clear()
+            self.flag.unlink(missing_ok=True)
         self.last = (now, watch)
 
     def on_event(self, trainer, event):
         if isinstance(event, EpochEnd):
-            self.active.clear()
+            self.flag.unlink(missing_ok=True)
+        if isinstance(event, (RunFinished, RunFailed, RunStopped)):
+            self.out.write_text(json.dumps(self.step_seconds))
+
+
+class Watchers:
+    """N threads in the app's process polling a job's events the way the app's live view does (every
+    0.1 s), while the training process's StepTimer raises its flag."""
+
+    def __init__(self, n: int, folder, every: float = 0.1):
+        self.every, self.n, self.job, self.folder = every, n, None, folder
+        self.done = threading.Event()
+        self.latencies: list[float] = []
+        self.fresh: list[list] = [[] for _ in range(n)]  # per watcher, the new events it saw, in its order
+        self.lock = threading.Lock()
+
+    def _resumed(self) -> float | None:
+        """When watching last resumed; None while the flag is down."""
+        try:
+            return float((self.folder / "watch").read_text())
+        except (OSError, ValueError):
+            return None
 
     def _watch(self, me: int):
         seen = None  # events already there at the first look are history, not latency
         while not self.done.is_set():
-            if not self.active.wait(0.05):
+            resumed = self._resumed()
+            if resumed is None:
+                time.sleep(0.05)
                 continue
             events = self.job.events()
             now = time.time()
@@ -199,12 +221,12 @@ class Watchers(Callback):
             seen = len(events)
             self.points = [(e.epoch, e.train_loss) for e in events if isinstance(e, (Progress, EpochEnd))]  # a chart
             with self.lock:  # time spent paused (an unwatched step) is not the watcher's delay
-                self.latencies += [now - max(e.time, self.resumed) for e in fresh]
+                self.latencies += [now - max(e.time, resumed) for e in fresh]
                 self.fresh[me] += fresh
             time.sleep(self.every)
 
     def run(self, queue, cfg, runs_dir):
-        self.job = queue.submit(cfg, runs_dir, owner="teacher", callbacks=[self])
+        self.job = queue.submit(cfg, runs_dir, owner="teacher", callbacks=[StepTimer(self.folder)])
         threads = [threading.Thread(target=self._watch, args=(i,), daemon=True) for i in range(self.n)]
         for t in threads:
             t.start()
@@ -214,25 +236,29 @@ class Watchers(Callback):
             self.done.set()
             for t in threads:
                 t.join()
+        self.step_seconds = json.loads((self.folder / "steps.json").read_text())
         return self.job
 
 
 @pytest.mark.slow
 def test_ten_watchers_keep_up_without_slowing_training(textile_small, tmp_path):
-    """Engine side of the load test: 10 sessions watching one live run (the browser side is the app's).
-    Only counts, order and ratios measured side by side: a busy machine slows training and watchers alike."""
-    watchers = Watchers(10)
+    """Engine side of the load test: 10 sessions watching one live run (the browser side is the app's), on
+    the app's own executor: the run trains in a child process, the watchers poll in the app's. Only counts,
+    order and ratios measured side by side: a busy machine slows training and watchers alike."""
+    watchers = Watchers(10, tmp_path)
     # No quick start, so epoch 1 is the only warm-up (with it, epoch 2 would be the first to train stage 2).
-    job = watchers.run(JobQueue(), TrainConfig(schedule="fixed", data=str(textile_small), image_size=96, batch_size=4, epochs=5,
-                                               seed=0, freeze=2, quick_start_epochs=0), tmp_path)
+    job = watchers.run(JobQueue(ChildProcess()),
+                       TrainConfig(schedule="fixed", data=str(textile_small), image_size=96, batch_size=4, epochs=5,
+                                   seed=0, freeze=2, quick_start_epochs=0), tmp_path / "runs")
     assert isinstance(job.final, RunFinished), job.final
+    assert job.pid != os.getpid()
     log = job.events()
     for fresh in watchers.fresh:
         # every watcher saw the run move in every watched epoch, each event once, in the run's order
         assert {2, 3, 4, 5} <= {e.epoch for e in fresh}, [(type(e).__name__, e.epoch) for e in fresh]
         assert sorted(fresh, key=log.index) == fresh and len(set(map(id, fresh))) == len(fresh)
-    watched, alone = (statistics.median(watchers.step_seconds[w]) for w in (True, False))
-    assert min(len(watchers.step_seconds[w]) for w in (True, False)) >= 10  # 4 epochs of 7 steps, alternating
+    watched, alone = (statistics.median(watchers.step_seconds[w]) for w in ("watched", "alone"))
+    assert min(len(v) for v in watchers.step_seconds.values()) >= 10  # 4 epochs of 7 steps, alternating
     latencies = sorted(watchers.latencies)
     p95 = latencies[int(0.95 * (len(latencies) - 1))]
     epoch_s = statistics.median(e.seconds for e in log if isinstance(e, EpochEnd) and e.epoch >= 2)

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from dataclasses import fields
+from pathlib import Path
 
 from transfer_core.core.config import SETTINGS, ConfigError, TrainConfig
 from transfer_core.core.events import (
@@ -174,12 +176,47 @@ def run_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
+PREDICT_CHUNK = 512  # pictures answered at once: a folder of any size holds only this many answers in memory
+
+
+def _pictures_given(items: list[str]) -> list[str]:
+    """Files as given; a folder stands for every picture below it (sorted), so 100,000 need no command line."""
+    from transfer_core.data.datasets import IMAGE_EXTENSIONS
+
+    out = []
+    for item in items:
+        if os.path.isdir(item):
+            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+        else:
+            out.append(item)
+    return out
+
+
+def _answers(model, paths: list[str], threshold: float, k: int):
+    """(path, answer or None with the reason) for every picture, a chunk at a time; a damaged one is skipped."""
+    from transfer_core.data.datasets import BadImage
+    from transfer_core.inference.predict import answer
+
+    for i in range(0, len(paths), PREDICT_CHUNK):
+        chunk = paths[i:i + PREDICT_CHUNK]
+        try:
+            yield from ((p, a, None) for p, a in zip(chunk, answer(model, chunk, threshold=threshold, k=k)))
+        except (BadImage, OSError):
+            for p in chunk:  # one by one, to name the bad ones
+                try:
+                    yield p, answer(model, [p], threshold=threshold, k=k)[0], None
+                except (BadImage, OSError) as exc:
+                    yield p, None, str(exc)
+
+
 def run_predict(args: argparse.Namespace) -> int:
-    from transfer_core.inference.predict import answer, load_model
+    from transfer_core.inference.predict import load_model
 
     model = load_model(args.run_dir)
-    for path, ans in zip(args.images, answer(model, args.images, threshold=args.threshold, k=args.top_k)):
-        if args.json:
+    for path, ans, bad in _answers(model, _pictures_given(args.images), args.threshold, args.top_k):
+        if bad is not None:
+            print(json.dumps({"image": path, "skipped": bad}) if args.json else f"{path}: skipped ({bad})")
+        elif args.json:
             print(json.dumps({"image": path, "answer": ans.label, "sure": ans.sure, "unfamiliar": ans.unfamiliar,
                               "novelty": round(ans.novelty.score, 6) if ans.novelty else None,
                               "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}))
@@ -332,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="classify images with a trained run (and say when a picture does not look "
                                        "like the training pictures)")
     p.add_argument("run_dir")
-    p.add_argument("images", nargs="+")
+    p.add_argument("images", nargs="+", help="pictures, or folders of pictures")
     p.add_argument("--top-k", type=int, default=3)
     p.add_argument("--threshold", type=float, default=0.0,
                    help="answer 'not sure' below this calibrated confidence (0 to 1, e.g. 0.8)")

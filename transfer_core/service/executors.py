@@ -1,8 +1,11 @@
 """Where queued work runs. The queue decides what runs next (fair order, slots); an executor runs one
 item and returns its final event.
 
-- InProcess (the default): a background thread of the app's own process, one item at a time on this
-  machine's device, jobs and tasks alike: nothing new to start.
+- ChildProcess (the default, childjobs.py): each training job in a child process of its own, one at a time
+  on this machine's device, so a run that runs out of memory or crashes never takes the server with it;
+  tasks in a thread of the app's process.
+- InProcess (TRANSFER_STUDIO_EXECUTOR=thread, and the engine's tests): a background thread of the app's own
+  process, jobs and tasks alike: nothing new to start.
 - RayExecutor (rayjobs.py, TRANSFER_STUDIO_RAY_ADDRESS=local or HOST:PORT): each training job is a Ray
   actor on one GPU, or one `transfer_slot` of a CPU machine; tasks stay in the app's process.
 """
@@ -20,6 +23,7 @@ log = logging.getLogger(__name__)
 
 RAY_ADDRESS_ENV = "TRANSFER_STUDIO_RAY_ADDRESS"  # "local", or HOST:PORT of a cluster's head
 SLOTS_ENV = "TRANSFER_STUDIO_SLOTS"  # jobs at once on a local Ray cluster without GPUs (default 1)
+EXECUTOR_ENV = "TRANSFER_STUDIO_EXECUTOR"  # "thread": train inside the app's process (default: a child process)
 
 
 class InProcess:
@@ -47,11 +51,15 @@ class InProcess:
 
 
 def executor_from_env():
-    """InProcess unless TRANSFER_STUDIO_RAY_ADDRESS names a Ray cluster; if Ray cannot start, the app
-    still works in-process and the log says why."""
+    """ChildProcess unless TRANSFER_STUDIO_RAY_ADDRESS names a Ray cluster (or TRANSFER_STUDIO_EXECUTOR asks
+    for a thread); if Ray cannot start, the app still works in-process and the log says why."""
     address = os.environ.get(RAY_ADDRESS_ENV, "").strip()
     if not address:
-        return InProcess()
+        if os.environ.get(EXECUTOR_ENV, "").strip() == "thread":
+            return InProcess()
+        from transfer_core.service.childjobs import ChildProcess  # local import: it imports multiprocessing's server
+
+        return ChildProcess()
     from transfer_core.service.rayjobs import (
         RayExecutor,  # local import: Ray is big and optional at run time
     )

@@ -31,6 +31,7 @@ class Job:
     final: Event | None = None
     extra_callbacks: list[Callback] = field(default_factory=list)
     resume: bool = False  # continue the interrupted run folder `id` instead of starting a new one
+    pid: int | None = None  # the process training it, when that is a child of this app (childjobs.py)
 
     @property
     def run_dir(self) -> Path:

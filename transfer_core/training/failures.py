@@ -20,7 +20,27 @@ class Diverged(ArithmeticError):
 
 
 def _is_out_of_memory(exc: BaseException) -> bool:
-    return isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in str(exc).lower()
+    text = str(exc).lower()
+    return (isinstance(exc, (torch.OutOfMemoryError, MemoryError)) or "out of memory" in text
+            or "can't allocate memory" in text or "cannot allocate memory" in text)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A run that failed for memory is interrupted, not failed: with less data, a smaller budget or more
+    memory free it can resume from its last finished epoch (lifecycle.run_to_end)."""
+    return _is_out_of_memory(exc) and not ("cuda" in str(exc).lower())
+
+
+def out_of_memory_words(pictures: int | None, budget_mb: int | None, config: TrainConfig | None = None) -> str:
+    """What a run that ran out of the machine's memory says: where, its budget, what to change."""
+    first = (_("The run ran out of memory at {n} pictures.").format(n=f"{pictures:,}") if pictures
+             else _("The run ran out of memory."))
+    budget = (_("The memory budget for its pictures and cached features is {mb} MB (beyond it they are read from "
+                "disk); the network's own work comes on top.").format(mb=f"{budget_mb:,}") if budget_mb else "")
+    then = _("Nothing is lost up to its last finished epoch: resume it from the Runs page once more memory is free, "
+             "or start it again with a smaller memory budget (cache_mb, or TRANSFER_STUDIO_MEMORY_MB), a smaller "
+             "batch size (now {n}) or a smaller image size.").format(n=config.batch_size if config else 32)
+    return sentences(first, budget, then) if budget else sentences(first, then)
 
 
 def explain(exc: BaseException, config: TrainConfig | None = None) -> str:

@@ -24,7 +24,7 @@ from torch.fx.experimental.optimization import fuse
 from transfer_core.core.device import plan_for
 from transfer_core.core.i18n import _
 from transfer_core.models.augment import eval_view, train_view
-from transfer_core.training.outputstore import place, ram_bytes, store_rows
+from transfer_core.training.outputstore import disk_room, place, ram_bytes, store_rows
 
 
 class FeatureCache:
@@ -50,8 +50,8 @@ class FeatureCache:
     def prepare(self, depth: int, later: Sequence[int] = ()) -> None:
         """Cache what the frozen stages output at `depth`. `later`: shallower depths the run will thaw to
         (quick start, gradual unfreezing, the progressive schedule), preferred first. When nothing random
-        sits before the frozen part, the first of them whose outputs fit in memory is computed first and
-        kept: `depth`'s follow from it through the stages in between (cheap: the early, high-resolution
+        sits before the frozen part, the first of them whose outputs fit (in memory, or on disk) is computed
+        first and kept: `depth`'s follow from it through the stages in between (cheap: the early, high-resolution
         stages are most of the work), and so do those of every thaw down to it, which cost no pass over the
         pictures."""
         net = self.net
@@ -73,7 +73,7 @@ class FeatureCache:
         return self.augment == "none" and self.train_views == 1
 
     def _prepare_through(self, later: Sequence[int], depth: int) -> None:
-        fitting = (d for d in later if 0 < d < depth and self._fits_beside(d, depth))
+        fitting = (d for d in later if 0 < d < depth and self._room_beside(d, depth))
         base = next(fitting, None) if self._deterministic() else None
         if base is not None:
             outputs = self._outputs(base, self._budget_bytes())
@@ -83,9 +83,12 @@ class FeatureCache:
                 return
         self.train, self.val = self._outputs(depth, self._budget_bytes())
 
-    def _fits_beside(self, base: int, depth: int) -> bool:
-        """Do `base`'s outputs and `depth`'s, for every picture, fit in the cache's memory together?"""
-        return (self._bytes_per_item(base) + self._bytes_per_item(depth)) * self._items() <= self._budget_bytes()
+    def _room_beside(self, base: int, depth: int) -> bool:
+        """Is there room for `base`'s outputs and `depth`'s, for every picture: in the cache's memory together,
+        or on disk? (From disk, each thaw reads them back instead of running every picture through the early
+        stages again: one pass over the pictures per run, at any data size.)"""
+        both = (self._bytes_per_item(base) + self._bytes_per_item(depth)) * self._items()
+        return both <= self._budget_bytes() or disk_room(both)
 
     def _onward_from_kept(self, base: int, depth: int) -> None:
         train, val = self.kept[base]
@@ -155,7 +158,7 @@ class FeatureCache:
         (outputstore.place: filled in place, so no second copy of the outputs is ever made)."""
         self.net.eval()
         channels_last = plan_for(self.device).channels_last
-        bs, n = 32, len(store)  # small chunks: early layers' maps stay in the CPU cache
+        bs, n = chunk_size(self.prep.crop), len(store)
         for i in range(0, n, bs):
             self.check_stop()
             idx = torch.arange(i, min(i + bs, n))
@@ -227,6 +230,13 @@ class FeatureCache:
             images = eval_view(self.val_store.batch(idx).to(self.device, non_blocking=True), self.prep)
             cached = self.run_frozen(images, depth)
         return cached[0].to(self.device), cached[1]
+
+
+def chunk_size(crop: int) -> int:
+    """Pictures run through the frozen part at once: 32 at 224 px (small chunks keep early layers' maps in the
+    CPU cache), fewer at larger sizes, so the activations stay the same size (at 1024 px, 32 pictures' first
+    maps alone are 1 GB)."""
+    return max(1, int(32 * (224 / crop) ** 2))
 
 
 def entry_point(net, depth: int) -> int:

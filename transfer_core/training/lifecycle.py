@@ -14,7 +14,7 @@ from transfer_core.data.datarefs import redact_paths
 from transfer_core.data.imagecache import Stopped
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.training import checkpoint, distributed
-from transfer_core.training.failures import explain
+from transfer_core.training.failures import explain, is_out_of_memory, out_of_memory_words
 
 __all__ = ["Stopped", "run_to_end"]
 
@@ -24,6 +24,7 @@ def run_to_end(trainer) -> tuple[Path | None, Event]:
     problem."""
     final: Event | None = None
     scratch: Path | None = None
+    interrupted = False  # out of memory: the folder is left without a final event, so it reads as interrupted
     try:
         state = None
         if trainer.resume:
@@ -40,12 +41,14 @@ def run_to_end(trainer) -> tuple[Path | None, Event]:
                               epochs_run=trainer.epochs_done, seconds=time.time() - trainer.t0)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
         # Redacted here, not only on disk: the live view shows the message while the run is still open.
-        final = trainer.event(RunFailed, error=redact_paths(explain(exc, trainer.config)),
+        interrupted = is_out_of_memory(exc)
+        words = _out_of_memory(trainer) if interrupted else explain(exc, trainer.config)
+        final = trainer.event(RunFailed, error=redact_paths(words),
                               detail=redact_paths("".join(traceback.format_exception_only(type(exc), exc)))
                               .strip()[-2000:], seconds=time.time() - trainer.t0)
     finally:
         final = final or trainer.event(RunFailed, error=_("Training ended unexpectedly."))
-        _emit_final(trainer, final)
+        _emit_final(trainer, final, in_folder=not interrupted)
         for name in ("train_store", "val_store", "feature_cache"):  # the memory goes back now, not at exit
             setattr(trainer, name, None)
         if scratch is not None:
@@ -64,8 +67,18 @@ def _create_run(trainer) -> tuple[RunFolder, Path | None]:
     return RunFolder.create(scratch, trainer.config, run_id), scratch
 
 
-def _emit_final(trainer, final: Event) -> None:
+def _out_of_memory(trainer) -> str:
+    pictures = (len(trainer.train_samples) + len(trainer.val_samples)) if hasattr(trainer, "val_samples") else None
+    return out_of_memory_words(pictures, getattr(trainer, "cache_mb", None), trainer.config)
+
+
+def _emit_final(trainer, final: Event, *, in_folder: bool = True) -> None:
+    """`in_folder` False: only the watchers hear it (the folder reads as interrupted, and Resume is offered)."""
     try:
+        if not in_folder:
+            for cb in trainer.callbacks:
+                cb.on_event(trainer, final)
+            return
         trainer.emit(final)
     except Exception:  # noqa: BLE001 - a disk or callback error must not hide the run's real end
         for cb in trainer.callbacks:

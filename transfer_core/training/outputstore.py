@@ -83,11 +83,20 @@ def place(n: int, item_shape: tuple[int, ...], dtype: torch.dtype, budget_bytes:
     nbytes = n * math.prod(item_shape) * torch.empty(0, dtype=dtype).element_size()
     if nbytes <= budget_bytes:
         return torch.empty((n, *item_shape), dtype=dtype, device=device)
+    if not disk_room(nbytes):
+        return None
+    return DiskOutputs((n, *item_shape), dtype, outputs_folder())
+
+
+def outputs_folder() -> Path:
     folder = cache_root() / "outputs"
     folder.mkdir(parents=True, exist_ok=True)
-    if nbytes > DISK_SHARE * shutil.disk_usage(folder).free:
-        return None
-    return DiskOutputs((n, *item_shape), dtype, folder)
+    return folder
+
+
+def disk_room(nbytes: int) -> bool:
+    """May a run keep this much on disk? (At most DISK_SHARE of what is free.)"""
+    return nbytes <= DISK_SHARE * shutil.disk_usage(outputs_folder()).free
 
 
 def store_rows(dest, start: int, values: torch.Tensor) -> None:
