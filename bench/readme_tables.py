@@ -342,7 +342,56 @@ def render_class_load(d: dict) -> str:
     return stamp(d, extra) + table(header, class_load_rows(d))
 
 
+# ----------------------------------------------------------------------------- bench/scale.py
+SCALE_TARGET_MB, SCALE_TARGET_TIMES = 4096, 12  # issue #27: at 20,000 pictures, <= 4 GB and <= 12x the 2,000 run
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value / 1024:.2f} GB" if value >= 1024 else f"{value:.0f} MB"
+
+
+def scale_rows(d: dict) -> list[list[str]]:
+    rows, base = [], d["rows"][0]
+    for r in d["rows"]:
+        c = r["one_click"]
+        times = c["seconds"] / base["one_click"]["seconds"]
+        budget = f" ({c['time_budget_minutes']:g}-min budget)" if c.get("time_budget_minutes") else ""
+        acc = "-" if c["test_accuracy"] is None else f"{c['test_accuracy']:.3f} ({c['num_test']:,})"
+        rows.append([f"{r['pictures']:,}", f"{c['seconds']:.0f} s ({1000 * c['seconds'] / r['pictures']:.1f} s; "
+                     f"{times:.1f}x){budget}", f"{c['first_model_seconds']:.0f} s", f"{c['epochs']}",
+                     _mb(c["train_peak_mb"]), _mb(c["server_peak_mb"]), acc,
+                     f"{r['held_out']['accuracy']:.3f} ({r['held_out']['pictures']})",
+                     f"{r['data_check']['seconds']:.0f} s, {_mb(r['data_check']['peak_mb'])}"
+                     if r.get("data_check") else "-",
+                     f"{r['predict_folder']['seconds']:.0f} s, {_mb(r['predict_folder']['peak_mb'])}"
+                     if r.get("predict_folder") else "-",
+                     f"{r['scan']['first']['seconds']:.1f} s / {r['scan']['again']['seconds']:.1f} s"
+                     if r.get("scan") else "-",
+                     f"{r['picture_store_gb']:.1f} GB"])
+    return rows
+
+
+def scale_targets(d: dict) -> str:
+    by_size = {r["pictures"]: r for r in d["rows"]}
+    if 2000 not in by_size or 20000 not in by_size:
+        return ""
+    small, big = by_size[2000]["one_click"], by_size[20000]["one_click"]
+    times = big["seconds"] / small["seconds"]
+    return (f"\nAt 20,000 pictures: peak memory of the training process {_mb(big['train_peak_mb'])} "
+            f"(target at most 4 GB: {met(big['train_peak_mb'] <= SCALE_TARGET_MB)}); one click {times:.1f}x the "
+            f"2,000-picture run's time (target at most {SCALE_TARGET_TIMES}x: {met(times <= SCALE_TARGET_TIMES)}).\n")
+
+
+def render_scale(d: dict) -> str:
+    header = ["pictures", "one click (per 1,000; x the smallest)", "first model", "epochs",
+              "peak memory, training process", "peak memory, app process", "test share (near-copies)",
+              "held-out originals", "data check", "Predict on the folder", "scan: first / again",
+              "picture store on disk"]
+    return stamp(d, f", {d['load']} at the start") + table(header, scale_rows(d)) + scale_targets(d)
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
+    ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
     ("defaults", lambda d: "throughput" in d, render_defaults),
     ("defaults-older", lambda d: d.get("kind") == "older-defaults", render_older_defaults),

@@ -67,7 +67,7 @@ class PeakWatcher:
             time.sleep(0.5)
 
 
-def one_click(data: Path, runs: Path) -> dict:
+def one_click(data: Path, runs: Path, budget_minutes: float = 0.0) -> dict:
     from transfer_core.core.config import TrainConfig
     from transfer_core.core.events import ModelReady, RunFinished
     from transfer_core.service.childjobs import ChildProcess
@@ -75,7 +75,7 @@ def one_click(data: Path, runs: Path) -> dict:
 
     queue = JobQueue(ChildProcess())
     t0 = time.time()
-    job = queue.submit(TrainConfig(data=str(data)), runs, owner="bench")
+    job = queue.submit(TrainConfig(data=str(data), time_budget_minutes=budget_minutes), runs, owner="bench")
     watcher = PeakWatcher(job)
     queue.wait(job.id)
     seconds = time.time() - t0
@@ -86,7 +86,7 @@ def one_click(data: Path, runs: Path) -> dict:
             "first_model_seconds": ready.seconds if ready else None,
             "epochs": getattr(final, "epochs_run", None), "reason": getattr(final, "reason", None),
             "test_accuracy": getattr(final, "test_accuracy", None), "num_test": getattr(final, "num_test", None),
-            "train_peak_mb": watcher.peak, "server_peak_mb": peak_rss_mb(),
+            "time_budget_minutes": budget_minutes, "train_peak_mb": watcher.peak, "server_peak_mb": peak_rss_mb(),
             "error": getattr(final, "error", None) if not isinstance(final, RunFinished) else None}
 
 
@@ -112,7 +112,21 @@ def accuracy_of(predict_lines: str) -> tuple[float, int]:
     return right / max(1, len(rows)), len(rows)
 
 
-def measure(n: int, root: Path, keep_cache: bool) -> dict:
+SCAN = ("import sys, time; from transfer_core.data.datasets import scan_dataset; t = time.time(); "
+        "r = scan_dataset(sys.argv[1]); print(time.time() - t, len(r.train) + len(r.val) + len(r.test))")
+
+
+def scans(data: Path, env: dict) -> dict:
+    """The Data page's scan of the set: first (every picture opened), then again in a new process (only the
+    files' stat against the answers kept on disk: the scan is incremental)."""
+    out = {}
+    for name in ("first", "again"):
+        seconds, mb, printed = timed([sys.executable, "-c", SCAN, str(data)], env)
+        out[name] = {"seconds": float(printed.split()[0]), "process_seconds": seconds, "peak_mb": mb}
+    return out
+
+
+def measure(n: int, root: Path, keep_cache: bool, extras: bool = True, budget_minutes: float = 0.0) -> dict:
     data, test = make_set(root, n), make_test(root)
     cache = root / f"cache-{n}"
     if not keep_cache:
@@ -122,20 +136,25 @@ def measure(n: int, root: Path, keep_cache: bool) -> dict:
     runs = root / f"runs-{n}"
     runs.mkdir(parents=True, exist_ok=True)
     print(f"--- {n:,} pictures: one click through the queue", flush=True)
-    row = {"pictures": n, "one_click": one_click(data, runs)}
+    row = {"pictures": n, "one_click": one_click(data, runs, budget_minutes)}
+    row["picture_store_gb"] = sum(f.stat().st_size for f in cache.glob("pictures-*")) / 2 ** 30
     print(json.dumps(row["one_click"]), flush=True)
     py = sys.executable
     run_dir = row["one_click"]["run_dir"]
     s, mb, out = timed([py, "-m", "transfer_core", "predict", run_dir, str(test), "--json"], env)
     acc, count = accuracy_of(out)
     row["held_out"] = {"accuracy": acc, "pictures": count}
+    if not extras:
+        return row
     print(f"--- predict on the set's folder ({n:,})", flush=True)
     s, mb, out = timed([py, "-m", "transfer_core", "predict", run_dir, str(data), "--json"], env)
     row["predict_folder"] = {"seconds": s, "peak_mb": mb, "pictures": accuracy_of(out)[1]}
     print(f"--- data check ({n:,})", flush=True)
     s, mb, _ = timed([py, "-m", "transfer_core", "check-data", str(data), "--json"], env)
     row["data_check"] = {"seconds": s, "peak_mb": mb}
-    row["picture_store_gb"] = sum(f.stat().st_size for f in cache.glob("pictures-*")) / 2 ** 30
+    print(f"--- the Data page's scan, first and again ({n:,})", flush=True)
+    shutil.rmtree(cache, ignore_errors=True)  # the scan's answers too: its first time
+    row["scan"] = scans(data, env)
     print(json.dumps(row), flush=True)
     return row
 
@@ -147,12 +166,17 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
     ap.add_argument("--keep-cache", action="store_true", help="reuse decoded pictures from an earlier run")
     ap.add_argument("--append", action="store_true", help="add these sizes to the rows already in --out")
+    ap.add_argument("--one-click-only", type=int, nargs="*", default=[], metavar="N",
+                    help="sizes measured for the one click alone (no Predict, data check or scan)")
+    ap.add_argument("--time-budget-minutes", type=float, default=0.0,
+                    help="the one click's time budget (0: automatic, as in the app)")
     a = ap.parse_args()
     rows = json.loads(a.out.read_text())["rows"] if a.append and a.out.exists() else []
     for n in a.sizes:
-        rows = [r for r in rows if r["pictures"] != n] + [measure(n, a.root, a.keep_cache)]
+        rows = [r for r in rows if r["pictures"] != n] + [measure(n, a.root, a.keep_cache, n not in a.one_click_only,
+                                                                  a.time_budget_minutes)]
         rows.sort(key=lambda r: r["pictures"])
-        result = {"scale": True, "date": str(date.today()), "commit": code_version(), "load": load(),
+        result = {"kind": "scale", "date": str(date.today()), "commit": code_version(), "load": load(),
                   "command": "python bench/scale.py " + " ".join(sys.argv[1:]), "rows": rows}
         a.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {a.out}")

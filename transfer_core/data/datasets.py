@@ -250,10 +250,10 @@ def _gather(folder: Path, root: Path, split: str, found: _Found) -> None:
 def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
                  extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),
                  min_side: int = 16, test_share: bool = True,
-                 progress: Callable[[int, int], None] | None = None) -> DatasetReport:
+                 progress: Callable[[int, int], None] | None = None, keep=None) -> DatasetReport:
     """Find the classes and images of a folder (or .zip), check every image, split train/validation, and
     (test_share, every class with TEST_MIN_PER_CLASS pictures) half the validation share into a test share.
-    progress(done, n) as the pictures are opened; it may raise to stop the scan."""
+    progress(done, n) as the pictures are opened; it may raise to stop the scan. keep: imagechecks.Keep."""
     if not 0 <= val_split < 1:
         raise DatasetError(N_("The validation share must be between 0 and 1 (e.g. 0.2), not {value}.").format(
             value=val_split))
@@ -267,7 +267,7 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
         _gather(val_dir, root, "val", found)
     else:
         _gather(root, root, "", found)
-    checked = check_images([p for _, _, p in found.candidates], min_side, limits.max_file_bytes, progress)
+    checked = check_images([p for _, _, p in found.candidates], min_side, limits.max_file_bytes, progress, keep)
     usable: dict[str, dict[str, list[CheckedImage]]] = defaultdict(lambda: defaultdict(list))
     for (name, split, path), result in zip(found.candidates, checked):
         if result.reason is None:

@@ -46,6 +46,29 @@ def picture_store(prep: Preprocessing) -> PictureStore:
     return store_for(f"{prep.resize}-{prep.interpolation}", prep.resize)
 
 
+class StoreKeeper:
+    """imagechecks.Keep for a scan before training: each picture the scan decodes goes into the store at
+    training resolution too (in chunks), so training does not decode it again."""
+
+    def __init__(self, prep: Preprocessing):
+        self.prep, self.store = prep, picture_store(prep)
+        self.pending: list[tuple[str, np.ndarray]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, digest: str, image) -> None:
+        item = (digest, np.ascontiguousarray(self.prep.resized_square(image).transpose(2, 0, 1)))
+        with self.lock:
+            self.pending.append(item)
+            full = len(self.pending) >= _CHUNK
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            items, self.pending = self.pending, []
+        self.store.add(items)
+
+
 class ImageStore:
     """uint8 N x 3 x S x S images (S = prep.resize): records of the shared picture store, read by batch, or
     all held in memory when they fit `budget_bytes`.

@@ -12,10 +12,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transfer_core.core.i18n import N_
 from transfer_core.data import scancache
 from transfer_core.data.datafiles import BadImage, _human, load_rgb
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 PROGRESS_EVERY = 64  # files opened between two progress reports
 
@@ -27,7 +31,12 @@ class CheckedImage:
     digest: str = ""  # of the file's bytes, for finding identical copies
 
 
-def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
+# Given each picture a check decodes and finds usable, with its digest: training's scan hands them to the
+# decoded-picture store (imagecache.StoreKeeper), so a new picture is decoded once per run, not twice.
+Keep = Callable[[str, "Image.Image"], None]
+
+
+def check_image(path: Path, min_side: int, max_bytes: int, keep: Keep | None = None) -> CheckedImage:
     """Decode one file fully, so a damaged picture is reported now rather than failing an epoch later."""
     try:
         size = path.stat().st_size
@@ -35,7 +44,8 @@ def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
             return CheckedImage(path, N_("file too large ({size}; at most {most})").format(
                 size=_human(size), most=_human(max_bytes)))
         data = path.read_bytes()
-        width, height = load_rgb(io.BytesIO(data)).size
+        image = load_rgb(io.BytesIO(data))
+        width, height = image.size
     except BadImage as exc:
         return CheckedImage(path, str(exc))
     except OSError as exc:
@@ -43,17 +53,20 @@ def check_image(path: Path, min_side: int, max_bytes: int) -> CheckedImage:
     if min(width, height) < min_side:
         return CheckedImage(path, N_("image too small ({width}x{height} px; at least {min}x{min})").format(
             width=width, height=height, min=min_side))
-    return CheckedImage(path, None, hashlib.blake2b(data, digest_size=16).hexdigest())
+    digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+    if keep is not None:
+        keep(digest, image)
+    return CheckedImage(path, None, digest)
 
 
 def check_images(paths: Sequence[Path], min_side: int, max_bytes: int,
-                 progress: Callable[[int, int], None] | None = None) -> list[CheckedImage]:
+                 progress: Callable[[int, int], None] | None = None, keep: Keep | None = None) -> list[CheckedImage]:
     """check_image of each file, in the input order, opening only those not checked before as they are now.
-    progress(done, n) as files are opened (it may raise to stop)."""
+    progress(done, n) as files are opened (it may raise to stop); keep: see Keep."""
     keys = [scancache.file_key(p, (min_side, max_bytes)) for p in paths]
     found = {i: CheckedImage(paths[i], *answer) for i, answer in scancache.recall(keys).items()}
     missing = [i for i in range(len(paths)) if i not in found]
-    found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes, progress)))
+    found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes, progress, keep)))
     # Kept as (reason, digest), the path being in the key. A file that could not be read may be readable
     # in a moment (a network share coming back): not remembered.
     scancache.remember({keys[i]: (found[i].reason, found[i].digest) for i in missing
@@ -66,7 +79,7 @@ def _settled(checked: CheckedImage) -> bool:
 
 
 def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int,
-               progress: Callable[[int, int], None] | None = None) -> list[CheckedImage]:
+               progress: Callable[[int, int], None] | None = None, keep: Keep | None = None) -> list[CheckedImage]:
     """Decode every file once, in threads (Pillow releases the GIL while decoding); keeps the input order."""
     if not paths:
         return []
@@ -74,7 +87,7 @@ def _check_all(paths: Sequence[Path], min_side: int, max_bytes: int,
     checked = []
     with ThreadPoolExecutor(max_workers=workers) as pool:
         try:
-            for checked_image in pool.map(lambda p: check_image(p, min_side, max_bytes), paths, chunksize=16):
+            for checked_image in pool.map(lambda p: check_image(p, min_side, max_bytes, keep), paths, chunksize=16):
                 checked.append(checked_image)
                 if progress is not None and (len(checked) % PROGRESS_EVERY == 0 or len(checked) == len(paths)):
                     progress(len(checked), len(paths))

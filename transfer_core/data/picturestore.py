@@ -77,6 +77,7 @@ class PictureStore:
         self._db_lock = threading.Lock()  # one connection, many threads (decoding workers, readers)
         with self._db_lock:
             self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # no flush to disk per insert: a cache, rebuilt if lost
             self._db.execute("CREATE TABLE IF NOT EXISTS pictures (store TEXT, key TEXT, slot INTEGER, "
                              "PRIMARY KEY (store, key))")
         self.cap = max_bytes(self.root)

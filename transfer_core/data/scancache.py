@@ -5,16 +5,21 @@ nearly all of a scan's time (bench/scan_reuse.py). A file is known by its path a
 (size, modified and changed times in nanoseconds, inode), so a picture added, rewritten, replaced or moved
 is opened afresh while the others are not; a removed one is simply no longer listed. (Like rsync's quick
 check, it cannot see a rewrite that keeps the size within one tick of the file system's clock.) In this
-process only, and bounded: at most MAX_FILES answers, the least recently used forgotten first.
+process, bounded: at most MAX_FILES answers, the least recently used forgotten first; and on disk, beside the
+decoded pictures (picturestore.cache_root), so a training job's own process, a later app and a rescan of a
+100,000-picture folder open only the files that are new or changed (the scan is incremental).
 """
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from pathlib import Path
 from typing import Any
+
+from transfer_core.data.picturestore import cache_root
 
 # About 500 bytes each (measured; the path is most of it), so at most about 50 MB. A folder of more
 # files than this gains nothing (each scan pushes out its own start) but loses nothing either.
@@ -34,12 +39,41 @@ def file_key(path: str | Path, rules: Hashable) -> tuple | None:
     return str(path), st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, rules
 
 
+_DISK: dict[str, sqlite3.Connection] = {}
+
+
+def _disk() -> sqlite3.Connection | None:
+    """Under _LOCK: the on-disk answers of this cache root (None when it cannot be written: memory only)."""
+    root = cache_root()
+    if str(root) not in _DISK:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(root / "index.sqlite", timeout=60, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # no flush to disk per insert: a cache, rebuilt if lost
+            db.execute("CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, reason TEXT, digest TEXT)")
+        except (OSError, sqlite3.Error):
+            return None
+        _DISK[str(root)] = db
+    return _DISK[str(root)]
+
+
 def recall(keys: Sequence[tuple | None]) -> dict[int, Any]:
-    """The remembered answers, by position in `keys`."""
+    """The remembered answers, by position in `keys` (from memory, else from disk)."""
     with _LOCK:
         found = {i: _ANSWERS[k] for i, k in enumerate(keys) if k is not None and k in _ANSWERS}
         for i in found:
             _ANSWERS.move_to_end(keys[i])
+        missing = {repr(k): i for i, k in enumerate(keys) if k is not None and i not in found}
+        db = _disk() if missing else None
+        if db is not None:
+            names = list(missing)
+            for start in range(0, len(names), 500):  # SQLite's limit on a statement's variables
+                part = names[start:start + 500]
+                rows = db.execute(f"SELECT key, reason, digest FROM checked WHERE key IN ({','.join('?' * len(part))})",
+                                  part).fetchall()
+                for key, reason, digest in rows:
+                    found[missing[key]] = (reason, digest)
     return found
 
 
@@ -50,6 +84,13 @@ def remember(answers: dict[tuple, Any]) -> None:
             _ANSWERS.move_to_end(key)
         while len(_ANSWERS) > MAX_FILES:
             _ANSWERS.popitem(last=False)
+        db = _disk() if answers else None
+        if db is not None:
+            try:
+                db.executemany("INSERT OR REPLACE INTO checked VALUES (?, ?, ?)",
+                               [(repr(k), *a) for k, a in answers.items()])
+            except sqlite3.Error:
+                pass  # a full or read-only disk: remembered in memory only
 
 
 def remembered() -> int:
@@ -59,5 +100,9 @@ def remembered() -> int:
 
 
 def clear_scan_cache() -> None:
+    """Forget every answer, in memory and on disk."""
     with _LOCK:
         _ANSWERS.clear()
+        db = _disk()
+        if db is not None:
+            db.execute("DELETE FROM checked")

@@ -36,6 +36,7 @@ from transfer_core.training.callbacks import Callback
 # fails in the child (MemoryError) and the run ends as interrupted, in words. Unset: the kernel's own limit.
 JOB_LIMIT_ENV = "TRANSFER_STUDIO_JOB_MEMORY_LIMIT_MB"
 POLL_S = 0.2
+APP_GONE = 75  # the child's exit code when the app that followed it is gone
 
 # Kept in English in the job's events; shown in the reader's language (i18n.retranslate).
 CHILD_KILLED = N_("The training process was ended by the system (SIGKILL), most likely because the machine "
@@ -52,10 +53,12 @@ CHILD_CRASHED = N_("The training process stopped unexpectedly (exit code {code})
 
 class _PipeLog(Callback):
     """In the child: every event goes to the app as it happens. A pipe closed at the other end means the
-    app is gone: the run stops within a batch instead of training for no one."""
+    app is gone (killed, or restarted): the child ends at once, as if it had gone with it, so its run folder
+    reads as interrupted and the app, started again, offers Resume from the last finished epoch. (Stopping
+    instead would mark it stopped, and train on for no one until the next batch.)"""
 
-    def __init__(self, conn, stop: threading.Event):
-        self.conn, self.stop = conn, stop
+    def __init__(self, conn):
+        self.conn = conn
         self.lock = threading.Lock()
 
     def on_event(self, trainer, event: Event) -> None:
@@ -66,7 +69,7 @@ class _PipeLog(Callback):
             with self.lock:
                 self.conn.send(message)
         except (BrokenPipeError, EOFError, OSError):
-            self.stop.set()
+            os._exit(APP_GONE)
 
 
 def _app_settings() -> dict[str, str]:
@@ -96,7 +99,7 @@ def _child_main(spec: dict, conn, stop_flag, settings: dict[str, str]) -> None:
         stop.set()
 
     threading.Thread(target=pass_stop, daemon=True).start()
-    log = _PipeLog(conn, stop)
+    log = _PipeLog(conn)
     final = train_job(**spec, log=log, stop=stop)
     log.send(("final", final))
     stop.set()

@@ -13,7 +13,8 @@ from transfer_core.core.config import TrainConfig
 from transfer_core.core.device import plan_for
 from transfer_core.data.datarefs import to_ref
 from transfer_core.data.datasets import DatasetReport, scan_dataset
-from transfer_core.data.imagecache import ImageStore
+from transfer_core.data.imagecache import ImageStore, StoreKeeper
+from transfer_core.models.backbones import get_backbone
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import write_json
 from transfer_core.training import distributed
@@ -30,8 +31,10 @@ class Shares:
 def scan_shares(config: TrainConfig, run_dir: Path, runs_dir: Path, gen: torch.Generator) -> Shares:
     """The data set split into training / validation / test shares, recorded in the run folder as a data
     reference (no server path). `max_images` keeps a random subset of the training share."""
+    keeper = StoreKeeper(get_backbone(config.backbone).preprocessing_at(config.image_size))
     report = scan_dataset(config.data, val_split=config.val_split, seed=config.seed, extract_to=run_dir / "data",
-                          test_share=config.test_share)
+                          test_share=config.test_share, keep=keeper)
+    keeper.flush()
     train = list(report.train)
     if config.max_images and len(train) > config.max_images:
         order = torch.randperm(len(train), generator=gen)[:config.max_images]
