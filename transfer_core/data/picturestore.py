@@ -28,6 +28,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import tempfile
 import threading
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -41,12 +42,18 @@ _DEFAULT_MAX_GB = 50.0
 
 def cache_root() -> Path:
     """The folder every process of this machine keeps decoded pictures in (TRANSFER_STUDIO_CACHE, else
-    the user's cache folder)."""
+    the user's cache folder, else, where that cannot be written, one in the temporary folder)."""
     env = os.environ.get(CACHE_ENV)
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "transfer-studio"
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "transfer-studio"
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        if os.access(base, os.W_OK):
+            return base
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"transfer-studio-cache-{os.getuid()}"
 
 
 def max_bytes(root: Path) -> int:
