@@ -382,12 +382,23 @@ def scale_targets(d: dict) -> str:
             f"2,000-picture run's time (target at most {SCALE_TARGET_TIMES}x: {met(times <= SCALE_TARGET_TIMES)}).\n")
 
 
+def scale_stamp(d: dict) -> str:
+    """One line per command the rows were measured with (--append adds sizes measured another time)."""
+    stamps: dict[tuple, list[int]] = {}
+    for r in d["rows"]:
+        m = r.get("measured", d)
+        stamps.setdefault((m["date"], m["command"], m["commit"], m["load"]), []).append(r["pictures"])
+    lines = [f"*{' and '.join(f'{n:,}' for n in sizes)} pictures: measured {day} with `{command}`, code of commit "
+             f"{commit}, {load} at the start.*" for (day, command, commit, load), sizes in stamps.items()]
+    return "\n".join(lines) + ("\n*Table written by `python bench/readme_tables.py` from `bench/results/`.*\n\n")
+
+
 def render_scale(d: dict) -> str:
     header = ["pictures", "one click (per 1,000; x the smallest)", "first model", "epochs",
               "peak memory, training process", "peak memory, app process", "test share (near-copies)",
               "held-out originals", "data check", "Predict on the folder", "scan: first / again",
               "picture store on disk"]
-    return stamp(d, f", {d['load']} at the start") + table(header, scale_rows(d)) + scale_targets(d)
+    return scale_stamp(d) + table(header, scale_rows(d)) + scale_targets(d)
 
 
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [

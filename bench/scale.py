@@ -144,6 +144,9 @@ def measure(n: int, root: Path, keep_cache: bool, extras: bool = True, budget_mi
     s, mb, out = timed([py, "-m", "transfer_core", "predict", run_dir, str(test), "--json"], env)
     acc, count = accuracy_of(out)
     row["held_out"] = {"accuracy": acc, "pictures": count}
+    print(f"--- the Data page's scan, first and again ({n:,})", flush=True)
+    shutil.rmtree(cache, ignore_errors=True)  # the scan's answers too: its first time
+    row["scan"] = scans(data, env)
     if not extras:
         return row
     print(f"--- predict on the set's folder ({n:,})", flush=True)
@@ -152,11 +155,15 @@ def measure(n: int, root: Path, keep_cache: bool, extras: bool = True, budget_mi
     print(f"--- data check ({n:,})", flush=True)
     s, mb, _ = timed([py, "-m", "transfer_core", "check-data", str(data), "--json"], env)
     row["data_check"] = {"seconds": s, "peak_mb": mb}
-    print(f"--- the Data page's scan, first and again ({n:,})", flush=True)
-    shutil.rmtree(cache, ignore_errors=True)  # the scan's answers too: its first time
-    row["scan"] = scans(data, env)
     print(json.dumps(row), flush=True)
     return row
+
+
+def earlier_rows(path: Path) -> list[dict]:
+    """The rows of an earlier run, each with the stamp (command, date, commit, load) it was measured with."""
+    data = json.loads(path.read_text())
+    top = {k: data[k] for k in ("date", "commit", "load", "command") if k in data}
+    return [{**r, "measured": r.get("measured", top)} for r in data["rows"]]
 
 
 def main() -> None:
@@ -167,18 +174,18 @@ def main() -> None:
     ap.add_argument("--keep-cache", action="store_true", help="reuse decoded pictures from an earlier run")
     ap.add_argument("--append", action="store_true", help="add these sizes to the rows already in --out")
     ap.add_argument("--one-click-only", type=int, nargs="*", default=[], metavar="N",
-                    help="sizes measured for the one click alone (no Predict, data check or scan)")
+                    help="sizes measured for the one click and the scan alone (no Predict nor data check)")
     ap.add_argument("--time-budget-minutes", type=float, default=0.0,
                     help="the one click's time budget (0: automatic, as in the app)")
     a = ap.parse_args()
-    rows = json.loads(a.out.read_text())["rows"] if a.append and a.out.exists() else []
+    rows = earlier_rows(a.out) if a.append and a.out.exists() else []
+    stamp = {"date": str(date.today()), "commit": code_version(), "load": load(),
+             "command": "python bench/scale.py " + " ".join(sys.argv[1:])}
     for n in a.sizes:
-        rows = [r for r in rows if r["pictures"] != n] + [measure(n, a.root, a.keep_cache, n not in a.one_click_only,
-                                                                  a.time_budget_minutes)]
-        rows.sort(key=lambda r: r["pictures"])
-        result = {"kind": "scale", "date": str(date.today()), "commit": code_version(), "load": load(),
-                  "command": "python bench/scale.py " + " ".join(sys.argv[1:]), "rows": rows}
-        a.out.write_text(json.dumps(result, indent=1) + "\n")
+        row = measure(n, a.root, a.keep_cache, n not in a.one_click_only, a.time_budget_minutes)
+        rows = sorted([r for r in rows if r["pictures"] != n] + [{**row, "measured": stamp}],
+                      key=lambda r: r["pictures"])
+        a.out.write_text(json.dumps({"kind": "scale", **stamp, "rows": rows}, indent=1) + "\n")
     print(f"wrote {a.out}")
 
 
