@@ -113,3 +113,22 @@ def test_the_cache_stays_bounded(tmp_path, opened, monkeypatch):
     monkeypatch.setattr(scancache, "MAX_FILES", 12)
     page_scan(copy_textile(tmp_path / "photos", 10))
     assert scancache.remembered() == 12  # the least recently used forgotten first
+
+
+def test_the_data_pages_signature_walks_the_folder_only_when_a_folder_changed(tmp_path, monkeypatch):
+    """A redraw of the Data page must not list 100,000 files: while no folder's time has changed, the
+    signature of the last walk holds; a picture added, removed or moved changes it."""
+    from ui import data_view
+
+    data = copy_textile(tmp_path / "data", 2)
+    walks = []
+    real_walk = os.walk
+    monkeypatch.setattr(data_view.os, "walk", lambda *a, **kw: walks.append(1) or real_walk(*a, **kw))
+    first = data_view._signature(str(data))
+    assert data_view._signature(str(data)) == first and len(walks) == 1  # a redraw: no walk
+    picture = next((data / "local").glob("*.jpg"))
+    (data / "nominal" / "added.jpg").write_bytes(picture.read_bytes())
+    added = data_view._signature(str(data))
+    assert added != first and added[0] == first[0] + 1 and len(walks) == 2
+    picture.rename(data / "global" / picture.name)  # moved to another class: the same count
+    assert data_view._signature(str(data)) != added and len(walks) == 3
