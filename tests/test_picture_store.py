@@ -7,6 +7,7 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import copy_textile
 from transfer_core.core.config import TrainConfig
@@ -58,10 +59,15 @@ def test_a_picture_is_decoded_once_per_data_set_and_a_changed_file_again(tmp_pat
     assert torch.equal(first.batch(idx), again.batch(idx))
     copied = copy_textile(tmp_path / "b", 2)  # the same files in another folder: the same content
     assert ImageStore(sorted(copied.rglob("*.jpg")), PREP, budget_bytes=0).decodes == 0
-    shutil.copy(paths[4], paths[0])  # one file rewritten with another picture
+    shutil.copy(paths[4], paths[0])  # one file rewritten with another picture of the set: already decoded
+    copied_over = ImageStore(paths, PREP, budget_bytes=0)
+    assert copied_over.decodes == 0
+    assert torch.equal(copied_over.batch(torch.tensor([0])), copied_over.batch(torch.tensor([4])))
+    Image.open(paths[4]).transpose(Image.FLIP_LEFT_RIGHT).save(paths[0])  # rewritten with a new picture
     changed = ImageStore(paths, PREP, budget_bytes=0)
     assert changed.decodes == 1
-    assert torch.equal(changed.batch(torch.tensor([0])), changed.batch(torch.tensor([4])))
+    assert torch.equal(changed.batch(torch.tensor([0])), torch.from_numpy(
+        imagecache.decode(paths[0], PREP).transpose(2, 0, 1).copy()).unsqueeze(0))
     assert not torch.equal(changed.batch(torch.tensor([0])), first.batch(torch.tensor([0])))
 
 
