@@ -36,6 +36,23 @@ class Gate(Callback):
         assert self.gate.wait(timeout=300)
 
 
+class FileGate(Callback):
+    """Gate for a run in another process (the app's child-process executor): holds it just before its
+    training starts until the test opens the gate, a file appearing."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def before_fit(self, trainer):
+        deadline = time.time() + 300
+        while not self.path.exists():
+            assert time.time() < deadline, "the gate was never opened"
+            time.sleep(0.05)
+
+    def set(self):
+        self.path.touch()
+
+
 class Concurrency(Callback):
     """Counts runs between their start and their end, across all jobs."""
 

@@ -17,7 +17,7 @@ from tests.test_app_pages import (  # noqa: F401
     raw_texts,
     texts,
 )
-from tests.test_jobs import Gate
+from tests.test_jobs import FileGate
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd
 from transfer_core.runstore.runs import RunFolder
@@ -236,10 +236,10 @@ def test_the_data_pages_scan_is_a_task_that_does_not_wait_for_a_training_run(app
         return real_scan(*args, **kwargs)
 
     monkeypatch.setattr(data_view, "scan_dataset", scan_dataset)
-    gate = threading.Event()
+    gate = FileGate(tmp_path / "gate")  # the run trains in a child process of the app
     held = default_queue().submit(TrainConfig(data=str(copy_textile(tmp_path / "theirs", 4)), schedule="fixed",
                                               epochs=1, image_size=64, freeze="all"),
-                                  app_dirs / "runs", owner="someone-else-0123456789", callbacks=[Gate(gate)])
+                                  app_dirs / "runs", owner="someone-else-0123456789", callbacks=[gate])
     try:
         at = page("pages/1_Data.py").run()
         choose_folder(at, copy_textile(tmp_path / "photos", 8))

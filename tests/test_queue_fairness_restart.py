@@ -14,6 +14,7 @@ from pathlib import Path
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import RunFinished, RunStarted
 from transfer_core.runstore.runs import RunFolder
+from transfer_core.service.childjobs import ChildProcess
 from transfer_core.service.executors import InProcess, executor_from_env
 from transfer_core.service.fairness import fair_order
 from transfer_core.service.jobs import JobQueue
@@ -69,8 +70,12 @@ def test_one_person_cannot_fill_the_line(textile_small, tmp_path):
     assert starts.order == [ann[0].id, ben.id, ann[1].id, ann[2].id, ann[3].id]
 
 
-def test_the_default_is_one_job_at_a_time_in_this_process(monkeypatch):
+def test_the_default_is_one_job_at_a_time_in_a_child_process(monkeypatch):
     monkeypatch.delenv("TRANSFER_STUDIO_RAY_ADDRESS", raising=False)
+    monkeypatch.delenv("TRANSFER_STUDIO_EXECUTOR", raising=False)
+    executor = executor_from_env()
+    assert isinstance(executor, ChildProcess) and JobQueue(executor).slots() == 1
+    monkeypatch.setenv("TRANSFER_STUDIO_EXECUTOR", "thread")
     executor = executor_from_env()
     assert isinstance(executor, InProcess) and JobQueue(executor).slots() == 1
 

@@ -17,6 +17,7 @@ RunFailed that says what happened in words: how many pictures, the memory budget
 """
 from __future__ import annotations
 
+import importlib
 import multiprocessing
 import os
 import resource
@@ -28,6 +29,7 @@ from transfer_core.core.device import describe_device
 from transfer_core.core.events import DataReady, Event, RunFailed
 from transfer_core.core.i18n import N_, _
 from transfer_core.core.memory import memory_budget_mb
+from transfer_core.methods.registry import MethodSpec, list_methods, register
 from transfer_core.runstore import runfiles
 from transfer_core.service.work import FILES, Job, Task, lane_of_task, train_job
 from transfer_core.training.callbacks import Callback
@@ -87,9 +89,28 @@ def _take_settings(settings: dict[str, str]) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
 
 
-def _child_main(spec: dict, conn, stop_flag, settings: dict[str, str]) -> None:
+def _app_methods() -> list[tuple[str, str]]:
+    """(name, module) of every method registered in the app now: a method registered after the fork server
+    started (a plugin imported by the app, a test's) is unknown there."""
+    return [(m.name, m.build.__module__) for m in list_methods()]
+
+
+def _take_methods(methods: list[tuple[str, str]]) -> None:
+    """Register the app's methods here too: importing a method's module registers it (a method is one module
+    that ends with register(...)); one registered later by the app is found by name among its module's specs."""
+    for name, module in methods:
+        if any(m.name == name for m in list_methods()):
+            continue
+        found = vars(importlib.import_module(module)).values()
+        spec = next((v for v in found if isinstance(v, MethodSpec) and v.name == name), None)
+        if spec is not None and not any(m.name == name for m in list_methods()):
+            register(spec)
+
+
+def _child_main(spec: dict, conn, stop_flag, settings: dict[str, str], methods: list[tuple[str, str]]) -> None:
     """The child process: train the job, send its events and its final event, exit."""
     _take_settings(settings)
+    _take_methods(methods)
     stop = threading.Event()
 
     def pass_stop():  # the app's Stop (a process-shared flag) becomes the trainer's own
@@ -142,7 +163,7 @@ class ChildProcess:
         stop_flag = self._ctx.Event()
         spec = {"config": job.config, "runs_dir": job.runs_dir, "run_id": job.id, "resume": job.resume,
                 "callbacks": job.extra_callbacks}
-        child = self._ctx.Process(target=_child_main, args=(spec, send, stop_flag, _app_settings()), daemon=True,
+        child = self._ctx.Process(target=_child_main, args=(spec, send, stop_flag, _app_settings(), _app_methods()), daemon=True,
                                   name=f"transfer-studio-run {job.id}")
         child.start()
         send.close()  # only the child writes: its end closing is how the app sees it gone
