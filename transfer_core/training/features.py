@@ -125,9 +125,11 @@ class FeatureCache:
         None: no room anywhere, so nothing is cached at this depth)."""
         if dest is None:
             return None
-        for i in range(0, len(cached), 64):
+        n = len(cached)
+        for i in range(0, n, 64):
             self.check_stop()
             store_rows(dest, i, stages(cached[i:i + 64].to(self.device)))
+            self.progress(min(i + 64, n), n)  # minutes at 100,000 pictures: the page shows it moving
         return dest
 
     def _view_fn(self):
