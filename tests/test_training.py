@@ -1,5 +1,6 @@
 """The trainer on real images: freezing, stopping, failures, event order, repeatability, run folders."""
 import json
+import shutil
 import os
 import subprocess
 import sys
@@ -150,6 +151,15 @@ def test_cli_train_then_predict(textile_small, tmp_path):
     pred = subprocess.run([sys.executable, "-m", "transfer_core", "predict", summary["run_dir"], str(image)],
                           capture_output=True, text=True, timeout=120)
     assert pred.returncode == 0 and str(image) in pred.stdout
+    # A folder stands for every picture below it; a damaged one is named and skipped, the others answered.
+    folder = shutil.copytree(textile_small / "local", tmp_path / "to_sort")
+    (folder / "broken.jpg").write_bytes(b"not a picture")
+    pred = subprocess.run([sys.executable, "-m", "transfer_core", "predict", summary["run_dir"], str(folder), "--json"],
+                          capture_output=True, text=True, timeout=120)
+    rows = [json.loads(line) for line in pred.stdout.splitlines()]
+    assert pred.returncode == 0 and len(rows) == 13, pred.stderr[-2000:]
+    assert [r["image"] for r in rows if "skipped" in r] == [str(folder / "broken.jpg")]
+    assert sum("top" in r for r in rows) == 12
 
 
 def _backbone_rows(torch_home) -> dict:

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import fields
-from pathlib import Path
 
 from transfer_core.core.config import SETTINGS, ConfigError, TrainConfig
 from transfer_core.core.events import (
@@ -176,44 +174,12 @@ def run_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
-PREDICT_CHUNK = 512  # pictures answered at once: a folder of any size holds only this many answers in memory
-
-
-def _pictures_given(items: list[str]) -> list[str]:
-    """Files as given; a folder stands for every picture below it (sorted), so 100,000 need no command line."""
-    from transfer_core.data.datasets import IMAGE_EXTENSIONS
-
-    out = []
-    for item in items:
-        if os.path.isdir(item):
-            out += sorted(str(p) for p in Path(item).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
-        else:
-            out.append(item)
-    return out
-
-
-def _answers(model, paths: list[str], threshold: float, k: int):
-    """(path, answer or None with the reason) for every picture, a chunk at a time; a damaged one is skipped."""
-    from transfer_core.data.datasets import BadImage
-    from transfer_core.inference.predict import answer
-
-    for i in range(0, len(paths), PREDICT_CHUNK):
-        chunk = paths[i:i + PREDICT_CHUNK]
-        try:
-            yield from ((p, a, None) for p, a in zip(chunk, answer(model, chunk, threshold=threshold, k=k)))
-        except (BadImage, OSError):
-            for p in chunk:  # one by one, to name the bad ones
-                try:
-                    yield p, answer(model, [p], threshold=threshold, k=k)[0], None
-                except (BadImage, OSError) as exc:
-                    yield p, None, str(exc)
-
-
 def run_predict(args: argparse.Namespace) -> int:
+    from transfer_core.inference.folders import answers, pictures_given
     from transfer_core.inference.predict import load_model
 
     model = load_model(args.run_dir)
-    for path, ans, bad in _answers(model, _pictures_given(args.images), args.threshold, args.top_k):
+    for path, ans, bad in answers(model, pictures_given(args.images), args.threshold, args.top_k):
         if bad is not None:
             print(json.dumps({"image": path, "skipped": bad}) if args.json else f"{path}: skipped ({bad})")
         elif args.json:
