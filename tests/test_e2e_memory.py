@@ -58,6 +58,7 @@ def test_a_run_out_of_memory_is_interrupted_in_words_and_the_app_serves_everyone
         token = visit_home(page, base)
         page.goto(f"{base}/Data?ws={token}")
         page.get_by_role("button", name="Use the demo pictures").click()
+        page.get_by_text("Using: Demo: textile defects").wait_for()  # saved before leaving, not lost in the goto
         page.goto(f"{base}/Train?ws={token}")
         page.get_by_text("Pictures: Demo: textile defects").wait_for()
         page.get_by_text("Advanced settings").click()

@@ -131,7 +131,11 @@ class RunFolder:
         runs_dir = Path(runs_dir)
         runs_dir.mkdir(parents=True, exist_ok=True)
         run = cls(runs_dir / (run_id or new_run_id(config.backbone)))
-        run.path.mkdir()  # never reuses (and so never overwrites) an existing run
+        try:
+            run.path.mkdir()  # never reuses (and so never overwrites) an existing run
+        except FileExistsError as exc:  # what is there says who took the id (seen once in CI, not reproduced)
+            inside = sorted(p.name for p in run.path.iterdir())[:8]
+            raise FileExistsError(f"{exc} (holding {inside}, pid {os.getpid()})") from exc
         portable_config(config, runs_dir).save(run.path / runfiles.CONFIG)
         run.claim()
         return run
