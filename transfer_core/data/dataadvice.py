@@ -25,6 +25,14 @@ def _single_image_warnings(usable, classes) -> list[str]:
     return [text.format(names=_names(single))]
 
 
+def _together_notes(groups: int) -> list[str]:
+    if not groups:
+        return []
+    return [N_("{n} group(s) of near-copies (frames of one burst, copies, or pictures that look almost the same) "
+               "are kept together: each group is either all in training or all held out for checking, so the "
+               "score is not flattered by a near-copy of a training picture.").format(n=groups)]
+
+
 def _split_gaps(usable, classes, train_name: str, val_name: str) -> list[str]:
     out = []
     no_train = [c for c in classes if not usable[c]["train"]]

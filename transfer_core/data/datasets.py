@@ -28,6 +28,7 @@ from transfer_core.data.dataadvice import (  # noqa: F401
     _empty_warnings,
     _single_image_warnings,
     _split_gaps,
+    _together_notes,
 )
 
 # Re-exported: these lived here before the module was split, and callers import them from here.
@@ -59,6 +60,7 @@ from transfer_core.data.datafiles import (  # noqa: F401
     load_rgb,
 )
 from transfer_core.data.imagechecks import CheckedImage, check_images
+from transfer_core.data.nearcopies import group_ids
 from transfer_core.data.uploads import (  # noqa: F401
     _CHUNK,
     _RATIO_FLOOR,
@@ -285,8 +287,8 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
         notes += _split_gaps(usable, classes, splits[0].name, splits[1].name)
     else:
         with_test = test_share and all(len(usable[c][""]) >= TEST_MIN_PER_CLASS for c in classes)
-        train, val, test = _stratified(usable, labels, val_split, seed, with_test)
-        notes += _single_image_warnings(usable, classes)
+        train, val, test, together = _stratified(usable, labels, val_split, seed, with_test)
+        notes += _single_image_warnings(usable, classes) + _together_notes(together)
     warnings = notes + _empty_warnings(found.class_names - set(classes)) + _balance_warnings(usable, classes)
     warnings += _duplicate_warnings(usable, root)
     return DatasetReport(root=root, classes=classes, train=tuple(train), val=tuple(val), skipped=skipped,
@@ -340,21 +342,56 @@ def _as_given(usable, labels) -> tuple[list[Sample], list[Sample]]:
 
 
 def _stratified(usable, labels, val_split: float, seed: int,
-                with_test: bool = False) -> tuple[list[Sample], list[Sample], list[Sample]]:
-    """Per class: round(n * val_split) images held out, at least 1 and leaving at least 1 to train on; with
-    a test share, the first half of them (in shuffled order) are test pictures, the rest validation."""
-    train, val, test = [], [], []
+                with_test: bool = False) -> tuple[list[Sample], list[Sample], list[Sample], int]:
+    """Per class: about round(n * val_split) images held out, at least 1 and leaving at least 1 to train on;
+    with a test share, the first half of them (in shuffled order) are test pictures, the rest validation.
+    Near-copies (nearcopies.py) move as one group, so none is on two sides; the last value is how many
+    groups of more than one picture were kept together."""
+    train, val, test, together = [], [], [], 0
     for name, label in labels.items():
-        paths = _sorted_paths(usable[name][""])
-        n = len(paths)
+        results = sorted(usable[name][""], key=lambda r: r.path)
+        groups = _groups_of(results)
+        together += sum(len(g) > 1 for g in groups)
+        n = len(results)
         k = min(max(round(n * val_split), 1), n - 1) if n >= 2 else 0
         # Seeded per class, so adding images to one class leaves the others' split unchanged.
-        random.Random(f"{seed}/{name}").shuffle(paths)
+        random.Random(f"{seed}/{name}").shuffle(groups)
         t = k // 2 if with_test else 0  # the training pictures are the same with or without a test share
-        test += [Sample(p, label) for p in sorted(paths[:t])]
-        val += [Sample(p, label) for p in sorted(paths[t:k])]
-        train += [Sample(p, label) for p in sorted(paths[k:])]
-    return train, val, test
+        sides = _deal(groups, t, k)
+        test += [Sample(p, label) for p in sorted(sides[0])]
+        val += [Sample(p, label) for p in sorted(sides[1])]
+        train += [Sample(p, label) for p in sorted(sides[2])]
+    return train, val, test, together
+
+
+def _groups_of(results: Sequence[CheckedImage]) -> list[list[Path]]:
+    """A class's pictures in groups of near-copies (most groups hold one picture), in a fixed order."""
+    ids = group_ids([r.path for r in results], [r.digest for r in results], [r.thumbprint for r in results])
+    groups: dict[int, list[Path]] = defaultdict(list)
+    for r, g in zip(results, ids):
+        groups[g].append(r.path)
+    return list(groups.values())
+
+
+def _deal(groups: list[list[Path]], t: int, k: int) -> tuple[list[Path], list[Path], list[Path]]:
+    """Whole groups, in order, to test until it holds t pictures, then to validation until k, the rest to
+    training. A group that would overshoot the held-out share by more than half its size goes on to training
+    (so one large burst does not become the whole validation share); training keeps at least one group."""
+    sides: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
+    held = 0
+    for i, group in enumerate(groups):
+        last = i == len(groups) - 1
+        goal = t if held < t else k
+        if not last and held < k and held + len(group) / 2 <= goal:
+            sides[0 if held < t else 1].extend(group)
+            held += len(group)
+        else:
+            sides[2].extend(group)
+    if k and not sides[0] and not sides[1] and len(groups) > 1:  # every group overshot: the smallest goes
+        smallest = min(groups, key=len)
+        sides[2][:] = [p for p in sides[2] if p not in set(smallest)]
+        sides[1].extend(smallest)
+    return sides
 
 
 def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),

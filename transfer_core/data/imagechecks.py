@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from transfer_core.core.i18n import N_
 from transfer_core.data import scancache
 from transfer_core.data.datafiles import BadImage, _human, load_rgb
+from transfer_core.data.nearcopies import thumbprint
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -29,6 +30,7 @@ class CheckedImage:
     path: Path
     reason: str | None  # None: usable
     digest: str = ""  # of the file's bytes, for finding identical copies
+    thumbprint: bytes = b""  # the picture in 8 x 8 greys, for finding near-copies (nearcopies.py)
 
 
 # Given each picture a check decodes and finds usable, with its digest: training's scan hands them to the
@@ -56,7 +58,7 @@ def check_image(path: Path, min_side: int, max_bytes: int, keep: Keep | None = N
     digest = hashlib.blake2b(data, digest_size=16).hexdigest()
     if keep is not None:
         keep(digest, image)
-    return CheckedImage(path, None, digest)
+    return CheckedImage(path, None, digest, thumbprint(image))
 
 
 def check_images(paths: Sequence[Path], min_side: int, max_bytes: int,
@@ -67,9 +69,9 @@ def check_images(paths: Sequence[Path], min_side: int, max_bytes: int,
     found = {i: CheckedImage(paths[i], *answer) for i, answer in scancache.recall(keys).items()}
     missing = [i for i in range(len(paths)) if i not in found]
     found.update(zip(missing, _check_all([paths[i] for i in missing], min_side, max_bytes, progress, keep)))
-    # Kept as (reason, digest), the path being in the key. A file that could not be read may be readable
-    # in a moment (a network share coming back): not remembered.
-    scancache.remember({keys[i]: (found[i].reason, found[i].digest) for i in missing
+    # Kept as (reason, digest, thumbprint), the path being in the key. A file that could not be read may be
+    # readable in a moment (a network share coming back): not remembered.
+    scancache.remember({keys[i]: (found[i].reason, found[i].digest, found[i].thumbprint) for i in missing
                         if keys[i] is not None and _settled(found[i])})
     return [found[i] for i in range(len(paths))]
 

@@ -24,6 +24,7 @@ from transfer_core.data.picturestore import cache_root
 # About 500 bytes each (measured; the path is most of it), so at most about 50 MB. A folder of more
 # files than this gains nothing (each scan pushes out its own start) but loses nothing either.
 MAX_FILES = 100_000
+TABLE = "checked_v2"
 
 _ANSWERS: OrderedDict[tuple, Any] = OrderedDict()
 _LOCK = threading.Lock()  # page threads and the job queue's worker scan at the same time
@@ -51,7 +52,9 @@ def _disk() -> sqlite3.Connection | None:
             db = sqlite3.connect(root / "index.sqlite", timeout=60, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")  # no flush to disk per insert: a cache, rebuilt if lost
-            db.execute("CREATE TABLE IF NOT EXISTS checked (key TEXT PRIMARY KEY, reason TEXT, digest TEXT)")
+            # v2: with the thumbprint (answers of the first table had none: they are simply scanned again)
+            db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (key TEXT PRIMARY KEY, reason TEXT, digest TEXT, "
+                       "thumbprint BLOB)")
         except (OSError, sqlite3.Error):
             return None
         _DISK[str(root)] = db
@@ -70,10 +73,10 @@ def recall(keys: Sequence[tuple | None]) -> dict[int, Any]:
             names = list(missing)
             for start in range(0, len(names), 500):  # SQLite's limit on a statement's variables
                 part = names[start:start + 500]
-                rows = db.execute(f"SELECT key, reason, digest FROM checked WHERE key IN ({','.join('?' * len(part))})",
-                                  part).fetchall()
-                for key, reason, digest in rows:
-                    found[missing[key]] = (reason, digest)
+                rows = db.execute(f"SELECT key, reason, digest, thumbprint FROM {TABLE} WHERE key IN "
+                                  f"({','.join('?' * len(part))})", part).fetchall()
+                for key, reason, digest, print_ in rows:
+                    found[missing[key]] = (reason, digest, print_ or b"")
     return found
 
 
@@ -87,7 +90,7 @@ def remember(answers: dict[tuple, Any]) -> None:
         db = _disk() if answers else None
         if db is not None:
             try:
-                db.executemany("INSERT OR REPLACE INTO checked VALUES (?, ?, ?)",
+                db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?)",
                                [(repr(k), *a) for k, a in answers.items()])
             except sqlite3.Error:
                 pass  # a full or read-only disk: remembered in memory only
@@ -105,4 +108,4 @@ def clear_scan_cache() -> None:
         _ANSWERS.clear()
         db = _disk()
         if db is not None:
-            db.execute("DELETE FROM checked")
+            db.execute(f"DELETE FROM {TABLE}")
