@@ -20,8 +20,10 @@ from transfer_core.service.workspaces import (
 )
 from ui import charts, session, tasks
 from ui.common import (
+    accuracy_with_range,
     download_name,
     friendly_errors,
+    kept_model_word,
     md_escape,
     owned_label,
     page,
@@ -51,6 +53,8 @@ def _row(r) -> dict:
             _("status"): status_word(r.status), _("network"): r.backbone,
             _("frozen"): str(c.freeze) if c else "?", _("epochs"): r.epochs_run,
             _("best accuracy"): percent(r.best_val_accuracy),
+            _("95% sure between"): "-" if r.interval is None else f"{r.interval[0]:.0%}-{r.interval[1]:.0%}",
+            _("kept model"): kept_model_word(r),
             _("started"): time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
 
 
@@ -73,6 +77,9 @@ if len(chosen) >= 2:
         left.plotly_chart(loss, width="stretch")
         right.plotly_chart(acc, width="stretch")
         st.caption(_("Colour is the share of pictures (as on every chart here); each run has its own line style."))
+        st.write(_("The kept model's validation accuracy (epoch 0 on the charts is the first model, fitted before "
+                   "any epoch): {runs}").format(runs=_("; ").join(
+            f"{md_escape(names[i])} {accuracy_with_range(by_id[i])}, {kept_model_word(by_id[i])}" for i in chosen)))
         diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
         if diffs:
             st.dataframe([{_("setting"): k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}

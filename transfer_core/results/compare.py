@@ -17,7 +17,8 @@ from transfer_core.core.config import TrainConfig
 from transfer_core.core.metrics import wilson_interval
 from transfer_core.data.datarefs import labelled_config
 from transfer_core.runstore import runfiles
-from transfer_core.runstore.runs import RunFolder
+from transfer_core.core.events import ModelReady
+from transfer_core.runstore.runs import RunFolder, kept_model
 
 CURVE_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "lr", "seconds")
 
@@ -87,15 +88,15 @@ def images_needed(accuracy_a: float, accuracy_b: float, limit: int = 100_000) ->
 class RunCurves:
     run_id: str
     label: str  # short name for a legend: the run id unless tagged
-    epochs: list[int]
-    values: dict[str, list[float]]  # metric -> one value per epoch, in CURVE_METRICS
+    epochs: list[int]  # 0: the first model (fitted before any epoch; only its validation figures)
+    values: dict[str, list[float | None]]  # metric -> one value per epoch, in CURVE_METRICS (None: not measured)
 
 
 @dataclass(frozen=True)
 class RunComparison:
     runs: list[RunCurves]
     differences: dict[str, list]  # setting -> its value in each run (same order as `runs`)
-    best: list[tuple[float, int]]  # each run's best validation accuracy and its validation set size
+    best: list[tuple[float | None, int]]  # each run's kept model's validation accuracy and its validation set size
     verdict: AccuracyComparison | None  # best run vs the runner-up on the same pictures; else None
     # Set when some runs were measured on other validation pictures (other data, share or seed): their
     # accuracies say nothing about each other, so no verdict is drawn across them.
@@ -107,9 +108,11 @@ class RunComparison:
                 for r in self.runs for i, e in enumerate(r.epochs)]
 
     def aligned(self, metric: str = "val_accuracy") -> dict:
-        """{"epoch": [1..max], run label: [value or None per epoch]}: runs of different lengths side by side."""
+        """{"epoch": [first..max], run label: [value or None per epoch]}: runs of different lengths side by side
+        (from epoch 0 when a run has a first model)."""
         last = max((max(r.epochs) for r in self.runs if r.epochs), default=0)
-        table: dict = {"epoch": list(range(1, last + 1))}
+        first = min((min(r.epochs) for r in self.runs if r.epochs), default=1)
+        table: dict = {"epoch": list(range(min(first, 1), last + 1))}
         for r in self.runs:
             by_epoch = dict(zip(r.epochs, r.values[metric]))
             table[r.label] = [by_epoch.get(e) for e in table["epoch"]]
@@ -117,13 +120,20 @@ class RunComparison:
 
 
 def run_curves(run_dir: str | Path) -> RunCurves:
+    """Each epoch's figures; the first model (the progressive schedule's, before any epoch) as epoch 0, with
+    its validation figures only: a run that ends at it is one point, not an empty chart."""
     run = RunFolder(run_dir)
-    epochs = run.epochs()
+    events = run.events()
     # A resumed run can repeat an epoch: the last report of each epoch wins.
-    last = {e.epoch: e for e in epochs}
+    last = {e.epoch: e for e in events if e.kind == "EpochEnd"}
     ordered = [last[k] for k in sorted(last)]
-    return RunCurves(run.id, run.id, [e.epoch for e in ordered],
-                     {m: [float(getattr(e, m)) for e in ordered] for m in CURVE_METRICS})
+    values = {m: [float(getattr(e, m)) for e in ordered] for m in CURVE_METRICS}
+    ready = next((e for e in events if isinstance(e, ModelReady)), None)
+    if ready is None:
+        return RunCurves(run.id, run.id, [e.epoch for e in ordered], values)
+    first = {"val_accuracy": ready.val_accuracy, "val_loss": ready.val_loss}
+    return RunCurves(run.id, run.id, [0] + [e.epoch for e in ordered],
+                     {m: [first.get(m)] + values[m] for m in CURVE_METRICS})
 
 
 def setting_differences(configs: list[TrainConfig]) -> dict[str, list]:
@@ -148,9 +158,9 @@ def compare_runs(run_dirs: list[str | Path]) -> RunComparison:
     if missing:
         raise FileNotFoundError(f"Not a run folder: {', '.join(missing)}")
     curves = _unique_labels([run_curves(f.path) for f in folders])
-    best = [(max(c.values["val_accuracy"], default=0.0), _validation_size(f)) for c, f in zip(curves, folders)]
+    best = [(kept_model(f.events())[0], _validation_size(f)) for f in folders]
     pictures = [_validation_pictures(f) for f in folders]
-    ranked = sorted((b + (i,) for i, b in enumerate(best) if b[1] > 0), reverse=True)
+    ranked = sorted((b + (i,) for i, b in enumerate(best) if b[1] > 0 and b[0] is not None), reverse=True)
     alike = [r for r in ranked if pictures[r[2]] == pictures[ranked[0][2]]] if ranked else []
     verdict = tell_apart(alike[0][0], alike[0][1], alike[1][0], alike[1][1]) if len(alike) >= 2 else None
     apart = [curves[r[2]].label for r in ranked if pictures[r[2]] != pictures[ranked[0][2]]]

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transfer_core.core.config import TrainConfig
-from transfer_core.core.events import FINAL_EVENTS, EpochEnd, Event, event_from_dict
+from transfer_core.core.events import (
+    FINAL_EVENTS,
+    DataReady,
+    EpochEnd,
+    Event,
+    ModelReady,
+    RunFinished,
+    RunStopped,
+    event_from_dict,
+)
 from transfer_core.data.datarefs import portable_config, redact_paths, resolve
 from transfer_core.runstore import runfiles
 
@@ -244,11 +253,42 @@ class RunSummary:
     path: Path
     status: str
     backbone: str
-    best_val_accuracy: float | None
+    best_val_accuracy: float | None  # the kept model's (the first model's when no epoch replaced it)
     epochs_run: int
     created: float
     config: TrainConfig | None
     has_model: bool
+    best_epoch: int | None = None  # which model is kept: 0 is the first model, fitted before any epoch
+    num_val: int = 0  # validation pictures its accuracy was measured on
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """95% Wilson interval of best_val_accuracy (None: no accuracy, or unknown share size)."""
+        if self.best_val_accuracy is None or not self.num_val:
+            return None
+        from transfer_core.core.metrics import wilson_interval  # here: metrics imports torch, a run list need not
+
+        return wilson_interval(round(self.best_val_accuracy * self.num_val), self.num_val)
+
+
+def kept_model(events: list[Event]) -> tuple[float | None, int | None]:
+    """(validation accuracy, epoch) of the model a run keeps, epoch 0 being the first model (ModelReady).
+
+    A finished run says it (its figure is the saved model's, measured again at the end); a stopped run says
+    its accuracy. Otherwise (running, interrupted) the first model stays unless a later epoch beat it: a
+    run that ends at its first model trains no epoch, and its accuracy is the first model's."""
+    final = next((e for e in reversed(events) if isinstance(e, (RunFinished, RunStopped))), None)
+    ready = next((e for e in events if isinstance(e, ModelReady)), None)
+    candidates = ([(ready.val_accuracy, 0)] if ready else []) + \
+        [(e.val_accuracy, e.epoch) for e in events if isinstance(e, EpochEnd)]
+    if isinstance(final, RunFinished) and final.best_val_accuracy >= 0:
+        return final.best_val_accuracy, final.best_epoch
+    if not candidates:
+        return None, None
+    best = max(candidates, key=lambda c: (c[0], -c[1]))  # ties: the earlier model, as the trainer keeps it
+    if isinstance(final, RunStopped):  # its figure, and the model that reached it
+        best = next((c for c in candidates if abs(c[0] - final.best_val_accuracy) < 1e-9), best)
+    return best
 
 
 def summarize(run: RunFolder) -> RunSummary:
@@ -258,11 +298,13 @@ def summarize(run: RunFolder) -> RunSummary:
         config = run.config
     except (OSError, ValueError, TypeError):
         config = None
-    best = max((e.val_accuracy for e in epochs), default=None)
+    accuracy, epoch = kept_model(events)
+    data = next((e for e in events if isinstance(e, DataReady)), None)
     return RunSummary(id=run.id, path=run.path, status=run.status(events),
-                      backbone=config.backbone if config else "?", best_val_accuracy=best,
+                      backbone=config.backbone if config else "?", best_val_accuracy=accuracy,
                       epochs_run=len(epochs), created=events[0].time if events else run.path.stat().st_mtime,
-                      config=config, has_model=run.has_model())
+                      config=config, has_model=run.has_model(), best_epoch=epoch,
+                      num_val=data.num_val if data else 0)
 
 
 def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[RunSummary]:
