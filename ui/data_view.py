@@ -153,6 +153,8 @@ def show_report(report: DatasetReport) -> None:
                        "honest score on the Evaluate page."))
     for warning in report.warnings:
         st.warning(md_escape(retranslate(warning)))
+    for note in report.notes:
+        st.info(md_escape(retranslate(note)))
     if report.skipped:
         with st.expander(_("{n} file(s) skipped: see why").format(n=len(report.skipped))):
             st.dataframe([{_("file"): s.path, _("why"): retranslate(s.reason)} for s in report.skipped],

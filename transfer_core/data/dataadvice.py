@@ -25,7 +25,7 @@ def _single_image_warnings(usable, classes) -> list[str]:
     return [text.format(names=_names(single))]
 
 
-def _together_notes(groups: int) -> list[str]:
+def together_notes(groups: int) -> list[str]:
     if not groups:
         return []
     return [N_("{n} group(s) of near-copies (frames of one burst, copies, or pictures that look almost the same) "
@@ -85,7 +85,8 @@ def _duplicate_warnings(usable, root: Path) -> list[str]:
                           n=len(conflicts), example=example))
     copies = len(groups) - len(conflicts)
     if copies:
-        out.append(N_("{n} picture(s) are stored more than once in the same class. Copies can land in both "
-                      "training and validation and make the score look better than it is: remove them.").format(
+        out.append(N_("{n} picture(s) are stored more than once in the same class. The copies are kept on one "
+                      "side of the split, but each counts as one more picture of its kind in training: remove "
+                      "them.").format(
                           n=copies))
     return out

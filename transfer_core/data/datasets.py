@@ -28,7 +28,7 @@ from transfer_core.data.dataadvice import (  # noqa: F401
     _empty_warnings,
     _single_image_warnings,
     _split_gaps,
-    _together_notes,
+    together_notes,
 )
 
 # Re-exported: these lived here before the module was split, and callers import them from here.
@@ -110,6 +110,7 @@ class DatasetReport:
     # on these (the validation pictures choose the best epoch and fit the confidence), so their figure is
     # the honest one.
     test: tuple[Sample, ...] = ()
+    notes: tuple[str, ...] = ()  # what the split did that the person should know, not a problem (nearcopies.py)
 
     def counts(self) -> dict[str, dict[str, int]]:
         """class -> {"train": n, "val": n, "total": n}"""
@@ -135,7 +136,7 @@ class DatasetReport:
                 "counts": self.counts(), "num_train": len(self.train), "num_val": len(self.val),
                 "num_test": len(self.test),
                 "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
-                "warnings": list(self.warnings), "fingerprint": self.fingerprint()}
+                "warnings": list(self.warnings), "notes": list(self.notes), "fingerprint": self.fingerprint()}
 
 
 # ---------------------------------------------------------------------------------------------- finding files
@@ -281,6 +282,7 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
     if len(classes) < 2:
         raise DatasetError(_too_few_classes(root, classes, found, skipped))
     labels = {name: i for i, name in enumerate(classes)}
+    together = 0
     if splits:
         train, val = _as_given(usable, labels)
         test = []
@@ -288,12 +290,12 @@ def scan_dataset(source: str | Path, *, val_split: float = 0.2, seed: int = 0,
     else:
         with_test = test_share and all(len(usable[c][""]) >= TEST_MIN_PER_CLASS for c in classes)
         train, val, test, together = _stratified(usable, labels, val_split, seed, with_test)
-        notes += _single_image_warnings(usable, classes) + _together_notes(together)
+        notes += _single_image_warnings(usable, classes)
     warnings = notes + _empty_warnings(found.class_names - set(classes)) + _balance_warnings(usable, classes)
     warnings += _duplicate_warnings(usable, root)
     return DatasetReport(root=root, classes=classes, train=tuple(train), val=tuple(val), skipped=skipped,
                          warnings=tuple(warnings), layout=LAYOUT_SPLITS if splits else LAYOUT_CLASSES,
-                         test=tuple(test))
+                         test=tuple(test), notes=tuple(together_notes(together)))
 
 
 def class_folders(source: str | Path) -> tuple[str, ...] | None:
@@ -374,23 +376,19 @@ def _groups_of(results: Sequence[CheckedImage]) -> list[list[Path]]:
 
 
 def _deal(groups: list[list[Path]], t: int, k: int) -> tuple[list[Path], list[Path], list[Path]]:
-    """Whole groups, in order, to test until it holds t pictures, then to validation until k, the rest to
-    training. A group that would overshoot the held-out share by more than half its size goes on to training
-    (so one large burst does not become the whole validation share); training keeps at least one group."""
+    """Whole groups, in order, to test while it holds fewer than t pictures, to validation while it holds
+    fewer than k - t, the rest to training. A group that would overshoot its share by more than half its size
+    goes on (so one large burst does not become the whole validation share); the last group always trains."""
     sides: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
-    held = 0
+    goals = (t, k - t)
     for i, group in enumerate(groups):
-        last = i == len(groups) - 1
-        goal = t if held < t else k
-        if not last and held < k and held + len(group) / 2 <= goal:
-            sides[0 if held < t else 1].extend(group)
-            held += len(group)
-        else:
-            sides[2].extend(group)
-    if k and not sides[0] and not sides[1] and len(groups) > 1:  # every group overshot: the smallest goes
-        smallest = min(groups, key=len)
-        sides[2][:] = [p for p in sides[2] if p not in set(smallest)]
-        sides[1].extend(smallest)
+        fits = [side for side in (0, 1) if i < len(groups) - 1 and len(sides[side]) < goals[side]
+                and len(sides[side]) + len(group) / 2 <= goals[side]]
+        sides[fits[0] if fits else 2].extend(group)
+    if k > t and not sides[1] and len(groups) > 1:  # every group overshot: the smallest one is checked on
+        smallest = set(min(groups[:-1], key=len))
+        sides[2][:] = [p for p in sides[2] if p not in smallest]
+        sides[1].extend(sorted(smallest))
     return sides
 
 

@@ -87,10 +87,21 @@ def group_ids(paths: Sequence[Path], digests: Sequence[str], prints: Sequence[by
                 groups.join(i, first.setdefault(key, i))
     usable = [i for i, p in enumerate(prints) if len(p) == SIDE * SIDE]
     if 1 < len(usable) <= MAX_COMPARED:
-        x = _normalised([prints[i] for i in usable])
-        for a, b in zip(*np.nonzero(np.triu(x @ x.T, k=1) >= NEAR_COPY)):
+        for a, b in similar_pairs(_normalised([prints[i] for i in usable])):
             groups.join(usable[a], usable[b])
     return [groups.find(i) for i in range(len(paths))]
+
+
+def similar_pairs(x: np.ndarray, block: int = 1024) -> list[tuple[int, int]]:
+    """(i, j), i < j, of the rows whose dot product is NEAR_COPY or more; in blocks of rows against the rows
+    from the block on, so memory stays at block x n and each pair is computed once."""
+    pairs = []
+    for start in range(0, len(x), block):
+        sims = x[start:start + block] @ x[start:].T
+        rows, cols = np.nonzero(sims >= NEAR_COPY)
+        keep = cols > rows  # the block's own rows sit at the start of the columns: the diagonal and below go
+        pairs += zip((rows[keep] + start).tolist(), (cols[keep] + start).tolist())
+    return pairs
 
 
 def group_sizes(ids: Sequence[int]) -> list[int]:
