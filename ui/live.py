@@ -23,6 +23,7 @@ from transfer_core.core.i18n import _, get_language, retranslate
 from transfer_core.core.metrics import wilson_interval
 from transfer_core.methods import figure_words
 from transfer_core.service.jobs import Job, default_queue
+from transfer_core.training.eta import shown_as_range
 
 from . import charts, lang, session
 from .common import md_escape
@@ -31,13 +32,25 @@ KEY_SHOWN_END = "shown_end_of"
 
 
 def _eta(progress: Progress) -> str:
-    """The engine's estimate for the whole run (eta.RunClock), counted down since it was made."""
-    seconds = max(progress.eta_seconds - (time.time() - progress.time), 0.0)
+    """The engine's estimate for the whole run (eta.RunClock), counted down since it was made: a range while
+    the run may stop early (it stops when it stops improving), else one figure."""
+    since = time.time() - progress.time
+    seconds = max(progress.eta_seconds - since, 0.0)
     if not progress.eta_seconds:
         return _("estimating the time left")
+    soonest = None if progress.eta_soonest_seconds is None else max(progress.eta_soonest_seconds - since, 0.0)
+    if shown_as_range(soonest, seconds):
+        return _("between {soonest} and {latest} left in all; it stops sooner when it stops improving").format(
+            soonest=_duration(soonest), latest=_duration(seconds))
     if seconds >= 90:
         return _("about {minutes} min left in all").format(minutes=f"{seconds / 60:.0f}")
     return _("about {seconds} s left in all").format(seconds=f"{seconds:.0f}")
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 90:
+        return _("{minutes} min").format(minutes=f"{seconds / 60:.0f}")
+    return _("{seconds} s").format(seconds=f"{seconds:.0f}")
 
 
 def _progress_line(job: Job, events) -> tuple[float, str]:

@@ -52,7 +52,10 @@ class Progress(Event):
     step: int = 0
     steps: int = 0
     images_per_sec: float = 0.0
-    eta_seconds: float = 0.0  # time left for the whole run
+    eta_seconds: float = 0.0  # time left for the whole run (its latest end)
+    # While the run may stop early (patience, early stopping): the time left if it stops at its first chance.
+    # None: one figure (the plan is fixed, or an event written before ranges existed).
+    eta_soonest_seconds: float | None = None
     train_loss: float = 0.0  # running mean of this epoch's training loss so far (for live curves)
 
 

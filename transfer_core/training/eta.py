@@ -5,6 +5,11 @@ the network, then corrected by what the parts done so far really took.
 Why a plan and not the current pace: the pace of the first batch said "29 s left" for a run that took
 102 s, because the quick start's first epoch is several times faster than the later ones, and the 18 s of
 preparation came before any batch at all.
+
+Why a range: a run that may stop early (patience, early stopping) ends somewhere between its soonest end and
+its last epoch (or its time budget). One figure priced every epoch: "about 46 s left" for a one-click run
+that ended at 7 s (issue 28). While it may stop early, the time left is the pair (soonest, latest); once its
+plan is fixed, one figure.
 """
 from __future__ import annotations
 
@@ -41,6 +46,7 @@ class Part:
     units: int  # pictures (or 1 for a lump)
     guess: float  # seconds per unit before anything of this kind was timed
     kind: str = "compute"  # "decode" parts are priced by the timed decoding, the rest by the network's pace
+    epoch: int = 0  # the epoch it belongs to (0: before or after the epochs: preparation, the end)
 
 
 @dataclass
@@ -53,6 +59,17 @@ class RunClock:
     _actual: dict = field(default_factory=lambda: {"decode": 0.0, "compute": 0.0})
     _guessed: dict = field(default_factory=lambda: {"decode": 0.0, "compute": 0.0})
     training_ends: float | None = None  # a time budget: training ends by then, whatever the plan's epochs
+    epochs: tuple[int, int] | None = None  # (fewest, most) epochs the run may train; None: every planned one
+
+    def may_train(self, fewest: int, most: int) -> None:
+        """The run may end after `fewest` epochs (it stops when it stops improving) and trains at most `most`
+        (0, 0: it ends at its first model): the parts of later epochs are not priced."""
+        self.epochs = (max(0, min(fewest, most)), max(0, most))
+
+    def may_stop_early(self) -> bool:
+        """Whether the run's end is still open: then its time left is a range (soonest, left)."""
+        return (self.epochs is not None and self.epochs[0] < self.epochs[1] and self._epoch() < self.epochs[1]
+                and self._current < len(self.parts) - 1)  # the end of the run has come
 
     def end_training_by(self, seconds_from_now: float) -> None:
         """The run's time budget is known: the epochs it would pass will not come, the end of the run will."""
@@ -74,15 +91,31 @@ class RunClock:
             self._current, self._started = index, self.now()
 
     def left(self, step: int = 0, steps: int = 0) -> float:
+        """Seconds left if the run trains every epoch it may (the latest end)."""
+        return self._left(step, steps, self.epochs[1] if self.epochs else None)
+
+    def soonest(self, step: int = 0, steps: int = 0) -> float:
+        """Seconds left if the run stops at its first chance: after the fewest epochs, or this one if later."""
+        if self.epochs is None:
+            return self.left(step, steps)
+        return min(self._left(step, steps, max(self.epochs[0], self._epoch())), self.left(step, steps))
+
+    def _epoch(self) -> int:
+        return self.parts[self._current].epoch if self._current >= 0 else 0
+
+    def _left(self, step: int, steps: int, last_epoch: int | None) -> float:
+        """The current part's rest and the later parts' prices, those of epochs after `last_epoch` left out."""
+        def rest(parts):
+            return sum(self._price(p) for p in parts if last_epoch is None or p.epoch <= last_epoch)
         if self._current < 0:
-            return self._within_budget(sum(self._price(p) for p in self.parts))
+            return self._within_budget(rest(self.parts))
         part = self.parts[self._current]
         elapsed = self.now() - self._started
         if step > 0 and steps > step and elapsed > 0.5:  # its own pace, once it has one
             here = elapsed * (steps - step) / step
         else:
             here = max(self._price(part) - elapsed, 0.0)
-        return self._within_budget(here + sum(self._price(p) for p in self.parts[self._current + 1:]))
+        return self._within_budget(here + rest(self.parts[self._current + 1:]))
 
     def _within_budget(self, planned: float) -> float:
         """At most the budget's time left plus the end of the run (the plan's last part)."""
@@ -122,10 +155,19 @@ def plan_run(stage_s: list[float], *, n_train: int, n_val: int, n_test: int, epo
         parts.append(Part("cache", n_train * max(views, 1) + n_val, frozen(depths[0])))
     for e, d in enumerate(depths, start=1):
         per_image = (1 + BACKWARD) * learning(d) + (0 if cached and d > 0 else frozen(d))
-        parts.append(Part(f"train{e}", n_train, per_image))
-        parts.append(Part(f"val{e}", n_val, learning(d) + (0 if cached and d > 0 else frozen(d))))
+        parts.append(Part(f"train{e}", n_train, per_image, epoch=e))
+        parts.append(Part(f"val{e}", n_val, learning(d) + (0 if cached and d > 0 else frozen(d)), epoch=e))
     full = sum(stage_s)
     # At the end: the test share read and classified, the training pictures' features for the
     # unfamiliar-picture check (up to 2,000 of them).
     parts.append(Part("finish", 1, n_test * (full + decode_s) + min(n_train, 2000) * full))
     return parts
+
+
+# A range narrower than this is shown as one figure: a few seconds apart say nothing a person can use.
+RANGE_MIN_S, RANGE_MIN_SHARE = 3.0, 0.15
+
+
+def shown_as_range(soonest: float | None, latest: float) -> bool:
+    """Whether the time left is shown as "between soonest and latest" rather than one figure."""
+    return soonest is not None and latest - soonest >= max(RANGE_MIN_S, RANGE_MIN_SHARE * latest)

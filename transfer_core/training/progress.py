@@ -1,4 +1,5 @@
-"""Progress events for a run: at most four a second, each with the time left for the whole run (eta.py)."""
+"""Progress events for a run: at most four a second, each with the time left for the whole run (eta.py): the
+latest end, and the soonest too while the run may stop early."""
 from __future__ import annotations
 
 import time
@@ -26,15 +27,22 @@ class ProgressReporter:
         if step < steps and now - self._last < _EVERY_S:
             return
         self._last = now
+        soonest = self.clock.soonest(step, steps) if self.clock and self.clock.may_stop_early() else None
         self.emit(self.event(Progress, phase=phase, epoch=epoch, step=step, steps=steps, images_per_sec=rate,
-                             eta_seconds=left, train_loss=loss))
+                             eta_seconds=left, eta_soonest_seconds=soonest, train_loss=loss))
 
     def start_clock(self, net, prep, device, *, config, start_depth: int, n_train: int, n_val: int, n_test: int,
-                    depths: list[int]) -> None:
-        """The plan of the whole run, priced by timing the network once on a probe (a fraction of a second)."""
+                    depths: list[int], epoch_range: tuple[int, int] | None = None) -> None:
+        """The plan of the whole run, priced by timing the network once on a probe (a fraction of a second).
+        `epoch_range`: the fewest and most epochs the schedule may train (ThawSchedule.epoch_range)."""
         cached = start_depth > 0 and (config.augment == "none" or config.feature_views > 0)
         self.clock = eta.RunClock(eta.plan_run(
             eta.stage_seconds(net, prep.crop, device), n_train=n_train, n_val=n_val, n_test=n_test,
             epochs=config.epochs, depths=depths, cached=cached,
             views=config.feature_views if config.augment != "none" else 1))
+        fewest, most = epoch_range or (config.epochs, config.epochs)
+        if config.early_stopping:  # no better validation loss for that many epochs after the first
+            fewest = min(fewest, config.early_stopping + 1)
+        if (fewest, most) != (config.epochs, config.epochs):
+            self.clock.may_train(fewest, most)
         self.report("preparing", 0, 1, part="decode")

@@ -124,6 +124,14 @@ class Progressive(ThawSchedule):
             new_head(trainer.net)
         super().before_epoch(trainer, epoch)
 
+    def epoch_range(self, epochs: int, num_val: int) -> tuple[int, int]:
+        """The fewest and most epochs (the time left is a range between them): none when the run ends at its
+        first model; else it may stop once each thaw has learned an epoch and `patience` epochs brought no
+        lower validation loss (on_event's rule), or go on to the last epoch (the budget caps it: eta.py)."""
+        if self.thaws == 0 or too_few_to_fine_tune(num_val):  # why_not_fine_tune's cases, known from the split
+            return 0, 0
+        return min(max(self.last_thaw, self.patience) + 1, epochs), epochs
+
     def why_not_fine_tune(self) -> tuple[str, str]:
         """("", "") when fine-tuning follows the first model; else (ModelReady.final, the run's end reason)."""
         if self.thaws == 0:  # the head alone was asked for, and it has converged

@@ -38,6 +38,10 @@ class ThawSchedule(Callback):
         """How many stages are frozen at the start, given the depth the person chose."""
         return chosen + (1 if self.quick_start_epochs else 0)
 
+    def epoch_range(self, epochs: int, num_val: int) -> tuple[int, int]:
+        """The fewest and the most epochs the run may train (the time left prices both): here all of them."""
+        return epochs, epochs
+
     def depths(self, start: int, epochs: int) -> list[int]:
         """The frozen depth during each epoch 1..epochs (what the time estimate prices)."""
         return [max(0, start - sum(n for t, n in self.plan.items() if t <= e)) for e in range(1, epochs + 1)]

@@ -303,4 +303,5 @@ class Trainer:
     def _start_clock(self) -> None:
         self.progress.start_clock(self.net, self.prep, self.device, config=self.config, start_depth=self.depth,
                                   n_train=len(self.train_samples), n_val=len(self.val_samples),
-                                  n_test=len(self.test_samples), depths=self.thaw.depths(self.depth, self.config.epochs))
+                                  n_test=len(self.test_samples), depths=self.thaw.depths(self.depth, self.config.epochs),
+                                  epoch_range=self.thaw.epoch_range(self.config.epochs, len(self.val_samples)))
