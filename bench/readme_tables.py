@@ -401,6 +401,50 @@ def render_scale(d: dict) -> str:
     return scale_stamp(d) + table(header, scale_rows(d)) + scale_targets(d)
 
 
+# ----------------------------------------------------------------------------- bench/time_left.py
+def time_left_cell(a: dict) -> str:
+    """What the page showed at one moment of one run against the truth."""
+    if not a["shown"]:
+        return f"estimating (truth {a['truth_s']:.0f} s)"
+    if a["shown"] == "range":
+        return (f"{a['soonest_s']:.0f}-{a['latest_s']:.0f} s, truth {a['truth_s']:.0f} s: "
+                f"{'inside' if a['inside'] else '**outside**'}")
+    err = a["latest_error"]
+    return (f"{a['latest_s']:.0f} s, truth {a['truth_s']:.0f} s: {err:+.0%}"
+            + ("" if a["within_target"] else " (**over 30%**)"))
+
+
+def time_left_rows(d: dict) -> list[list[str]]:
+    rows = []
+    for r in d["runs"]:
+        ended = f"{r['epochs_run']} epochs" if r["final"] == "RunFinished" else r["final"]
+        rows.append([r["setting"], str(r["per_class"]), str(r["seed"]), f"{r['seconds']:.0f} s, {ended}",
+                     *(time_left_cell(a) for a in r["at"])])
+    return rows
+
+
+def time_left_targets(d: dict) -> str:
+    lines = []
+    for setting, s in d.get("summary", {}).items():
+        parts = []
+        if s["ranges"]:
+            parts.append(f"ranges with the truth inside: {s['inside']} of {s['ranges']} "
+                         f"({met(s['inside'] == s['ranges'])})")
+        if s["figures"]:
+            parts.append(f"single figures within {d['target']:.0%}: {s['within_target']} of {s['figures']}, worst "
+                         f"{s['worst_figure_error']:.0%} ({met(s['within_target'] == s['figures'])})")
+        lines.append(f"- {setting}: " + "; ".join(parts or ["no figure shown"]))
+    ran = f"{len(d['runs'])} of {d['planned']} planned runs ran within the time budget."
+    return "\n" + "\n".join(lines) + "\n\n" + ran + "\n"
+
+
+def render_time_left(d: dict) -> str:
+    extra = (f" ({d['task']}; fixed: {d['fixed_epochs']} epochs; {d['load_before']} at the start; the time left the "
+             "Train page showed at 25% and 50% of each run, against the truth)")
+    header = ["setting", "pictures per class", "seed", "run", *(f"at {f:.0%} of the run" for f in d["fractions"])]
+    return stamp(d, extra) + table(header, time_left_rows(d)) + time_left_targets(d)
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
@@ -412,6 +456,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("choose-pool", lambda d: d.get("kind") == "choose" and _from_pool(d), render_choose_pool),
     ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
+    ("time-left", lambda d: d.get("kind") == "time-left", render_time_left),
 ]
 
 

@@ -63,3 +63,34 @@ def test_a_changed_figure_is_caught():
 def test_figures_outside_tables_carry_the_date_they_were_measured(heading):
     undated = [p for p in prose_paragraphs(section(README, heading)) if has_figure(p) and not DATE.search(p)]
     assert not undated, "figures without a date (YYYY-MM-DD) in:\n\n" + "\n\n".join(undated)
+
+
+def test_the_time_left_table_says_whether_each_range_held_the_truth_and_each_figure_its_error():
+    """bench/time_left.py's JSON: a range with the truth outside and a figure over 30% are marked, not hidden."""
+    at = [{"fraction": 0.25, "truth_s": 20.0, "shown": "range", "latest_s": 40.0, "latest_error": 1.0,
+           "soonest_s": 10.0, "inside": True},
+          {"fraction": 0.5, "truth_s": 5.0, "shown": "range", "latest_s": 30.0, "latest_error": 5.0,
+           "soonest_s": 8.0, "inside": False}]
+    fixed = [{"fraction": 0.25, "truth_s": 30.0, "shown": "figure", "latest_s": 33.0, "latest_error": 0.1,
+              "within_target": True},
+             {"fraction": 0.5, "truth_s": 20.0, "shown": "figure", "latest_s": 10.0, "latest_error": -0.5,
+              "within_target": False}]
+    runs = [{"setting": "one-click", "per_class": 50, "seed": 0, "seconds": 60.0, "final": "RunFinished",
+             "epochs_run": 3, "at": at},
+            {"setting": "fixed", "per_class": 50, "seed": 0, "seconds": 50.0, "final": "RunFinished",
+             "epochs_run": 3, "at": fixed}]
+    d = {"kind": "time-left", "command": "python bench/time_left.py", "date": "2026-12-08", "commit": "abc",
+         "task": "textile-3", "fixed_epochs": 3, "load_before": "load average 1.0", "target": 0.3,
+         "fractions": [0.25, 0.5], "planned": 4, "runs": runs,
+         "summary": {"one-click": {"ranges": 2, "inside": 1, "figures": 0, "within_target": 0,
+                                   "worst_figure_error": None, "worst_latest_error": 5.0},
+                     "fixed": {"ranges": 0, "inside": 0, "figures": 2, "within_target": 1,
+                               "worst_figure_error": 0.5, "worst_latest_error": 0.5}}}
+    (name, _applies, render), = [r for r in readme_tables.RENDERERS if r[1](d)]
+    text = render(d)
+    assert name == "time-left" and "`python bench/time_left.py`" in text and "2026-12-08" in text
+    assert "| one-click | 50 | 0 | 60 s, 3 epochs | 10-40 s, truth 20 s: inside | 8-30 s, truth 5 s: **outside** |" in text
+    assert "| fixed | 50 | 0 | 50 s, 3 epochs | 33 s, truth 30 s: +10% | 10 s, truth 20 s: -50% (**over 30%**) |" in text
+    assert "ranges with the truth inside: 1 of 2 (**not met**)" in text
+    assert "single figures within 30%: 1 of 2, worst 50% (**not met**)" in text
+    assert "2 of 4 planned runs ran" in text
