@@ -445,6 +445,66 @@ def render_time_left(d: dict) -> str:
     return stamp(d, extra) + table(header, time_left_rows(d)) + time_left_targets(d)
 
 
+# ----------------------------------------------------------------------------- bench/small_data.py
+SMALL_WAYS = ("default", "head only", "fine-tuning")
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def small_data_cell(s: dict | None) -> str:
+    """Test accuracy (balanced accuracy), then the validation figure the run chose its model on."""
+    if s is None:
+        return ""
+    return f"{s['accuracy']:.3f} ({s['balanced_accuracy']:.3f}); val {s['val_accuracy']:.3f}"
+
+
+def small_data_gap(cells: dict[str, dict]) -> str:
+    """Issue 28's target: the default within 1 point of the better of head only and fine-tuning (test accuracy
+    pooled over the seeds); within 1 point of the better is also never more than 2 behind either."""
+    if not all(w in cells for w in SMALL_WAYS):
+        return ""
+    gap = 100 * (cells["default"]["accuracy"] - max(cells["head only"]["accuracy"], cells["fine-tuning"]["accuracy"]))
+    return f"{gap:+.1f} pts: {met(gap >= -1)}"
+
+
+def small_data_rows(d: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per task and size: the three ways side by side, then the unfamiliar check of each way."""
+    cells = {(s["task"], s["size"], s["way"]): s for s in d["summary"]}
+    rows = []
+    for name in sorted({s["task"] for s in d["summary"]}):
+        base = d["tasks"][name]["majority_baseline"]["accuracy"]
+        for size in sorted({s["size"] for s in d["summary"] if s["task"] == name}):
+            by_way = {w: cells[(name, size, w)] for w in SMALL_WAYS if (name, size, w) in cells}
+            seeds = max(len(c["seeds"]) for c in by_way.values())
+            flagged = " / ".join(_pct(by_way[w]["test_flagged"]) if w in by_way else "" for w in SMALL_WAYS)
+            caught = " / ".join(_pct(min(by_way[w]["unfamiliar_flagged"].values(), default=None)) if w in by_way
+                                else "" for w in SMALL_WAYS)
+            rows.append([name, str(size), str(seeds), f"{base:.3f}"]
+                        + [small_data_cell(by_way.get(w)) for w in SMALL_WAYS]
+                        + [small_data_gap(by_way), flagged, caught])
+    header = ["task", "per class", "seeds", "always the common class", *SMALL_WAYS, "default against the better other",
+              "test pictures flagged unfamiliar", "unfamiliar pictures flagged (worst kind)"]
+    return header, rows
+
+
+def render_small_data(d: dict) -> str:
+    commits = sorted({c for s in d["summary"] for c in s["commits"]})
+    extra = (f", code of commit {', '.join(commits)} ({d['device']}; each cell: accuracy on the task's test "
+             "pictures, which no run trained or chose anything on, pooled over the training seeds, with the "
+             "balanced accuracy (mean of the per-class recalls) in brackets, then the engine's own validation "
+             "accuracy of the model it kept, averaged over the seeds; the last two columns give default / head "
+             "only / fine-tuning: the share of the test pictures (new pictures of the trained kind) the unfamiliar "
+             "check flags, and the lowest share it flags of random noise, flat colours and another task's pictures)")
+    tasks = "".join(f"- {name}: {t['description']}\n" for name, t in sorted(d["tasks"].items()))
+    ways = "".join(f"- {w}: bench/one_click.py's setting `{setting}`\n" for w, setting in d["ways"].items())
+    unfinished = " Stopped by its time budget: the grid is not complete." if d.get("stopped_by_budget") else ""
+    return (f"*Measured {d['date']} with `{d['command']}`{extra}.{unfinished} Table written by "
+            "`python bench/readme_tables.py` from `bench/results/`.*\n\n" + tasks + ways + "\n"
+            + table(*small_data_rows(d)))
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
@@ -457,6 +517,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("live-fps", lambda d: d.get("kind") == "live-fps", render_live_fps),
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
     ("time-left", lambda d: d.get("kind") == "time-left", render_time_left),
+    ("small-data", lambda d: d.get("kind") == "small-data", render_small_data),
 ]
 
 

@@ -94,3 +94,39 @@ def test_the_time_left_table_says_whether_each_range_held_the_truth_and_each_fig
     assert "ranges with the truth inside: 1 of 2 (**not met**)" in text
     assert "single figures within 30%: 1 of 2, worst 50% (**not met**)" in text
     assert "2 of 4 planned runs ran" in text
+
+
+def _small_data(default: float, head: float, fine: float) -> dict:
+    def cell(way, accuracy, flagged, noise):
+        return {"task": "brain-mri", "size": 10, "way": way, "seeds": [1, 2], "commits": ["abc1234"],
+                "accuracy": accuracy, "balanced_accuracy": accuracy - 0.1, "val_accuracy": 1.0,
+                "test_flagged": flagged, "unfamiliar_flagged": {"random noise": noise, "flat colours": 1.0}}
+    return {"kind": "small-data", "command": "python bench/small_data.py --sizes 10", "date": "2026-12-07",
+            "device": "cpu", "ways": {"default": "default", "head only": "head only",
+                                      "fine-tuning": "fixed (old default)"},
+            "tasks": {"brain-mri": {"description": "tumour or not", "majority_baseline": {"accuracy": 2 / 3}}},
+            "summary": [cell("default", default, 0.42, 0.9), cell("head only", head, 0.05, 1.0),
+                        cell("fine-tuning", fine, None, 1.0)]}
+
+
+def test_small_data_table_sets_the_default_against_the_better_other_way():
+    header, rows = readme_tables.small_data_rows(_small_data(0.70, 0.75, 0.60))
+    row = dict(zip(header, rows[0]))
+    assert row["always the common class"] == "0.667" and row["seeds"] == "2"
+    # test accuracy, the balanced accuracy in brackets, then the validation figure that chose the model
+    assert row["default"] == "0.700 (0.600); val 1.000" and row["head only"] == "0.750 (0.650); val 1.000"
+    # 5 points behind head only (not compared with the worse fine-tuning): not met
+    assert row["default against the better other"] == "-5.0 pts: **not met**"
+    assert row["test pictures flagged unfamiliar"] == "42% / 5% / -"  # a run without a check says so
+    assert row["unfamiliar pictures flagged (worst kind)"] == "90% / 100% / 100%"  # the worst kind, not the mean
+    row = dict(zip(header, readme_tables.small_data_rows(_small_data(0.745, 0.75, 0.60))[1][0]))
+    assert row["default against the better other"] == "-0.5 pts: met"
+
+
+def test_small_data_table_is_stamped_and_rendered_from_its_json_kind():
+    data = _small_data(0.70, 0.75, 0.60)
+    text = next(fn(data) for name, applies, fn in readme_tables.RENDERERS if name == "small-data" and applies(data))
+    assert text.startswith("*Measured 2026-12-07 with `python bench/small_data.py --sizes 10`, code of commit abc1234")
+    assert "- brain-mri: tumour or not\n" in text and "| brain-mri | 10 | 2 | 0.667 |" in text
+    assert "not complete" not in text
+    assert "not complete" in readme_tables.render_small_data({**data, "stopped_by_budget": True})
