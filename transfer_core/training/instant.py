@@ -45,14 +45,16 @@ def class_weights(y: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def fit_head(head: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor,
-             num_classes: int, check_stop: Callable[[], None] = lambda: None) -> HeadFit:
+             num_classes: int, check_stop: Callable[[], None] = lambda: None,
+             strengths: tuple[float, ...] = STRENGTHS) -> HeadFit:
     """Fit `head` (features -> logits) on (x, y); choose the L2 strength on (val_x, val_y). `head` ends with
     the chosen fit's weights. Deterministic. Each strength starts from the previous (stronger) one's fit:
     the problem is strictly convex, so the optimum is the same, and from nearby it is reached in fewer steps
-    (a regularisation path). The path ends early once the validation loss keeps rising (_RISES_TO_STOP)."""
+    (a regularisation path). The path ends early once the validation loss keeps rising (_RISES_TO_STOP).
+    strengths: the path; one strength fits at it with no choice (quality/learning_curve.py's many refits)."""
     weights = class_weights(y, num_classes).to(x.device)
     fits = []
-    for strength in STRENGTHS:
+    for strength in strengths:
         check_stop()
         _lbfgs(head, x, y, weights, strength)
         loss, acc = _validate(head, val_x, val_y)
