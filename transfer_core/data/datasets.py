@@ -89,6 +89,7 @@ VAL_FOLDER_NAMES = ("val", "valid", "validation", "test", "testing")  # first ma
 class Sample:
     path: Path
     label: int
+    group: int = -1  # pictures of one group of near-copies share it (nearcopies.py); -1: not grouped
 
 
 @dataclass(frozen=True)
@@ -349,7 +350,7 @@ def _stratified(usable, labels, val_split: float, seed: int,
     with a test share, the first half of them (in shuffled order) are test pictures, the rest validation.
     Near-copies (nearcopies.py) move as one group, so none is on two sides; the last value is how many
     groups of more than one picture were kept together."""
-    train, val, test, together = [], [], [], 0
+    train, val, test, together, first = [], [], [], 0, 0
     for name, label in labels.items():
         results = sorted(usable[name][""], key=lambda r: r.path)
         groups = _groups_of(results)
@@ -359,10 +360,10 @@ def _stratified(usable, labels, val_split: float, seed: int,
         # Seeded per class, so adding images to one class leaves the others' split unchanged.
         random.Random(f"{seed}/{name}").shuffle(groups)
         t = k // 2 if with_test else 0  # the training pictures are the same with or without a test share
-        sides = _deal(groups, t, k)
-        test += [Sample(p, label) for p in sorted(sides[0])]
-        val += [Sample(p, label) for p in sorted(sides[1])]
-        train += [Sample(p, label) for p in sorted(sides[2])]
+        number = {p: first + i for i, g in enumerate(groups) for p in g}  # one per group, over all classes
+        first += len(groups)
+        for side, out in zip(_deal(groups, t, k), (test, val, train)):
+            out += [Sample(p, label, number[p]) for p in sorted(side)]
     return train, val, test, together
 
 

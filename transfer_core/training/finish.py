@@ -44,7 +44,12 @@ def fit_novelty(trainer) -> None:
     idx = novelty.reference_sample(len(trainer.train_samples), trainer.config.seed)
     reference = _pooled(trainer, "train", trainer.train_store, idx)
     validation = _pooled(trainer, "val", trainer.val_store, torch.arange(len(trainer.val_samples)))
-    novelty.fit_and_save(trainer.run.path, reference, validation)
+    novelty.fit_and_save(trainer.run.path, reference, validation, _groups(trainer.train_samples, idx))
+
+
+def _groups(samples: list, idx: torch.Tensor) -> torch.Tensor:
+    """The near-copy group of each picture `idx` (a picture in none is a group of its own)."""
+    return torch.tensor([samples[i].group if samples[i].group >= 0 else -2 - i for i in idx.tolist()])
 
 
 def _pooled(trainer, which: str, store, idx: torch.Tensor) -> torch.Tensor:
