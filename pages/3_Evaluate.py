@@ -13,6 +13,7 @@ from ui import charts
 from ui.calibration_view import calibration_when_ready
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.data_view import thumbnail
+from ui.learning_curve_view import more_pictures
 
 page(N_("Evaluate"), "📊")
 run = pick_run(_("Trained model"), models_to_pick(), "evaluate_run",
@@ -81,11 +82,15 @@ with friendly_errors(N_("Reading this run's results")):
         c1.metric(_("Confidence error as trained"), f"{cal.calibration.ece_before:.1%}",
                   help=_("Expected calibration error: how far, on average, the model's stated confidence is from "
                        "how often it is right. 0% is perfectly honest."))
-        c2.metric(_("After calibration"), f"{cal.calibration.ece_after:.1%}",
-                  delta=_("{value} points").format(
-                      value=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f}"),
-                  delta_color="inverse", help=_("Predict uses the calibrated confidence (temperature scaling: the "
-                                              "predicted class never changes, only how sure it says it is)."))
+        if not cal.calibration.kept:  # nothing was changed: no "after" to compare (the words above say why)
+            c2.metric(_("Confidence Predict uses"), _("the model's own"),
+                      help=_("No correction is applied: it could not be shown to make the confidence more honest."))
+        else:
+            c2.metric(_("After calibration"), f"{cal.calibration.ece_after:.1%}",
+                      delta=_("{value} points").format(
+                          value=f"{(cal.calibration.ece_after - cal.calibration.ece_before) * 100:+.1f}"),
+                      delta_color="inverse", help=_("Predict uses the calibrated confidence (temperature scaling: "
+                                                  "the predicted class never changes, only how sure it says it is)."))
         left, right = st.columns(2)
         left.plotly_chart(charts.reliability(cal.bins_before(), cal.bins_after()), width="stretch")
         right.plotly_chart(charts.threshold_tradeoff(cal.threshold_curve()), width="stretch")
@@ -108,3 +113,5 @@ with friendly_errors(N_("Reading this run's results")):
     if len(result.mistakes) > len(shown):
         st.caption(_("The {n} most confident mistakes are shown; they are the most worth a look (a wrong "
                      "label in your data often shows up here).").format(n=len(shown)))
+
+more_pictures(run.path)

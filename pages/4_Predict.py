@@ -34,17 +34,18 @@ def familiarity_words(model, running: bool = False) -> str:
         return _("The check for pictures unlike the training pictures is added when training ends.")
     if model.novelty is None:
         return _("This model cannot warn about pictures unlike its training pictures: it was trained before "
-                 "Transfer Studio had that check (or without validation pictures). Train it again to get it.")
+                 "Transfer Studio had that check (or with too few pictures to set it). Train it again to get it.")
     return _("Pictures that do not look like the training pictures are flagged. About "
-             "{share} of normal pictures are flagged too (measured on the validation "
-             "pictures).").format(share=f"{model.novelty.validation_rate:.0%}")
+             "{share} of normal pictures are flagged too (measured on your {n} labelled pictures, each "
+             "checked against the others).").format(share=f"{model.novelty.validation_rate:.0%}",
+                                                     n=len(model.novelty.validation_scores))
 
 
 def unusual(result) -> str:
     share = result.novelty.more_unusual_than
     if share >= 1.0:
-        return _("it is more unusual than every validation picture")
-    return _("it is more unusual than {share} of the validation pictures").format(share=f"{share:.0%}")
+        return _("it is more unusual than every one of your labelled pictures")
+    return _("it is more unusual than {share} of your labelled pictures").format(share=f"{share:.0%}")
 
 
 classes = RunFolder(run.path).read_json(runfiles.CLASSES, [])

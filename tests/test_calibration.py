@@ -15,6 +15,7 @@ from transfer_core.core.events import RunFinished
 from transfer_core.inference.calibration import (
     CALIBRATION_FILE,
     Calibration,
+    calibrate,
     expected_calibration_error,
     fit_temperature,
     load_temperature,
@@ -25,6 +26,7 @@ from transfer_core.inference.calibration import (
 )
 from transfer_core.inference.evaluation import evaluate_run
 from transfer_core.inference.predict import NOT_SURE, answer, load_model, predict_probs
+from transfer_core.results.export import model_card
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.service.jobs import default_queue
 from transfer_core.workflows.train import train
@@ -160,3 +162,38 @@ def test_reliability_bins_put_every_image_in_one_bin():
     bins = reliability_bins(probs, torch.tensor([0, 1, 1, 0]), bins=10)
     assert [b.count for b in bins] == [0, 0, 0, 0, 0, 2, 0, 0, 0, 2]  # 1.0 lands in the last bin
     assert bins[9].accuracy == 1.0 and bins[5].accuracy == 0.5 and bins[9].confidence == pytest.approx(0.975)
+
+
+def test_a_temperature_that_raises_held_out_loss_is_not_kept():
+    """A model whose confidence is already right (labels drawn from its own probabilities): a temperature
+    fitted to 40 of its answers fits their noise, and only raises the loss on the others. Keep the model's own."""
+    gen = torch.Generator().manual_seed(3)
+    logits = torch.randn(40, 3, generator=gen) * 2
+    labels = torch.multinomial(logits.softmax(1), 1, generator=gen).squeeze(1)
+    probs = logits.softmax(1)
+    cal = calibrate(probs, labels)
+    assert cal.nll_after >= cal.nll_before  # the honest, cross-fitted measure: fitting did not help here
+    assert not cal.kept and cal.temperature == 1.0 and cal.fitted != 1.0
+    assert "did not lower the error" in cal.describe() and "after calibration" not in cal.describe()
+
+
+def test_too_few_validation_pictures_keep_the_models_own_confidence():
+    """16 pictures: the classroom case where a fitted temperature made the error 16.5% -> 48.6%."""
+    torch.manual_seed(0)
+    logits = torch.randn(16, 2) * 4
+    labels = torch.randint(0, 2, (16,))
+    cal = calibrate(logits.softmax(1), labels)
+    assert not cal.kept and cal.temperature == 1.0 and cal.images == 16
+    assert "Too few validation pictures (16; at least 30)" in cal.describe()
+
+
+def test_a_small_real_run_keeps_its_own_confidence_and_its_card_says_why(tmp_path):
+    data = copy_textile(tmp_path / "small", 10)
+    result = train(TrainConfig(schedule="fixed", data=str(data), freeze="all", epochs=1, image_size=96, seed=0),
+                   runs_dir=tmp_path / "runs")
+    assert isinstance(result.final, RunFinished), result.final
+    saved = json.loads((result.run_dir / CALIBRATION_FILE).read_text())
+    assert saved["kept"] is False and saved["temperature"] == 1.0 and saved["why"].startswith("Too few")
+    assert load_model(result.run_dir).temperature == 1.0
+    card = model_card(RunFolder(result.run_dir), ["global", "local", "nominal"], {"crop": 96})
+    assert card["calibration"]["used"] is False and card["calibration"]["why"].startswith("Too few")

@@ -188,7 +188,7 @@ def run_predict(args: argparse.Namespace) -> int:
                               "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}))
         elif ans.unfamiliar:
             print(f"{path}: does not look like the training pictures (more unusual than "
-                  f"{ans.novelty.more_unusual_than:.0%} of the validation pictures); best guesses: "
+                  f"{ans.novelty.more_unusual_than:.0%} of the labelled pictures); best guesses: "
                   + ", ".join(f"{c} {p:.1%}" for c, p in ans.top))
         else:
             unsure = "" if ans.sure else f"not sure (below {args.threshold:.0%}); best guesses: "

@@ -206,6 +206,14 @@ def _compare_verdicts(engine, exported, threshold: float) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- model card
+def _calibration(run: RunFolder) -> dict:
+    """Which confidence the model gives and why: a kept temperature, or the network's own and the reason."""
+    saved = run.read_json(runfiles.CALIBRATION) or {}
+    return {"used": bool(saved.get("kept", True)) and saved.get("temperature", 1.0) != 1.0,
+            "fitted_temperature": saved.get("fitted", saved.get("temperature")), "why": saved.get("why", ""),
+            "validation_images": saved.get("images")}
+
+
 def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: float = 1.0) -> dict:
     desc, config = run.model_description(), run.read_json(runfiles.CONFIG) or {}
     data = run.read_json(runfiles.DATASET) or {}
@@ -223,6 +231,7 @@ def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: floa
                              "minus mean, divided by std"},
         "output": {"name": "logits", "probabilities": "softmax(logits / temperature)"},
         "temperature": temperature,  # from calibration.json (temperature scaling); 1.0: as trained
+        "calibration": _calibration(run),
         "metrics": _metrics(run),
         "training": {k: config.get(k) for k in ("epochs", "lr", "batch_size", "image_size", "augment",
                                                 "optimizer", "label_smoothing", "seed", "val_split")},
@@ -283,6 +292,9 @@ def card_markdown(card: dict) -> str:
     if card.get("temperature", 1.0) != 1.0:
         lines.append(_("- Probabilities are calibrated: softmax(logits / {t}).").format(
             t=f"{card['temperature']:.3f}"))
+    elif (card.get("calibration") or {}).get("why"):
+        lines.append(_("- Probabilities are the network's own: {why}").format(
+            why=retranslate(card["calibration"]["why"])))
     if card.get("novelty"):
         lines.append(_("- Unfamiliar pictures: predict.py says when a picture does not look like the training "
                        "pictures (its features are far from theirs); {share} of the validation pictures are "
