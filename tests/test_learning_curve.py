@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from tests.conftest import copy_textile
+from tests.test_app_pages import app_dirs  # noqa: F401 - a fixture
 from transfer_core.data.datasets import Sample
 from transfer_core.quality.embeddings import cached_embeddings, file_digest
 from transfer_core.quality.learning_curve import (
@@ -21,6 +22,7 @@ from transfer_core.quality.learning_curve import (
 )
 
 CLASSES = ["global", "local", "nominal"]
+TITLE = "Right answers per class as it learns from more of that class"
 
 
 @pytest.fixture(scope="module")
@@ -56,13 +58,24 @@ def test_the_class_given_few_pictures_is_the_weakest_and_still_climbing(textile)
     assert curve.folds == 5 and all(c.pictures == c.total for c in curve.curves)
 
 
-def test_labels_drawn_at_random_score_near_chance_at_every_share(textile):
-    """A version that let a test fold's pictures into training would memorise them (1,280 numbers a picture)."""
+def test_no_picture_of_a_test_fold_is_learned_from_or_chooses_the_penalty(textile, monkeypatch):
+    """Every fit is watched: the pictures it learns from and those choosing its penalty, never its fold's test
+    pictures (a leak makes a curve look better than the model will be on new pictures)."""
+    import transfer_core.quality.learning_curve as module
+
     features, labels = textile
-    shuffled = labels[torch.randperm(len(labels), generator=torch.Generator().manual_seed(1))]
-    curve = learning_curve(features, shuffled, CLASSES)
-    assert all(p.accuracy < 0.55 for c in curve.curves for p in c.points)
-    assert not curve.needs_more()
+    seen, real = [], module.fit_head
+    monkeypatch.setattr(module, "fit_head", lambda head, x, y, vx, vy, *a, **k: (
+        seen.append(torch.cat([x, vx])), real(head, x, y, vx, vy, *a, **k))[1])
+    curve = learning_curve(features, labels, CLASSES, shares=(0.5, 1.0))
+    folds = group_folds(labels, torch.arange(len(labels)), 5)
+    per_fold = len(seen) // curve.folds
+    assert per_fold == 1 + 1 + len(CLASSES)  # the penalty's choice, all pictures, each class at half
+    for i, rows in enumerate(seen):
+        learned = torch.cdist(rows, features).argmin(1)
+        assert not (folds[learned] == i // per_fold).any()
+        if i % per_fold == 1:  # all pictures: every one outside the fold
+            assert sorted(learned.tolist()) == torch.nonzero(folds != i // per_fold).flatten().tolist()
 
 
 def test_copies_of_one_picture_stay_in_one_fold_and_cannot_inflate_the_score(textile):
@@ -94,3 +107,39 @@ def test_at_most_the_cap_per_class_is_measured_and_the_totals_are_kept():
     assert totals == [30, 5] and [sum(s.label == c for s in kept) for c in range(2)] == [10, 5]
     assert kept == sorted(kept, key=samples.index)  # in the given order
     assert kept == cap_per_class(samples, 2, 10)[0]  # the same draw every time
+
+
+def test_evaluate_page_draws_the_curve_and_says_which_class_needs_more(app_dirs, tmp_path):
+    from tests.test_app_pages import no_exception, page, texts, wait_for_task
+    from transfer_core.core.config import TrainConfig
+    from transfer_core.service.workspaces import OwnerTag, new_token
+    from transfer_core.workflows.train import train
+
+    token = new_token()
+    data = copy_textile(tmp_path / "data", 12)
+    config = TrainConfig(data=str(data), epochs=1, image_size=64, batch_size=8, freeze="all")
+    run_id = train(config, runs_dir=app_dirs / "runs", callbacks=[OwnerTag(token)]).run_dir.name
+    at = no_exception(page("pages/3_Evaluate.py", token).run())
+    wait_for_task(at, f"calibration_task_{run_id}")  # the page's other task, so its charts are all drawn
+    assert not any(TITLE in str(chart.proto) for chart in at.get("plotly_chart"))
+    assert "Do I need more pictures?" in [s.value for s in at.subheader]
+    button = next(b for b in at.button if b.label == "Find out")
+    assert button.help  # says how long and that nothing is changed
+    button.click().run()
+    no_exception(at)  # drawn at once: the measurement waits its turn in the engine's queue
+    wait_for_task(at, f"learning_curve_task_{run_id}")
+    no_exception(at)
+    assert sum(TITLE in str(chart.proto) for chart in at.get("plotly_chart")) == 1
+    words = texts(at)
+    for name in CLASSES:  # one verdict per class, in words
+        assert any(f" {name} " in f" {line} " or line.startswith(name) for line in words.splitlines()
+                   if "pictures" in line or "levelled off" in line), name
+    assert "Measured with the new classifier alone" in words
+    curve = default_queue_result(at, run_id)
+    assert [c.name for c in curve.curves] == CLASSES and all(len(c.points) == 4 for c in curve.curves)
+
+
+def default_queue_result(at, run_id: str):
+    from transfer_core.service.jobs import default_queue
+
+    return default_queue().task(at.session_state[f"learning_curve_task_{run_id}"]).result
