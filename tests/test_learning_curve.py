@@ -143,3 +143,22 @@ def default_queue_result(at, run_id: str):
     from transfer_core.service.jobs import default_queue
 
     return default_queue().task(at.session_state[f"learning_curve_task_{run_id}"]).result
+
+
+def test_command_line_prints_the_curve_as_json(tmp_path, capsys):
+    import json
+
+    from transfer_core.cli import main
+    from transfer_core.core.config import TrainConfig
+    from transfer_core.workflows.train import train
+
+    data = copy_textile(tmp_path / "data", 12)
+    run_dir = train(TrainConfig(data=str(data), epochs=1, image_size=64, batch_size=8, freeze="all"),
+                    runs_dir=tmp_path / "runs").run_dir
+    capsys.readouterr()
+    assert main(["learning-curve", str(run_dir), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [c["name"] for c in out["curves"]] == CLASSES and out["same_pictures"] is True
+    # The test share (half of the 20% kept aside, when every class has 50) is absent at 12 a class: all 12 count.
+    assert all(c["pictures"] == 12 and len(c["points"]) == 4 for c in out["curves"])
+    assert set(out["words"]) == set(CLASSES) and all(name in out["words"][name] for name in CLASSES)

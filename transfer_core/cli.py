@@ -7,6 +7,7 @@
     python -m transfer_core compare RUN_DIR RUN_DIR... [--json]
     python -m transfer_core gradcam RUN_DIR IMAGE [--out gradcam.png] [--class NAME]
     python -m transfer_core check-data DATA [--json]
+    python -m transfer_core learning-curve RUN_DIR [--json]
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
     python -m transfer_core lr-find DATA [--backbone mobilenet_v2] [--steps 60] [--sweeps 3] [--json]
@@ -363,6 +364,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     q.add_argument("--json", action="store_true")
     q.set_defaults(fn=run_check_data)
+    lc = sub.add_parser("learning-curve", help="would more pictures help, and of which class? (the first model "
+                        "refitted on 25-100%% of each class, cross-validated)")
+    lc.add_argument("run_dir")
+    lc.add_argument("--json", action="store_true")
+    lc.set_defaults(fn=lambda args: report_learning_curve(args.run_dir, args.json))
     e = sub.add_parser("export", help="write a bundle (ONNX, TorchScript, model card, predict.py) and a zip")
     e.add_argument("run_dir")
     e.add_argument("--out", required=True, help="new folder for the bundle; the zip is written beside it")
@@ -373,6 +379,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
     r.set_defaults(fn=run_resume)
     return parser
+
+
+def report_learning_curve(run_dir: str, as_json: bool) -> int:
+    from transfer_core.quality.learning_curve import run_learning_curve
+
+    curve = run_learning_curve(run_dir)
+    print(json.dumps(curve.to_dict()) if as_json else "\n".join(c.describe() for c in curve.curves))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,8 +45,9 @@ from transfer_core.training.instant import fit_head
 
 SHARES = (0.25, 0.5, 0.75, 1.0)  # of each class's training pictures in a fold
 FOLDS = 5
-# Pictures per class measured at most (drawn at random): 200 per class keep the curve to seconds per class and
-# the features to 1 MB per class (1,280 numbers a picture); a class's curve rarely turns after that many.
+# Pictures per class measured at most (drawn at random): at 200 per class (3 classes) the curve took 24 s and the
+# features 94 s the first time (bench/results/learning_curve.json), 1 MB of features per class (1,280 numbers a
+# picture); beyond, the time grows with the pictures and the curve's shape at its end changes little.
 MAX_PER_CLASS = 200
 # Under 8 pictures a class's 50% point rests on 3 pictures and each test fold holds 1 or 2 of them (right answers
 # of 0, 50 or 100%): no curve to read.
@@ -197,8 +198,9 @@ def _class_orders(labels: torch.Tensor, groups: torch.Tensor, pool: torch.Tensor
 
 @contextmanager
 def _one_thread():
-    """Hundreds of small L-BFGS steps: on the shared 2-core machine two torch threads waited on each other
-    (python bench/learning_curve.py compares; bench/results/learning_curve.json). Only this thread changes."""
+    """Thousands of small L-BFGS steps: on the shared 2-core machine two torch threads waited on each other,
+    127 s against 3.9 s at 20 pictures per class (python bench/learning_curve.py, 2026-12-07,
+    bench/results/learning_curve.json). Only this thread changes; it is put back after."""
     before = torch.get_num_threads()
     limit_this_thread(1)
     try:
