@@ -30,7 +30,7 @@ def more_pictures(run_dir: Path) -> None:
                  "still climb will likely gain from more pictures."))
     key = task_key(run_dir)
     if st.button(_("Find out"), key=f"{key}_start",
-                 help=_("Takes from a few seconds to a minute (at most {n} pictures per class are used); the "
+                 help=_("Takes from a few seconds to two minutes (at most {n} pictures per class are used); the "
                         "trained model is not changed.").format(n=MAX_PER_CLASS)):
         tasks.submit(key, KIND, partial(_measure, run_dir))
     task = tasks.follow(key)
