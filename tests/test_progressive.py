@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -23,7 +24,7 @@ from transfer_core.core.events import (
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
-from transfer_core.training import progressive
+from transfer_core.training import crossval, progressive
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.instant import (
     STRENGTHS,
@@ -163,13 +164,50 @@ def test_head_only_ends_with_the_instant_model(textile_small, tmp_path):
     assert final.test_accuracy is not None or final.num_test == 0
 
 
-def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path, monkeypatch):
-    """4 validation pictures: no fine-tuned model could be shown better, so none is trained (the default; the
-    fixed schedule still trains what was asked). Fails if the rule is gone (epochs run) or silent."""
+def test_small_data_cross_validates_whether_to_fine_tune_and_says_why(textile_small, tmp_path, monkeypatch):
+    """6 validation pictures: the choice is made on 3 folds of all 36 pictures, each a real run making the first
+    model and fine-tuning crossval.FOLD_EPOCHS epochs. Whatever the folds say is what the run does: the first
+    model (no epoch), or exactly FOLD_EPOCHS epochs with the last kept. Fails if the old size rule is back (no
+    folds), if the words are missing, or if the run does other than its folds chose."""
+    folds = []
+    real = crossval.choose
+    monkeypatch.setattr(crossval, "choose", lambda trainer: folds.append(real(trainer)) or folds[-1])
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    result = train(TrainConfig(data=str(textile_small), freeze=3, epochs=8, **FAST), runs_dir=tmp_path)
+    final, events = result.final, RunFolder(result.run_dir).events()
+    data = next(e for e in events if isinstance(e, DataReady))
+    assert isinstance(final, RunFinished) and data.num_val < REAL_MIN_VAL and len(folds) == 1, final
+    choice = folds[0]
+    assert choice.pictures == 36 and f"cross-validated on all 36 labelled pictures ({crossval.FOLDS} folds)" in \
+        final.reason and choice.fine_tune == (choice.fine_right > choice.head_right), final.reason
+    assert "folds of all your pictures" in data.plan, data.plan
+    if choice.fine_tune:
+        assert final.epochs_run == final.best_epoch == crossval.FOLD_EPOCHS, final
+    else:
+        assert final.epochs_run == 0 and final.best_epoch == 0 and "first model is kept" in final.reason, final
+
+
+def test_when_the_folds_choose_fine_tuning_the_run_trains_their_epochs_and_keeps_the_last(textile_small, tmp_path,
+                                                                                        monkeypatch):
+    """The plumbing after the choice (the folds' own verdict is the test above's): a run told to fine-tune
+    trains exactly FOLD_EPOCHS and keeps the last even where an earlier epoch scored higher on its 6 pictures."""
+    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
+    monkeypatch.setattr(crossval, "choose", lambda trainer: crossval.Choice(True, 20, 30, 36))
+    result = train(TrainConfig(data=str(textile_small), freeze=3, epochs=8, **FAST), runs_dir=tmp_path)
+    final = result.final
+    assert isinstance(final, RunFinished) and final.epochs_run == crossval.FOLD_EPOCHS, final
+    assert final.best_epoch == crossval.FOLD_EPOCHS and "chosen by cross-validation" in final.reason, final
+
+
+def test_a_class_too_small_to_cross_validate_ends_at_the_first_model_and_says_why(tmp_path, monkeypatch):
+    """2 pictures per class cannot make 3 folds: no fine-tuned model could be shown better, so none is trained
+    (the fixed schedule still trains what was asked)."""
+    from tests.conftest import copy_textile
     from ui.live import first_model_words
 
+    few = copy_textile(tmp_path / "few", 2)
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
-    result = train(TrainConfig(data=str(textile_small), freeze=3, epochs=4, **FAST), runs_dir=tmp_path)
+    result = train(TrainConfig(data=str(few), freeze=3, epochs=4, **FAST), runs_dir=tmp_path)
     final, events = result.final, RunFolder(result.run_dir).events()
     assert isinstance(final, RunFinished) and final.epochs_run == 0 and final.best_epoch == 0, final
     assert "validation pictures" in final.reason and "first model is kept" in final.reason, final.reason
@@ -180,7 +218,7 @@ def test_small_data_ends_at_the_first_model_and_says_why(textile_small, tmp_path
     assert "Exactly as set" in data.plan, data.plan
     words = first_model_words(ready, data.num_val)
     assert "none was trained" in words and "training goes on" not in words, words
-    fixed = train(TrainConfig(data=str(textile_small), freeze=3, epochs=1, **{**FAST, "schedule": "fixed"}),
+    fixed = train(TrainConfig(data=str(few), freeze=3, epochs=1, **{**FAST, "schedule": "fixed"}),
                   runs_dir=tmp_path).final
     assert isinstance(fixed, RunFinished) and fixed.epochs_run == 1, fixed
 
@@ -197,6 +235,7 @@ def test_small_data_prepares_only_the_first_models_features(textile_small, tmp_p
     monkeypatch.setattr(features, "frozen_part", lambda net, start, depth, *a, **kw: (
         parts.append((start, depth)), real_part(net, start, depth, *a, **kw))[1])
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL if small else 0)
+    monkeypatch.setattr(crossval, "FOLDS", 13)  # 12 pictures per class: too few to cross-validate
     config = TrainConfig(data=str(textile_small), freeze=3, epochs=2, **FAST)
     result = train(config, runs_dir=tmp_path)
     stages = load_model(result.run_dir).net.num_stages
@@ -220,7 +259,7 @@ def test_the_train_page_keeps_saying_why_a_small_data_run_trained_no_epoch_after
 
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
     data = page("pages/1_Data.py").run()
-    choose_folder(data, copy_textile(tmp_path / "few", 4))
+    choose_folder(data, copy_textile(tmp_path / "few", 2))  # too few for folds: the first model is the model
     train_page = no_exception(page("pages/2_Train.py", data.query_params["ws"]).run())
     train_page.select_slider(key="image_size_mobilenet_v2").set_value(96)
     next(b for b in train_page.button if b.label == "Start training").click().run()
@@ -243,7 +282,7 @@ def test_the_train_page_says_before_the_start_that_small_data_ends_at_the_first_
     from ui.session import DataChoice
 
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
-    note = "the first model will be the model"
+    note = "trial runs each hold out a third of all your pictures"
     data = page("pages/1_Data.py").run()
     choose_folder(data, copy_textile(tmp_path / "few", 8))
     train_page = no_exception(page("pages/2_Train.py", data.query_params["ws"]).run())
@@ -265,12 +304,27 @@ def test_fine_tuning_follows_from_the_threshold_of_validation_pictures_up(monkey
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)
     schedule = progressive.Progressive(thaws=3)
     schedule.num_val = REAL_MIN_VAL
-    assert schedule.why_not_fine_tune() == ("", "")
-    schedule.num_val = REAL_MIN_VAL - 1
-    assert schedule.why_not_fine_tune()[0] == FINAL_SMALL_DATA
+    assert schedule.why_not_fine_tune() == ("", "") and not schedule.cross_validates()
+    schedule.num_val, schedule.can_cross_validate = REAL_MIN_VAL - 1, True
+    assert schedule.why_not_fine_tune() == ("", "") and schedule.cross_validates()
+    schedule.can_cross_validate = False
+    assert schedule.why_not_fine_tune()[0] == FINAL_SMALL_DATA and not schedule.cross_validates()
     head_only = progressive.Progressive(thaws=0)
     head_only.num_val = 1000
     assert head_only.why_not_fine_tune()[0] == FINAL_ASKED
+
+
+def test_folds_keep_near_copy_groups_whole_and_classes_in_proportion():
+    from transfer_core.data.datasets import Sample
+
+    samples = [Sample(Path(f"a{i}"), 0, i // 3) for i in range(30)] + [Sample(Path(f"b{i}"), 1) for i in range(12)]
+    fold = crossval.fold_of_each(samples, 3, seed=0)
+    for g in range(10):  # class 0: 10 groups of 3 near-copies
+        assert len({fold[i] for i in range(30) if samples[i].group == g}) == 1
+    for label, n in ((0, 30), (1, 12)):
+        counts = [sum(1 for s, f in zip(samples, fold) if s.label == label and f == k) for k in range(3)]
+        assert max(counts) - min(counts) <= 3 and sum(counts) == n, counts
+    assert crossval.can_fold(samples) and not crossval.can_fold(samples[:30] + samples[30:32])
 
 
 def test_the_head_fit_beats_guessing_on_real_features(textile_full):

@@ -7,7 +7,7 @@ from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfi
 from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
 from transfer_core.models.weights import WORKS_OFFLINE
-from transfer_core.training import progressive
+from transfer_core.training import crossval, progressive
 
 from .methods_form import lr_options
 from .session import remembered
@@ -119,15 +119,17 @@ def choose_schedule(num_val: int | None = None) -> dict:
              "that model is ready to try on Predict. Then the layers above the ones you keep start learning "
              "(the lowest of them an epoch later), and training stops by itself when the validation pictures "
              "stop getting better; a later model replaces the first only if it is clearly better. With fewer "
-             "than {min} validation pictures the first model is the model: too few to show that more training "
-             "helps. Exactly as set: the layers you chose learn for the epochs you chose.").format(
-                 min=progressive.MIN_VAL_TO_FINE_TUNE))
+             "than {min} validation pictures, too few to tell, the layers learn only if that did better on "
+             "{folds} trial runs that each hold out a third of all your pictures. Exactly as set: the layers you "
+             "chose learn for the epochs you chose.").format(min=progressive.MIN_VAL_TO_FINE_TUNE,
+                                                            folds=crossval.FOLDS))
     budget = 0.0
     if schedule == "progressive" and num_val is not None and progressive.too_few_to_fine_tune(num_val):
-        st.info(_("Your pictures leave {n} for validation, fewer than {min}: the first model will be the model, and "
-                  "none of the layers above will learn, because so few pictures cannot show that more training "
-                  "helps. Add pictures, or choose \"Exactly as set\" to fine-tune anyway.").format(
-                      n=num_val, min=progressive.MIN_VAL_TO_FINE_TUNE))
+        st.info(_("Your pictures leave {n} for validation, fewer than {min}: too few to tell whether more training "
+                  "helps. So after the first model, {folds} trial runs each hold out a third of all your pictures, "
+                  "and the layers above learn only if that did better there (it takes a few times longer). "
+                  "Choose \"Exactly as set\" to fine-tune anyway.").format(
+                      n=num_val, min=progressive.MIN_VAL_TO_FINE_TUNE, folds=crossval.FOLDS))
     if schedule == "progressive":
         remembered("time_budget_minutes", DEFAULTS.time_budget_minutes)
         budget = st.number_input(

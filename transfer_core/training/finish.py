@@ -12,14 +12,17 @@ from transfer_core.inference.calibration import save_calibration
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import save_atomically, write_json
-from transfer_core.training import distributed
+from transfer_core.training import crossval, distributed
 from transfer_core.training.checkpoint import weights_of
 from transfer_core.training.features import cached_pooled
 
 
 def finish(trainer) -> float | None:
     """Put the best epoch's weights back, let methods adjust them (after_fit), save them with validation
-    results, calibration and the novelty reference; returns the test share's accuracy (None: no test share)."""
+    results, calibration and the novelty reference; returns the test share's accuracy (None: no test share).
+    A cross-validation fold's run only reports its epochs (crossval.py): nothing of this is read."""
+    if crossval.is_fold_run(trainer.config):
+        return None
     best = trainer.run.path / runfiles.BEST
     if best.is_file():
         trainer.net.load_state_dict(torch.load(best, map_location=trainer.device, weights_only=True))

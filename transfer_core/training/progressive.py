@@ -14,11 +14,12 @@
 3. Training goes on while the validation loss keeps falling (patience), within the epochs and the time
    budget; the model kept is chosen with care (selection.BestEpoch's margin): the head-only model stays
    unless a later one is better beyond the validation share's noise.
-4. Small data, on purpose: with fewer than MIN_VAL_TO_FINE_TUNE validation pictures a later model can
-   seldom be shown better beyond that noise, so the run ends at the first model, the method that holds up
-   with few pictures per class (a class-balanced, strongly regularised classifier on the frozen features:
-   instant.py; on other draws of 10 to 50 pictures per class it beat fine-tuning 4 stages on the 3
-   textile classes: bench/choose.py --from-pool, README "Defaults").
+4. Small data: with fewer than MIN_VAL_TO_FINE_TUNE validation pictures a later model can seldom be shown
+   better on them, so the choice between the first model (a class-balanced, strongly regularised classifier
+   on the frozen features: instant.py) and fine-tuning is made by cross-validation on all the labelled
+   pictures (crossval.py); fine-tuning then runs crossval.FOLD_EPOCHS epochs and keeps the last. A class
+   with fewer than crossval.FOLDS pictures (or groups of near-copies) cannot be cross-validated: the run
+   ends at the first model, the method that holds up with few pictures per class.
 
 The time budget is the person's limit or, when they set none, an automatic one: improving ends by about
 AUTO_BUDGET times the time the first model took. That time is about one pass over the data (every picture
@@ -45,9 +46,11 @@ from transfer_core.inference.calibration import save_calibration
 from transfer_core.inference.novelty import store_features
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import save_atomically
+from transfer_core.training import crossval
 from transfer_core.training.checkpoint import weights_of
 from transfer_core.training.finish import save_predictions
 from transfer_core.training.instant import fit_head
+from transfer_core.training.selection import LastEpoch
 from transfer_core.training.thaw import ThawSchedule
 
 PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage learns
@@ -56,17 +59,16 @@ PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage
 # is faster than Predict's), so 6 lets the 4 or 5 epochs that beat it there happen in about 3 such passes
 # (README, "Defaults"); 2 ended every run after 2 epochs, before fine-tuning had paid off.
 AUTO_BUDGET = 6.0
-# Fewer validation pictures than this: the run ends at the first model (small data, on purpose). One picture
-# is then 5 points or more, too coarse to show a fine-tuned model better than the first: at 10 and 50 pictures
-# per class (4 to 15 validation pictures; 4 tasks x 5 training seeds, bench/choose.py, 2026-12-02) the run
-# kept a fine-tuned model in 3 of 40 runs, each time level with the first model's accuracy (100%) and better
-# by its loss alone; those 3 to 8 epochs made whole runs of 2.9 to 6.7 times a pass over the data
-# (bench/one_click.py, 2026-12-01; README, "Defaults").
-MIN_VAL_TO_FINE_TUNE = 20
+# Fewer validation pictures than this: whether to fine-tune is cross-validated on all the labelled pictures
+# (crossval.py). One validation picture is then 2 points or more, too coarse to show a fine-tuned model better
+# than the first on the run's own share: at 10 and 50 pictures per class (4 to 15 validation pictures; 4 tasks
+# x 5 training seeds, bench/choose.py, 2026-12-02) the run kept a fine-tuned model in 3 of 40 runs, each time
+# level with the first model's accuracy; and a hard task at 60 per class lost fine-tuning's 7 points (#28).
+MIN_VAL_TO_FINE_TUNE = crossval.CV_BELOW
 
 
 def too_few_to_fine_tune(num_val: int) -> bool:
-    """Small data: with this many validation pictures the one click ends at the first model."""
+    """Small data: with this many validation pictures the one click cross-validates whether to fine-tune."""
     return num_val < MIN_VAL_TO_FINE_TUNE
 
 
@@ -95,16 +97,22 @@ class Progressive(ThawSchedule):
         self.lowest_loss, self.bad_epochs = math.inf, 0
         self.last_end: float | None = None  # when the first model or the last epoch was ready
         self.num_val: int | None = None  # the validation share's size, once split
+        self.fold = False  # a cross-validation fold's run: it fine-tunes crossval.FOLD_EPOCHS, nothing else
+        self.can_cross_validate = False  # every class has crossval.FOLDS pictures (or near-copy groups)
+        self.fixed_epochs: int | None = None  # set: exactly these epochs, the last one kept (no patience, budget)
 
     @classmethod
     def from_config(cls, config: TrainConfig, depth: int, num_stages: int) -> Progressive:
-        return cls(num_stages - depth, budget_s=60 * config.time_budget_minutes)
+        schedule = cls(num_stages - depth, budget_s=60 * config.time_budget_minutes)
+        schedule.fold = crossval.is_fold_run(config)
+        return schedule
 
     def start_depth(self, chosen: int) -> int:
         return chosen + self.thaws  # every stage frozen: the head first
 
     def before_fit(self, trainer) -> None:
         self.num_val = trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
+        self.can_cross_validate = crossval.can_fold(list(trainer.train_samples) + list(trainer.val_samples))
         if self.why_not_fine_tune()[0]:  # no thaw will come: the feature cache need not keep outputs for one
             self.plan, self.epochs = {}, frozenset()
         if self.budget_s:  # the person's limit
@@ -121,6 +129,13 @@ class Progressive(ThawSchedule):
             if final:
                 trainer.finish_early = why
                 return
+            if self.cross_validates():  # the first model is usable meanwhile
+                choice = crossval.choose(trainer)
+                if not choice.fine_tune:
+                    trainer.finish_early = choice.words()
+                    return
+            if self.fold or self.cross_validates():
+                self._run_exactly(trainer, crossval.FOLD_EPOCHS)
             new_head(trainer.net)
         super().before_epoch(trainer, epoch)
 
@@ -128,18 +143,35 @@ class Progressive(ThawSchedule):
         """The fewest and most epochs (the time left is a range between them): none when the run ends at its
         first model; else it may stop once each thaw has learned an epoch and `patience` epochs brought no
         lower validation loss (on_event's rule), or go on to the last epoch (the budget caps it: eta.py)."""
-        if self.thaws == 0 or too_few_to_fine_tune(num_val):  # why_not_fine_tune's cases, known from the split
+        if self.thaws == 0:  # why_not_fine_tune's cases, known from the split
             return 0, 0
+        if self.fold or too_few_to_fine_tune(num_val):  # the folds choose: none, or exactly FOLD_EPOCHS
+            return (crossval.FOLD_EPOCHS,) * 2 if self.fold else (0, crossval.FOLD_EPOCHS)
         return min(max(self.last_thaw, self.patience) + 1, epochs), epochs
 
     def why_not_fine_tune(self) -> tuple[str, str]:
         """("", "") when fine-tuning follows the first model; else (ModelReady.final, the run's end reason)."""
         if self.thaws == 0:  # the head alone was asked for, and it has converged
             return FINAL_ASKED, "the new classifier alone was asked for (freeze: all)"
-        if self.num_val is not None and too_few_to_fine_tune(self.num_val):
-            return FINAL_SMALL_DATA, (f"only {self.num_val} validation pictures (fewer than {MIN_VAL_TO_FINE_TUNE}): too "
-                                  "few to show that a fine-tuned model is better, so the first model is kept")
+        if self.num_val is not None and too_few_to_fine_tune(self.num_val) and not self.fold \
+                and not self.can_cross_validate:
+            return FINAL_SMALL_DATA, (f"only {self.num_val} validation pictures (fewer than {MIN_VAL_TO_FINE_TUNE}), "
+                                      f"and a class with fewer than {crossval.FOLDS} pictures to cross-validate on: "
+                                      "no fine-tuned model could be shown better, so the first model is kept")
         return "", ""
+
+    def cross_validates(self) -> bool:
+        """Whether the choice to fine-tune is made on folds of all the pictures (small data: crossval.py)."""
+        return (not self.fold and self.thaws > 0 and self.num_val is not None and too_few_to_fine_tune(self.num_val)
+                and self.can_cross_validate)
+
+    def _run_exactly(self, trainer, epochs: int) -> None:
+        """Fine-tune for `epochs` and keep the last (a plan chosen on the folds, not by a few validation pictures);
+        the learning rate's schedule ends with them."""
+        self.fixed_epochs = min(epochs, trainer.config.epochs)
+        trainer.best = LastEpoch(accuracy=trainer.best.accuracy, epoch=trainer.best.epoch,
+                                 loss_at_best=trainer.best.loss_at_best, lowest_loss=trainer.best.lowest_loss)
+        trainer.total_steps = trainer.total_steps // trainer.config.epochs * self.fixed_epochs
 
     def on_event(self, trainer, event) -> None:
         if isinstance(event, ModelReady):
@@ -147,6 +179,10 @@ class Progressive(ThawSchedule):
             if not self.budget_s:
                 self._automatic_budget(trainer, event.seconds)
         if not isinstance(event, EpochEnd):
+            return
+        if self.fixed_epochs:
+            if event.epoch >= self.fixed_epochs:
+                trainer.finish_early = f"the {self.fixed_epochs} epochs chosen by cross-validation are done"
             return
         self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
         self.lowest_loss = min(self.lowest_loss, event.val_loss)
@@ -177,6 +213,13 @@ class Progressive(ThawSchedule):
                            "with {n} validation pictures (fewer than {min}), no fine-tuned model could be shown to "
                            "be better, so none is trained. Add pictures, or choose \"Exactly as set\" to fine-tune "
                            "anyway.").format(n=self.num_val, min=MIN_VAL_TO_FINE_TUNE)
+        if self.cross_validates():
+            return " " + _("Progressive: first the new classifier alone (a usable model in seconds). With {n} "
+                           "validation pictures (fewer than {min}), whether fine-tuning {stages} helps is then tried "
+                           "on {folds} folds of all your pictures; if it does, they learn for {epochs} "
+                           "epochs.").format(n=self.num_val, min=MIN_VAL_TO_FINE_TUNE, folds=crossval.FOLDS,
+                                             epochs=crossval.FOLD_EPOCHS,
+                                             stages=", ".join(reversed(stage_names[depth - self.thaws:depth])))
         budget = (_("{minutes} min").format(minutes=f"{self.budget_s / 60:g}") if self.budget_s
                   else _("about {times}x the time the first model took (no time limit set)").format(
                       times=f"{AUTO_BUDGET:g}"))
@@ -190,6 +233,7 @@ class Progressive(ThawSchedule):
 def instant_model(trainer, final: str = "") -> None:
     """Fit the head on the frozen network's pooled features, save it as the run's model so far, announce it
     (final: why no training follows, if none does: ModelReady.final)."""
+    trainer.report_progress("preparing", 0, 1, part="fit")  # a part of the time left's plan (eta.plan_run)
     x, y = _training_features(trainer)
     val_x, _ = trainer.feature_cache.val_or_run(torch.arange(len(trainer.val_samples)), trainer.depth)
     fit_head(trainer.net.head, x, y, val_x.float(), trainer.val_y.to(trainer.device), len(trainer.classes),

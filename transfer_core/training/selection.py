@@ -56,3 +56,14 @@ class BestEpoch:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class LastEpoch(BestEpoch):
+    """The plan was chosen elsewhere (on cross-validation folds: crossval.py), so its last epoch is the model,
+    whatever the run's few validation pictures say about each epoch."""
+
+    def update(self, epoch: int, val_loss: float, val_acc: float) -> bool:
+        self.bad_epochs = 0 if val_loss < self.lowest_loss else self.bad_epochs + 1
+        self.lowest_loss = min(self.lowest_loss, val_loss)
+        self.accuracy, self.epoch, self.loss_at_best = val_acc, epoch, val_loss
+        return True

@@ -32,7 +32,7 @@ from transfer_core.models.freezing import (
 )
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically
-from transfer_core.training import checkpoint, distributed, lifecycle
+from transfer_core.training import checkpoint, crossval, distributed, lifecycle
 from transfer_core.training.callbacks import Batch, Callback
 from transfer_core.training.failures import Diverged
 from transfer_core.training.features import FeatureCache
@@ -216,6 +216,7 @@ class Trainer:
         set_train_mode(self.net, self.depth)
         loss_sum, correct, seen = 0.0, 0, 0
         steps = self.epoch_order()
+        self.report_progress("train", 0, len(steps), epoch=epoch)  # its start, for the time left (eta.RunClock)
         for i, idx in enumerate(steps):
             if distributed.any_rank(self.stop.is_set()):  # one rank's Stop stops all: none waits for a rank gone
                 raise Stopped()
@@ -301,6 +302,8 @@ class Trainer:
         self.progress.report(phase, step, steps, **kw)
 
     def _start_clock(self) -> None:
+        if crossval.is_fold_run(self.config):  # no one watches a fold's time left: no probe of the network
+            return
         self.progress.start_clock(self.net, self.prep, self.device, config=self.config, start_depth=self.depth,
                                   n_train=len(self.train_samples), n_val=len(self.val_samples),
                                   n_test=len(self.test_samples), depths=self.thaw.depths(self.depth, self.config.epochs),

@@ -1,0 +1,128 @@
+"""Head only or fine-tuning? With a small validation share, chosen by cross-validation on every labelled picture.
+
+With 8-16 validation pictures one picture is 6-12 points: no run can show there that fine-tuning beat the
+first model (the classifier fitted on the frozen features), so the old rule kept the first model below 20
+validation pictures, and on a hard task far from ImageNet photos (grey-scale industrial parts, 60 pictures per
+class) it threw away fine-tuning's 7 points (issue #28). Now, below CV_BELOW validation pictures, the run asks
+the data: FOLDS runs of the same kind on folds of all its labelled pictures (training and validation, near-copy
+groups kept whole, classes in proportion), each making the first model and then fine-tuning for FOLD_EPOCHS
+epochs. Every picture is held out once, so the two ways are compared on all of them (40 to 250 pictures,
+not 8 to 16), each fold's fine-tuning judged at its last epoch (nothing chosen on the pictures judged).
+Fine-tuning is kept only when it got more of them right; the run then fine-tunes the same way, and keeps its
+last epoch (its own few validation pictures cannot overrule the folds).
+
+The folds are runs of the trainer's own class on folders of links to the pictures (the decoded pictures are
+shared through the picture store, so nothing is decoded twice), in a temporary folder removed afterwards.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from transfer_core.core.events import EpochEnd, ModelReady, RunFinished
+from transfer_core.core.i18n import N_
+from transfer_core.runstore.runs import RunFolder
+
+CV_BELOW = 50  # validation pictures under which the choice is cross-validated
+FOLDS = 3
+FOLD_EPOCHS = 4  # fine-tuning epochs in each fold, and in the run when fine-tuning is chosen
+FOLD_TAG = "cross-validation fold"  # in a fold run's config.tags: it fine-tunes FOLD_EPOCHS, nothing else
+
+CHOSE_HEAD = N_("cross-validated on all {n} labelled pictures ({folds} folds): the first model got {head} right, "
+                "fine-tuning {fine}, so the first model is kept")
+CHOSE_FINE = N_("cross-validated on all {n} labelled pictures ({folds} folds): fine-tuning got {fine} right, the "
+                "first model {head}, so the run fine-tunes for {epochs} epochs")
+
+
+@dataclass(frozen=True)
+class Choice:
+    fine_tune: bool
+    head_right: int  # held-out pictures the first model got right, over all folds
+    fine_right: int  # held-out pictures fine-tuning got right at its last epoch
+    pictures: int  # held-out pictures over all folds: every labelled picture once
+
+    def words(self) -> str:
+        """Why, in English (kept in events; shown through retranslate)."""
+        return (CHOSE_FINE if self.fine_tune else CHOSE_HEAD).format(
+            n=self.pictures, folds=FOLDS, head=self.head_right, fine=self.fine_right, epochs=FOLD_EPOCHS)
+
+
+def is_fold_run(config) -> bool:
+    return FOLD_TAG in config.tags
+
+
+def can_fold(samples: list) -> bool:
+    """Every class has FOLDS pictures or groups of near-copies: each fold holds out some of each class."""
+    groups: dict[int, set] = defaultdict(set)
+    for i, s in enumerate(samples):
+        groups[s.label].add(s.group if s.group >= 0 else -1 - i)
+    return len(groups) >= 2 and all(len(g) >= FOLDS for g in groups.values())
+
+
+def fold_of_each(samples: list, folds: int, seed: int) -> list[int]:
+    """A fold number per sample: within each class, whole near-copy groups dealt in turn to the fold that
+    holds the fewest of that class's pictures so far (largest groups first), so classes stay in proportion."""
+    fold = [0] * len(samples)
+    by_class: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for i, s in enumerate(samples):
+        by_class[s.label][s.group if s.group >= 0 else -1 - i].append(i)
+    rng = random.Random(seed)
+    for label in sorted(by_class):
+        groups = list(by_class[label].values())
+        rng.shuffle(groups)
+        groups.sort(key=len, reverse=True)  # stable: equal sizes keep the shuffled order
+        held = [0] * folds
+        for group in groups:
+            f = min(range(folds), key=lambda j: (held[j], j))
+            held[f] += len(group)
+            for i in group:
+                fold[i] = f
+    return fold
+
+
+def choose(trainer) -> Choice:
+    """Run the folds (trainer: the run asking; its Stop stops them) and compare the two ways."""
+    samples = list(trainer.train_samples) + list(trainer.val_samples)
+    fold = fold_of_each(samples, FOLDS, trainer.config.seed)
+    head = fine = seen = 0
+    with tempfile.TemporaryDirectory(prefix="transfer-folds-") as tmp:
+        for f in range(FOLDS):
+            trainer.report_progress("choosing", f, FOLDS, part="choose")
+            data = _fold_folder(Path(tmp) / f"fold{f + 1}", samples, [x == f for x in fold], trainer.classes)
+            config = replace(trainer.config, data=str(data), epochs=FOLD_EPOCHS, max_images=0, test_share=False,
+                             time_budget_minutes=0, early_stopping=0,
+                             tags={**trainer.config.tags, FOLD_TAG: f"{f + 1}/{FOLDS}"})
+            result = type(trainer)(config, runs_dir=Path(tmp) / "runs", stop=trainer.stop).run_training()
+            trainer.check_stop()
+            h, t, n = _fold_figures(result)
+            head, fine, seen = head + h, fine + t, seen + n
+    trainer.report_progress("choosing", FOLDS, FOLDS, part="choose")
+    return Choice(fine > head, head, fine, seen)
+
+
+def _fold_folder(root: Path, samples: list, held_out: list[bool], classes: list[str]) -> Path:
+    """train/<class>/ and val/<class>/ of links to the pictures (copies where links cannot be made)."""
+    for i, (s, out) in enumerate(zip(samples, held_out)):
+        target = root / ("val" if out else "train") / classes[s.label] / f"{i:05d}-{s.path.name}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(s.path, target)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(s.path, target)
+    return root
+
+
+def _fold_figures(result) -> tuple[int, int, int]:
+    """(first model right, last epoch right, held-out pictures) of a finished fold run."""
+    if not isinstance(result.final, RunFinished) or result.run_dir is None:
+        raise RuntimeError(f"a cross-validation fold did not finish: {getattr(result.final, 'error', result.final)}")
+    events = RunFolder(result.run_dir).events()
+    ready = next(e for e in events if isinstance(e, ModelReady))
+    last = [e for e in events if isinstance(e, EpochEnd)][-1]
+    n = len(RunFolder(result.run_dir).validation_images())
+    return round(ready.val_accuracy * n), round(last.val_accuracy * n), n
