@@ -305,8 +305,9 @@ def run_learning_curve(run_dir: str | Path, *, cap: int = MAX_PER_CLASS, folds: 
     digests = [file_digest(p) for p in paths]
     features = cached_embeddings(paths, digests, config.backbone, config.image_size, progress, stop).features
     labels = torch.tensor([s.label for s in samples])
-    first: dict[str, int] = {}
-    groups = torch.tensor([first.setdefault(d, len(first)) for d in digests])  # exact copies: one group
+    first: dict[object, int] = {}  # near-copies (the split's groups: data.nearcopies), else exact copies: one group
+    groups = torch.tensor([first.setdefault(s.group if s.group >= 0 else d, len(first))
+                           for s, d in zip(samples, digests)])
     described = run.model_description()
     head_kind = dict(kind=described.head, hidden=described.mlp_hidden, dropout=described.dropout)
 
