@@ -477,11 +477,12 @@ def small_data_rows(d: dict) -> tuple[list[str], list[list[str]]]:
         base = d["tasks"][name]["majority_baseline"]["accuracy"]
         for size in sorted({s["size"] for s in d["summary"] if s["task"] == name}):
             by_way = {w: cells[(name, size, w)] for w in SMALL_WAYS if (name, size, w) in cells}
-            seeds = max(len(c["seeds"]) for c in by_way.values())
+            counts = [str(len(by_way[w]["seeds"])) if w in by_way else "0" for w in SMALL_WAYS]
+            seeds = counts[0] if len(set(counts)) == 1 else " / ".join(counts)  # unequal: the gap is not paired
             flagged = " / ".join(_pct(by_way[w]["test_flagged"]) if w in by_way else "" for w in SMALL_WAYS)
             caught = " / ".join(_pct(min(by_way[w]["unfamiliar_flagged"].values(), default=None)) if w in by_way
                                 else "" for w in SMALL_WAYS)
-            rows.append([name, str(size), str(seeds), f"{base:.3f}"]
+            rows.append([name, str(size), seeds, f"{base:.3f}"]
                         + [small_data_cell(by_way.get(w)) for w in SMALL_WAYS]
                         + [small_data_gap(by_way), flagged, caught])
     header = ["task", "per class", "seeds", "always the common class", *SMALL_WAYS, "default against the better other",

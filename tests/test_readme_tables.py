@@ -121,6 +121,9 @@ def test_small_data_table_sets_the_default_against_the_better_other_way():
     assert row["unfamiliar pictures flagged (worst kind)"] == "90% / 100% / 100%"  # the worst kind, not the mean
     row = dict(zip(header, readme_tables.small_data_rows(_small_data(0.745, 0.75, 0.60))[1][0]))
     assert row["default against the better other"] == "-0.5 pts: met"
+    data = _small_data(0.70, 0.75, 0.60)
+    data["summary"][1]["seeds"] = [1]  # head only measured on fewer seeds: the column says so
+    assert dict(zip(header, readme_tables.small_data_rows(data)[1][0]))["seeds"] == "2 / 1 / 2"
 
 
 def test_small_data_table_is_stamped_and_rendered_from_its_json_kind():
