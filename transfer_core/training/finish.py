@@ -21,8 +21,11 @@ def finish(trainer) -> float | None:
     """Put the best epoch's weights back, let methods adjust them (after_fit), save them with validation
     results, calibration and the novelty reference; returns the test share's accuracy (None: no test share).
     A cross-validation fold's run only reports its epochs (crossval.py): nothing of this is read."""
-    if crossval.is_fold_run(trainer.config):
+    if crossval.is_fold_run(trainer.config):  # its answers at the last epoch, to compare with its first model's
+        _, _, probs = trainer.evaluate()
+        write_json(trainer.run.path / crossval.LAST_EPOCH, probs.argmax(1).tolist())
         return None
+    trainer.report_progress("checking", 0, 1, part="finish")  # the time left's last part starts here (eta.py)
     best = trainer.run.path / runfiles.BEST
     if best.is_file():
         trainer.net.load_state_dict(torch.load(best, map_location=trainer.device, weights_only=True))
