@@ -10,11 +10,12 @@ say that the 24 bursts are kept together; one click trains; the figure the page 
 training and validation. Then Live films new fabric (at most 2 of 10 pictures unfamiliar) and noise (flagged).
 
 Checked to fail when the split lets near-copies across (nearcopies.group_ids returning one group per picture:
-the Data page's note is missing; with the note kept but the groups ignored in the split, the page showed
-100% on validation against ~65% on the held-out pictures)."""
+the Data page's note is missing; with the note kept but the split made picture by picture, the page showed
+91.7% on validation against 64.2% on the held-out pictures, and 21 bursts straddled the split)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -169,8 +170,11 @@ def check_the_split(made: dict[str, list[Path]], validation: dict) -> None:
 
 
 def check_the_figure(shown: float, validation: dict, run_dir: Path) -> None:
-    """The shown figure's 95% range and the held-out figure's overlap. The shown one is counted over the
-    validation bursts, not frames: the frames of one burst are one observation (right or wrong together)."""
+    """The shown figure minus the held-out one is within its 95% range: Newcombe's hybrid score interval (each
+    figure's Wilson interval, the two half-widths on the side of the difference added in quadrature). The shown
+    figure is counted over the validation bursts, not frames: a burst's frames are right or wrong together.
+    (Whether the two 95% ranges merely overlap is too loose: a picture-by-picture split showed 91.7% on 24
+    validation pictures against 64.2% held out, and the ranges still touched.)"""
     bursts = len(set(burst_ids(validation["names"]).values()))
     low, high = wilson_interval(shown * bursts, bursts)
     model = load_model(run_dir)
@@ -179,11 +183,14 @@ def check_the_figure(shown: float, validation: dict, run_dir: Path) -> None:
         answers = answer(model, [Image.open(f) for f in demo(cls, FIRST_UNSEEN, HELD_OUT)])
         right += sum(a.top[0][0] == cls for a in answers)
         total += len(answers)
+    held = right / total
     held_low, held_high = wilson_interval(right, total)
+    above = shown >= held
+    tolerance = math.hypot(shown - low, held_high - held) if above else math.hypot(high - shown, held - held_low)
     print(f"\nshown on the Train page: {shown:.1%} on {len(validation['names'])} validation pictures from {bursts} "
-          f"bursts (95%: {low:.0%}-{high:.0%}); held-out real pictures: {right}/{total} = {right / total:.1%} "
-          f"(95%: {held_low:.0%}-{held_high:.0%})")
-    assert low <= held_high and held_low <= high, "the figure the Train page shows does not hold on unseen pictures"
+          f"bursts (95%: {low:.0%}-{high:.0%}); held-out real pictures: {right}/{total} = {held:.1%} "
+          f"(95%: {held_low:.0%}-{held_high:.0%}); difference {shown - held:+.1%}, allowed +-{tolerance:.1%}")
+    assert abs(shown - held) <= tolerance, "the figure the Train page shows does not hold on unseen pictures"
 
 
 def test_a_burst_made_class_set_gets_an_honest_figure_and_live_knows_its_kind(tmp_path):
