@@ -13,6 +13,7 @@ that moment, counted down as the page does) is set against the truth (the run's 
 - one figure: the relative error, (shown - truth) / truth; the target is within 30%.
 Beside it, the latest end alone (what a single figure would have said) with its relative error.
 The JSON is rewritten after every run; bench/readme_tables.py renders it as the README table "time-left".
+--before keeps another run of the grid (on the code before a change) in the JSON, under "before".
 """
 from __future__ import annotations
 
@@ -109,7 +110,8 @@ def summary(runs: list[dict]) -> dict:
         rows = [a for r in runs if r["setting"] == setting for a in r["at"] if a["shown"]]
         ranges = [a for a in rows if a["shown"] == "range"]
         figures = [a for a in rows if a["shown"] == "figure"]
-        out[setting] = {"ranges": len(ranges), "inside": sum(a["inside"] for a in ranges),
+        out[setting] = {"estimating": sum(not a["shown"] for r in runs if r["setting"] == setting for a in r["at"]),
+                        "ranges": len(ranges), "inside": sum(a["inside"] for a in ranges),
                         "figures": len(figures), "within_target": sum(a["within_target"] for a in figures),
                         "worst_figure_error": max((abs(a["latest_error"]) for a in figures
                                                    if a["latest_error"] is not None), default=None),
@@ -126,12 +128,17 @@ def main(argv=None) -> int:
     ap.add_argument("--time-budget-minutes", type=float, default=20.0,
                     help="start no run after this many minutes (the grid runs smallest first)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "time_left.json")
+    ap.add_argument("--before", type=Path, help="a JSON this script wrote on other code: kept beside, for comparison")
     a = ap.parse_args(argv)
     grid = [(s, n, seed) for n in a.sizes for seed in a.seeds for s in a.settings]
     doc = {"kind": "time-left", "command": "python bench/time_left.py " + shlex.join(argv or sys.argv[1:]),
            "date": time.strftime("%Y-%m-%d"), "commit": code_version(), "load_before": load(),
            "task": "textile-3 (bundled textile pictures, 3 classes)", "fixed_epochs": FIXED_EPOCHS,
            "target": TARGET, "fractions": list(FRACTIONS), "planned": len(grid), "runs": []}
+    if a.before:  # the same grid on the code before a change, run just before on the same machine
+        before = json.loads(a.before.read_text())
+        doc["before"] = {k: before.get(k) for k in ("command", "date", "commit", "load_before", "load_after",
+                                                     "summary", "runs")}
     t0 = time.time()
     with tempfile.TemporaryDirectory(prefix="time-left-") as tmp:
         for setting, size, seed in grid:

@@ -10,7 +10,7 @@ import pytest
 
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import DataReady, Progress, event_from_dict
-from transfer_core.training import progressive
+from transfer_core.training import crossval, eta, progressive
 from transfer_core.training.callbacks import Callback
 from transfer_core.training.eta import Part, RunClock, shown_as_range
 from transfer_core.training.progressive import Progressive
@@ -18,7 +18,6 @@ from transfer_core.training.thaw import ThawSchedule
 from transfer_core.workflows.train import train
 
 FAST = dict(image_size=64, batch_size=8, seed=0)
-REAL_MIN_VAL = progressive.MIN_VAL_TO_FINE_TUNE
 
 
 class FakeTime:
@@ -70,7 +69,8 @@ def test_the_schedules_say_how_few_and_how_many_epochs_they_may_train():
     assert Progressive(1).epoch_range(8, 100) == (3, 8)
     assert Progressive(2).epoch_range(2, 100) == (2, 2)
     assert Progressive(0).epoch_range(8, 100) == (0, 0)  # the head alone was asked for
-    assert Progressive(2).epoch_range(8, progressive.MIN_VAL_TO_FINE_TUNE - 1) == (0, 0)  # small data
+    # Small data: folds of all the pictures choose the first model, or exactly FOLD_EPOCHS of fine-tuning
+    assert Progressive(2).epoch_range(8, progressive.MIN_VAL_TO_FINE_TUNE - 1) == (0, crossval.FOLD_EPOCHS)
 
 
 def _progress(**kw) -> Progress:
@@ -102,7 +102,7 @@ class Watch(Callback):
             self.clock = trainer.progress.clock
 
 
-def test_a_real_one_click_run_reports_a_range_and_a_small_data_run_none(textile_small, tmp_path, monkeypatch):
+def test_a_real_one_click_run_reports_a_range_and_a_first_model_run_none(textile_small, tmp_path, monkeypatch):
     """Fails on the single figure: no soonest end in the events of a run that can stop early."""
     monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", 0)  # fine-tune on 36 pictures, for speed
     watch = Watch()
@@ -115,7 +115,114 @@ def test_a_real_one_click_run_reports_a_range_and_a_small_data_run_none(textile_
     train(TrainConfig(data=str(textile_small), schedule="fixed", freeze=3, epochs=2, **FAST), runs_dir=tmp_path,
           callbacks=[fixed])
     assert fixed.clock.epochs is None and all(p.eta_soonest_seconds is None for p in fixed.progress)
-    monkeypatch.setattr(progressive, "MIN_VAL_TO_FINE_TUNE", REAL_MIN_VAL)  # 7 validation pictures: first model
-    small = Watch()
-    train(config, runs_dir=tmp_path, callbacks=[small])
+    assert fixed.clock.measured("train") > 0 and fixed.clock.measured("fit") == 0  # "Exactly as set": no first model
+    small = Watch()  # the head alone: the run ends at its first model (small data may fine-tune: crossval.py)
+    train(TrainConfig(data=str(textile_small), schedule="progressive", freeze="all", epochs=6, **FAST),
+          runs_dir=tmp_path, callbacks=[small])
     assert small.clock.epochs == (0, 0) and all(p.eta_soonest_seconds is None for p in small.progress)
+    # The first model's fit was a part of the plan, timed as such; no epoch ran, and none was timed.
+    assert small.clock.measured("fit") > 0 and small.clock.measured("train") == 0
+
+
+# ---------------------------------------------------------------- what the plan prices, and what corrects it
+def test_the_first_model_is_a_priced_part_of_the_plan_and_grows_with_the_pictures():
+    """Fails on a plan without the head fit: about 9 s of a 19 s run at 10 pictures per class went unpriced."""
+    stage_s = [0.01, 0.01, 0.01, 0.01, 0.0]
+    plan = eta.plan_run(stage_s, n_train=24, n_val=6, n_test=0, epochs=8, depths=[2] * 8, cached=True,
+                        start_depth=4, first_model=True)
+    names = [p.name for p in plan]
+    assert names[:3] == ["decode", "cache", "fit"] and names[3] == "train1" and names[-1] == "finish"
+    price = {p.name: p.units * p.guess for p in plan}
+    assert price["fit"] > price["cache"]  # 30 pictures' frozen pass: less than the first model's fit
+    assert price["cache"] == pytest.approx(30 * 0.04)  # every stage: the first model needs pooled features
+    bigger = eta.plan_run(stage_s, n_train=480, n_val=120, n_test=0, epochs=8, depths=[2] * 8, cached=True,
+                          start_depth=4, first_model=True)
+    assert next(p for p in bigger if p.name == "fit").guess > 2 * price["fit"]
+    fixed = eta.plan_run(stage_s, n_train=24, n_val=6, n_test=0, epochs=3, depths=[3, 2, 2], cached=True)
+    assert "fit" not in [p.name for p in fixed]  # "Exactly as set" makes no first model
+
+
+def test_a_part_corrects_the_rest_by_its_measured_cost_while_it_runs():
+    """Fails on a clock that only corrects when a part ends: a probe 10 times too slow (a new process on a
+    loaded machine) priced the frozen pass of 30 pictures at 21 s and the epochs after it at 135 s."""
+    now = FakeTime()
+    clock = RunClock([Part("cache", 30, 1.0, "frozen", by_units=True), Part("train1", 30, 1.0, "train", epoch=1),
+                      Part("finish", 1, 10.0, "finish")], now=now)
+    clock.at("cache")
+    assert clock.left() == pytest.approx(30 + 30 + 10)  # the plan's own guess
+    now.t = 0.6  # 6 validation pictures of 30 in 0.6 s: a tenth of the price
+    left = clock.at("cache", 6, 6)
+    assert left == pytest.approx(0.1 * (24 + 30 + 10))
+    now.t = 3.0  # then the 24 training pictures (a second pass, counted on from the first)
+    assert clock.at("cache", 24, 24) == pytest.approx(0.1 * (30 + 10))
+
+
+def test_each_kind_of_part_has_its_own_ratio_and_epochs_that_never_ran_do_not_count():
+    now = FakeTime()
+    parts = [Part("fit", 1, 10.0, "fit"), *(Part(f"train{e}", 10, 1.0, "train", epoch=e) for e in (1, 2, 3)),
+             Part("finish", 1, 10.0, "finish")]
+    clock = RunClock(parts, now=now)
+    clock.may_train(0, 0)  # ends at the first model
+    clock.at("fit")
+    now.t = 20.0  # the fit took twice its price
+    clock.at("finish")
+    # Old: the 20 s were shared with the three epochs jumped over, and the end was priced at a quarter.
+    assert clock.ratio("finish") == pytest.approx(2.0) and clock.left() == pytest.approx(20.0)
+    clock = RunClock(parts, now=now)
+    now.t = 0.0
+    clock.at("fit")
+    now.t = 20.0
+    clock.at("train1")
+    assert clock.left() == pytest.approx(2 * 30 + 2 * 10)  # no epoch timed yet: the fit's ratio for all
+    now.t = 25.0  # the first epoch took half its price
+    clock.at("train2")
+    assert clock.ratio("train") == pytest.approx(0.5) and clock.ratio("fit") == pytest.approx(2.0)
+    assert clock.left() == pytest.approx(0.5 * 20 + (20 + 5) / (10 + 10) * 10)  # the end: both kinds' ratio
+
+
+def test_a_thaw_recomputing_frozen_outputs_begins_the_next_epoch():
+    """Fails when the clock went back to the plan's "cache" part: every later part was priced again."""
+    now = FakeTime()
+    parts = [Part("cache", 10, 1.0, "frozen", by_units=True), Part("fit", 1, 5.0, "fit"),
+             *(Part(f"train{e}", 10, 1.0, "train", epoch=e) for e in (1, 2)), Part("finish", 1, 5.0, "finish")]
+    clock = RunClock(parts, now=now)
+    clock.at("cache")
+    now.t = 10.0
+    clock.at("fit")
+    now.t = 15.0
+    before = clock.left()
+    assert clock.at("cache", 5, 10) <= before  # the thaw before epoch 1
+    assert clock.part == "train1"
+    clock.at("cache", 10, 10)
+    assert clock.part == "train1"  # its later chunks stay there
+    clock.at("train1", 0, 1)
+    assert clock.part == "train1"
+
+
+def test_early_stopping_counts_the_first_model_in_the_soonest_end():
+    from transfer_core.training.progress import epochs_to_price
+
+    progressive_run = TrainConfig(data="x", schedule="progressive", epochs=8, early_stopping=2)
+    assert epochs_to_price(progressive_run, (3, 8)) == (2, 8)  # the first model is epoch 0: 2 bad epochs after it
+    fixed_run = TrainConfig(data="x", schedule="fixed", epochs=8, early_stopping=2)
+    assert epochs_to_price(fixed_run, None) == (3, 8)  # epoch 1 sets the loss to beat
+    assert epochs_to_price(progressive_run, (0, 0)) == (0, 0)  # ends at its first model
+
+
+def test_small_data_prices_the_folds_that_choose_and_then_a_fixed_plan():
+    """Fails on a plan without the folds: three runs of a first model and 4 epochs each, before any epoch."""
+    stage_s = [0.01, 0.01, 0.01, 0.01, 0.0]
+    kw = dict(n_train=24, n_val=6, n_test=0, epochs=8, depths=[3, 2, 2, 2, 2, 2, 2, 2], cached=True, start_depth=4,
+              first_model=True)
+    plan = eta.plan_run(stage_s, **kw, folds=3, fold_epochs=4)
+    assert [p.name for p in plan][:5] == ["decode", "cache", "fit", "choose", "train1"]
+    price = {p.name: p.units * p.guess for p in plan}
+    fold = eta.plan_run(stage_s, **{**kw, "n_train": 20, "n_val": 10, "depths": kw["depths"][:4]})
+    assert price["choose"] == pytest.approx(3 * sum(p.units * p.guess for p in fold if p.name not in ("decode", "finish")))
+    now = FakeTime()
+    clock = RunClock(plan, now=now)
+    clock.may_train(0, 4)  # the folds may keep the first model
+    clock.at("choose", 0, 3)
+    assert clock.may_stop_early()
+    clock.at("train1", 0, 1)
+    assert not clock.may_stop_early()  # they chose fine-tuning: exactly 4 epochs, one figure
