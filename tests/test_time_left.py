@@ -224,5 +224,8 @@ def test_small_data_prices_the_folds_that_choose_and_then_a_fixed_plan():
     clock.may_train(0, 4)  # the folds may keep the first model
     clock.at("choose", 0, 3)
     assert clock.may_stop_early()
+    left = clock.left()
+    clock.end_training_by(1.0)  # the automatic budget, set at the first model: it cuts neither folds nor epochs
+    assert clock.left() == pytest.approx(left)
     clock.at("train1", 0, 1)
     assert not clock.may_stop_early()  # they chose fine-tuning: exactly 4 epochs, one figure

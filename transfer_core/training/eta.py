@@ -202,8 +202,10 @@ class RunClock:
         return min(step / steps, 1.0) if steps > 0 else 0.0
 
     def _within_budget(self, planned: float) -> float:
-        """At most the budget's time left plus the end of the run (the plan's last part)."""
-        if self.training_ends is None or self._current == len(self.parts) - 1:
+        """At most the budget's time left plus the end of the run (the plan's last part). Not when folds choose
+        (crossval.py): neither they nor the epochs they choose are cut by the budget (Progressive.on_event)."""
+        if self.training_ends is None or self._current == len(self.parts) - 1 or \
+                any(p.kind == "choose" for p in self.parts):
             return planned
         return min(planned, max(self.training_ends - self.now(), 0.0) + self._price(self.parts[-1]))
 
