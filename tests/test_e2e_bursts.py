@@ -11,7 +11,10 @@ training and validation. Then Live films new fabric (at most 2 of 10 pictures un
 
 Checked to fail when the split lets near-copies across (nearcopies.group_ids returning one group per picture:
 the Data page's note is missing; with the note kept but the split made picture by picture, the page showed
-91.7% on validation against 64.2% on the held-out pictures, and 21 bursts straddled the split)."""
+91.7% on validation against 64.2% on the held-out pictures, and 21 bursts straddled the split). The Live part
+is not that sharp on these pictures: the threshold as it was before issue 28 (the 95th percentile of the
+validation pictures alone) flagged none of the new fabric here, even with the split made picture by picture
+(1 of 10); it fails when the check flags pictures of the trained kind wholesale, or misses noise."""
 from __future__ import annotations
 
 import json
@@ -226,11 +229,8 @@ def test_a_burst_made_class_set_gets_an_honest_figure_and_live_knows_its_kind(tm
             check_the_figure(shown, validation, run_dir)
             check_the_split(made, validation)
 
-            # The engine's verdict on the very frames Live is filmed with: its own count of unfamiliar ones.
-            model = load_model(run_dir)
-            flagged = sum(bool(a.unfamiliar) for a in answer(model, [Image.fromarray(camera_frame(p)) for p in fabric]))
-            assert flagged <= MAX_UNFAMILIAR, f"{flagged} of {NEW_ON_LIVE} new pictures of the trained kind unfamiliar"
-            assert all(a.unfamiliar for a in answer(model, static)), "noise must be unfamiliar"
+            # Live, filmed by a camera showing new fabric in turn: the share of its answers that say Unfamiliar
+            # is about the share of the pictures (each is shown as long), read over one and a half loops.
             loop = NEW_ON_LIVE * hold / 10
             seen = live_readouts(p, fabric_video, base, token, 1.5 * loop, tmp_path)
             share = sum(s == "Unfamiliar" for s in seen) / max(1, len(seen))
@@ -240,6 +240,11 @@ def test_a_burst_made_class_set_gets_an_honest_figure_and_live_knows_its_kind(tm
             noisy = live_readouts(p, noise_video, base, token, len(static) * hold / 10, tmp_path)
             print(f"Live on noise: {len(noisy)} readouts, {sorted(set(noisy))}")
             assert noisy and sum(s == "Unfamiliar" for s in noisy) >= 0.9 * len(noisy), noisy
+        # The engine on the very frames Live was filmed with: picture by picture.
+        model = load_model(run_dir)
+        flagged = sum(bool(a.unfamiliar) for a in answer(model, [Image.fromarray(camera_frame(p)) for p in fabric]))
+        assert flagged <= MAX_UNFAMILIAR, f"{flagged} of {NEW_ON_LIVE} new pictures of the trained kind unfamiliar"
+        assert all(a.unfamiliar for a in answer(model, static)), "noise must be unfamiliar"
     finally:
         app.terminate()
         app.wait(timeout=30)
