@@ -229,3 +229,28 @@ def test_small_data_prices_the_folds_that_choose_and_then_a_fixed_plan():
     assert clock.left() == pytest.approx(left)
     clock.at("train1", 0, 1)
     assert not clock.may_stop_early()  # they chose fine-tuning: exactly 4 epochs, one figure
+
+
+def test_the_folds_are_priced_by_what_this_run_s_own_parts_took():
+    """Fails when the folds are priced at the probe's figures: they are runs like this one, on 2/3 of the
+    pictures each, so this run's measured set-up, frozen pass and fit say what theirs will take."""
+    stage_s = [0.01, 0.01, 0.01, 0.01, 0.0]
+    plan = eta.plan_run(stage_s, n_train=24, n_val=6, n_test=0, epochs=4, depths=[3, 2, 2, 2], cached=True,
+                        start_depth=4, first_model=True, folds=3, fold_epochs=4, setup_s=2.0)
+    price = {p.name: p.units * p.guess for p in plan}
+    fold = dict(next(p for p in plan if p.name == "choose").made_of)
+    assert fold["setup"] == 2.0 and fold["frozen"] == pytest.approx(price["cache"])  # 30 pictures either way
+    now = FakeTime()
+    clock = RunClock(plan, now=now)
+    clock.at("cache")
+    now.t = 2 * price["cache"]  # the frozen pass took twice its price
+    clock.at("fit")
+    now.t += 3 * price["fit"]  # the fit three times
+    clock.at("choose", 0, 3)
+    pooled = (2 * price["cache"] + 3 * price["fit"]) / (price["cache"] + price["fit"])  # no epoch timed yet
+    expected = 3 * (2.0 + 2 * fold["frozen"] + 3 * fold["fit"] + pooled * fold["train"])
+    assert clock.left() == pytest.approx(expected + sum(price[f"{k}{e}"] * pooled for k in ("train", "val")
+                                                        for e in range(1, 5)) + price["finish"] * pooled)
+    now.t += 10.0  # then its own pace: the first fold in 10 s
+    clock.at("choose", 1, 3)
+    assert clock.ratio("choose") == pytest.approx(10.0 / next(p for p in plan if p.name == "choose").guess)

@@ -73,10 +73,14 @@ class Part:
     kind: str = "compute"
     epoch: int = 0  # the epoch it belongs to (0: before or after the epochs: preparation, the end)
     by_units: bool = False  # its progress counts its units (pictures) over several passes, not steps of one
+    # A part made of others' kinds (a fold: its own setup, frozen pass, fit and epochs): (kind, seconds per
+    # unit) each, priced by its kind's ratio until the part's own pace is known.
+    made_of: tuple[tuple[str, float], ...] = ()
 
 
-# Kinds not priced by the network probe: a ratio of theirs says nothing of the network's parts.
-OWN_PACE_KINDS = ("decode",)
+# Kinds not priced by the network probe: a ratio of theirs says nothing of the network's parts ("setup": a
+# run's scan and network, timed before the plan).
+OWN_PACE_KINDS = ("decode", "setup")
 
 
 @dataclass
@@ -164,11 +168,7 @@ class RunClock:
         included; before any, that of the network's parts (the probe's small batch against real batches, and
         the machine's load, show in all of them). A probe 10 times too slow (a new process's first passes)
         is so corrected within the first chunk of pictures, not only once the frozen pass is over."""
-        actual, guessed = defaultdict(float, self._actual), defaultdict(float, self._guessed)
-        if self._share > 0:
-            part = self.parts[self._current]
-            actual[part.kind] += self.now() - self._started
-            guessed[part.kind] += part.units * part.guess * self._share
+        actual, guessed = self._so_far()
         if guessed[kind] > 0:
             return actual[kind] / guessed[kind]
         if kind in OWN_PACE_KINDS:
@@ -176,6 +176,15 @@ class RunClock:
         network = [k for k, g in guessed.items() if g > 0 and k not in OWN_PACE_KINDS]
         total = sum(guessed[k] for k in network)
         return sum(actual[k] for k in network) / total if total else 1.0
+
+    def _so_far(self) -> tuple[dict, dict]:
+        """Measured and priced seconds per kind: the parts done, and the current one's done share."""
+        actual, guessed = defaultdict(float, self._actual), defaultdict(float, self._guessed)
+        if self._share > 0:
+            part = self.parts[self._current]
+            actual[part.kind] += self.now() - self._started
+            guessed[part.kind] += part.units * part.guess * self._share
+        return actual, guessed
 
     def _epoch(self) -> int:
         return self.parts[self._current].epoch if self._current >= 0 else 0
@@ -224,20 +233,23 @@ class RunClock:
         self._current, self._started, self._passes, self._share = index, now, (0, 0, 0), 0.0
 
     def _price(self, part: Part) -> float:
+        if part.made_of and not self._so_far()[1][part.kind]:
+            return part.units * sum(seconds * self.ratio(kind) for kind, seconds in part.made_of)
         return part.units * part.guess * self.ratio(part.kind)
 
 
 def plan_run(stage_s: list[float], *, n_train: int, n_val: int, n_test: int, epochs: int,
              depths: list[int], cached: bool, views: int = 1, decode_s: float = DECODE_GUESS_S,
              start_depth: int | None = None, first_model: bool = False, final_depth: int | None = None,
-             folds: int = 0, fold_epochs: int = 0) -> list[Part]:
+             folds: int = 0, fold_epochs: int = 0, setup_s: float = 0.0) -> list[Part]:
     """The parts of a run. `stage_s` from stage_seconds; `depths[e]` is the number of frozen stages in
     epoch e+1 (the quick start and gradual unfreezing change it); `cached`: frozen outputs computed once.
     `start_depth`: the frozen stages whose outputs are computed before the first epoch (default depths[0];
     the progressive schedule's is every stage, for its first model); `first_model`: the first model's classifier
     is fitted before any epoch (progressive); `final_depth`: the kept model's (default the last epoch's);
     `folds` > 0: whether to fine-tune is then cross-validated (crossval.choose), by that many runs on folds of
-    all the pictures, each a first model and `fold_epochs` epochs."""
+    all the pictures, each a first model and `fold_epochs` epochs, after a set-up as long as this run's
+    (`setup_s`: the scan and the network's building)."""
     def frozen(d):
         return sum(stage_s[:d])
 
@@ -254,7 +266,10 @@ def plan_run(stage_s: list[float], *, n_train: int, n_val: int, n_test: int, epo
         fold = plan_run(stage_s, n_train=n_train + n_val - (n_train + n_val) // folds, n_val=(n_train + n_val) // folds,
                         n_test=0, epochs=fold_epochs, depths=depths[:fold_epochs], cached=cached, views=views,
                         start_depth=start, first_model=True)
-        parts.append(Part("choose", folds, sum(p.units * p.guess for p in fold[1:-1]), "choose"))
+        kinds = defaultdict(float, setup=setup_s)
+        for p in fold[1:-1]:
+            kinds[p.kind] += p.units * p.guess
+        parts.append(Part("choose", folds, sum(kinds.values()), "choose", made_of=tuple(kinds.items())))
     for e, d in enumerate(depths, start=1):
         per_image = (1 + BACKWARD) * learning(d) + (0 if cached and d > 0 else frozen(d))
         parts.append(Part(f"train{e}", n_train, per_image, "train", epoch=e))

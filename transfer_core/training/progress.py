@@ -16,12 +16,14 @@ class ProgressReporter:
         self.emit, self.event = emit, event
         self.clock: eta.RunClock | None = None  # set once the run's plan is known (start_clock)
         self._last = 0.0
+        self._began: float | None = None  # the first report: the run's preparation began
 
     def report(self, phase: str, step: int, steps: int, *, epoch: int = 0, rate: float = 0.0,
                loss: float = 0.0, part: str | None = None) -> None:
         """`part` names the part of the plan (eta.plan_run) the run is in; the time left covers the rest.
         The clock hears every call; an event goes out at most every 0.25 s, and always for a part's end."""
         name = part or (f"train{epoch}" if phase == "train" else phase)
+        self._began = self._began or time.monotonic()
         left = self.clock.at(name, step, steps) if self.clock else 0.0
         now = time.time()
         if step < steps and now - self._last < _EVERY_S:
@@ -36,6 +38,7 @@ class ProgressReporter:
         """The plan of the whole run, priced by timing the network on a probe (about a second; the first
         network call of a process takes longer).
         `epoch_range`: the fewest and most epochs the schedule may train (ThawSchedule.epoch_range)."""
+        setup_s = time.monotonic() - (self._began or time.monotonic())  # the scan and the network: each fold's too
         cached = start_depth > 0 and (config.augment == "none" or config.feature_views > 0)
         views = config.feature_views if config.augment != "none" else 1
         first_model = config.schedule == "progressive"  # progressive.instant_model, before any epoch
@@ -46,7 +49,7 @@ class ProgressReporter:
             eta.stage_seconds(net, prep.crop, device), n_train=n_train, n_val=n_val, n_test=n_test,
             epochs=config.epochs, depths=depths, cached=cached, views=views, start_depth=start_depth,
             first_model=first_model, final_depth=start_depth if most == 0 else None, folds=folds,
-            fold_epochs=crossval.FOLD_EPOCHS))
+            fold_epochs=crossval.FOLD_EPOCHS, setup_s=setup_s))
         if (fewest, most) != (config.epochs, config.epochs):
             self.clock.may_train(fewest, most)
         self.report("preparing", 0, 1, part="decode")
