@@ -18,6 +18,7 @@ from transfer_core.core.events import (
     DataReady,
     EpochEnd,
     ModelReady,
+    Progress,
     RunFinished,
     StageThawed,
 )
@@ -544,3 +545,16 @@ def test_a_resumed_run_gets_the_automatic_budget_again(textile_small, tmp_path, 
     final = resume(first.run_dir).final
     assert isinstance(final, RunFinished) and final.epochs_run == 2, final
     assert "automatic time budget" in final.reason, final.reason
+
+
+def test_the_train_page_names_the_trial_runs_while_the_folds_choose():
+    """Not "Epoch 0 of 8 · batch 0 of 3": the folds are trial runs, and the page says which one runs."""
+    from types import SimpleNamespace
+
+    from ui.live import _progress_line
+
+    job = SimpleNamespace(config=TrainConfig(data="x", epochs=8))
+    events = [DataReady(run_id="r", time=0.0, num_val=6),
+              Progress(run_id="r", time=1.0, phase="choosing", step=1, steps=3, eta_seconds=40.0)]
+    done, words = _progress_line(job, events)
+    assert "trial run 2 of 3" in words and "Epoch" not in words and done == pytest.approx(1 / 3)

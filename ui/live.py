@@ -62,6 +62,10 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
                       + (f" · {_eta(last)}" if last else "..."))
     if last.phase in ("checking", "testing"):
         return 1.0, _("Finishing: measuring the best model · {eta}").format(eta=_eta(last))
+    if last.phase == "choosing":  # small data: trial runs on folds decide whether fine-tuning helps (crossval)
+        return last.step / max(last.steps, 1), _("Trying whether training more layers helps: trial run {i} of "
+                                                 "{n} · {eta}").format(i=min(last.step + 1, last.steps),
+                                                                       n=last.steps, eta=_eta(last))
     epochs = job.config.epochs
     done = ((last.epoch - 1) + last.step / max(last.steps, 1)) / epochs
     return min(done, 1.0), _("Epoch {epoch} of {epochs} · batch {step} of {steps} · "
