@@ -193,7 +193,8 @@ def test_predict_page_says_a_noise_picture_does_not_look_like_the_training_pictu
     at.file_uploader(key="predict_files").set_value([("noise.png", noise[0].read_bytes(), "image/png")]).run()
     no_exception(at)
     words = texts(at)
-    assert "This does not look like your training pictures** (it is more unusual than every validation" in words
+    assert ("This does not look like your training pictures** (it is more unusual than every one of your "
+            "labelled pictures") in words
     assert "Best guess:" in words and "normal pictures are flagged too" in words
 
 
