@@ -117,3 +117,21 @@ class StopWhenReady(Callback):
     def on_event(self, trainer, event):
         if isinstance(event, DataReady):
             trainer.stop.set()
+
+
+def test_a_jobs_child_never_runs_the_page_script_streamlit_has_made_main(queue, tmp_path, monkeypatch):
+    """Streamlit makes the page script it runs __main__; multiprocessing would have each child import it first,
+    so a job's child ran a page (a workspace and a second queue of its own, which ran a queued job twice)."""
+    import sys
+    import types
+
+    marker = tmp_path / "page-ran"
+    page = tmp_path / "page.py"
+    page.write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    fake_main = types.ModuleType("__main__")
+    fake_main.__file__, fake_main.__spec__ = str(page), None
+    monkeypatch.setitem(sys.modules, "__main__", fake_main)
+    job = queue.submit(TrainConfig(data=str(copy_textile(tmp_path / "d", 4)), epochs=1, **{**FAST, "freeze": "all"}),
+                       tmp_path / "runs")
+    assert queue.wait(job.id, timeout=300) and isinstance(job.final, RunFinished), job.final
+    assert not marker.exists(), "the child imported the page script that was __main__"

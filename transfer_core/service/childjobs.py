@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing
+from multiprocessing import spawn
 import os
 import resource
 import signal
@@ -39,6 +40,7 @@ from transfer_core.training.callbacks import Callback
 JOB_LIMIT_ENV = "TRANSFER_STUDIO_JOB_MEMORY_LIMIT_MB"
 POLL_S = 0.2
 APP_GONE = 75  # the child's exit code when the app that followed it is gone
+CHILD_NAME = "transfer-studio-run"  # a job's child process is named so, with the job's id
 
 # Kept in English in the job's events; shown in the reader's language (i18n.retranslate).
 CHILD_KILLED = N_("The training process was ended by the system (SIGKILL), most likely because the machine "
@@ -127,6 +129,26 @@ def _child_main(spec: dict, conn, stop_flag, settings: dict[str, str], methods: 
     conn.close()
 
 
+def _without_main(get_preparation_data):
+    """multiprocessing gives each child the parent's __main__ to import first. Streamlit swaps __main__ for the
+    page script it is running (any session's, at that moment), so a job's child ran a page script: it made a
+    workspace and a queue of its own, which restored the queued jobs and ran a second copy of one (seen in CI:
+    a scratch-baseline run's folder already existed). A job's child needs nothing from __main__ (its target is
+    a function of this module): its preparation leaves __main__ out."""
+    def prepare(name):
+        data = get_preparation_data(name)
+        if str(name).startswith(CHILD_NAME):
+            data.pop("init_main_from_name", None)
+            data.pop("init_main_from_path", None)
+        return data
+    prepare.wrapped = get_preparation_data
+    return prepare
+
+
+if not hasattr(spawn.get_preparation_data, "wrapped"):
+    spawn.get_preparation_data = _without_main(spawn.get_preparation_data)
+
+
 def _start_fork_server() -> None:
     from multiprocessing import forkserver
 
@@ -164,7 +186,7 @@ class ChildProcess:
         spec = {"config": job.config, "runs_dir": job.runs_dir, "run_id": job.id, "resume": job.resume,
                 "callbacks": job.extra_callbacks}
         child = self._ctx.Process(target=_child_main, args=(spec, send, stop_flag, _app_settings(), _app_methods()), daemon=True,
-                                  name=f"transfer-studio-run {job.id}")
+                                  name=f"{CHILD_NAME} {job.id}")
         child.start()
         send.close()  # only the child writes: its end closing is how the app sees it gone
         job.pid = child.pid
