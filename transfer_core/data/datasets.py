@@ -60,7 +60,8 @@ from transfer_core.data.datafiles import (  # noqa: F401
     load_rgb,
 )
 from transfer_core.data.imagechecks import CheckedImage, check_images
-from transfer_core.data.nearcopies import group_ids
+from transfer_core.data.nearcopies import deal as _deal
+from transfer_core.data.nearcopies import groups_of as _groups_of
 from transfer_core.data.uploads import (  # noqa: F401
     _CHUNK,
     _RATIO_FLOOR,
@@ -365,32 +366,6 @@ def _stratified(usable, labels, val_split: float, seed: int,
         for side, out in zip(_deal(groups, t, k), (test, val, train)):
             out += [Sample(p, label, number[p]) for p in sorted(side)]
     return train, val, test, together
-
-
-def _groups_of(results: Sequence[CheckedImage]) -> list[list[Path]]:
-    """A class's pictures in groups of near-copies (most groups hold one picture), in a fixed order."""
-    ids = group_ids([r.path for r in results], [r.digest for r in results], [r.thumbprint for r in results])
-    groups: dict[int, list[Path]] = defaultdict(list)
-    for r, g in zip(results, ids):
-        groups[g].append(r.path)
-    return list(groups.values())
-
-
-def _deal(groups: list[list[Path]], t: int, k: int) -> tuple[list[Path], list[Path], list[Path]]:
-    """Whole groups, in order, to test while it holds fewer than t pictures, to validation while it holds
-    fewer than k - t, the rest to training. A group that would overshoot its share by more than half its size
-    goes on (so one large burst does not become the whole validation share); the last group always trains."""
-    sides: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
-    goals = (t, k - t)
-    for i, group in enumerate(groups):
-        fits = [side for side in (0, 1) if i < len(groups) - 1 and len(sides[side]) < goals[side]
-                and len(sides[side]) + len(group) / 2 <= goals[side]]
-        sides[fits[0] if fits else 2].extend(group)
-    if k > t and not sides[1] and len(groups) > 1:  # every group overshot: the smallest one is checked on
-        smallest = set(min(groups[:-1], key=len))
-        sides[2][:] = [p for p in sides[2] if p not in smallest]
-        sides[1].extend(sorted(smallest))
-    return sides
 
 
 def scan_unlabelled(source: str | Path, *, extract_to: str | Path | None = None, limits: ZipLimits = ZipLimits(),

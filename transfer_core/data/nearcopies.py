@@ -24,6 +24,7 @@ pairs of 5,000 pictures take well under a second. Larger classes keep the bursts
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,3 +111,29 @@ def group_sizes(ids: Sequence[int]) -> list[int]:
     for g in ids:
         counts[g] = counts.get(g, 0) + 1
     return [c for c in counts.values() if c > 1]
+
+
+def groups_of(results: Sequence) -> list[list[Path]]:
+    """A class's pictures in groups of near-copies (most groups hold one picture), in a fixed order."""
+    ids = group_ids([r.path for r in results], [r.digest for r in results], [r.thumbprint for r in results])
+    groups: dict[int, list[Path]] = defaultdict(list)
+    for r, g in zip(results, ids):
+        groups[g].append(r.path)
+    return list(groups.values())
+
+
+def deal(groups: list[list[Path]], t: int, k: int) -> tuple[list[Path], list[Path], list[Path]]:
+    """Whole groups, in order, to test while it holds fewer than t pictures, to validation while it holds
+    fewer than k - t, the rest to training. A group that would overshoot its share by more than half its size
+    goes on (so one large burst does not become the whole validation share); the last group always trains."""
+    sides: tuple[list[Path], list[Path], list[Path]] = ([], [], [])
+    goals = (t, k - t)
+    for i, group in enumerate(groups):
+        fits = [side for side in (0, 1) if i < len(groups) - 1 and len(sides[side]) < goals[side]
+                and len(sides[side]) + len(group) / 2 <= goals[side]]
+        sides[fits[0] if fits else 2].extend(group)
+    if k > t and not sides[1] and len(groups) > 1:  # every group overshot: the smallest one is checked on
+        smallest = set(min(groups[:-1], key=len))
+        sides[2][:] = [p for p in sides[2] if p not in smallest]
+        sides[1].extend(sorted(smallest))
+    return sides
