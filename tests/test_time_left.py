@@ -110,7 +110,10 @@ def test_a_real_one_click_run_reports_a_range_and_a_first_model_run_none(textile
     train(config, runs_dir=tmp_path, callbacks=[watch])
     assert watch.clock.epochs == (3, 6)
     early = [p for p in watch.progress if p.phase == "preparing" and p.eta_seconds > 0]
-    assert early and all(p.eta_soonest_seconds is not None and p.eta_soonest_seconds < p.eta_seconds for p in early)
+    # A range in every one; the time budget (set after the first model) may cap both ends to the same figure
+    # on a loaded machine, so equal ends are allowed once it is known, but not before it.
+    assert early and all(p.eta_soonest_seconds is not None and p.eta_soonest_seconds <= p.eta_seconds for p in early)
+    assert early[0].eta_soonest_seconds < early[0].eta_seconds
     fixed = Watch()
     train(TrainConfig(data=str(textile_small), schedule="fixed", freeze=3, epochs=2, **FAST), runs_dir=tmp_path,
           callbacks=[fixed])
