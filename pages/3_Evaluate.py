@@ -9,7 +9,8 @@ from transfer_core.data.datasets import TEST_MIN_PER_CLASS
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
-from ui import charts
+from transfer_core.service.workspaces import may_see_pictures
+from ui import charts, session
 from ui.calibration_view import calibration_when_ready
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.data_view import thumbnail
@@ -29,6 +30,8 @@ if not (run.path / runfiles.VALIDATION).is_file():
     st.stop()
 
 folder = RunFolder(run.path)
+# Whether the pictures may be read for this person: the engine's rule (the owner, or shared with pictures).
+pictures_ok = may_see_pictures(run.path, session.workspace().token)
 final = folder.final_event()
 warning = overfitting(folder.epochs(), getattr(final, "best_epoch", None))
 if warning:
@@ -99,7 +102,9 @@ with friendly_errors(N_("Reading this run's results")):
     if not result.mistakes:
         st.success(_("None: every test picture was classified right.") if share == "test"
                    else _("None: every validation picture was classified right."))
-    shown = result.mistakes[:24]
+    shown = result.mistakes[:24] if pictures_ok else []
+    if result.mistakes and not pictures_ok:
+        st.info(_("The person who trained this run shares it without its pictures, so they are not shown."))
     cols = st.columns(6)
     for i, m in enumerate(shown):
         with cols[i % 6]:
@@ -110,8 +115,9 @@ with friendly_errors(N_("Reading this run's results")):
                 st.image(thumb, width="stretch", caption=caption)
             else:
                 st.caption(caption)
-    if len(result.mistakes) > len(shown):
+    if shown and len(result.mistakes) > len(shown):
         st.caption(_("The {n} most confident mistakes are shown; they are the most worth a look (a wrong "
                      "label in your data often shows up here).").format(n=len(shown)))
 
-more_pictures(run.path)
+if pictures_ok:  # it learns again from the run's pictures: only for those who may see them
+    more_pictures(run.path)

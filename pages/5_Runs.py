@@ -1,4 +1,4 @@
-"""Runs: every training run on this server, kept on disk; compare them, download or delete yours."""
+"""Runs: this person's runs (and those others share), kept on disk; compare them, download, share or delete yours."""
 from __future__ import annotations
 
 import time
@@ -8,7 +8,6 @@ from pathlib import Path
 import streamlit as st
 
 from transfer_core.core.i18n import N_, _, get_language, retranslate, use_language
-from transfer_core.data.datarefs import shown_config
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
 from transfer_core.results.export import export_run
@@ -17,6 +16,7 @@ from transfer_core.service.workspaces import (
     delete_run,
     list_runs_for,
     rename_run,
+    require_visible,
 )
 from ui import charts, session, tasks
 from ui.common import (
@@ -29,8 +29,11 @@ from ui.common import (
     page,
     percent,
     status_word,
+    whose_word,
 )
 from ui.resume import RESUMABLE, resume_button
+from ui.settings_view import setting_label, setting_value, settings_rows
+from ui.sharing_view import name_control, share_controls, viewer_words
 
 page(N_("Runs"), "🗂️")
 KEY_DELETED = "runs_deleted"
@@ -39,7 +42,9 @@ if st.session_state.get(KEY_DELETED):
 owned = list_runs_for(session.workspace().token, session.runs_dir())
 runs = [o.summary for o in owned]
 if not runs:
-    st.info(_("No runs yet. Train one on the **Train** page; every run is kept here, even after a restart."))
+    st.info(_("No runs yet. Train one on the **Train** page; every run is kept here, even after a restart. "
+              "Your runs are yours alone until you share one here."))
+    name_control()
     st.stop()
 
 token = session.workspace().token
@@ -49,7 +54,7 @@ names = {o.summary.id: o.name for o in owned}
 
 def _row(r) -> dict:
     c = r.config
-    return {_("run"): names[r.id], _("whose"): _("yours") if r.id in mine else _("someone else’s"),
+    return {_("run"): names[r.id], _("whose"): whose_word(owned_by_id[r.id]),
             _("status"): status_word(r.status), _("network"): r.backbone,
             _("frozen"): str(c.freeze) if c else "?", _("epochs"): r.epochs_run,
             _("best accuracy"): percent(r.best_val_accuracy),
@@ -58,13 +63,14 @@ def _row(r) -> dict:
             _("started"): time.strftime("%Y-%m-%d %H:%M", time.localtime(r.created))}
 
 
+owned_by_id = {o.summary.id: o for o in owned}
 st.dataframe([_row(r) for r in runs], hide_index=True, width="stretch")
 st.caption(_("'interrupted' means the app stopped while the run was training (its last finished epoch is kept). "
-           "Runs started by other people are yours to look at and use, not to delete."))
+           "Your runs are private: only this workspace sees them until you share one below. Runs other people "
+           "share are yours to look at and use, not to change."))
 
 st.subheader(_("Compare runs"))
 by_id = {r.id: r for r in runs}
-owned_by_id = {o.summary.id: o for o in owned}
 chosen = st.multiselect(_("Runs to compare"), list(by_id), default=list(by_id)[:min(2, len(by_id))],
                         format_func=lambda i: owned_label(owned_by_id[i]), key="compare_runs",
                         help=_("Their validation curves are drawn on top of each other, and the settings that "
@@ -82,7 +88,8 @@ if len(chosen) >= 2:
             f"{md_escape(names[i])} {accuracy_with_range(by_id[i])}, {kept_model_word(by_id[i])}" for i in chosen)))
         diffs = {k: v for k, v in comparison.differences.items() if k not in ("tags",)}
         if diffs:
-            st.dataframe([{_("setting"): k, **{names[i][-24:]: str(v) for i, v in zip(chosen, values)}}
+            st.dataframe([{_("setting"): setting_label(k), **{names[i][-24:]: setting_value(k, v)
+                                                               for i, v in zip(chosen, values)}}
                           for k, values in diffs.items()], hide_index=True, width="stretch")
         else:
             st.write(_("They were trained with the same settings."))
@@ -164,16 +171,20 @@ st.subheader(_("One run"))
 run_id = st.selectbox(_("Run"), list(by_id), format_func=lambda i: owned_label(owned_by_id[i]), key="detail_run")
 run = by_id[run_id]
 with st.expander(_("All its settings")):
-    st.json(shown_config(run.config) if run.config else {})
+    st.dataframe(settings_rows(run.config) if run.config else [], hide_index=True, width="stretch")
 with friendly_errors(N_("Preparing the download")):
     if run.has_model:
+        # Asked of the engine again here, where the files are read for this person (not only by the list).
+        visible = require_visible(run.path, token, session.runs_dir())
         # The zip is built when the button is pressed, not on every redraw of the page.
-        st.download_button(_("Download the trained model (.zip)"), partial(model_bundle, run.path),
+        st.download_button(_("Download the trained model (.zip)"), partial(model_bundle, visible),
                            download_name(names[run.id]),
                            "application/zip", help=_("Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet."))
-        export_section(run)
+        if owned_by_id[run.id].pictures:  # the export checks itself on the run's own pictures
+            export_section(run)
 if run.id in mine:
+    share_controls(owned_by_id[run.id])
     c1, c2, c3 = st.columns(3)
     new_name = c1.text_input(_("Name"), names[run.id], key=f"name_{run.id}",
                              help=_("A name you will recognise, e.g. 'frozen 3, light augmentation'."))
@@ -187,5 +198,4 @@ if run.id in mine:
     with c3:
         delete_with_confirmation(run)
 else:
-    st.caption(_("Someone else started this run (or it came from the command line): you can view, compare, "
-               "evaluate and download it, not change it."))
+    st.caption(viewer_words(owned_by_id[run.id]))

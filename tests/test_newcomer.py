@@ -23,7 +23,7 @@ from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import EpochEnd
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.service.jobs import default_queue
-from transfer_core.service.workspaces import OwnerTag, new_token
+from transfer_core.service.workspaces import OwnerTag, new_token, share_run
 from transfer_core.training.callbacks import Callback
 from transfer_core.workflows.train import make_trainer, train
 
@@ -82,6 +82,7 @@ def two_peoples_runs(app_dirs, tmp_path):
     runs = app_dirs / "runs"
     mine = train(TrainConfig(data=str(data), epochs=1, **TINY), runs_dir=runs, callbacks=[OwnerTag(me)])
     theirs = train(TrainConfig(data=str(data), epochs=1, **TINY), runs_dir=runs, callbacks=[OwnerTag(other)])
+    share_run(theirs.run_dir, other, runs, run=True)  # private otherwise: I would not see it at all
     return me, mine.run_dir.name, theirs.run_dir.name
 
 
@@ -96,7 +97,7 @@ def test_evaluate_and_predict_open_on_my_own_run_and_say_whose(two_peoples_runs,
     at.segmented_control(key=f"{key}_whose").set_value("all").run()
     picker = no_exception(at).selectbox(key=key)
     assert picker.value == mine and len(picker.options) == 2
-    assert picker.options[0].startswith("someone else’s · " + theirs)
+    assert picker.options[0].startswith("shared · " + theirs)
 
 
 def test_a_stopped_run_counts_its_epochs_lists_everywhere_and_resumes(app_dirs, tmp_path):
@@ -157,7 +158,7 @@ def test_runs_page_asks_before_deleting_says_it_did_and_names_downloads_by_name(
     me, mine, theirs = two_peoples_runs
     at = no_exception(page("pages/5_Runs.py", me).run())
     table = at.dataframe[0].value
-    assert set(table["whose"]) == {"yours", "someone else’s"}
+    assert set(table["whose"]) == {"yours", "shared"}
     assert all(a.endswith("%") for a in table["best accuracy"])
     at.selectbox(key="detail_run").set_value(mine).run()
     at.text_input(key=f"name_{mine}").set_value("frozen: all layers").run()

@@ -24,7 +24,7 @@ from transfer_core.core.config import TrainConfig
 from transfer_core.data.datasets import demo_dataset_path
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.service.jobs import default_queue
-from transfer_core.service.workspaces import Workspace, workspace_id
+from transfer_core.service.workspaces import Workspace, share_run, workspace_id
 from transfer_core.workflows.train import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -93,6 +93,7 @@ def test_upload_train_export_leaks_no_key_and_no_server_path(app_dirs, tmp_path)
     assert all(Path(p).is_file() for p in RunFolder(run_dir).validation_images())
     assert RunFolder(run_dir).config.data.startswith("workspace:")
 
+    share_run(run_dir, token, app_dirs / "runs", run=True)  # private otherwise: the other person would see nothing
     other = no_exception(page("pages/5_Runs.py").run())  # someone else, with a key of their own
     assert other.query_params["ws"] != token
     other.selectbox(key="detail_run").set_value(job.id).run()

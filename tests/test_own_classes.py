@@ -19,7 +19,7 @@ from tests.test_classbuilder import fake_demo, tree_digest
 from transfer_core.core.config import TrainConfig
 from transfer_core.data.classbuilder import list_classes, set_info
 from transfer_core.service.jobs import default_queue
-from transfer_core.service.workspaces import OwnerTag, Workspace, new_token
+from transfer_core.service.workspaces import OwnerTag, Workspace, new_token, share_run
 from transfer_core.workflows.train import train
 
 
@@ -183,10 +183,11 @@ def test_a_correction_of_my_own_data_goes_straight_in_and_someone_elses_is_refus
             (theirs / cls / name).write_bytes(data)
     config = TrainConfig(data=str(theirs), epochs=1, image_size=64, batch_size=8, freeze="all")
     run_id = train(config, runs_dir=app_dirs / "runs", callbacks=[OwnerTag(other)]).run_dir.name
+    share_run(app_dirs / "runs" / run_id, other, app_dirs / "runs", run=True)  # else I would not see it at all
     at = page("pages/4_Predict.py", me).run()
     at.segmented_control(key="predict_run_whose").set_value("all").run()
     at.file_uploader(key="predict_files").set_value(pictures("global", 1)).run()
-    correct(at, 0, "local")
+    assert not [s for s in at.selectbox if s.key == "correct_class_0"], "not even offered"
     assert "someone else's pictures" in texts(at) and len(list((theirs / "local").iterdir())) == 6
 
     at = page("pages/4_Predict.py", other).run()

@@ -218,7 +218,7 @@ def test_other_peoples_runs_are_read_only(tmp_path, textile_small):
     with pytest.raises(NotAllowed, match="not a run in this app's runs folder"):
         delete_run(alices / "..", ALICE, runs)
     listed = {r.summary.id: r for r in list_runs_for(BOB, runs)}
-    assert not listed[alices.name].mine and not listed[cli_run.name].mine
+    assert alices.name not in listed and not listed[cli_run.name].mine  # private to Alice (tests/test_sharing.py)
     assert rename_run(alices, ALICE, runs, "  first\ntry \u2728 ") == "first try \u2728"
     assert {r.name for r in list_runs_for(ALICE, runs) if r.mine} == {"first try \u2728"}
     delete_run(alices, ALICE, runs)

@@ -106,7 +106,7 @@ def models_to_pick() -> list[OwnedRun]:
     return [o for o in list_runs_for(session.workspace().token, session.runs_dir()) if o.summary.has_model]
 
 
-WHOSE = {"mine": N_("My runs"), "all": N_("Everyone's runs")}
+WHOSE = {"mine": N_("My runs"), "all": N_("Mine and shared")}
 
 
 def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummary | None:
@@ -119,10 +119,11 @@ def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummar
     mine = [o for o in runs if o.mine]
     whose = st.segmented_control(_("Show"), list(WHOSE), format_func=lambda w: _(WHOSE[w]), key=f"{key}_whose",
                                  default="mine" if mine else "all", help=_("Runs started in this workspace "
-                                 "(this link) are yours; everyone on this server can use everyone's."))
+                                 "(this link) are yours. Someone else's run is listed only when they share it on "
+                                 "the Runs page."))
     shown = mine if whose == "mine" else runs
     if not shown:
-        st.info(_("You have no trained model yet: pick \"Everyone's runs\", or train one on the **Train** page."))
+        st.info(_("You have no trained model yet: pick \"Mine and shared\", or train one on the **Train** page."))
         return None
     ids = [o.summary.id for o in shown]
     followed = st.session_state.get(session.KEY_JOB)
@@ -135,8 +136,16 @@ def pick_run(label: str, runs: list[OwnedRun], key: str, help: str) -> RunSummar
 
 
 def owned_label(o: OwnedRun) -> str:
-    whose = _("yours") if o.mine else _("someone else’s")
-    return f"{whose} · {run_label(o.summary, o.name)}"
+    return f"{whose_word(o)} · {run_label(o.summary, o.name)}"
+
+
+def whose_word(o: OwnedRun) -> str:
+    """Whose a run is, and so why this person sees it: theirs, shared with them, or the server's own."""
+    if o.mine:
+        return _("yours")
+    if o.shared.run:
+        return _("shared by {name}").format(name=o.shared.by) if o.shared.by else _("shared")
+    return _("the server’s")  # made on the command line by whoever runs the server
 
 
 def download_name(name: str, suffix: str = ".zip") -> str:

@@ -14,6 +14,7 @@ import streamlit as st
 
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.classbuilder import SETS, add_picture, set_info
+from transfer_core.data.datafiles import DatasetError
 from transfer_core.data.datarefs import label, resolved_config
 from transfer_core.data.owncopies import (
     CorrectionTarget,
@@ -32,8 +33,20 @@ KEY_DONE = "corrections"  # run id -> {"dataset": path, "added": n, "copied": da
 COPYING = N_("Copying the pictures into your workspace")
 
 
+def refusal(run: RunSummary) -> str | None:
+    """Why this person cannot correct `run`'s answers (it learned from someone else's own pictures), in
+    words; None when they can. Asked before anything is offered, so the pages offer only what is allowed."""
+    try:
+        correction_target(RunFolder(run.path).config.data, session.workspace().path, session.runs_dir())
+        return None
+    except (DatasetError, ValueError, OSError) as exc:
+        return retranslate(str(exc))
+
+
 def correction_controls(run: RunSummary, classes: list[str], index: int, name: str, data: bytes) -> None:
-    """Under one answer: pick the right class, add the picture to it."""
+    """Under one answer: pick the right class, add the picture to it (nothing where that is not allowed)."""
+    if refusal(run) is not None:
+        return
     picked = st.selectbox(_("This is actually"), classes, index=None, placeholder=_("Pick the right class"),
                             key=f"correct_class_{index}",
                             help=_("When the answer is wrong (or right but unsure): the class this picture really "
@@ -98,6 +111,10 @@ def _remember(run_id: str, dataset: Path, copied: str | None) -> None:
 # ---------------------------------------------------------------------------------------------- the panel
 def corrections_panel(run: RunSummary) -> None:
     """Above the pictures: the copy's progress, what was added, the copy said in words, Retrain."""
+    why_not = refusal(run)
+    if why_not is not None:
+        st.caption(md_escape(why_not))
+        return
     task = tasks.follow(KEY_TASK)
     if task is not None and task.result is not None and st.session_state.get(KEY_TASK_SHOWN) != task.id:
         st.session_state[KEY_TASK_SHOWN] = task.id

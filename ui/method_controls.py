@@ -9,7 +9,7 @@ from transfer_core.core.i18n import N_, _
 from transfer_core.core.settings import Setting
 from transfer_core.data.datasets import write_uploads
 from transfer_core.methods import Control, MethodSpec, Option
-from transfer_core.runstore.runs import list_runs
+from transfer_core.service.workspaces import list_runs_for
 
 from . import session
 from .common import friendly_errors, run_label
@@ -65,8 +65,9 @@ def _choice(place, c: Control, s: Setting, help_text: str):
 
 
 def _run(place, c: Control, s: Setting, help_text: str) -> str:
-    """A finished run of this server's runs folder; its folder is the value ("" for none)."""
-    runs = {r.id: r for r in list_runs(session.runs_dir()) if r.has_model}
+    """A finished run this person may see (theirs or shared); its folder is the value ("" for none)."""
+    runs = {o.summary.id: o.summary for o in list_runs_for(session.workspace().token, session.runs_dir())
+            if o.summary.has_model}
     remembered(s.name, "", ["", *runs])
     chosen = place.selectbox(_(c.label), ["", *runs], key=s.name, help=help_text,
                              format_func=lambda i: run_label(runs[i]) if i else _(c.words.get("", N_("none"))))

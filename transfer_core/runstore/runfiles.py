@@ -14,6 +14,7 @@
               novelty.pt / .json  the unfamiliar-picture check (novelty.py)
               process.json        which process trains it (running or interrupted)
               owner.json          a hash of who started it in the app; name.json its display name
+              share.json          whether its owner shares it (and its pictures) with everyone on the server
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ NOVELTY = "novelty.json"
 PROCESS = "process.json"
 OWNER = "owner.json"
 NAME = "name.json"
+SHARE = "share.json"
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,22 @@ The model:
   workspace folder `workspaces/<id>/`: their uploads and choices live there, and nowhere else. The id is
   a one-way hash of the token: runs record where their data came from (datarefs), and a folder named
   by the token itself would hand its owner's rights to everyone who looks at such a run.
-- Runs live in one shared runs folder, so everyone can look at, evaluate and predict with every run
-  (read-only), but a run records a hash of its owner's token, and only that owner may delete it.
-  Neither the token nor a server path is written into a run (datarefs), so seeing a run never gives its
-  owner's rights.
+- Runs live in one shared runs folder, but a run records a hash of its owner's token and is private to
+  that owner: only they see it, its pictures and its downloads, and only they may rename, share, resume or
+  delete it. The owner may share it with everyone on the server (share.json: the run, and its pictures
+  only if they say so too); a run without share.json (made before sharing existed) stays private. A run
+  with no owner at all was made from the command line by someone who runs the server: the server's own,
+  seen by everyone, as it always was. Neither the token nor a server path is written into a run
+  (datarefs), so seeing a run never gives its owner's rights.
+- A workspace keeps the same owner hash (so the teacher's view, classroom.py, can tell whose runs are
+  whose) and may give itself a display name, shown to the teacher and beside the runs it shares.
 - Server-side folders can be read only below configured roots (TRANSFER_STUDIO_DATA_ROOTS, a list
   separated by os.pathsep; by default just the bundled demo data).
 
 API used by the app (ui/session.py): Workspace(root, token) with .token .path .uploads_dir() .read_json()
-.write_json(); new_token(); valid_token(); OwnerTag(token) callback; run_owner_is(); require_owner();
-delete_run(); rename_run(); run_name(); list_runs_for(); resume_run(); resolve_server_folder(); data_roots().
+.write_json() .display_name() .set_display_name(); new_token(); valid_token(); OwnerTag(token) callback;
+run_owner_is(); require_owner(); delete_run(); rename_run(); run_name(); list_runs_for(); resume_run();
+sharing(); share_run(); may_see(); may_see_pictures(); require_visible(); resolve_server_folder(); data_roots().
 """
 from __future__ import annotations
 
@@ -38,8 +44,9 @@ if TYPE_CHECKING:
     from transfer_core.runstore.runs import RunSummary
 
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-OWNER_FILE = runfiles.OWNER
-NAME_FILE = runfiles.NAME
+OWNER_FILE = runfiles.OWNER  # in a run folder and in a workspace folder alike: {"owner": owner_hash(token)}
+NAME_FILE = runfiles.NAME  # a run's or a workspace's display name: {"name": ...}
+SHARE_FILE = runfiles.SHARE
 MAX_NAME = 80
 
 
@@ -75,6 +82,22 @@ class Workspace:
         if legacy.is_dir() and not self.path.exists():
             legacy.rename(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
+        if not (self.path / OWNER_FILE).exists():  # workspaces made before the teacher's view get it on their next visit
+            self.write_json(OWNER_FILE, {"owner": owner_hash(token)})
+
+    def display_name(self) -> str | None:
+        return _read_name(self.path)
+
+    def set_display_name(self, name: str, runs_dir: str | Path | None = None) -> str:
+        """Name this workspace (the teacher sees it; shared runs show it); the runs it shares follow."""
+        clean = _clean_name(name)
+        self.write_json(NAME_FILE, {"name": clean})
+        if runs_dir is not None and Path(runs_dir).is_dir():
+            for run_dir in Path(runs_dir).iterdir():
+                shared = sharing(run_dir)
+                if shared.run and run_owner_is(run_dir, self.token):
+                    _write_sharing(run_dir, Sharing(shared.run, shared.pictures, clean))
+        return clean
 
     def uploads_dir(self) -> Path:
         """A new, empty folder for one upload, so two uploads never mix."""
@@ -114,7 +137,8 @@ def run_owner_is(run_dir: str | Path, token: str) -> bool:
     return secrets.compare_digest(str(recorded), owner_hash(token))
 
 
-ACTIONS = {"change": N_("change"), "delete": N_("delete"), "rename": N_("rename"), "resume": N_("resume")}
+ACTIONS = {"change": N_("change"), "delete": N_("delete"), "rename": N_("rename"), "resume": N_("resume"),
+           "share": N_("share")}
 
 
 def require_owner(run_dir: str | Path, token: str, runs_dir: str | Path, action: str = "change") -> Path:
@@ -141,32 +165,110 @@ def delete_run(run_dir: str | Path, token: str, runs_dir: str | Path) -> None:
 def rename_run(run_dir: str | Path, token: str, runs_dir: str | Path, name: str) -> str:
     """Give a run a display name (its folder keeps its id, so links and comparisons still work)."""
     run_dir = require_owner(run_dir, token, runs_dir, "rename")
-    clean = " ".join(str(name).split())[:MAX_NAME]  # one line, no control characters, bounded
-    if not clean:
-        raise NotAllowed(_("A run's name cannot be empty."))
+    clean = _clean_name(name)
     (run_dir / NAME_FILE).write_text(json.dumps({"name": clean}, ensure_ascii=False), encoding="utf-8")
     return clean
 
 
+def _clean_name(name: str) -> str:
+    clean = " ".join(str(name).split())[:MAX_NAME]  # one line, no control characters, bounded
+    if not clean:
+        raise NotAllowed(_("A name cannot be empty."))
+    return clean
+
+
 def run_name(run_dir: str | Path) -> str | None:
+    return _read_name(run_dir)
+
+
+def _read_name(folder: str | Path) -> str | None:
     try:
-        return str(json.loads((Path(run_dir) / NAME_FILE).read_text(encoding="utf-8"))["name"])
+        return str(json.loads((Path(folder) / NAME_FILE).read_text(encoding="utf-8"))["name"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+# ---------------------------------------------------------------------------------------------- sharing
+@dataclass(frozen=True)
+class Sharing:
+    """share.json: what a run's owner shares with everyone on the server. No file (or a damaged one): nothing."""
+    run: bool = False  # its name, figures and model: Evaluate's figures, Predict, Live, the download
+    pictures: bool = False  # its pictures too (Evaluate's thumbnails and file names); never without `run`
+    by: str = ""  # the owner's workspace name when they shared it (or renamed their workspace since)
+
+
+def sharing(run_dir: str | Path) -> Sharing:
+    try:
+        d = json.loads((Path(run_dir) / SHARE_FILE).read_text(encoding="utf-8"))
+        return Sharing(d.get("run") is True, d.get("run") is True and d.get("pictures") is True, str(d.get("by", "")))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return Sharing()
+
+
+def share_run(run_dir: str | Path, token: str, runs_dir: str | Path, *, run: bool, pictures: bool = False,
+              by: str = "") -> Sharing:
+    """Share a run (and its pictures, if `pictures`) with everyone on the server, or stop: its owner only."""
+    run_dir = require_owner(run_dir, token, runs_dir, "share")
+    shared = Sharing(bool(run), bool(run and pictures), str(by)[:MAX_NAME])
+    _write_sharing(run_dir, shared)
+    return shared
+
+
+def _write_sharing(run_dir: Path, shared: Sharing) -> None:
+    tmp = run_dir / f".{SHARE_FILE}.tmp"  # written whole, then renamed: a reader never sees half a file
+    tmp.write_text(json.dumps(shared.__dict__, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(run_dir / SHARE_FILE)
+
+
+def _server_run(run_dir: str | Path) -> bool:
+    """No owner file at all: made from the command line by whoever runs the server, seen by everyone.
+    (A damaged owner file is not this: such a run is nobody's to see.)"""
+    return not (Path(run_dir) / OWNER_FILE).exists()
+
+
+def may_see(run_dir: str | Path, token: str) -> bool:
+    """Whether this person may see the run at all: its name, figures and model (and download it)."""
+    return run_owner_is(run_dir, token) or _server_run(run_dir) or sharing(run_dir).run
+
+
+def may_see_pictures(run_dir: str | Path, token: str) -> bool:
+    """Whether this person may see the pictures the run learned from and was measured on."""
+    return run_owner_is(run_dir, token) or _server_run(run_dir) or sharing(run_dir).pictures
+
+
+def require_visible(run_dir: str | Path, token: str, runs_dir: str | Path, *, pictures: bool = False) -> Path:
+    """The run's real folder, if it is a run of runs_dir this person may see (its pictures too, with
+    `pictures`); else NotAllowed, worded as if there were no such run: a private run's id tells nothing."""
+    run_dir, runs_dir = Path(run_dir).resolve(), Path(runs_dir).resolve()
+    if run_dir.parent != runs_dir or not (run_dir / runfiles.CONFIG).is_file() or not may_see(run_dir, token):
+        raise NotAllowed(_("That is not a run in this app's runs folder."))
+    if pictures and not may_see_pictures(run_dir, token):
+        raise NotAllowed(_("The person who trained this run shares it without its pictures."))
+    return run_dir
 
 
 @dataclass(frozen=True)
 class OwnedRun:
     summary: "RunSummary"
-    mine: bool  # this person may delete, rename and resume it; everyone may view and predict with it
+    mine: bool  # this person may delete, rename, share and resume it
     name: str  # the display name: the owner's choice, else the run id
+    shared: Sharing = Sharing()  # what its owner shares (for someone else's run: why this person sees it)
+    pictures: bool = True  # whether this person may see its pictures (may_see_pictures)
 
 
 def list_runs_for(token: str, runs_dir: str | Path) -> list[OwnedRun]:
-    """Every run (newest first), each marked with whether this person owns it."""
-    from transfer_core.runstore.runs import list_runs
+    """The runs this person may see (newest first): their own, the shared ones and the server's own, each
+    marked with whether this person owns it and may see its pictures."""
+    from transfer_core.runstore.runs import RunFolder, summarize
 
-    return [OwnedRun(s, run_owner_is(s.path, token), run_name(s.path) or s.id) for s in list_runs(runs_dir)]
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    # Filtered before summarising: a class's other runs are not even read (their events can be long).
+    seen = [p for p in runs_dir.iterdir() if (p / runfiles.CONFIG).is_file() and may_see(p, token)]
+    summaries = sorted((summarize(RunFolder(p)) for p in seen), key=lambda s: s.created, reverse=True)
+    return [OwnedRun(s, run_owner_is(s.path, token), run_name(s.path) or s.id, sharing(s.path),
+                     may_see_pictures(s.path, token)) for s in summaries]
 
 
 def resume_run(run_dir: str | Path, token: str, runs_dir: str | Path, queue):
