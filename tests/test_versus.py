@@ -12,7 +12,7 @@ from tests.conftest import TEXTILE_CLASSES, copy_textile
 from transfer_core.core.config import TrainConfig
 from transfer_core.core.events import RunFinished
 from transfer_core.inference.predict import predict
-from transfer_core.results.versus import compare_on, held_out_by_both, held_out_pictures, spread
+from transfer_core.results.versus import after_retrain, compare_on, held_out_by_both, held_out_pictures, spread
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.workflows.train import train
 
@@ -94,3 +94,16 @@ def test_spread_keeps_at_most_the_limit_evenly_and_always_the_same():
     assert len(picked) == 100 and picked == spread(pictures, 100)
     assert sum(truth == "b" for _, truth in picked) == 25  # each class keeps its share
     assert spread(pictures[:50], 100) == pictures[:50]
+
+
+def test_after_a_retrain_the_fair_pictures_and_the_corrected_ones_are_counted_apart(old_and_new):
+    old, _two, new, _data, _before, added = old_and_new
+    steps = []
+    result = after_retrain(old, new, added, progress=lambda i, n: steps.append((i, n)))
+    fair = held_out_by_both(old, new, added)
+    assert result.held_out == compare_on(old, new, fair) and result.held_out_total == len(fair)
+    assert result.corrected == compare_on(old, new, [(p, Path(p).parent.name) for p in added])
+    assert result.corrected.n == len(added) == 3 * ADDED_PER_CLASS
+    new_held_out = {str(Path(p).resolve()) for _name, p, _truth in held_out_pictures(RunFolder(new))}
+    assert result.corrected_trained_on == sum(p not in new_held_out for p in added) > 0
+    assert steps[-1] == (len(fair) + len(added),) * 2 and [i for i, _ in steps] == sorted(i for i, _ in steps)

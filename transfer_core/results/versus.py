@@ -98,3 +98,29 @@ def spread(pictures: Sequence[Picture], limit: int = MAX_PICTURES) -> list[Pictu
     if len(pictures) <= limit:
         return list(pictures)
     return [pictures[i * len(pictures) // limit] for i in range(limit)]
+
+
+@dataclass(frozen=True)
+class AfterRetrain:
+    """What the notice after a retrain says: the fair comparison first, the corrected pictures apart."""
+    held_out: SideBySide  # on pictures neither model trained on (at most MAX_PICTURES of them)
+    held_out_total: int  # how many such pictures there were before spread() took some
+    corrected: SideBySide  # on the pictures the person added
+    corrected_trained_on: int  # of those, how many the new run trained on (it is expected to get them right)
+
+
+def after_retrain(old_run: str | Path, new_run: str | Path, added: Sequence[str], *,
+                  progress: Callable[[int, int], None] | None = None,
+                  stop: threading.Event | None = None) -> AfterRetrain:
+    """Both models on the pictures neither trained on, and on the pictures added (`added`: their paths, each
+    in its class's folder)."""
+    fair_all = held_out_by_both(old_run, new_run, added)
+    fair = spread(fair_all)
+    corrected = [(str(p), Path(p).parent.name) for p in added if Path(p).is_file()]
+    new_held = {str(Path(path).resolve()) for _name, path, _truth in held_out_pictures(RunFolder(new_run))}
+    total = len(fair) + len(corrected)
+    report = progress or (lambda *_: None)
+    first = compare_on(old_run, new_run, fair, progress=lambda i, _n: report(i, total), stop=stop)
+    second = compare_on(old_run, new_run, corrected, progress=lambda i, _n: report(len(fair) + i, total), stop=stop)
+    return AfterRetrain(first, len(fair_all), second,
+                        sum(str(Path(p).resolve()) not in new_held for p, _truth in corrected))
