@@ -11,6 +11,8 @@
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
     python -m transfer_core lr-find DATA [--backbone mobilenet_v2] [--steps 60] [--sweeps 3] [--json]
+    python -m transfer_core project save --data DIR [--run RUN_DIR ...] --out FILE [--json]
+    python -m transfer_core project open FILE --to DIR [--json]
 
 Values shown are the defaults (TrainConfig, transfer_core/core/config.py), except --threshold, whose default
 0 always answers (0.8 is an example).
@@ -378,7 +380,43 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("run_dir")
     r.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
     r.set_defaults(fn=run_resume)
+    add_project_commands(sub)
     return parser
+
+
+def add_project_commands(sub) -> None:
+    """`project save` / `project open`: pictures, settings and runs as one file (runstore/project.py)."""
+    pj = sub.add_parser("project", help="save pictures and runs as one project file, or open one")
+    actions = pj.add_subparsers(dest="action", required=True)
+    s = actions.add_parser("save", help="write the pictures of DIR and the chosen runs (models included) to FILE")
+    s.add_argument("--data", required=True, metavar="DIR", help="image folder, one sub-folder per class")
+    s.add_argument("--run", dest="runs", action="append", default=[], metavar="RUN_DIR", help="a run to include")
+    s.add_argument("--out", required=True, metavar="FILE")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(fn=run_project)
+    o = actions.add_parser("open", help="unpack FILE into DIR/data/<class>/... and DIR/runs/<run id>/...")
+    o.add_argument("file")
+    o.add_argument("--to", required=True, metavar="DIR")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(fn=run_project)
+
+
+def run_project(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from transfer_core.runstore.opening import open_project
+    from transfer_core.runstore.project import save_project
+
+    if args.action == "save":
+        done = save_project(args.data, args.out, runs=args.runs)
+        summary = {"file": str(done.path), "classes": list(done.classes), "pictures": done.pictures,
+                   "runs": list(done.runs)}
+    else:
+        opened = open_project(args.file, Path(args.to) / "data", Path(args.to) / "runs")
+        summary = {"data": str(opened.data), "classes": list(opened.classes), "pictures": opened.pictures,
+                   "runs": [str(r) for r in opened.runs]}
+    print(json.dumps(summary) if args.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+    return 0
 
 
 def report_learning_curve(run_dir: str, as_json: bool) -> int:
