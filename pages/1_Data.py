@@ -8,7 +8,8 @@ from transfer_core.data.datasets import write_uploads
 from ui import charts, session
 from ui.classes_view import classes_builder
 from ui.common import friendly_errors, md_escape, page
-from ui.data_view import scan, server_folder_picker, show_report
+from ui.data_view import scan, server_folder_picker, show_report, source_of
+from ui.project_view import opened_note, project_download, project_open
 from ui.quality_view import quality_check
 
 page(N_("Your pictures"), "📁")
@@ -20,17 +21,36 @@ SOURCES = {"demo": N_("Demo pictures: fabric with and without defects (2,000 ima
            "own": N_("Make my own classes: name them, then add pictures or take photos"),
            "folder": N_("Upload a folder from my computer"),
            "zip": N_("Upload a .zip file"),
-           "server": N_("A folder on this server (for big data sets)")}
+           "server": N_("A folder on this server (for big data sets)"),
+           "project": N_("Open a project saved from Transfer Studio (pictures, settings and models)")}
+choice = session.data_choice()
+if "data_source" not in st.session_state:  # back on the page: it opens on the source in use
+    st.session_state["data_source"] = source_of(choice) or "demo"
+opened_note()
 source = st.radio(_("Where are your pictures?"), list(SOURCES), format_func=lambda s: _(SOURCES[s]), key="data_source",
                   help=_("The demo pictures are real photos of woven fabric: 'nominal' (fine), 'local' (one small "
                        "defect) and 'global' (the whole texture is off). They work without internet. Your own "
-                       "classes are built here, one upload or photo at a time, and kept in your workspace."))
+                       "classes are built here, one upload or photo at a time, and kept in your workspace. A "
+                       "project file brings back pictures, settings and models saved with \"Download this "
+                       "project\"."))
 
-choice = session.data_choice()
-if source == "demo":
-    if st.button(_("Use the demo pictures"), type="primary"):
+in_use = source_of(choice)
+if source == "demo" and in_use == "demo":
+    st.caption(_("The demo pictures are the ones in use."))
+elif source == "demo":
+    # Replacing someone's own pictures must be their clear choice: said in words, never the page's first button.
+    if choice is not None:
+        st.warning(_("You are using **{data}**. The button below switches to the demo pictures instead; your own "
+                     "pictures are not deleted, but you would have to choose them again.").format(
+                         data=md_escape(session.data_label(choice))))
+    if st.button(_("Use the demo pictures") if choice is None else _("Switch to the demo pictures"),
+                 type="primary" if choice is None else "secondary", key="use_demo",
+                 help=_("The model then learns from the demo pictures (fabric with and without defects).")):
         with friendly_errors(N_("Loading the demo pictures")):
             session.use_demo_data()
+elif source == "project":
+    with friendly_errors(N_("Opening the project")):
+        project_open()
 elif source == "own":
     with friendly_errors(N_("Making your classes")):
         classes_builder(choice)
@@ -86,3 +106,5 @@ with friendly_errors(N_("Checking your pictures")):
     st.page_link("pages/2_Train.py", label=_("Next: train a model"), icon="🏋️")
 st.divider()
 quality_check(choice)
+st.divider()
+project_download(choice)

@@ -12,7 +12,8 @@ from PIL import Image
 
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datarefs import data_roots
-from transfer_core.data.datasets import BadImage, DatasetReport, load_rgb, scan_dataset
+from transfer_core.data.classbuilder import SETS
+from transfer_core.data.datasets import BadImage, DatasetError, DatasetReport, demo_dataset_path, load_rgb, scan_dataset
 from transfer_core.data.imagecache import Stopped
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import (
@@ -21,7 +22,7 @@ from transfer_core.service.workspaces import (
     server_folders,
 )
 
-from . import tasks
+from . import session, tasks
 from .common import md_escape
 
 THUMBS_PER_CLASS = 6
@@ -167,6 +168,28 @@ def show_report(report: DatasetReport) -> None:
         st.caption(_("{name}: {n} pictures").format(name=name, n=counts[name]["total"]))
         if thumbs:
             st.image(thumbs, width=110, caption=[Path(p).name for p in paths[:len(thumbs)]])
+
+
+def source_of(choice: session.DataChoice | None) -> str | None:
+    """Which of the Data page's sources the data in use came from (None: none chosen, or unknown), read from
+    where its folder is: the page opens on the source in use, never one click from replacing it."""
+    if choice is None:
+        return None
+    path = Path(choice.path).resolve()
+    try:
+        demo = demo_dataset_path().resolve()
+    except DatasetError:
+        demo = None
+    own = session.workspace().path.resolve()
+    if demo is not None and (path == demo or demo in path.parents):
+        return "demo"
+    if own / SETS in path.parents:
+        return "own"
+    if own / "uploads" in path.parents:
+        return "zip" if choice.label.lower().endswith(".zip") else "folder"
+    if any(path == r or r in path.parents for r in data_roots()):
+        return "server"
+    return None
 
 
 def server_folder_picker() -> tuple[str, Path] | None:
