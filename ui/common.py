@@ -52,7 +52,8 @@ def link_params() -> dict[str, str]:
 def _sidebar_status() -> None:
     with st.sidebar:
         lang.switch()
-        for target, label, icon in NAV:
+        teacher = [("pages/7_Teacher.py", N_("Teacher"), "🧑‍🏫")] if st.session_state.get(session.KEY_TEACHER) else []
+        for target, label, icon in NAV + teacher:  # the Teacher page is listed once this session opened it
             st.page_link(target, label=_(label), icon=icon, query_params=link_params())
         st.divider()
         _status()

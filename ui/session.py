@@ -31,6 +31,7 @@ def workspaces_dir() -> Path:
 KEY_TOKEN = "workspace_token"
 KEY_JOB = "job_id"
 KEY_DATA = "data_choice"
+KEY_TEACHER = "teacher_key"  # the teacher key this session opened the Teacher page with (never kept in links)
 
 
 @dataclass(frozen=True)
