@@ -14,8 +14,10 @@ from ui.calibration_view import calibration_when_ready
 from ui.camera import camera_check
 from ui.common import friendly_errors, models_to_pick, page, pick_run
 from ui.corrections import correction_controls, corrections_panel
+from ui.retrain import switch_picker
 
 page(N_("Predict"), "🔮")
+switch_picker("predict_run")  # a retrain's new model, once kept, replaces the one picked (ui/retrain.py)
 run = pick_run(_("Trained model"), models_to_pick(), "predict_run", _("Any run with a saved model, newest first."))
 if run is None:
     st.stop()

@@ -9,8 +9,10 @@ from transfer_core.runstore.runs import RunFolder
 from ui.common import models_to_pick, page, pick_run
 from ui.corrections import corrections_panel
 from ui.live_preview import correct_frame, live_preview
+from ui.retrain import switch_picker
 
 page(N_("Live"), "🎥")
+switch_picker("live_run")  # a retrain's new model, once kept, replaces the one picked (ui/retrain.py)
 run = pick_run(_("Trained model"), models_to_pick(), "live_run", _("Any run with a saved model, newest first. Its "
                "answer for each picture the camera films is shown on the video."))
 if run is None:

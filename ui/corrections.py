@@ -25,11 +25,12 @@ from transfer_core.data.owncopies import (
 from transfer_core.runstore.runs import RunFolder, RunSummary
 from transfer_core.service.jobs import default_queue
 
-from . import session, tasks
+from . import retrain, session, tasks
 from .common import friendly_errors, link_params, md_escape
 
 KEY_TASK, KEY_TASK_SHOWN = "correction_task", "correction_task_shown"
-KEY_DONE = "corrections"  # run id -> {"dataset": path, "added": n, "copied": data reference or None}
+KEY_DONE = "corrections"  # run id -> {"dataset": path, "added": n, "copied": data reference or None,
+#                                      "pictures": the added pictures' paths (the comparison after Retrain)}
 COPYING = N_("Copying the pictures into your workspace")
 
 
@@ -71,19 +72,19 @@ def _correct(run: RunSummary, class_name: str, name: str, data: bytes) -> None:
         tasks.submit(KEY_TASK, COPYING, partial(_copy_then_add, target, workspace / SETS, run.id, class_name,
                                                 name, data))
     else:
-        add_picture(target.dataset, class_name, data, name)
-        _remember(run.id, target.dataset, None)
+        picture = add_picture(target.dataset, class_name, data, name)
+        _remember(run.id, target.dataset, None, picture)
     st.rerun()  # the panel above the pictures shows what happened
 
 
 def _copy_then_add(target: CorrectionTarget, sets_dir: Path, run_id: str, class_name: str, name: str,
-                   data: bytes, report, stop) -> tuple[str, str, str]:
+                   data: bytes, report, stop) -> tuple[str, str, str, str]:
     """The task's work, in the engine's queue: the copy (unless another tab made it meanwhile), then the picture."""
     copy = find_own_copy(sets_dir, target.source) or own_copy(
         target.copy_from, sets_dir, name=_copy_name(target.source), label=_copy_label(target.source),
         source=target.source, progress=report, stop=stop)
-    add_picture(copy, class_name, data, name)
-    return run_id, str(copy), target.source
+    picture = add_picture(copy, class_name, data, name)
+    return run_id, str(copy), target.source, str(picture)
 
 
 def _copy_name(source: str) -> str:
@@ -96,11 +97,12 @@ def _copy_label(source: str) -> str:
         name=label(source))
 
 
-def _remember(run_id: str, dataset: Path, copied: str | None) -> None:
+def _remember(run_id: str, dataset: Path, copied: str | None, picture: Path | str) -> None:
     """Count the correction, and make the corrected pictures the training data (the Train page's too)."""
     done = st.session_state.setdefault(KEY_DONE, {})
-    entry = done.setdefault(run_id, {"dataset": str(dataset), "added": 0, "copied": None})
-    entry.update(dataset=str(dataset), added=entry["added"] + 1, copied=copied or entry["copied"])
+    entry = done.setdefault(run_id, {"dataset": str(dataset), "added": 0, "copied": None, "pictures": []})
+    entry.update(dataset=str(dataset), added=entry["added"] + 1, copied=copied or entry["copied"],
+                 pictures=[*entry.get("pictures", []), str(picture)])
     choice = session.data_choice()
     if choice is None or Path(choice.path).resolve() != Path(dataset).resolve():
         config = RunFolder(session.runs_dir() / run_id).config
@@ -110,7 +112,9 @@ def _remember(run_id: str, dataset: Path, copied: str | None) -> None:
 
 # ---------------------------------------------------------------------------------------------- the panel
 def corrections_panel(run: RunSummary) -> None:
-    """Above the pictures: the copy's progress, what was added, the copy said in words, Retrain."""
+    """Above the pictures: the copy's progress, what was added, the copy said in words, Retrain (and, once
+    pressed, its progress and outcome: ui/retrain.py)."""
+    retrain.status()
     why_not = refusal(run)
     if why_not is not None:
         st.caption(md_escape(why_not))
@@ -118,8 +122,8 @@ def corrections_panel(run: RunSummary) -> None:
     task = tasks.follow(KEY_TASK)
     if task is not None and task.result is not None and st.session_state.get(KEY_TASK_SHOWN) != task.id:
         st.session_state[KEY_TASK_SHOWN] = task.id
-        run_id, copy, source = task.result
-        _remember(run_id, Path(copy), source)
+        run_id, copy, source, picture = task.result
+        _remember(run_id, Path(copy), source, picture)
     entry = st.session_state.get(KEY_DONE, {}).get(run.id)
     if entry is None:
         return
@@ -128,12 +132,16 @@ def corrections_panel(run: RunSummary) -> None:
     st.success(_("{n} picture(s) added to **{name}**, now your training data. Train again to learn from "
                  "them.").format(n=entry["added"], name=md_escape(retranslate(_dataset_label(entry["dataset"])))))
     left, right = st.columns(2)
-    if left.button(_("Retrain"), key="retrain", type="primary",
-                   help=_("Starts a new run with this run's settings on the corrected pictures. It waits in the "
-                        "queue if something is training.")):
+    busy = retrain.in_progress()
+    if left.button(_("Retrain"), key="retrain", type="primary", disabled=busy,
+                   help=_("The new run is training: its progress is shown above.") if busy else
+                        _("Starts a new run with this run's settings on the corrected pictures. It waits in the "
+                        "queue if something is training; when its model is ready, this page switches to it and "
+                        "compares the two.")):
         with friendly_errors(N_("Retraining")):
             job = _retrain(run, entry["dataset"])
-            st.success(_("Retraining started as run {id}.").format(id=job.id))
+            retrain.started(job, run.id, entry.get("pictures", []))
+            st.rerun()  # its progress is drawn above, where the outcome will be
     right.page_link("pages/2_Train.py", label=_("Go to Train"), icon="🏋️", query_params=link_params())
 
 

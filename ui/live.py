@@ -74,6 +74,11 @@ def _progress_line(job: Job, events) -> tuple[float, str]:
                                                                eta=_eta(last))
 
 
+def progress_of(job: Job) -> tuple[float, str]:
+    """The job's progress bar and its line in words (also shown where Predict or Live started a retrain)."""
+    return _progress_line(job, job.events())
+
+
 def show_curves(job: Job, partner: Job | None) -> None:
     """Loss and accuracy; a partner (the linked from-scratch run) is overlaid: the classroom comparison."""
     loss, acc = _curve_figures(_curve_version(job), _curve_version(partner), get_language(), job, partner)
