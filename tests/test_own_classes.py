@@ -167,8 +167,13 @@ def test_correcting_a_demo_run_copies_into_the_workspace_then_retrains(app_dirs,
     original = TrainConfig.load(app_dirs / "runs" / run_id / "config.json")
     assert job.owner == token and Path(job.config.data) == copy
     assert job.config.differences(original).keys() == {"data", "tags"}
-    assert "Retraining started" in texts(at)
+    assert at.session_state["retrain_followed"]["job"] == job.id, "followed where Retrain was pressed"
     assert default_queue().wait(job.id, timeout=300) and job.final.kind == "RunFinished", job.final
+    at.run()  # the page once the new run is over: Predict switches to its model and compares the two (a task)
+    assert at.selectbox(key="predict_run").value == job.id
+    wait_for_task(at, "retrain_compare_task")
+    assert f"is now used here instead of run {run_id}" in texts(at)
+    assert "On the 2 picture(s) you added: new model" in texts(at)
     data = no_exception(page("pages/1_Data.py", token).run())
     assert "Using: My copy of the demo pictures" in [h.value for h in data.subheader], "now the training data"
     assert "'global/mine.jpg' and 'local/mine.jpg'" in texts(data), "the same picture in two classes is said"
