@@ -6,6 +6,7 @@ import streamlit as st
 from transfer_core.core.config import AUGMENTS, OPTIMIZERS, SETTINGS, TrainConfig
 from transfer_core.core.i18n import N_, _, get_language, retranslate
 from transfer_core.models.backbones import freeze_options, get_backbone, list_backbones
+from transfer_core.models.freezing import describe_model_first
 from transfer_core.models.weights import WORKS_OFFLINE
 from transfer_core.training import crossval, progressive
 
@@ -97,12 +98,23 @@ def choose_freeze(name: str) -> int | str:
         help=_("Frozen layers keep what they learned on ImageNet (edges, textures, shapes) and are not changed. "
              "More frozen: faster and safer with few pictures. Fewer frozen: the network adapts more to "
              "pictures unlike everyday photos, but needs more pictures and time."))
-    plan = plans[depth]
-    st.caption(plan.describe())
-    st.caption(_("Kept as they are: {frozen} · Learning: {training}").format(
-        frozen=_(", ").join(retranslate(s) for s in plan.frozen) or _("nothing"),
-        training=_(", ").join(retranslate(s) for s in plan.training)))
+    _plan_words(plans[depth], plans[total])
     return "all" if depth == total else depth
+
+
+def _plan_words(plan, first) -> None:
+    """What learns, for the way of training chosen below (drawn after this: its value is read ahead). With
+    "Model first" the first model trains only the new classifier; the free stages may learn afterwards."""
+    remembered("schedule", DEFAULTS.schedule, list(SCHEDULE_WORDS))
+    frozen = _(", ").join(retranslate(s) for s in plan.frozen) or _("nothing")
+    if st.session_state["schedule"] != "progressive" or plan.depth == plan.num_stages:
+        st.caption(plan.describe())
+        st.caption(_("Kept as they are: {frozen} · Learning: {training}").format(
+            frozen=frozen, training=_(", ").join(retranslate(s) for s in plan.training)))
+        return
+    st.caption(describe_model_first(plan, first))
+    st.caption(_("Kept as they are: {frozen} · Learning: the new classifier first, then perhaps {training}").format(
+        frozen=frozen, training=_(", ").join(retranslate(s) for s in plan.training[:-1])))
 
 
 SCHEDULE_WORDS = {"progressive": N_("Model first, then better (recommended)"), "fixed": N_("Exactly as set")}

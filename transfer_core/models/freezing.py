@@ -71,6 +71,21 @@ class FreezePlan:
             trainable=f"{self.trainable_params:,}", total=f"{self.total_params:,}", share=f"{share:.1%}"))
 
 
+def describe_model_first(plan: FreezePlan, first: FreezePlan) -> str:
+    """The one-click plan (training/progressive.py) in words: its first model trains only the new classifier
+    (`first`: the plan with every stage kept); the stages `plan` leaves free may learn afterwards, while the
+    validation pictures improve (and, with few of them, only if trial runs say it helps)."""
+    if plan.depth >= plan.num_stages:
+        return plan.describe()
+    share = first.trainable_params / max(1, first.total_params)
+    upto = plan.trainable_params / max(1, plan.total_params)
+    return sentences(
+        _("First model: only the new classifier learns ({trainable} of {total} weights, {share}).").format(
+            trainable=f"{first.trainable_params:,}", total=f"{first.total_params:,}", share=f"{share:.1%}"),
+        _("Then the layers you do not keep may learn too, while the validation pictures get better: up to "
+          "{trainable} weights ({share}).").format(trainable=f"{plan.trainable_params:,}", share=f"{upto:.1%}"))
+
+
 def describe_freeze(net: TransferNet, freeze: int | str) -> FreezePlan:
     depth = resolve_depth(freeze, net.num_stages)
     names = list(net.stage_names)
