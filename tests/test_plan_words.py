@@ -39,3 +39,14 @@ def test_the_train_page_says_what_the_one_click_plan_trains(app_dirs):  # noqa: 
     no_exception(at)
     assert f"{plan.trainable_params:,} of {plan.total_params:,} weights train" in texts(at)
     assert "First model: only the new classifier" not in texts(at)
+
+
+def test_the_network_table_says_what_each_is_without_repeating_its_name():
+    from ui.train_form import _backbone_rows, without_name
+    from transfer_core.models.backbones import list_backbones
+
+    rows = {r["network"]: r["what_it_is"] for r in _backbone_rows("en")}
+    for spec in list_backbones():
+        assert spec.title.endswith(": " + rows[spec.name]), (spec.title, rows[spec.name])
+    assert max(len(text) for text in rows.values()) <= 70  # fits the column's width on a 1400 px screen
+    assert without_name("MobileNetV2：小而快") == "小而快" and without_name("no name here") == "no name here"

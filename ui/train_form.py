@@ -34,7 +34,18 @@ def _backbone_rows(lang: str) -> list[dict]:
     # `lang`: one cached table per language (the words are made in the session's language).
     return [{"network": s.name, "weights": retranslate(s.availability()),
              "speed": _speed(s.gflops), "imagenet_acc": f"{s.imagenet_top1:.1f}%",
-             "million_weights": s.params_millions, "what_it_is": retranslate(s.title)} for s in list_backbones()]
+             "million_weights": s.params_millions, "what_it_is": without_name(retranslate(s.title))}
+            for s in list_backbones()]
+
+
+def without_name(title: str) -> str:
+    """"MobileNetV2: small and fast, ..." -> "small and fast, ...": the network column names it already, and the
+    shorter text fits the table (a Chinese title has the wide colon)."""
+    for colon in (": ", "："):
+        _name, found, rest = title.partition(colon)
+        if found and rest:
+            return rest.strip()
+    return title
 
 
 _ROW_PX = 35  # Streamlit's row height: the table is made tall enough to show every network without a scroll
@@ -53,16 +64,17 @@ def freeze_plans(name: str) -> list:
 def choose_backbone() -> str:
     rows = backbone_rows()
     st.dataframe(rows, hide_index=True, width="stretch", height=_ROW_PX * (len(rows) + 1) + 3, column_config={
-        "network": st.column_config.TextColumn(_("network"), width="medium"),
-        "weights": st.column_config.TextColumn(_("works here?"), width="medium",
+        "network": st.column_config.TextColumn(_("network"), width=140),
+        "weights": st.column_config.TextColumn(_("works here?"), width=170,
                                                help=_("'works offline': its ImageNet weights are on this machine.")),
-        "speed": st.column_config.TextColumn(_("speed"), width="small", help=_("Training speed on a laptop CPU.")),
+        "speed": st.column_config.TextColumn(_("speed"), width=75, help=_("Training speed on a laptop CPU.")),
         "imagenet_acc": st.column_config.TextColumn("ImageNet", width="small", help=_("Top-1 accuracy on "
                                                      "ImageNet's 1,000 classes: how well it learned to see, not "
                                                      "your score.")),
         "million_weights": st.column_config.NumberColumn(_("size (M)"), width="small", format="%.1f",
                                                          help=_("Millions of weights: bigger is slower.")),
-        "what_it_is": st.column_config.TextColumn(_("what it is"))})
+        "what_it_is": st.column_config.TextColumn(_("what it is"), width="large", help=_(
+            "What the network is and what it suits. The chosen one's full description is under the chooser."))})
     names = [r["network"] for r in rows]
     offline = {s.name: s.availability() for s in list_backbones()}  # the engine's words, in English
     shown = {r["network"]: r["weights"] for r in rows}
@@ -72,6 +84,7 @@ def choose_backbone() -> str:
         format_func=lambda n: f"{n} ({shown[n]})", key="backbone",
         help=_("The network that already learned to see from 1.2 million ImageNet photos. Bigger ones can be more "
              "accurate but train slower. 'works offline' means its weights are on this machine."))
+    st.caption(retranslate(get_backbone(name).title))
     if offline[name] != WORKS_OFFLINE:
         st.warning(_("{name}'s pretrained weights are not on this machine ({why}). Without internet this "
                      "run will stop with a message; pick one marked 'works offline' to be sure.").format(
