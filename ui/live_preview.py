@@ -252,8 +252,11 @@ def live_preview(run: RunSummary, threshold: float) -> None:
 
 
 def webrtc_words() -> dict[str, str]:
-    """The camera component's own buttons and messages, in the session's language."""
+    """The camera component's own buttons and messages, in the session's language (every word it shows with
+    video only: the microphone's are never shown, audio is off)."""
     return {"start": _("START"), "stop": _("STOP"), "select_device": _("Select device"),
+            "turn_camera_on": _("Turn the camera on"), "turn_camera_off": _("Turn the camera off"),
+            "select_camera": _("Select camera"),
             "media_api_not_available": _("The camera cannot be used on this page (it needs https:// or localhost)."),
             "device_ask_permission": _("Please allow the browser to use the camera."),
             "device_not_available": _("No camera found on this computer."),
