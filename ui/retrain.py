@@ -72,7 +72,7 @@ def status() -> None:
         st.fragment(_progress, run_every=1.0)(entry["job"])
         return
     final = _final(entry)
-    if isinstance(final, RunStopped):
+    if isinstance(final, RunStopped) or (job is not None and job.state == "cancelled"):  # stopped while waiting
         st.warning(_("The new run {new} was stopped before it finished, so the old model (run {old}) is still "
                      "used here.").format(new=entry["job"], old=entry["old"]))
     elif isinstance(final, RunFailed):
@@ -80,6 +80,11 @@ def status() -> None:
             new=entry["job"], old=entry["old"], why=md_escape(retranslate(final.error))))
     elif _kept(entry):
         _kept_notice(entry)
+    else:
+        return  # not over yet as far as its folder says (the queue was restarted): nothing to say
+    if st.button(_("Hide this"), key="retrain_hide", help=_("Removes this notice; the model in use stays.")):
+        st.session_state.pop(KEY, None)
+        st.rerun()
 
 
 def _progress(job_id: str) -> None:
@@ -110,9 +115,6 @@ def _kept_notice(entry: dict) -> None:
     task = tasks.follow(KEY_TASK)
     if task is not None and task.result is not None:
         st.info(comparison_words(task.result))
-    if st.button(_("Hide this"), key="retrain_hide", help=_("Removes this notice; the new model stays in use.")):
-        st.session_state.pop(KEY, None)
-        st.rerun()
 
 
 def _compare(old_dir: str, new_dir: str, added: list[str], report, stop) -> AfterRetrain:
