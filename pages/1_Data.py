@@ -26,7 +26,7 @@ SOURCES = {"demo": N_("Demo pictures: fabric with and without defects (2,000 ima
 choice = session.data_choice()
 if "data_source" not in st.session_state:  # back on the page: it opens on the source in use
     st.session_state["data_source"] = source_of(choice) or "demo"
-opened_note()
+opened_note(choice)
 source = st.radio(_("Where are your pictures?"), list(SOURCES), format_func=lambda s: _(SOURCES[s]), key="data_source",
                   help=_("The demo pictures are real photos of woven fabric: 'nominal' (fine), 'local' (one small "
                        "defect) and 'global' (the whole texture is off). They work without internet. Your own "

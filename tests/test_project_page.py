@@ -58,10 +58,11 @@ def test_a_project_downloaded_in_one_app_opens_in_another_and_predicts_the_same(
     at = page("pages/1_Data.py", alice)
     at.run()
     choose_folder(at, copy_textile(tmp_path / "fabric", 8))
-    chosen = _choice(tmp_path / "a", alice)
+    chosen = {**_choice(tmp_path / "a", alice), "val_split": 0.3, "seed": 5}  # as the split's controls set them
+    Workspace(tmp_path / "a" / "workspaces", alice).write_json("data_choice.json", chosen)
     run = train(TrainConfig(data=chosen["path"], **FAST), runs_dir=tmp_path / "a" / "runs",
                 callbacks=[OwnerTag(alice)]).run_dir
-    Workspace(tmp_path / "a" / "workspaces", alice).write_json("train_settings.json", {"epochs": 7})
+    Workspace(tmp_path / "a" / "workspaces", alice).write_json("train_settings.json", {"epochs": 7, "seed": 3})
     at = no_exception(page("pages/1_Data.py", alice).run())
     assert at.multiselect(key="project_runs").value == [str(run)]  # the person's newest model, picked for them
     _buttons(at)["Prepare the project file"].click().run()
@@ -85,7 +86,8 @@ def test_a_project_downloaded_in_one_app_opens_in_another_and_predicts_the_same(
     opened = _choice(tmp_path / "b", bob)
     assert Path(opened["path"]).parent == Workspace(tmp_path / "b" / "workspaces", bob).path / "sets"
     assert sorted(p.name for p in Path(opened["path"]).iterdir() if p.is_dir()) == ["global", "local", "nominal"]
-    assert Workspace(tmp_path / "b" / "workspaces", bob).read_json("train_settings.json")["epochs"] == 7
+    assert Workspace(tmp_path / "b" / "workspaces", bob).read_json("train_settings.json") == {"epochs": 7, "seed": 3}
+    assert (opened["val_split"], opened["seed"]) == (0.3, 5)  # the data's own split, not the Train setting "seed"
     (copy,) = list_runs(tmp_path / "b" / "runs")
     assert copy.id == Path(run).name and run_owner_is(copy.path, bob) and not run_owner_is(copy.path, alice)
     pictures = sorted(str(p) for p in (tmp_path / "fabric").rglob("*.jpg"))

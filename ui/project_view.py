@@ -24,7 +24,7 @@ from .common import download_name, md_escape, models_to_pick, owned_label
 KEY_RUNS, KEY_SAVE, KEY_OPEN, KEY_APPLIED = "project_runs", "project_save_task", "project_open_task", "project_applied"
 KEY_NOTE = "project_opened_note"
 PROJECTS = "projects"  # workspace/projects/: the files made for download (one per name, replaced when made again)
-DATA_SETTINGS = ("val_split", "seed")  # kept with the data choice; the rest are the Train page's
+DATA_SETTINGS = ("val_split", "seed")  # kept with the data choice ("data"); the Train page's are "train"
 
 
 # ---------------------------------------------------------------------------------------------- download
@@ -43,8 +43,8 @@ def project_download(choice: session.DataChoice) -> None:
                  help=_("Packs every picture and the chosen models into one file; this takes a moment for a big "
                         "data set. The download button appears when it is ready.")):
         out = session.workspace().path / PROJECTS / download_name(_name(choice), "-project.zip")
-        settings = {**session.workspace().read_json(session.SETTINGS_FILE, {}),
-                    **{k: getattr(choice, k) for k in DATA_SETTINGS}}
+        settings = {"train": session.workspace().read_json(session.SETTINGS_FILE, {}) or {},
+                    "data": {k: getattr(choice, k) for k in DATA_SETTINGS}}
         tasks.submit(KEY_SAVE, N_("Preparing the project file"),
                      partial(_save, session.workspace(), choice, picked, out, settings, _name(choice)),
                      files_only=True)
@@ -119,25 +119,26 @@ def _remove_if_empty(folder: Path) -> None:
 
 def _apply(opened: OpenedProject) -> None:
     """On the page's thread: the opened classes become the data, the project's settings the Train page's."""
-    settings = dict(opened.settings)
-    data = {k: settings.pop(k) for k in DATA_SETTINGS if k in settings}
+    settings, data = opened.settings.get("train") or {}, opened.settings.get("data") or {}
     if settings:
         session.workspace().write_json(session.SETTINGS_FILE, settings)
         for key in settings:  # the Train page's widgets take the project's values at their next draw
             st.session_state.pop(key, None)
         st.session_state.pop(session.KEY_SAVED_SETTINGS, None)
     st.session_state.pop("data_source", None)  # the choice shows the source in use: the opened classes
-    st.session_state[KEY_NOTE] = _("Opened **{name}**: {classes} classes, {pictures} pictures and {runs} model(s). "
-                                   "The classes are below, ready for more pictures; the models are your runs now "
-                                   "(Evaluate, Predict, Runs).").format(name=md_escape(opened.name),
-                                                                        classes=len(opened.classes),
-                                                                        pictures=opened.pictures, runs=len(opened.runs))
-    session.set_data_choice(session.DataChoice(str(opened.data), opened.name,
-                                               float(data.get("val_split", 0.2)), int(data.get("seed", 0))))
+    words = _("Opened **{name}**: {classes} classes, {pictures} pictures and {runs} model(s). The classes are below, "
+              "ready for more pictures; the models are your runs now (Evaluate, Predict, Runs).").format(
+                  name=md_escape(opened.name), classes=len(opened.classes), pictures=opened.pictures,
+                  runs=len(opened.runs))
+    st.session_state[KEY_NOTE] = (str(opened.data), words)
+    split, seed = data.get("val_split"), data.get("seed")
+    session.set_data_choice(session.DataChoice(
+        str(opened.data), opened.name, float(split) if isinstance(split, (int, float)) and 0 < split < 1 else 0.2,
+        int(seed) if isinstance(seed, int) and 0 <= seed <= 10_000 else 0))
 
 
-def opened_note() -> None:
-    """Said once, on the page drawn after opening (a toast would not survive that redraw)."""
-    words = st.session_state.pop(KEY_NOTE, None)
-    if words:
+def opened_note(choice: session.DataChoice | None) -> None:
+    """What was opened, said while the opened classes are the data (a toast would not survive the redraw)."""
+    path, words = st.session_state.get(KEY_NOTE, ("", ""))
+    if choice is not None and choice.path == path:
         st.success(words)
