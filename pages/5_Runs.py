@@ -184,7 +184,6 @@ with friendly_errors(N_("Preparing the download")):
         if owned_by_id[run.id].pictures:  # the export checks itself on the run's own pictures
             export_section(run)
 if run.id in mine:
-    share_controls(owned_by_id[run.id])
     c1, c2, c3 = st.columns(3)
     new_name = c1.text_input(_("Name"), names[run.id], key=f"name_{run.id}",
                              help=_("A name you will recognise, e.g. 'frozen 3, light augmentation'."))
@@ -197,5 +196,6 @@ if run.id in mine:
             resume_button(next(o for o in owned if o.summary.id == run.id), key=f"resume_{run.id}")
     with c3:
         delete_with_confirmation(run)
+    share_controls(owned_by_id[run.id])
 else:
     st.caption(viewer_words(owned_by_id[run.id]))

@@ -15,7 +15,7 @@ if key is None:
 st.caption(_("You see every workspace of this server by the name it gave itself (never its link), and no "
              "pictures: pupils' pictures stay theirs unless you gather them below."))
 with friendly_errors(N_("Reading the workspaces")):
+    queue_section(key)
     views = overview(key)
-    queue_section(key, views)
     workspaces_table(views)
     gather_section(key, views)

@@ -107,10 +107,12 @@ def test_the_teacher_stops_anyones_job_and_a_wrong_key_stops_nothing(teacher, tm
     while first.state != "running" and time.time() < deadline:  # the queue's own thread starts it
         time.sleep(0.05)
     second = queue.submit(config, runs, owner=ben.token)
-    views = workspaces_overview(teacher, root, runs, queue.jobs())
-    lines = queue_lines(views)
+    lines = queue_lines(teacher, root, queue.jobs())
     assert [(j.id, j.state) for _, j in lines] == [(first.id, "running"), (second.id, "queued")]
     assert lines[0][0] == "Ana" and lines[1][0].startswith("Unnamed")
+    assert [j.id for j in workspaces_overview(teacher, root, runs, queue.jobs())[0].jobs] in ([first.id], [second.id])
+    with pytest.raises(NotAllowed):
+        queue_lines("not-the-key-at-all", root, queue.jobs())
     with pytest.raises(NotAllowed):
         stop_job("not-the-key-at-all", queue, second.id)
     assert second.state == "queued"

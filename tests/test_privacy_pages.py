@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import copy_textile
-from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401 - the fixture
+from tests.test_app_pages import app_dirs, no_exception, page, texts, wait_for_task  # noqa: F401 - the fixture
+from transfer_core.data.classbuilder import list_classes
 from transfer_core.core.config import TrainConfig
 from transfer_core.service.classroom import TEACHER_KEY_ENV
 from transfer_core.service.workspaces import OwnerTag, Workspace, new_token, sharing
@@ -76,3 +77,10 @@ def test_the_teacher_page_opens_only_with_the_key(app_dirs, monkeypatch, anas_ru
     table = teacher.dataframe[0].value
     assert list(table["workspace"]) == ["Ana"] and list(table["pictures per class"]) == ["global 3, local 6, nominal 9"]
     assert list(table["runs"]) == [1] and ana.token not in texts(teacher) and ana.path.name not in texts(teacher)
+
+    teacher.multiselect(key="teacher_gather_from").set_value([0]).run()
+    teacher.button(key="teacher_gather").click().run()
+    wait_for_task(teacher, "teacher_gather_task")
+    assert "Gathered into **Gathered from Ana**, now your pictures." in texts(no_exception(teacher))
+    mine = Workspace(app_dirs / "workspaces", teacher.query_params["ws"]).read_json("data_choice.json")
+    assert {c: len(p) for c, p in list_classes(mine["path"]).items()} == {"global": 3, "local": 6, "nominal": 9}

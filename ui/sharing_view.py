@@ -15,6 +15,13 @@ from .common import friendly_errors, md_escape
 def share_controls(o: OwnedRun) -> None:
     """For the run's owner: the share switch, the pictures box, and the name the shared run shows."""
     workspace, run_id = session.workspace(), o.summary.id
+    with st.container(border=True):
+        st.markdown(_("**Who sees this run**"))
+        _share_switches(o, workspace, run_id)
+        name_control()
+
+
+def _share_switches(o: OwnedRun, workspace, run_id: str) -> None:
     shared_run = st.toggle(_("Share this run with everyone on this server"), value=o.shared.run,
                            key=f"share_{run_id}", help=_("Everyone using this server then sees it under \"Mine "
                            "and shared\": its name, its scores, and they can try its model and download it. "
@@ -30,7 +37,6 @@ def share_controls(o: OwnedRun) -> None:
                       by=workspace.display_name() or "")
             st.rerun()
     st.caption(_sharing_words(o))
-    name_control()
 
 
 def _sharing_words(o: OwnedRun) -> str:

@@ -23,7 +23,7 @@ from transfer_core.service.classroom import (
 from transfer_core.service.jobs import default_queue
 from transfer_core.service.workspaces import Workspace
 
-from . import session, tasks
+from . import lang, session, tasks
 from .common import accuracy_with_range, friendly_errors, link_params, md_escape, status_word
 
 KEY_GATHER = "teacher_gather_task"
@@ -95,9 +95,11 @@ def _training(v: WorkspaceView) -> str:
     return _(", ").join(status_word(j.state) for j in v.jobs) or "-"
 
 
-def queue_section(key: str, views: list[WorkspaceView]) -> None:
+@st.fragment(run_every=5.0)  # what trains changes by itself: the teacher sees it without reloading
+def queue_section(key: str) -> None:
+    lang.apply()
     st.subheader(_("The queue"))
-    lines = queue_lines(views)
+    lines = queue_lines(key, workspaces_root(), default_queue().jobs())
     if not lines:
         st.caption(_("Nothing is training or waiting."))
         return
@@ -111,8 +113,8 @@ def queue_section(key: str, views: list[WorkspaceView]) -> None:
                         help=_("Stops this job for its owner (a training run ends within one batch and keeps its "
                                "best model so far; a waiting one leaves the queue).")):
             with friendly_errors(N_("Stopping")):
-                stop_job(key, default_queue(), job.id)
-                st.rerun()
+                if stop_job(key, default_queue(), job.id):
+                    st.success(_("Stopping {name}'s job: it ends within a moment.").format(name=md_escape(name)))
 
 
 def gather_section(key: str, views: list[WorkspaceView]) -> None:

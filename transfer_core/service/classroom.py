@@ -88,7 +88,7 @@ def _view(folder: Path, by_owner: dict[str, list[RunLine]], jobs: list[Job]) -> 
     owner = _read(folder / OWNER_FILE).get("owner")
     data = _read(folder / "data_choice.json")
     pictures = _own_or_shared(folder, data.get("path"))
-    return WorkspaceView(folder, _read(folder / NAME_FILE).get("name") or _unnamed(folder),
+    return WorkspaceView(folder, _name(folder),
                          data.get("label") if pictures else None,
                          pictures_per_class(pictures) if pictures else {}, by_owner.get(owner, []), jobs)
 
@@ -112,8 +112,10 @@ def _own_or_shared(workspace: Path, path: str | None) -> Path | None:
     return real if real.is_dir() and any(real == r or r in real.parents for r in allowed) else None
 
 
-def _unnamed(folder: Path) -> str:
-    return _("Unnamed, since {when}").format(when=time.strftime("%d %b %H:%M", time.localtime(_times(folder)[0])))
+def _name(folder: Path) -> str:
+    """The name the workspace gave itself, else when it began: never its folder's name (a hash of its key)."""
+    return _read(folder / NAME_FILE).get("name") or _("Unnamed, since {when}").format(
+        when=time.strftime("%d %b %H:%M", time.localtime(_times(folder)[0])))
 
 
 def _active(folder: Path) -> float:
@@ -137,9 +139,12 @@ def _read(path: Path) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def queue_lines(views: list[WorkspaceView]) -> list[tuple[str, Job]]:
-    """The queue as the teacher reads it: (workspace name, job), running first, then in the order they came."""
-    lines = [(v.name, j) for v in views for j in v.jobs]
+def queue_lines(key: str | None, root: str | Path, jobs: list[Job]) -> list[tuple[str, Job]]:
+    """The queue as the teacher reads it: (workspace name, job), running first, then in the order they came.
+    Cheap (no pictures are counted): the page redraws it every few seconds."""
+    _require_teacher(key)
+    live = [j for j in jobs if j.state in ("queued", "running") and j.owner]
+    lines = [(_name(Path(root) / workspace_id(j.owner)), j) for j in live]
     return sorted(lines, key=lambda line: (line[1].state != "running", line[1].submitted))
 
 
