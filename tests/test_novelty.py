@@ -86,11 +86,15 @@ def test_flags_noise_and_photos_but_few_normal_pictures(run):
 def test_threshold_is_the_conformal_quantile_of_every_labelled_picture_left_out(run):
     run_dir, _, _ = run
     model = load_model(run_dir)
+    score = novelty.load(run_dir).score
+    assert score.mid == 0 and score.split is None  # frozen backbone: one look (two once it learns: test_novelty_fine_tuned)
     val = RunFolder(run_dir).validation_images()
-    val_scores = model.novelty.scores(outputs(model, val)[1])
-    left_out = novelty.left_out_scores(novelty.load(run_dir).score)  # distinct pictures: each its own group
-    normal = torch.sort(torch.cat([val_scores, left_out])).values
-    assert len(normal) == 24 + 96
+    seen = outputs(model, val)[1]
+    per_look = torch.cat([score.look_scores(seen), novelty.left_out_scores(score)], 1)  # distinct pictures
+    assert per_look.shape == (1, 24 + 96)
+    # a look is scaled by its normal pictures' median (so two weigh the same)
+    assert torch.allclose(score.scales, per_look.median(1).values, atol=1e-5)
+    normal = torch.sort((per_look / score.scales[:, None]).mean(0)).values
     expected = normal[int(np.ceil((len(normal) + 1) * 0.95)) - 1]
     assert model.novelty.threshold == pytest.approx(float(expected), abs=1e-5)
     assert model.novelty.validation_rate == pytest.approx(float((normal > model.novelty.threshold).float().mean()),
@@ -98,8 +102,8 @@ def test_threshold_is_the_conformal_quantile_of_every_labelled_picture_left_out(
     info = json.loads((run_dir / novelty.NOVELTY_FILE).read_text())
     assert info["validation_images"] == 120 and info["reference_images"] == 96
     # fitting never sees unfamiliar pictures: the same reference and validation give the same threshold
-    reference = novelty.load(run_dir).score.reference
-    assert novelty.fit(reference, outputs(model, val)[1]).threshold == pytest.approx(model.novelty.threshold, abs=1e-5)
+    again = novelty.fit(score.reference, seen, split=score.split, mid=score.mid)
+    assert again.threshold == pytest.approx(model.novelty.threshold, abs=1e-5)
 
 
 @pytest.mark.slow
@@ -112,7 +116,7 @@ def test_a_threshold_from_a_few_near_copies_does_not_flag_the_trained_kind(run):
     base = novelty.load(run_dir).score.reference  # 96 real training pictures' features
     gen = torch.Generator().manual_seed(0)
 
-    def copies_of(x, n):  # near-copies: the same (unit-length) features, a little off (cosine ~0.997)
+    def copies_of(x, n):  # near-copies: the same (unit-length) looks, a little off (cosine ~0.997)
         return x.repeat_interleave(n, 0) + 0.002 * torch.randn(len(x) * n, x.shape[1], generator=gen)
 
     # 8 pictures filmed in bursts: each with 5 near-copies in training, and one more held out for validation
@@ -121,14 +125,15 @@ def test_a_threshold_from_a_few_near_copies_does_not_flag_the_trained_kind(run):
     validation = copies_of(base[:8], 1)
     detector = novelty.fit(reference, validation, groups=groups)
     unseen_scores = detector.scores(outputs(model, unseen)[1])
-    old_rule = float(torch.quantile(detector.score(validation).double(), 0.95))
+    old_rule = float(torch.quantile(detector.scores(validation).double(), 0.95))
     assert float((unseen_scores > old_rule).float().mean()) > 0.5  # what a threshold from 8 near-copies did
     # as the run's own check does on these 45 (test_flags_noise...: <= 0.15), within their noise (+-5 points)
     assert float((unseen_scores > detector.threshold).float().mean()) <= 0.2
     assert float((detector.scores(outputs(model, noise)[1]) > detector.threshold).float().mean()) >= 0.9
     # a picture's near-copies in the reference are left out with it: grouped in pairs, its score is higher
     alone = novelty.left_out_scores(detector.score)  # each picture its own group: the bursts' scores near 0
-    assert float(novelty.left_out_scores(detector.score, groups)[len(base):].min()) > 5 * float(alone[len(base):].max())
+    grouped = novelty.left_out_scores(detector.score, groups)
+    assert (grouped[:, len(base):].min(1).values > 5 * alone[:, len(base):].max(1).values).all()  # in each look
 
 
 @pytest.mark.slow

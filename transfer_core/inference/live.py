@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from transfer_core.inference import novelty
 from transfer_core.inference.gradcam import Explanation, explain
 from transfer_core.inference.predict import (
     Answer,
@@ -103,9 +104,9 @@ class LiveClassifier:
         limit_this_thread(self.threads)
         with torch.inference_mode():
             x = frame_tensor(self.model, frame).to(self.model.device)
-            features = self.net.features(x)
+            features, seen = novelty.looks(self.net, x, self.model.novelty.score.mid if self.model.novelty else 0)
             logits = self.net.head(features).float().cpu()
-            answer = answers_from(self.model, logits, features.float().cpu(), threshold=threshold, k=k)[0]
+            answer = answers_from(self.model, logits, seen.float().cpu(), threshold=threshold, k=k)[0]
         return FrameResult(answer, time.perf_counter() - start)
 
     def explain(self, frame: np.ndarray) -> Explanation:

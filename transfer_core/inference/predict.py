@@ -63,13 +63,15 @@ def load_model(run_dir: str | Path, device: str | torch.device | None = None) ->
 @torch.no_grad()
 def outputs(model: LoadedModel, images: Iterable[ImageInput],
             batch_size: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits as trained (N x classes) and pooled features (N x D): one pass gives answer and familiarity."""
+    """Logits as trained (N x classes) and what the familiarity check reads (N x D: the pooled features, with
+    the middle look appended when the run's check has one, novelty.looks): one pass gives answer and familiarity."""
     logits, features, batch = [], [], []
+    mid = model.novelty.score.mid if model.novelty is not None else 0
 
     def run():
-        f = model.net.features(torch.stack(batch).to(model.device))
+        f, seen = novelty.looks(model.net, torch.stack(batch).to(model.device), mid)
         logits.append(model.net.head(f).float().cpu())
-        features.append(f.float().cpu())
+        features.append(seen.float().cpu())
         batch.clear()
 
     for img in images:
@@ -79,7 +81,7 @@ def outputs(model: LoadedModel, images: Iterable[ImageInput],
     if batch:
         run()
     if not logits:
-        return torch.zeros(0, len(model.classes)), torch.zeros(0, model.net.feature_dim)
+        return torch.zeros(0, len(model.classes)), torch.zeros(0, 0)
     return torch.cat(logits), torch.cat(features)
 
 

@@ -28,6 +28,7 @@ from torch import nn
 
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
+from transfer_core.inference.novelty import looks
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.models.backbones import get_backbone
 from transfer_core.runstore import runfiles
@@ -68,9 +69,9 @@ class _Logits(nn.Module):
         self.novelty = novelty_score
 
     def forward(self, images: torch.Tensor):
-        features = self.net.features(images)
+        features, seen = looks(self.net, images, self.novelty.mid if self.novelty is not None else 0)
         logits = self.net.head(features)
-        return logits if self.novelty is None else (logits, self.novelty(features))
+        return logits if self.novelty is None else (logits, self.novelty(seen))
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,

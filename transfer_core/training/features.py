@@ -23,6 +23,7 @@ from torch.fx.experimental.optimization import fuse
 
 from transfer_core.core.device import plan_for
 from transfer_core.core.i18n import _
+from transfer_core.inference.novelty import pool_any
 from transfer_core.models.augment import eval_view, train_view
 from transfer_core.training.outputstore import disk_room, place, ram_bytes, store_rows
 
@@ -263,21 +264,23 @@ def frozen_part(net, start: int, depth: int, channels_last: bool) -> nn.Module:
 
 
 @torch.no_grad()
-def cached_pooled(cache: FeatureCache, which: str, idx: torch.Tensor) -> torch.Tensor | None:
+def cached_pooled(cache: FeatureCache, which: str, idx: torch.Tensor, mid: int = 0) -> torch.Tensor | None:
     """Pooled features of training ("train") or validation pictures as Predict sees them, from the cached
-    frozen outputs: only the learning layers run. None where nothing is cached in the eval view (augmented
-    training views are not what Predict sees)."""
+    frozen outputs: only the learning layers run. `mid` > 0: the familiarity check's looks (novelty.looks),
+    which the cache holds only when it starts at that stage. None where nothing is cached in the eval view
+    (augmented training views are not what Predict sees) or the cache cannot give the middle look."""
     net = cache.net
     if which == "val":
         cached = cache.val
     else:
         cached = cache.train[0] if cache.train is not None and cache.augment == "none" else None
-    if cached is None:
+    if cached is None or (mid and cache.start != mid):
         return None
     net.eval()
     parts = []
     for chunk in idx.split(64):
         x = cached[chunk].to(cache.device)
-        parts.append((x if cache.start > net.num_stages else net.features(x, cache.start)).float().cpu())
+        features = x if cache.start > net.num_stages else net.features(x, cache.start)
+        parts.append((torch.cat([features, pool_any(x).to(features.dtype)], 1) if mid else features).float().cpu())
     return torch.cat(parts) if parts else torch.zeros(0, net.feature_dim)
 

@@ -47,10 +47,16 @@ def fit_novelty(trainer) -> None:
     if not distributed.is_main():
         return
     trainer.report_progress("checking", 0, 1, part="finish")
+    # The middle look (novelty.py) only once a stage below the head has learned: a backbone kept frozen still
+    # sees pictures as pretrained, and its cache holds the pooled features alone (no second pass then).
+    trained = trainer.depth < trainer.net.num_stages
+    mid = novelty.middle_stage(trainer.net.num_stages) if trained else 0
     idx = novelty.reference_sample(len(trainer.train_samples), trainer.config.seed)
-    reference = _pooled(trainer, "train", trainer.train_store, idx)
-    validation = _pooled(trainer, "val", trainer.val_store, torch.arange(len(trainer.val_samples)))
-    novelty.fit_and_save(trainer.run.path, reference, validation, _groups(trainer.train_samples, idx))
+    reference = _looks(trainer, "train", trainer.train_store, idx, mid)
+    val_idx = novelty.reference_sample(len(trainer.val_samples), trainer.config.seed)  # plenty for a quantile
+    validation = _looks(trainer, "val", trainer.val_store, val_idx, mid)
+    novelty.fit_and_save(trainer.run.path, reference, validation, _groups(trainer.train_samples, idx),
+                         split=trainer.net.feature_dim if mid else None, mid=mid)
 
 
 def _groups(samples: list, idx: torch.Tensor) -> torch.Tensor:
@@ -58,11 +64,13 @@ def _groups(samples: list, idx: torch.Tensor) -> torch.Tensor:
     return torch.tensor([samples[i].group if samples[i].group >= 0 else -2 - i for i in idx.tolist()])
 
 
-def _pooled(trainer, which: str, store, idx: torch.Tensor) -> torch.Tensor:
-    """From the feature cache where it holds these pictures (the frozen layers ran once already)."""
-    cached = cached_pooled(trainer.feature_cache, which, idx)
+def _looks(trainer, which: str, store, idx: torch.Tensor, mid: int) -> torch.Tensor:
+    """What the check reads (novelty.looks): from the feature cache where it holds these pictures at the
+    middle stage (the frozen layers ran once already; at the default freeze depth it does), else the pictures
+    run through the network again."""
+    cached = cached_pooled(trainer.feature_cache, which, idx, mid)
     return cached if cached is not None else novelty.store_features(trainer.net, store, trainer.prep,
-                                                                    trainer.device, idx)
+                                                                    trainer.device, idx, mid=mid)
 
 
 def test(trainer) -> float | None:
