@@ -144,6 +144,6 @@ def comparison_words(result: AfterRetrain) -> str:
         words += "\n\n" + _("On the {n} picture(s) you added: new model {new} right, the old one {old}.").format(
             n=done.n, new=done.right_new, old=done.right_old)
         if result.corrected_trained_on:
-            words += " " + _("The new model trained on {k} of them (the old one never saw them), so this "
-                             "count favours it.").format(k=result.corrected_trained_on)
+            words += " " + _("The new model trained on {k} of them (the old one never did), so this count "
+                             "favours it.").format(k=result.corrected_trained_on)
     return words
