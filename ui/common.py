@@ -42,6 +42,7 @@ def _freeze_long_lived_objects() -> None:
 NAV = [("app.py", N_("Home"), "🧠"), ("pages/1_Data.py", N_("Data"), "📁"), ("pages/2_Train.py", N_("Train"), "🏋️"),
        ("pages/3_Evaluate.py", N_("Evaluate"), "📊"), ("pages/4_Predict.py", N_("Predict"), "🔮"),
        ("pages/5_Runs.py", N_("Runs"), "🗂️"), ("pages/6_Live.py", N_("Live"), "🎥")]
+TEACHER_NAV = ("pages/7_Teacher.py", N_("Teacher"), "🧑‍🏫")
 
 
 def link_params() -> dict[str, str]:
@@ -52,8 +53,9 @@ def link_params() -> dict[str, str]:
 def _sidebar_status() -> None:
     with st.sidebar:
         lang.switch()
-        teacher = [("pages/7_Teacher.py", N_("Teacher"), "🧑‍🏫")] if st.session_state.get(session.KEY_TEACHER) else []
-        for target, label, icon in NAV + teacher:  # the Teacher page is listed once this session opened it
+        # The Teacher page is listed once this session opened it with the key.
+        teacher = [TEACHER_NAV] if st.session_state.get(session.KEY_TEACHER) else []
+        for target, label, icon in NAV + teacher:
             st.page_link(target, label=_(label), icon=icon, query_params=link_params())
         st.divider()
         _status()

@@ -138,7 +138,8 @@ def gather_section(key: str, views: list[WorkspaceView]) -> None:
             st.session_state[f"{KEY_GATHER}_used"] = task.id
             folder, label = task.result
             session.set_data_choice(session.DataChoice(folder, label), redraw=False)
-        st.success(_("Gathered into **{name}**, now your pictures.").format(name=md_escape(retranslate(task.result[1]))))
+        st.success(_("Gathered into **{name}**, now your pictures.").format(
+            name=md_escape(retranslate(task.result[1]))))
         st.page_link("pages/2_Train.py", label=_("Go to Train"), icon="🏋️", query_params=link_params())
 
 

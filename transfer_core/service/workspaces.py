@@ -82,7 +82,7 @@ class Workspace:
         if legacy.is_dir() and not self.path.exists():
             legacy.rename(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
-        if not (self.path / OWNER_FILE).exists():  # workspaces made before the teacher's view get it on their next visit
+        if not (self.path / OWNER_FILE).exists():  # older workspaces get it on their next visit
             self.write_json(OWNER_FILE, {"owner": owner_hash(token)})
 
     def display_name(self) -> str | None:
