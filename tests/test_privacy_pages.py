@@ -84,3 +84,14 @@ def test_the_teacher_page_opens_only_with_the_key(app_dirs, monkeypatch, anas_ru
     assert "Gathered into **Gathered from Ana**, now your pictures." in texts(no_exception(teacher))
     mine = Workspace(app_dirs / "workspaces", teacher.query_params["ws"]).read_json("data_choice.json")
     assert {c: len(p) for c, p in list_classes(mine["path"]).items()} == {"global": 3, "local": 6, "nominal": 9}
+
+
+def test_the_settings_table_reads_in_the_sessions_language():
+    from transfer_core.core.i18n import use_language
+    from ui.settings_view import settings_rows
+
+    with use_language("zh"):
+        rows = [tuple(r.values()) for r in settings_rows(TrainConfig(data="/srv/photos", augment="light", epochs=3))]
+    assert ("模型看每张训练图片的遍数（先出模型方式下为上限）", "3") in rows  # the catalog's words for the epochs
+    assert ("图片文件夹（每个类别一个子文件夹，或 train/ 和 val/），或一个 .zip", "文件夹：photos") in rows  # a label, no path
+    assert not [r for r in rows if r[0] in ("epochs", "augment", "data", "lr", "freeze")], "no raw keys"

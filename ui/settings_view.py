@@ -7,7 +7,7 @@ it on the Train page (methods.registry.Control), so a new setting or method need
 from __future__ import annotations
 
 from transfer_core.core.config import SETTINGS, TrainConfig
-from transfer_core.core.i18n import _
+from transfer_core.core.i18n import _, retranslate
 from transfer_core.core.settings import Setting, added_settings
 from transfer_core.data.datarefs import labelled_config
 from transfer_core.methods.registry import method_of
@@ -37,6 +37,8 @@ def setting_value(name: str, value) -> str:
         return ", ".join(str(v) for v in value)
     if isinstance(value, float):
         return f"{value:g}"
+    if s is not None and s.path:
+        return retranslate(str(value))  # a data reference's label ("Upload: x"), kept in English
     return str(value)
 
 
