@@ -208,3 +208,27 @@ def test_a_run_without_a_model_or_still_training_is_not_saved(saved, tmp_path):
     with pytest.raises(ProjectError, match="no trained model"):
         save_project(saved[0], tmp_path / "p.zip", runs=[empty])
     assert not (tmp_path / "p.zip").exists() and not any(tmp_path.glob(".*tmp"))
+
+
+# ---------------------------------------------------------------------------------------------- workspaces
+def test_a_workspace_saves_only_its_own_runs_and_opens_a_project_as_its_own(saved, tmp_path, monkeypatch):
+    from transfer_core.data import classbuilder
+    from transfer_core.data.classbuilder import set_info
+    from transfer_core.service.projects import open_into_workspace, save_from_workspace
+    from transfer_core.service.workspaces import NotAllowed, Workspace, new_token, run_owner_is
+
+    pictures, run, project = saved
+    mine = Workspace(tmp_path / "workspaces", new_token())
+    with pytest.raises(NotAllowed, match="started by someone else"):  # a command-line run is nobody's to give
+        save_from_workspace(mine, pictures, [run], tmp_path / "p.zip")
+    assert not (tmp_path / "p.zip").exists()
+    first = open_into_workspace(mine, project, tmp_path / "runs")
+    second = open_into_workspace(mine, project, tmp_path / "runs")  # never mixed into the first
+    assert first.data == mine.path / "sets" / "pictures" and second.data == mine.path / "sets" / "pictures 2"
+    assert set_info(first.data)["label"] == "pictures"
+    assert all(run_owner_is(r, mine.token) for r in first.runs + second.runs)
+    monkeypatch.setattr(classbuilder, "MAX_SETS_BYTES", 1)  # a full workspace: refused before writing
+    before = _listing(tmp_path)
+    with pytest.raises(ValueError, match="your workspace may hold"):
+        open_into_workspace(mine, project, tmp_path / "runs")
+    assert _listing(tmp_path) == before
