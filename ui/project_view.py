@@ -86,8 +86,9 @@ def project_open() -> None:
     upload = st.file_uploader(_("Choose a project file (.zip) saved from Transfer Studio"), type=["zip"],
                               key="project_file",
                               help=_("A file made with \"Download this project\" (or `python -m transfer_core "
-                                     "project save`). Its pictures become a new set of your own classes, its "
-                                     "models your own runs; nothing you have is changed or replaced."))
+                                     "project save`). Its pictures become a new set of your own classes, the "
+                                     "ones you train on from then on; its models become your own runs. Nothing "
+                                     "you have is deleted."))
     if upload is not None and st.button(_("Open this project"), key="project_open", type="primary",
                                         help=_("Checks the whole file first: a damaged file, one from a newer "
                                                "version or one holding anything but pictures and models is "
