@@ -29,6 +29,8 @@ DECODE_GUESS_S = 0.004  # seconds to read one picture, until the first ones are 
 # first are still slow (kernels chosen per shape), and a loaded machine stalls single ones (one probe's
 # per-picture figure was 0.81 s, the next two 0.13 s and 0.11 s; 2 cores at load 6.5, 2026-12-07).
 PROBE_PASSES = 3
+MIN_TIMED_S = 0.5  # a part's done share corrects prices once it has run this long (see RunClock._so_far)
+RATIO_FLOOR = 0.1  # measured/priced is never taken below this: the slowest probe seen was 10x too slow
 # The first model (progressive.instant_model: the classifier's fit, instant.fit_head, a path of 5 to 7
 # strengths and 258 to 500 L-BFGS evaluations of tiny steps, then its validation, calibration and files) costs
 # about as much as this many pictures through the whole network, plus this many per training picture: on
@@ -170,17 +172,19 @@ class RunClock:
         is so corrected within the first chunk of pictures, not only once the frozen pass is over."""
         actual, guessed = self._so_far()
         if guessed[kind] > 0:
-            return actual[kind] / guessed[kind]
+            return max(actual[kind] / guessed[kind], RATIO_FLOOR)
         if kind in OWN_PACE_KINDS:
             return 1.0
         network = [k for k, g in guessed.items() if g > 0 and k not in OWN_PACE_KINDS]
         total = sum(guessed[k] for k in network)
-        return sum(actual[k] for k in network) / total if total else 1.0
+        return max(sum(actual[k] for k in network) / total, RATIO_FLOOR) if total else 1.0
 
     def _so_far(self) -> tuple[dict, dict]:
-        """Measured and priced seconds per kind: the parts done, and the current one's done share."""
+        """Measured and priced seconds per kind: the parts done, and the current one's done share once it has
+        been timed for MIN_TIMED_S (a chunk reported done at once, its outputs already on disk, measured 0 s:
+        every price of the network borrowed that 0, and a run with 37 s to go showed 0 s, then 4 s)."""
         actual, guessed = defaultdict(float, self._actual), defaultdict(float, self._guessed)
-        if self._share > 0:
+        if self._share > 0 and self.now() - self._started >= MIN_TIMED_S:
             part = self.parts[self._current]
             actual[part.kind] += self.now() - self._started
             guessed[part.kind] += part.units * part.guess * self._share
