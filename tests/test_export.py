@@ -25,12 +25,12 @@ from transfer_core.results import bundle_predict
 from transfer_core.results.export import (
     PARITY_PROB,
     ExportError,
-    _Logits,
     _write_torchscript,
     check_parity,
     export_run,
     validation_images,
 )
+from transfer_core.results.exported_model import ExportedModel
 from transfer_core.runstore.runs import RunFolder
 from transfer_core.workflows.train import train
 
@@ -144,8 +144,9 @@ def _photos(tmp_path: Path) -> list[Path]:
 def test_standalone_preprocessing_is_the_engines_pixel_for_pixel(tmp_path, prep):
     photos = _photos(tmp_path)
     engine = torch.stack([prep.eval_tensor(load_rgb(p)) for p in photos])
-    standalone_np = torch.from_numpy(bundle_predict.as_numpy(photos, prep.to_dict()))
-    standalone_torch = bundle_predict.as_torch(photos, prep.to_dict())
+    # the bundle reads and resizes; the model file normalises (as ExportedModel does, on uint8 NHWC pixels)
+    standalone_np = prep.normalize(torch.from_numpy(bundle_predict.as_numpy(photos, prep.to_dict())).permute(0, 3, 1, 2))
+    standalone_torch = prep.normalize(bundle_predict.as_torch(photos, prep.to_dict()).permute(0, 3, 1, 2))
     assert engine.shape == standalone_np.shape == (len(photos), 3, prep.crop, prep.crop)
     assert (engine - standalone_np).abs().max() < 1e-5
     assert (engine - standalone_torch).abs().max() < 1e-5
@@ -158,11 +159,11 @@ def _broken_copy(bundle: Path, dest: Path) -> Path:
 
 
 @pytest.mark.slow  # uses the module's trained and exported run
-def test_parity_check_fails_a_bundle_with_the_wrong_preprocessing_mean(exported, tmp_path):
+def test_parity_check_fails_a_bundle_that_resizes_otherwise(exported, tmp_path):
     run_dir, bundle, _ = exported
     broken = _broken_copy(bundle, tmp_path / "bundle")
     card = json.loads((broken / "model_card.json").read_text())
-    card["preprocessing"]["mean"] = [0.5, 0.5, 0.5]  # not ImageNet's (0.485, 0.456, 0.406)
+    card["preprocessing"]["interpolation"] = "nearest"  # not the run's bilinear: other pixels reach the model
     (broken / "model_card.json").write_text(json.dumps(card))
     parity = check_parity(load_model(run_dir), broken, validation_images(RunFolder(run_dir)))
     assert parity["images"] == 12 and not parity["passed"]
@@ -179,10 +180,9 @@ def test_parity_check_fails_a_bundle_whose_weights_differ(exported, tmp_path):
     with torch.no_grad():
         for p in perturbed.head.parameters():  # a slightly different classifier than the one trained
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(0)))
-    example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
     detector = getattr(model, "novelty", None)  # the file holds what export writes, only the weights differ
-    _write_torchscript(_Logits(perturbed, detector.score if detector else None).eval(), example,
-                       broken / "model.torchscript.pt")
+    wrapped = ExportedModel(perturbed, model.prep, model.temperature, detector.score if detector else None).eval()
+    _write_torchscript(wrapped, ExportedModel.example(model.prep), broken / "model.torchscript.pt")
     parity = check_parity(model, broken, validation_images(RunFolder(run_dir)))
     assert parity["onnxruntime"]["passed"]  # the untouched file still agrees: the check tells them apart
     assert not parity["torchscript"]["passed"] and not parity["passed"]

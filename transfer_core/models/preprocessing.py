@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-_PIL_MODES = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-              "nearest": Image.Resampling.NEAREST}
+from transfer_core.models import resize_rule
 
 
 @dataclass(frozen=True)
@@ -49,19 +48,11 @@ class Preprocessing:
         This is what the training cache stores once per image; a crop of `crop` from its centre is
         exactly the standard "resize then centre crop" evaluation transform.
         """
-        side = side or self.resize
-        w, h = img.size
-        scale = side / min(w, h)
-        nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-        img = img.resize((nw, nh), _PIL_MODES[self.interpolation])
-        left, top = (nw - side) // 2, (nh - side) // 2
-        return np.array(img.crop((left, top, left + side, top + side)), dtype=np.uint8)  # writable copy
+        return resize_rule.resized_square(img, side or self.resize, self.interpolation)
 
     def eval_tensor(self, img: Image.Image) -> torch.Tensor:
         """One RGB PIL image -> normalised 3xCxC float tensor, as used for validation and prediction."""
-        arr = self.resized_square(img)
-        off = (self.resize - self.crop) // 2
-        arr = arr[off:off + self.crop, off:off + self.crop]
+        arr = resize_rule.model_input(img, self.resize, self.crop, self.interpolation)
         return self.normalize(torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0))[0]
 
     def normalize(self, batch_uint8: torch.Tensor) -> torch.Tensor:

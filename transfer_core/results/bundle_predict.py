@@ -3,27 +3,44 @@
 
     python predict.py IMAGE [IMAGE...] [--top-k 3] [--json] [--runtime auto|onnx|torch]
 
-Needs either onnxruntime, numpy and pillow (model.onnx), or torch and pillow (model.torchscript.pt);
+Needs either onnxruntime, numpy and pillow (model.onnx), or torch, numpy and pillow (model.torchscript.pt);
 "auto" uses ONNX when onnxruntime is installed, else TorchScript. Prints one line per image that starts
 with the most likely class; when the picture does not look like the training pictures (the model's
 "novelty" output is above model_card.json's novelty threshold), the line ends with UNFAMILIAR and --json
-says "unfamiliar": true: do not trust the class then. The preprocessing below is the app's own (resize
-the shorter side, cut the centre, normalise), re-written here so this folder needs nothing from Transfer
-Studio; the export checked that both give the same answers and verdicts (see model_card.json, "parity").
+says "unfamiliar": true: do not trust the class then.
+
+The model files take the picture's pixels (uint8, N x H x W x 3, RGB, the size model_card.json's "input"
+names) and return calibrated probabilities: normalising and the temperature are inside them. This script
+only reads and resizes each picture, with resize_rule.py beside it, the app's own rule (the web page's
+resize_rule.js is a port of it); the export checked that both give the same answers and verdicts (see
+model_card.json, "parity").
 """
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
 import sys
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
 HERE = Path(__file__).resolve().parent
-_RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
-             "nearest": Image.Resampling.NEAREST}
+
+
+def _load_resize_rule():
+    """resize_rule.py from beside this file (in the bundle), or from Transfer Studio's source tree (where
+    this file lives before export). Loaded by path: `python -I` does not put this folder on sys.path."""
+    for path in (HERE / "resize_rule.py", HERE.parent / "models" / "resize_rule.py"):
+        if path.is_file():
+            spec = importlib.util.spec_from_file_location(f"resize_rule_{abs(hash(str(path)))}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            return module
+    raise FileNotFoundError(f"resize_rule.py is missing beside {__file__}")
+
+
+resize_rule = _load_resize_rule()
 
 
 def load_card(folder: Path = HERE) -> dict:
@@ -47,36 +64,18 @@ def load_rgb(path: str | Path) -> Image.Image:
         return im.convert("RGB")
 
 
-def centre_crop(img: Image.Image, prep: dict) -> Image.Image:
-    """Shorter side to prep["resize"], then the centred prep["crop"] square (the app's eval transform)."""
-    side, crop = prep["resize"], prep["crop"]
-    w, h = img.size
-    scale = side / min(w, h)
-    nw, nh = max(side, round(w * scale)), max(side, round(h * scale))
-    img = img.resize((nw, nh), _RESAMPLE[prep["interpolation"]])
-    off = (side - crop) // 2
-    left, top = (nw - side) // 2 + off, (nh - side) // 2 + off
-    return img.crop((left, top, left + crop, top + crop))
-
-
 def as_numpy(paths, prep: dict):
+    """The model's input: N x crop x crop x 3 uint8 pixels, each picture resized by the app's rule."""
     import numpy as np
 
-    mean = np.asarray(prep["mean"], dtype=np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray(prep["std"], dtype=np.float32).reshape(1, 3, 1, 1)
-    batch = np.stack([np.asarray(centre_crop(load_rgb(p), prep), dtype=np.uint8) for p in paths])
-    return (batch.transpose(0, 3, 1, 2).astype(np.float32) / np.float32(255.0) - mean) / std
+    return np.stack([resize_rule.model_input(load_rgb(p), prep["resize"], prep["crop"], prep["interpolation"])
+                     for p in paths])
 
 
 def as_torch(paths, prep: dict):
     import torch
 
-    mean = torch.tensor(prep["mean"], dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(prep["std"], dtype=torch.float32).view(1, 3, 1, 1)
-    crops = [centre_crop(load_rgb(p), prep) for p in paths]
-    batch = torch.stack([torch.frombuffer(bytearray(c.tobytes()), dtype=torch.uint8).view(c.height, c.width, 3)
-                         for c in crops])
-    return (batch.permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+    return torch.from_numpy(as_numpy(paths, prep))
 
 
 # ---------------------------------------------------------------------------------------------- models
@@ -94,14 +93,15 @@ def pick_runtime(requested: str = "auto", folder: Path = HERE) -> str:
 
 
 def outputs(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 16) -> list[tuple[list, float | None]]:
-    """(logits, novelty score or None) per image; the score is None for models exported without the check."""
+    """(calibrated probabilities, novelty score or None) per image; None for models exported without the check."""
     card = load_card(folder)
     runtime = pick_runtime(runtime, folder)
+    name = card["input"]["name"]
     if runtime == "onnx":
         import onnxruntime as ort
 
         session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
-        run = lambda chunk: session.run(None, {"images": as_numpy(chunk, card["preprocessing"])})  # noqa: E731
+        run = lambda chunk: session.run(None, {name: as_numpy(chunk, card["preprocessing"])})  # noqa: E731
     else:
         import torch
 
@@ -119,10 +119,6 @@ def outputs(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int =
     return rows
 
 
-def logits(paths, runtime: str = "auto", folder: Path = HERE, batch_size: int = 16) -> list[list[float]]:
-    return [row for row, _ in outputs(paths, runtime, folder, batch_size)]
-
-
 def verdict(score: float | None, card: dict) -> dict:
     """Does the picture look like the training pictures? "unfamiliar": None when the model has no check."""
     check = card.get("novelty")
@@ -136,17 +132,9 @@ def verdicts(paths, runtime: str = "auto", folder: Path = HERE) -> list[dict]:
     return [verdict(score, card) for _, score in outputs(paths, runtime, folder)]
 
 
-def softmax(row: list[float], temperature: float = 1.0) -> list[float]:
-    top = max(row)
-    exps = [math.exp((v - top) / temperature) for v in row]
-    total = sum(exps)
-    return [e / total for e in exps]
-
-
-def probabilities(paths, runtime: str = "auto", folder: Path = HERE, temperature: float | None = None):
-    """Class probabilities per image; temperature None: the calibrated one from the model card (or 1)."""
-    t = temperature if temperature is not None else load_card(folder).get("temperature") or 1.0
-    return [softmax(row, t) for row in logits(paths, runtime, folder)]
+def probabilities(paths, runtime: str = "auto", folder: Path = HERE) -> list[list[float]]:
+    """Class probabilities per image, calibrated (the run's temperature is inside the model)."""
+    return [row for row, _ in outputs(paths, runtime, folder)]
 
 
 def main(argv=None) -> int:
@@ -162,9 +150,8 @@ def main(argv=None) -> int:
     if missing:
         print(f"error: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
-    t = card.get("temperature") or 1.0
-    for path, (row, score) in zip(args.images, outputs(args.images, args.runtime)):
-        probs, check = softmax(row, t), verdict(score, card)
+    for path, (probs, score) in zip(args.images, outputs(args.images, args.runtime)):
+        check = verdict(score, card)
         ranked = sorted(range(len(classes)), key=lambda i: -probs[i])[:max(1, args.top_k)]
         if args.json:
             print(json.dumps({"class": classes[ranked[0]], "image": path, **check,

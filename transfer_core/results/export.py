@@ -1,11 +1,13 @@
 """Export a trained run as a bundle that gives the app's answers anywhere, with no Transfer Studio.
 
-    bundle/model.onnx            the network (input "images": N x 3 x C x C normalised; output "logits",
-                                 and "novelty" when the run has the familiarity check: see novelty.py)
+    bundle/model.onnx            the network (input "pixels": uint8 N x C x C x 3 RGB; output "probabilities",
+                                 calibrated, and "novelty" when the run has the familiarity check:
+                                 exported_model.py, novelty.py)
            model.torchscript.pt  the same network for torch alone
-           model_card.json       classes, preprocessing, backbone, metrics, data fingerprint, date, parity
+           model_card.json       classes, input, resize rule, backbone, metrics, data fingerprint, date, parity
            MODEL_CARD.md         the same in short, for people
            predict.py            standalone: `python predict.py IMAGE...` (see bundle_predict.py)
+           resize_rule.py        how a picture becomes C x C (models/resize_rule.py; predict.py uses it)
     bundle.zip                   all of it, to download
 
 On export, the bundle's own predict.py (not the engine's code) runs both model files over the run's
@@ -28,9 +30,10 @@ from torch import nn
 
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.inference.evaluation import evaluate_run, has_test_share
-from transfer_core.inference.novelty import looks
 from transfer_core.inference.predict import load_model, predict_probs
+from transfer_core.models import resize_rule
 from transfer_core.models.backbones import get_backbone
+from transfer_core.results.exported_model import INPUT_NAME, OUTPUT_NAMES, ExportedModel
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder, write_json
 
@@ -58,22 +61,6 @@ class ExportResult:
         return bool(self.card["parity"].get("passed"))
 
 
-class _Logits(nn.Module):
-    """The network from images to logits, without TransferNet's cached-input branch (not traceable); with
-    the run's familiarity check, also each picture's novelty score. The score is computed inside the model
-    files by the engine's own module, so both runtimes give the engine's verdict with nothing to re-write."""
-
-    def __init__(self, net: nn.Module, novelty_score: nn.Module | None = None):
-        super().__init__()
-        self.net = net
-        self.novelty = novelty_score
-
-    def forward(self, images: torch.Tensor):
-        features, seen = looks(self.net, images, self.novelty.mid if self.novelty is not None else 0)
-        logits = self.net.head(features)
-        return logits if self.novelty is None else (logits, self.novelty(seen))
-
-
 def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
                max_parity_images: int | None = None) -> ExportResult:
     """Write the bundle folder `out_dir` (must be new or empty) and `out_dir`.zip beside it."""
@@ -84,12 +71,13 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
         raise ExportError(_("{folder} is not empty: choose a new folder for the bundle.").format(folder=out))
     out.mkdir(parents=True, exist_ok=True)
     model = load_model(run.path, device="cpu")
-    example = torch.zeros(2, 3, model.prep.crop, model.prep.crop)
+    example = ExportedModel.example(model.prep)
     detector = getattr(model, "novelty", None)
-    wrapped = _Logits(model.net, detector.score if detector else None).eval()
+    wrapped = exported_model(model)
     _write_onnx(wrapped, example, out / "model.onnx", with_novelty=detector is not None)
     _write_torchscript(wrapped, example, out / "model.torchscript.pt")
     shutil.copy(_STANDALONE, out / "predict.py")
+    shutil.copy(resize_rule.__file__, out / "resize_rule.py")
     card = model_card(run, model.classes, model.prep.to_dict(), getattr(model, "temperature", 1.0))
     card["novelty"] = novelty_card(detector)
     write_json(out / "model_card.json", card)  # predict.py reads it, so it must exist before the check
@@ -103,10 +91,17 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
 
 
 # ---------------------------------------------------------------------------------------------- model files
+def exported_model(model) -> ExportedModel:
+    """A loaded run as its exported files hold it: pixels in, calibrated probabilities (and novelty) out."""
+    detector = getattr(model, "novelty", None)
+    return ExportedModel(model.net, model.prep, getattr(model, "temperature", 1.0),
+                         detector.score if detector else None).eval()
+
+
 def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, with_novelty: bool = False) -> None:
     # The TorchScript-based exporter: the newer dynamo one needs onnxscript, which the app does not ship.
-    outputs = ["logits", "novelty"] if with_novelty else ["logits"]
-    torch.onnx.export(net, (example,), str(path), input_names=["images"], output_names=outputs,
+    outputs = list(OUTPUT_NAMES) if with_novelty else list(OUTPUT_NAMES[:1])
+    torch.onnx.export(net, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
                       dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]}, opset_version=ONNX_OPSET,
                       dynamo=False)
 
@@ -167,7 +162,8 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
                                                    "max_probability_difference_at_most": PARITY_PROB}}
     for step, runtime in enumerate(("onnx", "torch"), start=1):
         exported = torch.tensor(standalone.probabilities(images, runtime, bundle))
-        result["onnxruntime" if runtime == "onnx" else "torchscript"] = compare(reference, exported)
+        result["onnxruntime" if runtime == "onnx" else "torchscript"] = {
+            **compare(reference, exported), "runtime_version": runtime_version(runtime)}
         if progress:
             progress(N_("parity"), step, 2)
     result["passed"] = result["onnxruntime"]["passed"] and result["torchscript"]["passed"]
@@ -175,6 +171,15 @@ def check_parity(model, bundle: Path, images: Sequence[str], progress: ProgressF
         result["novelty"] = check_novelty_parity(model, standalone, bundle, images)
         result["passed"] = result["passed"] and result["novelty"]["passed"]
     return result
+
+
+def runtime_version(runtime: str) -> str:
+    """Which runtime the check ran: the one that gave the figures beside it."""
+    if runtime == "onnx":
+        import onnxruntime
+
+        return f"onnxruntime {onnxruntime.__version__}"
+    return f"torch {torch.__version__}"
 
 
 def check_novelty_parity(model, standalone, bundle: Path, images: Sequence[str]) -> dict:
@@ -227,11 +232,15 @@ def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: floa
         "backbone": {"name": spec.name, "title": spec.title, "imagenet_top1": spec.imagenet_top1,
                      "head": desc.head, "frozen_stages": config.get("freeze")},
         "preprocessing": prep,
-        "input": {"name": "images", "shape": ["batch", 3, prep["crop"], prep["crop"]], "dtype": "float32",
-                  "meaning": "RGB, shorter side resized to preprocessing.resize, centre crop, /255, "
-                             "minus mean, divided by std"},
-        "output": {"name": "logits", "probabilities": "softmax(logits / temperature)"},
-        "temperature": temperature,  # from calibration.json (temperature scaling); 1.0: as trained
+        "input": {"name": INPUT_NAME, "shape": ["batch", prep["crop"], prep["crop"], 3], "dtype": "uint8",
+                  "layout": "NHWC", "colours": "RGB",
+                  "resize_rule": {"words": resize_rule.RULE, "resize": prep["resize"], "crop": prep["crop"],
+                                  "interpolation": prep["interpolation"], "python": "resize_rule.py",
+                                  "javascript": "web/resize_rule.js"},
+                  "meaning": "the picture's pixels after the resize rule; /255, mean and std are inside the model"},
+        "output": {"name": OUTPUT_NAMES[0], "probabilities": "calibrated: softmax(logits / temperature), "
+                                                            "computed inside the model"},
+        "temperature": temperature,  # from calibration.json (temperature scaling), inside the model; 1.0: as trained
         "calibration": _calibration(run),
         "metrics": _metrics(run),
         "training": {k: config.get(k) for k in ("epochs", "lr", "batch_size", "image_size", "augment",
@@ -239,7 +248,7 @@ def model_card(run: RunFolder, classes: list[str], prep: dict, temperature: floa
         "data": {"fingerprint": data.get("fingerprint"), "num_train": data.get("num_train"),
                  "num_val": data.get("num_val"), "counts": data.get("counts")},
         "files": {"onnx": "model.onnx", "onnx_opset": ONNX_OPSET, "torchscript": "model.torchscript.pt",
-                  "predict": "predict.py"},
+                  "predict": "predict.py", "resize_rule": "resize_rule.py"},
     }
 
 
