@@ -205,3 +205,20 @@ def test_a_kept_frame_is_added_to_the_persons_own_class_from_the_live_page(app_d
     no_exception(at)
     assert len(list((own / "nominal").iterdir())) == before + 1
     assert "1 picture(s) added" in texts(at)
+
+
+def test_someone_elses_shared_run_offers_no_frame_to_correct(app_dirs, no_webrtc_session):
+    """Fails if Live offers "Keep this frame" on a run trained on another person's own pictures: the
+    correction it leads to is not theirs to make (issue 29: the pages offer only what the person may do)."""
+    from transfer_core.service.workspaces import OwnerTag, Workspace, new_token, share_run
+
+    ana = Workspace(app_dirs / "workspaces", new_token())
+    data = copy_textile(ana.path / "sets" / "cups", 6)
+    result = train(TrainConfig(data=str(data), freeze="all", image_size=64, batch_size=8, epochs=1, seed=0),
+                   runs_dir=app_dirs / "runs", callbacks=[OwnerTag(ana.token)])
+    share_run(result.run_dir, ana.token, app_dirs / "runs", run=True, pictures=True)
+    ben = no_exception(page("pages/6_Live.py", new_token()).run())
+    assert "shared" in ben.selectbox[0].options[0]  # Ana's run is what Ben's Live uses
+    assert not [b for b in ben.button if b.key == "live_keep"]
+    own = no_exception(page("pages/6_Live.py", ana.token).run())
+    assert [b for b in own.button if b.key == "live_keep"]  # its owner may

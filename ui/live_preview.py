@@ -33,7 +33,7 @@ from transfer_core.runstore.runs import RunSummary
 from .camera import camera_check
 from . import lang
 from .common import friendly_errors, md_escape
-from .corrections import correction_controls
+from .corrections import correction_controls, refusal
 
 KEY_STATE = "live_state"  # this session's LiveState, shared with the video thread
 KEY_WHY = "live_why"  # (run id, Explanation) of the last "Why?" press
@@ -271,7 +271,10 @@ def jpeg(frame: np.ndarray) -> bytes:
 
 def correct_frame(run: RunSummary, classes: list[str]) -> None:
     """Keep the frame on screen now, then "this is actually <class>" adds it to the person's own pictures (the
-    same correction as on Predict: a demo or shared set is first copied into the workspace)."""
+    same correction as on Predict: a demo or shared set is first copied into the workspace). Not offered on a
+    run that learned from someone else's own pictures: its answers are not this person's to correct."""
+    if refusal(run) is not None:
+        return
     if st.button(_("Keep this frame to correct it"), key="live_keep", help=_("Keeps the picture the camera shows now, "
                  "so you can say which class it really is and add it to your pictures for the next training.")):
         frame = live_state().snapshot().frame
