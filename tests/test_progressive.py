@@ -444,15 +444,15 @@ def test_the_stop_rule_waits_for_every_thaw_then_for_two_epochs_without_a_lower_
 
     from transfer_core.training.progressive import Progressive
 
-    schedule, run = Progressive(thaws=2), SimpleNamespace(t0=0.0, finish_early=None)
+    schedule, run = Progressive(thaws=2), _run_started_at_0()
 
     def epoch(n, loss):
         schedule.on_event(run, EpochEnd(run_id="r", time=float(n), epoch=n, val_loss=loss, seconds=1.0))
-        return run.finish_early
+        return run.state.end_reason() if run.state.stopping else None
 
     assert epoch(1, 0.5) is None
     assert epoch(2, 0.6) is None and epoch(3, 0.7) is not None, "2 epochs without a lower loss, thaws done"
-    schedule, run = Progressive(thaws=3), SimpleNamespace(t0=0.0, finish_early=None)
+    schedule, run = Progressive(thaws=3), _run_started_at_0()
     assert [epoch(n, loss) for n, loss in ((1, 0.5), (2, 0.4), (3, 0.45))] == [None] * 3
     assert "validation loss" in epoch(4, 0.8)
 
@@ -466,14 +466,23 @@ def test_the_time_budget_ends_the_run_with_the_best_model_kept(textile_small, tm
     assert (RunFolder(result.run_dir).path / runfiles.BEST).is_file()
 
 
-def _epochs(schedule, events):
-    """Feed a schedule events on a made-up clock (the run started at 0): the reason it ends, or None."""
+def _run_started_at_0():
+    """The part of a trainer (callbacks.TrainingState) a schedule's on_event uses, on a made-up clock."""
     from types import SimpleNamespace
 
-    run = SimpleNamespace(t0=0.0, finish_early=None, progress=SimpleNamespace(clock=None))
+    from transfer_core.training.state import RunState
+
+    state = RunState(config=None, device=None, stop=None, run_id="r", resumed=False, started_at=0.0)
+    return SimpleNamespace(state=state, started_at=0.0, request_stop=state.request_stop,
+                           limit_training_time=lambda budget_s: None)
+
+
+def _epochs(schedule, events):
+    """Feed a schedule events on a made-up clock (the run started at 0): the reason it ends, or None."""
+    run = _run_started_at_0()
     for e in events:
         schedule.on_event(run, e)
-    return run.finish_early
+    return run.state.end_reason() if run.state.stopping else None
 
 
 def test_the_automatic_budget_is_a_multiple_of_the_first_models_time_and_stops_before_an_overrun(monkeypatch):

@@ -49,8 +49,8 @@ def restore(trainer, state: dict | None) -> int:
     trainer.optimizer.load_state_dict(state["optimizer"])
     if trainer.scaler.is_enabled() and state.get("scaler"):
         trainer.scaler.load_state_dict(state["scaler"])
-    trainer.best = BestEpoch.from_checkpoint(state, trainer.best.careful_n)
-    trainer.step = state["step"]
+    trainer.state.best = BestEpoch.from_checkpoint(state, trainer.best.careful_n)
+    trainer.state.step = state["step"]
     trainer.gen.set_state(state["generator"])
     torch.set_rng_state(state["torch_rng"])
     for event in trainer.run.epochs():  # watchers (the app's live curves) get the whole history

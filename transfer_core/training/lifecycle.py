@@ -27,30 +27,31 @@ def run_to_end(trainer) -> tuple[Path | None, Event]:
     interrupted = False  # out of memory: the folder is left without a final event, so it reads as interrupted
     try:
         state = None
-        if trainer.resume:
-            trainer.run, state = checkpoint.open_resumed(trainer.runs_dir, trainer.run_id)
+        run = trainer.state
+        if run.resumed:
+            run.run, state = checkpoint.open_resumed(trainer.runs_dir, run.run_id)
         else:
-            trainer.run, scratch = _create_run(trainer)
-        trainer.run_id = trainer.run.id
+            run.run, scratch = _create_run(trainer)
+        run.run_id = run.run.id
         trainer.emit(trainer.event(RunStarted, backbone=trainer.config.backbone, device=str(trainer.device),
                                    run_dir=str(trainer.run.path)))
         trainer.prepare()
         final = trainer.fit(state)
     except Stopped:
         final = trainer.event(RunStopped, best_val_accuracy=max(trainer.best.accuracy, 0.0),
-                              epochs_run=trainer.epochs_done, seconds=time.time() - trainer.t0)
+                              epochs_run=trainer.epochs_done, seconds=time.time() - trainer.state.started_at)
     except Exception as exc:  # noqa: BLE001 - every failure becomes a RunFailed event, in words
         # Redacted here, not only on disk: the live view shows the message while the run is still open.
         interrupted = is_out_of_memory(exc)
         words = _out_of_memory(trainer) if interrupted else explain(exc, trainer.config)
         final = trainer.event(RunFailed, error=redact_paths(words),
                               detail=redact_paths("".join(traceback.format_exception_only(type(exc), exc)))
-                              .strip()[-2000:], seconds=time.time() - trainer.t0)
+                              .strip()[-2000:], seconds=time.time() - trainer.state.started_at)
     finally:
         final = final or trainer.event(RunFailed, error=_("Training ended unexpectedly."))
         _emit_final(trainer, final, in_folder=not interrupted)
-        for name in ("train_store", "val_store", "feature_cache"):  # the memory goes back now, not at exit
-            setattr(trainer, name, None)
+        # The memory goes back now, not at exit.
+        trainer.state.train_store = trainer.state.val_store = trainer.state.feature_cache = None
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     return (trainer.run.path if trainer.run and scratch is None else None), final
@@ -68,8 +69,8 @@ def _create_run(trainer) -> tuple[RunFolder, Path | None]:
 
 
 def _out_of_memory(trainer) -> str:
-    pictures = (len(trainer.train_samples) + len(trainer.val_samples)) if hasattr(trainer, "val_samples") else None
-    return out_of_memory_words(pictures, getattr(trainer, "cache_mb", None), trainer.config)
+    pictures = len(trainer.train_samples) + len(trainer.val_samples) or None  # None: not scanned yet
+    return out_of_memory_words(pictures, trainer.cache_mb, trainer.config)
 
 
 def _emit_final(trainer, final: Event, *, in_folder: bool = True) -> None:

@@ -50,7 +50,8 @@ from transfer_core.training import crossval
 from transfer_core.training.checkpoint import weights_of
 from transfer_core.training.finish import save_predictions
 from transfer_core.training.instant import fit_head
-from transfer_core.training.selection import LastEpoch
+from transfer_core.training.selection import count_patience
+from transfer_core.training.state import StopKind, StopReason
 from transfer_core.training.thaw import ThawSchedule
 
 PATIENCE = 2  # epochs without a lower validation loss, once every allowed stage learns
@@ -89,11 +90,15 @@ def thaw_plan(thaws: int) -> dict[int, int]:
 
 
 class Progressive(ThawSchedule):
+    careful_selection = True  # its later models are the more complex ones: each must beat the validation noise
+
     def __init__(self, thaws: int, *, budget_s: float = 0.0, patience: int = PATIENCE):
         super().__init__(thaw_plan(thaws))
         self.thaws, self.budget_s, self.patience = thaws, budget_s, patience
         self.last_thaw = max(self.epochs, default=0)
         self.budget_words = f"the time budget ({budget_s / 60:g} min)"  # budget_s 0: automatic, set at ModelReady
+        # Its own patience window, counted as early stopping counts (selection.count_patience) but from the first
+        # fine-tuned epoch: the first model's loss (epoch 0 for early stopping) does not count here.
         self.lowest_loss, self.bad_epochs = math.inf, 0
         self.last_end: float | None = None  # when the first model or the last epoch was ready
         self.num_val: int | None = None  # the validation share's size, once split
@@ -111,13 +116,13 @@ class Progressive(ThawSchedule):
         return chosen + self.thaws  # every stage frozen: the head first
 
     def before_fit(self, trainer) -> None:
-        self.num_val = trainer.best.careful_n = len(trainer.val_samples)  # later models are more complex: beat the noise
+        self.num_val = len(trainer.val_samples)
         self.can_cross_validate = crossval.can_fold(list(trainer.train_samples) + list(trainer.val_samples))
         if self.why_not_fine_tune()[0]:  # no thaw will come: the feature cache need not keep outputs for one
             self.plan, self.epochs = {}, frozenset()
         if self.budget_s:  # the person's limit
             self._set_budget(trainer, self.budget_s, self.budget_words)
-        elif trainer.resume:  # its first model was made before: the same automatic budget again, from now
+        elif trainer.resumed:  # its first model was made before: the same automatic budget again, from now
             ready = next((e for e in trainer.run.events() if isinstance(e, ModelReady)), None)
             if ready is not None:
                 self._automatic_budget(trainer, ready.seconds)
@@ -127,12 +132,12 @@ class Progressive(ThawSchedule):
             final, why = self.why_not_fine_tune()
             instant_model(trainer, final=final)
             if final:
-                trainer.finish_early = why
+                trainer.request_stop(StopReason(StopKind.FIRST_MODEL, why))
                 return
             if self.cross_validates():  # the first model is usable meanwhile
                 choice = crossval.choose(trainer)
                 if not choice.fine_tune:
-                    trainer.finish_early = choice.words()
+                    trainer.request_stop(StopReason(StopKind.FIRST_MODEL, choice.words()))
                     return
             if self.fold or self.cross_validates():
                 self._run_exactly(trainer, crossval.FOLD_EPOCHS)
@@ -169,9 +174,7 @@ class Progressive(ThawSchedule):
         """Fine-tune for `epochs` and keep the last (a plan chosen on the folds, not by a few validation pictures);
         the learning rate's schedule ends with them."""
         self.fixed_epochs = min(epochs, trainer.config.epochs)
-        trainer.best = LastEpoch(accuracy=trainer.best.accuracy, epoch=trainer.best.epoch,
-                                 loss_at_best=trainer.best.loss_at_best, lowest_loss=trainer.best.lowest_loss)
-        trainer.total_steps = trainer.total_steps // trainer.config.epochs * self.fixed_epochs
+        trainer.end_after(self.fixed_epochs)
 
     def on_event(self, trainer, event) -> None:
         if isinstance(event, ModelReady):
@@ -182,19 +185,20 @@ class Progressive(ThawSchedule):
             return
         if self.fixed_epochs:
             if event.epoch >= self.fixed_epochs:
-                trainer.finish_early = f"the {self.fixed_epochs} epochs chosen by cross-validation are done"
+                trainer.request_stop(StopReason(StopKind.PLANNED_EPOCHS,
+                                                f"the {self.fixed_epochs} epochs chosen by cross-validation are done"))
             return
-        self.bad_epochs = 0 if event.val_loss < self.lowest_loss else self.bad_epochs + 1
-        self.lowest_loss = min(self.lowest_loss, event.val_loss)
-        if event.time < trainer.t0:  # a resumed run's history, replayed: its losses count, not its times
+        self.lowest_loss, self.bad_epochs = count_patience(self.lowest_loss, self.bad_epochs, event.val_loss)
+        if event.time < trainer.started_at:  # a resumed run's history, replayed: its losses count, not its times
             return
         # The epoch's time with the thaw before it (a thaw recomputes the cached features): the next one's guess.
         epoch_s = event.time - self.last_end if self.last_end is not None else event.seconds
         self.last_end = event.time
-        if self.budget_s and would_pass(self.budget_s, event.time - trainer.t0, epoch_s):
-            trainer.finish_early = f"{self.budget_words} would be passed by another epoch"
+        if self.budget_s and would_pass(self.budget_s, event.time - trainer.started_at, epoch_s):
+            trainer.request_stop(StopReason(StopKind.TIME_BUDGET,
+                                            f"{self.budget_words} would be passed by another epoch"))
         elif event.epoch > self.last_thaw and self.bad_epochs >= self.patience:  # each stage learns an epoch first
-            trainer.finish_early = f"no lower validation loss for {self.patience} epochs"
+            trainer.request_stop(StopReason(StopKind.PATIENCE, f"no lower validation loss for {self.patience} epochs"))
 
     def _automatic_budget(self, trainer, first_model_s: float) -> None:
         self._set_budget(trainer, automatic_budget(first_model_s),
@@ -202,8 +206,7 @@ class Progressive(ThawSchedule):
 
     def _set_budget(self, trainer, budget_s: float, words: str) -> None:
         self.budget_s, self.budget_words = budget_s, words
-        if trainer.progress.clock is not None:  # the time left shown: no more than the budget allows
-            trainer.progress.clock.end_training_by(budget_s - (time.time() - trainer.t0))
+        trainer.limit_training_time(budget_s)  # the time left shown: no more than the budget allows
 
     def words(self, stage_names: list[str], depth: int) -> str:
         if not self.thaws:
@@ -244,7 +247,7 @@ def instant_model(trainer, final: str = "") -> None:
     save_predictions(trainer, runfiles.VALIDATION, trainer.val_samples, probs)
     save_calibration(trainer.run.path, probs, trainer.val_y)
     trainer.emit(trainer.event(ModelReady, val_accuracy=val_acc, val_loss=val_loss,
-                               seconds=time.time() - trainer.t0, what="head", final=final))
+                               seconds=time.time() - trainer.started_at, what="head", final=final))
 
 
 def new_head(net) -> None:

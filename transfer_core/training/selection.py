@@ -4,6 +4,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 
+def count_patience(lowest_loss: float, bad_epochs: int, val_loss: float) -> tuple[float, int]:
+    """After one more epoch: (the lowest validation loss so far, epochs in a row without a lower one). Early
+    stopping and the progressive schedule's patience both count this way."""
+    return min(lowest_loss, val_loss), 0 if val_loss < lowest_loss else bad_epochs + 1
+
+
 @dataclass
 class BestEpoch:
     accuracy: float = -1.0  # validation accuracy of the kept epoch
@@ -23,8 +29,7 @@ class BestEpoch:
             (val_acc >= self.accuracy and val_loss < self.loss_at_best * (1 - self._loss_margin()))
         if better:
             self.accuracy, self.epoch, self.loss_at_best = val_acc, epoch, val_loss
-        self.bad_epochs = 0 if val_loss < self.lowest_loss else self.bad_epochs + 1
-        self.lowest_loss = min(self.lowest_loss, val_loss)
+        self.lowest_loss, self.bad_epochs = count_patience(self.lowest_loss, self.bad_epochs, val_loss)
         return better
 
     def _margin(self) -> float:
@@ -63,7 +68,6 @@ class LastEpoch(BestEpoch):
     whatever the run's few validation pictures say about each epoch."""
 
     def update(self, epoch: int, val_loss: float, val_acc: float) -> bool:
-        self.bad_epochs = 0 if val_loss < self.lowest_loss else self.bad_epochs + 1
-        self.lowest_loss = min(self.lowest_loss, val_loss)
+        self.lowest_loss, self.bad_epochs = count_patience(self.lowest_loss, self.bad_epochs, val_loss)
         self.accuracy, self.epoch, self.loss_at_best = val_acc, epoch, val_loss
         return True

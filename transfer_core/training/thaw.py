@@ -19,6 +19,8 @@ class ThawSchedule(Callback):
     """Thaws the last frozen stage at the start of each epoch in `epochs` (or as many stages as `epochs`
     maps the epoch to), while a stage is still frozen."""
 
+    careful_selection = False  # True: a later epoch must beat the validation share's noise to be kept (selection.py)
+
     def __init__(self, epochs: Iterable[int] | Mapping[int, int] = (), *, quick_start_epochs: int = 0):
         self.plan = dict(epochs) if isinstance(epochs, Mapping) else {e: 1 for e in epochs}  # epoch -> stages
         self.epochs = frozenset(e for e, n in self.plan.items() if n)

@@ -4,7 +4,9 @@ Read top to bottom: `run_training` opens the run folder and always ends in exact
 `prepare` builds the network and its inputs; `fit` runs the epochs; `train_step` is one optimizer step.
 What happens around it lives beside it: inputs.py (pictures), features.py (frozen layers' outputs computed
 once), thaw.py (when frozen stages start to learn), selection.py (the epoch kept), checkpoint.py (resume),
-finish.py (what is saved at the end). Callbacks see the documented surface in callbacks.TrainingState.
+finish.py (what is saved at the end). Everything a run holds between calls is one RunState (state.py),
+made with the trainer; the trainer's attributes of the same names read and write it. Callbacks see the
+documented surface in callbacks.TrainingState, and end a run early with request_stop(StopReason(...)).
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ from transfer_core.models.freezing import (
     set_train_mode,
 )
 from transfer_core.runstore import runfiles
-from transfer_core.runstore.runs import DEFAULT_RUNS_DIR, RunFolder, save_atomically
+from transfer_core.runstore.runs import DEFAULT_RUNS_DIR, save_atomically
 from transfer_core.training import checkpoint, crossval, distributed, lifecycle
 from transfer_core.training.callbacks import Batch, Callback
 from transfer_core.training.failures import Diverged
@@ -46,7 +48,8 @@ from transfer_core.training.optim import (
 )
 from transfer_core.training.progress import ProgressReporter
 from transfer_core.training.progressive import Progressive
-from transfer_core.training.selection import BestEpoch
+from transfer_core.training.selection import LastEpoch
+from transfer_core.training.state import RunState, StopKind, StopReason
 from transfer_core.training.stepmemory import part_size_for, parts_words, split_count
 from transfer_core.training.thaw import ThawSchedule
 
@@ -59,24 +62,31 @@ class RunResult:
     final: Event
 
 
+def _forwarded(name: str) -> property:
+    return property(lambda self: getattr(self.state, name), lambda self, value: setattr(self.state, name, value),
+                    doc=f"RunState.{name}")
+
+
 class Trainer:
+    # Nothing but these: a run's data lives in self.state (its fields are read and written as attributes here).
+    __slots__ = ("runs_dir", "state", "progress")
+
     def __init__(self, config: TrainConfig, *, runs_dir: str | Path = DEFAULT_RUNS_DIR,
                  callbacks: list[Callback] = (), stop: threading.Event | None = None,
                  run_id: str | None = None, resume: bool = False):
         self.runs_dir = Path(runs_dir)
         # A run folder records where its data is as references (datarefs): back to this server's paths.
-        self.config = resolved_config(config, self.runs_dir)
-        self.resume = resume  # continue runs_dir/run_id from its checkpoint (workflows.train.resuming_trainer)
-        self.callbacks = list(callbacks)  # with the config's methods' own (workflows.train.make_trainer)
-        self.final_extra: dict = {}  # end-of-run method figures (e.g. target accuracy), sent with RunFinished
-        self.stop, self.run_id = stop or threading.Event(), run_id
-        self.device = pick_device(self.config.device or distributed.local_device())
-        self.run: RunFolder | None = None
-        self.best = BestEpoch()
-        self.epochs_done = 0  # what a Stop reports: epochs whose results were recorded
-        self.finish_early: str | None = None  # a reason to end before the planned epochs (set by callbacks too)
-        self.t0 = time.time()
+        config = resolved_config(config, self.runs_dir)
+        # resume: continue runs_dir/run_id from its checkpoint (workflows.train.resuming_trainer); callbacks:
+        # with the config's methods' own (workflows.train.make_trainer).
+        self.state = RunState(config=config, device=pick_device(config.device or distributed.local_device()),
+                              stop=stop or threading.Event(), run_id=run_id, resumed=resume,
+                              started_at=time.time(), callbacks=list(callbacks))
         self.progress = ProgressReporter(self.emit, self.event)
+
+    @property
+    def resume(self) -> bool:
+        return self.state.resumed
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
@@ -98,24 +108,23 @@ class Trainer:
 
     # ------------------------------------------------------------------ preparation
     def prepare(self) -> None:
-        cfg = self.config
+        cfg, s = self.config, self.state
         torch.manual_seed(cfg.seed)
-        self.gen = torch.Generator().manual_seed(cfg.seed)
+        s.gen = torch.Generator().manual_seed(cfg.seed)
         self.report_progress("preparing", 0, 1)
-        shares = scan_shares(cfg, self.run.path, self.runs_dir, self.gen)
-        self.report, self.train_samples, self.val_samples, self.test_samples = (
-            shares.report, shares.train, shares.val, shares.test)
-        self.classes = list(self.report.classes)
+        shares = scan_shares(cfg, self.run.path, self.runs_dir, s.gen)
+        s.report, s.train_samples, s.val_samples, s.test_samples = shares.report, shares.train, shares.val, shares.test
+        s.classes = list(s.report.classes)
         self._build_network()
         self._start_clock()
-        self.cache_mb = memory_budget_mb(cfg.cache_mb)  # the run's memory budget (core/memory.py)
-        pictures = load_pictures(shares, self.prep, cache_mb=self.cache_mb, device=self.device, stop=self.stop,
+        s.cache_mb = memory_budget_mb(cfg.cache_mb)  # the run's memory budget (core/memory.py)
+        pictures = load_pictures(shares, s.prep, cache_mb=s.cache_mb, device=s.device, stop=s.stop,
                                  progress=lambda done, n: self.report_progress("preparing", done, n, part="decode"))
-        self.train_store, self.val_store = pictures.train_store, pictures.val_store
-        self.train_y, self.val_y = pictures.train_y, pictures.val_y
+        s.train_store, s.val_store = pictures.train_store, pictures.val_store
+        s.train_y, s.val_y = pictures.train_y, pictures.val_y
         for cb in self.callbacks:
             cb.before_fit(self)
-        self.feature_cache = FeatureCache(
+        s.feature_cache = FeatureCache(
             self.net, self.prep, self.device, self.train_store, self.val_store, gen=self.gen, augment=cfg.augment,
             train_views=0 if self._keep_images() else (1 if cfg.augment == "none" else cfg.feature_views),
             cache_mb=self.cache_mb, check_stop=self.check_stop,
@@ -130,14 +139,16 @@ class Trainer:
                              trainable_params=plan.trainable_params, total_params=plan.total_params))
 
     def _build_network(self) -> None:
-        cfg = self.config
-        self.prep = get_backbone(cfg.backbone).preprocessing_at(cfg.image_size)
-        self.net = network_for(cfg, len(self.classes), self.device)
-        chosen = resolve_depth(cfg.freeze, self.net.num_stages)
-        self.thaw = SCHEDULES[cfg.schedule].from_config(cfg, chosen, self.net.num_stages)
-        self.callbacks.insert(0, self.thaw)  # first: a thaw happens before the methods' before_epoch
-        self.depth = self.thaw.start_depth(chosen)
-        apply_freeze(self.net, self.depth)
+        cfg, s = self.config, self.state
+        s.prep = get_backbone(cfg.backbone).preprocessing_at(cfg.image_size)
+        s.net = network_for(cfg, len(s.classes), s.device)
+        chosen = resolve_depth(cfg.freeze, s.net.num_stages)
+        s.thaw = SCHEDULES[cfg.schedule].from_config(cfg, chosen, s.net.num_stages)
+        s.callbacks.insert(0, s.thaw)  # first: a thaw happens before the methods' before_epoch
+        s.depth = s.thaw.start_depth(chosen)
+        if s.thaw.careful_selection:  # a later model must beat the validation share's noise (selection.py)
+            s.best.careful_n = len(s.val_samples)
+        apply_freeze(s.net, s.depth)
         self.run.save_model_description(self.classes, self.prep, cfg)
 
     def _keep_images(self) -> bool:
@@ -148,10 +159,11 @@ class Trainer:
 
     def thaw_one_stage(self, epoch: int, *, prepare_cache: bool = True) -> None:
         """The last frozen stage starts to learn, in its own optimizer group (called by the ThawSchedule)."""
-        self.depth -= 1
-        apply_freeze(self.net, self.depth)
-        add_stage(self.optimizer, self.net, self.config, self.depth)
-        self.model = distributed.training_model(self.net, self.device)  # DDP synchronises the parameters that learned at wrapping time
+        s = self.state
+        s.depth -= 1
+        apply_freeze(s.net, s.depth)
+        add_stage(s.optimizer, s.net, s.config, s.depth)
+        s.model = distributed.training_model(self.net, self.device)  # DDP synchronises the parameters that learned at wrapping time
         if prepare_cache:
             self.prepare_cache(now=epoch)
 
@@ -159,9 +171,10 @@ class Trainer:
         """The frozen part's outputs at the current depth; `now`: the epoch reached (a thaw still ahead
         makes the cache keep what the thaws ahead will need)."""
         # Augmented views are drawn from self.gen: remember its state, so a resumed run redraws the same ones.
-        self.cache_gen_state = self.gen.get_state()
-        self.feature_cache.prepare(self.depth, later=self.thaw.depths_to_keep(now, self.depth))
-        self.part_size = part_size_for(self.net, self.feature_cache.run_frozen, self.prep.crop, self.depth,
+        s = self.state
+        s.cache_gen_state = s.gen.get_state()
+        s.feature_cache.prepare(s.depth, later=s.thaw.depths_to_keep(now, s.depth))
+        s.part_size = part_size_for(self.net, self.feature_cache.run_frozen, self.prep.crop, self.depth,
                                        self.device, self.config.batch_size, self.config.step_memory_mb)
 
     # ------------------------------------------------------------------ batches
@@ -181,39 +194,42 @@ class Trainer:
 
     # ------------------------------------------------------------------ fitting
     def start_optimizer(self) -> None:
-        self.optimizer = build_optimizer(self.net, self.config, self.depth)
-        self.model = distributed.training_model(self.net, self.device)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_amp(self.device))
+        s = self.state
+        s.optimizer = build_optimizer(s.net, s.config, s.depth)
+        s.model = distributed.training_model(s.net, s.device)
+        s.scaler = torch.amp.GradScaler("cuda", enabled=use_amp(s.device))
         # A loss 50x that of guessing at random means the weights have blown up, even if still finite.
-        self.divergence_limit = 50 * math.log(max(2, len(self.classes)))
-        self.step = 0
+        s.divergence_limit = 50 * math.log(max(2, len(s.classes)))
+        s.step = 0
 
     def fit(self, checkpoint_state: dict | None = None) -> Event:
-        cfg = self.config
+        cfg, s = self.config, self.state
         self.start_optimizer()
         steps_per_epoch = max(1, len(self.epoch_order()))
-        self.total_steps = steps_per_epoch * cfg.epochs
-        self.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
-        self.epoch = self.epochs_done = checkpoint.restore(self, checkpoint_state) if self.resume else 0
-        if self.epoch:  # resumed: the epochs done before are not part of what is left
-            self.progress.clock.skip_to(f"train{self.epoch + 1}")
-        for self.epoch in range(self.epoch + 1, cfg.epochs + 1):
+        s.total_steps = steps_per_epoch * cfg.epochs
+        s.warmup_steps = int(cfg.warmup_epochs * steps_per_epoch)
+        s.epoch = s.epochs_done = checkpoint.restore(self, checkpoint_state) if s.resumed else 0
+        if s.epoch:  # resumed: the epochs done before are not part of what is left
+            self.progress.clock.skip_to(f"train{s.epoch + 1}")
+        for epoch in range(s.epoch + 1, cfg.epochs + 1):
+            s.epoch = epoch
             for cb in self.callbacks:
-                cb.before_epoch(self, self.epoch)
-            if self.finish_early is None:
-                self.run_epoch(self.epoch)
-            if distributed.any_rank(self.finish_early is not None):  # all ranks stop together
+                cb.before_epoch(self, epoch)
+            if not s.stopping:
+                self.run_epoch(epoch)
+            if distributed.any_rank(s.stopping):  # all ranks stop together
                 break
         test_acc = finish(self)
-        return self.event(RunFinished, best_val_accuracy=self.best.accuracy, best_epoch=self.best.epoch,
-                          epochs_run=self.epochs_done, seconds=time.time() - self.t0,
-                          reason=self.finish_early or "completed",
-                          test_accuracy=test_acc, num_test=len(self.test_samples), extra=self.final_extra)
+        return self.event(RunFinished, best_val_accuracy=s.best.accuracy, best_epoch=s.best.epoch,
+                          epochs_run=s.epochs_done, seconds=time.time() - s.started_at, reason=s.end_reason(),
+                          test_accuracy=test_acc, num_test=len(s.test_samples), extra=s.final_extra)
 
     def run_epoch(self, epoch: int) -> None:
-        """Train and validate once; sets finish_early when early stopping says to end the run."""
+        """Train and validate once; requests the stop when early stopping says to end the run."""
         t_epoch, t_train = time.time(), 0.0
         set_train_mode(self.net, self.depth)
+        for cb in self.callbacks:  # e.g. BatchNorm layers a method keeps frozen go back to eval mode
+            cb.after_train_mode(self)
         loss_sum, correct, seen = 0.0, 0, 0
         steps = self.epoch_order()
         self.report_progress("train", 0, len(steps), epoch=epoch)  # its start, for the time left (eta.RunClock)
@@ -235,12 +251,13 @@ class Trainer:
                              train_accuracy=correct / max(seen, 1), val_loss=val_loss, val_accuracy=val_acc,
                              lr=self.optimizer.param_groups[0]["lr"], seconds=time.time() - t_epoch,
                              images_per_sec=seen / max(t_train, 1e-9), extra=extra))
-        self.epochs_done = epoch
+        self.state.epochs_done = epoch
         if self.best.update(epoch, val_loss, val_acc):
             save_atomically(checkpoint.weights_of(self.net), self.run.path / runfiles.BEST)
         checkpoint.save_checkpoint(self, epoch)
         if self.best.patience_ran_out(self.config.early_stopping):
-            self.finish_early = f"early stopping: no better validation loss for {self.config.early_stopping} epochs"
+            self.state.request_stop(StopReason(StopKind.EARLY_STOPPING, "early stopping: no better validation "
+                                               f"loss for {self.config.early_stopping} epochs"))
 
     def train_step(self, batch: Batch, lr_scale: float | None = None) -> tuple[float, int]:
         """One optimizer step at the schedule's rate (or `lr_scale` x the configured rate). A batch whose
@@ -256,13 +273,16 @@ class Trainer:
                 loss, logits = self.loss(part)
                 part_value = float(loss.detach())
                 if distributed.any_rank(not math.isfinite(part_value) or part_value > self.divergence_limit):
-                    raise Diverged(epoch=getattr(self, "epoch", 0), step=self.step)
+                    raise Diverged(epoch=self.epoch, step=self.step)
                 self.scaler.scale(loss * share).backward()
             value += part_value * share
             correct += int((logits.argmax(1) == part.y).sum())
+        self.scaler.unscale_(self.optimizer)  # hooks see the true gradients (a no-op without mixed precision)
+        for cb in self.callbacks:  # e.g. EWC adds its pull, a method keeps some parameters out of the step
+            cb.before_optimizer_step(self)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.step += 1
+        self.state.step += 1
         return value, correct
 
     def loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -291,9 +311,26 @@ class Trainer:
             probs.append(logits.softmax(1).cpu())
         p = torch.cat(probs) if probs else torch.zeros(0, len(self.classes))
         if not math.isfinite(loss_sum):
-            raise Diverged(epoch=getattr(self, "epoch", 0), step=getattr(self, "step", 0))
+            raise Diverged(epoch=self.epoch, step=self.step)
         accuracy = float((p.argmax(1) == self.val_y).float().mean()) if len(p) else 0.0
         return loss_sum / max(1, len(self.val_samples)), accuracy, p
+
+    # ------------------------------------------------------------------ what schedules may ask
+    def request_stop(self, reason: StopReason) -> None:
+        self.state.request_stop(reason)
+
+    def limit_training_time(self, budget_s: float) -> None:
+        """Training ends by `budget_s` after the run's start: the time left shown is capped to it."""
+        if self.progress.clock is not None:
+            self.progress.clock.end_training_by(budget_s - (time.time() - self.state.started_at))
+
+    def end_after(self, epochs: int) -> None:
+        """Train exactly `epochs` and keep the last (a plan chosen elsewhere, e.g. on cross-validation folds):
+        the learning rate's schedule ends with them."""
+        s = self.state
+        s.best = LastEpoch(accuracy=s.best.accuracy, epoch=s.best.epoch, loss_at_best=s.best.loss_at_best,
+                           lowest_loss=s.best.lowest_loss)
+        s.total_steps = s.total_steps // s.config.epochs * epochs
 
     # ------------------------------------------------------------------ progress
     def report_progress(self, phase: str, step: int, steps: int, **kw) -> None:
@@ -308,3 +345,7 @@ class Trainer:
                                   n_train=len(self.train_samples), n_val=len(self.val_samples),
                                   n_test=len(self.test_samples), depths=self.thaw.depths(self.depth, self.config.epochs),
                                   epoch_range=self.thaw.epoch_range(self.config.epochs, len(self.val_samples)))
+
+
+for _name in RunState.__slots__:  # trainer.net, trainer.best, ... are the state's fields
+    setattr(Trainer, _name, _forwarded(_name))
