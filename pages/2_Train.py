@@ -5,7 +5,7 @@ import streamlit as st
 
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.core.config import ConfigError, TrainConfig
-from transfer_core.data.datasets import class_folders
+from transfer_core.data.folder_index import class_folders  # kept between redraws: no walk unless a folder changed
 from transfer_core.service.jobs import default_queue
 from transfer_core.workflows.baseline import linked_runs
 from ui import methods_form, session, train_form

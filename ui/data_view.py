@@ -13,6 +13,7 @@ from PIL import Image
 from transfer_core.core.i18n import N_, _, retranslate
 from transfer_core.data.datarefs import data_roots
 from transfer_core.data.classbuilder import SETS
+from transfer_core.data.folder_index import folder_counts
 from transfer_core.data.datasets import BadImage, DatasetError, DatasetReport, demo_dataset_path, load_rgb, scan_dataset
 from transfer_core.data.imagecache import Stopped
 from transfer_core.service.jobs import default_queue
@@ -28,31 +29,12 @@ from .common import md_escape
 THUMBS_PER_CLASS = 6
 
 
-_walked: dict[str, tuple[tuple[tuple[str, int], ...], tuple[int, float]]] = {}  # folder -> its folders' times, signature
-
-
 def _signature(path: str) -> tuple[int, float]:
-    """Changes when files are added, removed or moved, so a cached scan is redone then. Each of those changes
-    the time of the folder it happens in, so while no folder's time has changed since the last walk, the last
-    signature holds: a redraw of the page looks at a few folders, not at every file (80 ms for 100,000
-    pictures walked, measured 2026-12-07 on bench/scale_sets.py's largest set)."""
-    known = _walked.get(path)
-    if known is not None and all(_mtime_ns(d) == t for d, t in known[0]):
-        return known[1]
-    count, latest, folders = 0, 0.0, []
-    for dirpath, _dirs, files in os.walk(path):
-        count += len(files)
-        folders.append((dirpath, _mtime_ns(dirpath)))
-        latest = max(latest, os.stat(dirpath).st_mtime)
-    _walked[path] = (tuple(folders), (count, latest))
-    return count, latest
-
-
-def _mtime_ns(folder: str) -> int:
-    try:
-        return os.stat(folder).st_mtime_ns
-    except OSError:
-        return -1
+    """Changes when files are added, removed or moved, so a cached scan is redone then; read from the folder
+    index (data/folder_index.py), which lists the folder again only when one of its folders' times changed:
+    a redraw of the page stats a few folders, and walks none."""
+    counts = folder_counts(path)
+    return (counts.files, counts.latest) if counts is not None else (0, 0.0)
 
 
 KEY_SCAN, KEY_SCAN_FOR = "data_scan_task", "data_scan_for"  # the scan task's id, and the folder it reads

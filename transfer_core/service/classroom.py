@@ -20,7 +20,8 @@ from transfer_core.core.i18n import N_, _
 from transfer_core.data.classbuilder import SETS, Progress
 from transfer_core.data.datarefs import data_roots
 from transfer_core.data.gathering import gather_classes, pictures_per_class
-from transfer_core.runstore.runs import RunSummary, list_runs
+from transfer_core.runstore.index import list_runs  # the teacher's page redraws: unchanged runs are not re-read
+from transfer_core.runstore.runs import RunSummary
 from transfer_core.service.work import Job
 from transfer_core.service.workspaces import (
     NAME_FILE,

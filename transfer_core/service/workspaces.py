@@ -259,14 +259,11 @@ class OwnedRun:
 def list_runs_for(token: str, runs_dir: str | Path) -> list[OwnedRun]:
     """The runs this person may see (newest first): their own, the shared ones and the server's own, each
     marked with whether this person owns it and may see its pictures."""
-    from transfer_core.runstore.runs import RunFolder, summarize
+    from transfer_core.runstore.index import run_index
 
-    runs_dir = Path(runs_dir)
-    if not runs_dir.is_dir():
-        return []
-    # Filtered before summarising: a class's other runs are not even read (their events can be long).
-    seen = [p for p in runs_dir.iterdir() if (p / runfiles.CONFIG).is_file() and may_see(p, token)]
-    summaries = sorted((summarize(RunFolder(p)) for p in seen), key=lambda s: s.created, reverse=True)
+    # Filtered before summarising: a class's other runs are not even read (their events can be long); the
+    # index re-reads only runs whose files changed since the last redraw.
+    summaries = run_index(runs_dir).summaries(keep=lambda p: may_see(p, token))
     return [OwnedRun(s, run_owner_is(s.path, token), run_name(s.path) or s.id, sharing(s.path),
                      may_see_pictures(s.path, token)) for s in summaries]
 
