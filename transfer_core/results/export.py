@@ -8,6 +8,7 @@
            MODEL_CARD.md         the same in short, for people
            predict.py            standalone: `python predict.py IMAGE...` (see bundle_predict.py)
            resize_rule.py        how a picture becomes C x C (models/resize_rule.py; predict.py uses it)
+           web/                  the model in a browser, no server (export_web.py): index.html[?selftest=1]
     bundle.zip                   all of it, to download
 
 On export, the bundle's own predict.py (not the engine's code) runs both model files over the run's
@@ -33,6 +34,7 @@ from transfer_core.inference.evaluation import evaluate_run, has_test_share
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.models import resize_rule
 from transfer_core.models.backbones import get_backbone
+from transfer_core.results.export_web import NOT_SURE_BELOW, write_web
 from transfer_core.results.exported_model import INPUT_NAME, OUTPUT_NAMES, ExportedModel
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder, write_json
@@ -83,7 +85,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     write_json(out / "model_card.json", card)  # predict.py reads it, so it must exist before the check
     images = validation_images(run, max_parity_images)
     card["parity"] = check_parity(model, out, images, progress)
+    card["answer"] = {"not_sure_below": NOT_SURE_BELOW}  # the web page's starting threshold (a slider there)
+    card["web"] = write_web(out, model, images, PARITY_NOVELTY, PARITY_PROB)
     write_json(out / "model_card.json", card)
+    shutil.copy(out / "model_card.json", out / "web" / "model_card.json")
     (out / "MODEL_CARD.md").write_text(card_markdown(card), encoding="utf-8")
     shutil.rmtree(out / "__pycache__", ignore_errors=True)  # never ship compiled files (they name server paths)
     zip_path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
@@ -102,7 +107,7 @@ def _write_onnx(net: nn.Module, example: torch.Tensor, path: Path, with_novelty:
     # The TorchScript-based exporter: the newer dynamo one needs onnxscript, which the app does not ship.
     outputs = list(OUTPUT_NAMES) if with_novelty else list(OUTPUT_NAMES[:1])
     torch.onnx.export(net, (example,), str(path), input_names=[INPUT_NAME], output_names=outputs,
-                      dynamic_axes={name: {0: "batch"} for name in ["images", *outputs]}, opset_version=ONNX_OPSET,
+                      dynamic_axes={name: {0: "batch"} for name in [INPUT_NAME, *outputs]}, opset_version=ONNX_OPSET,
                       dynamo=False)
 
 
