@@ -11,6 +11,7 @@
     python -m transfer_core export RUN_DIR --out DIR [--json]
     python -m transfer_core resume RUN_DIR [--json]
     python -m transfer_core lr-find DATA [--backbone mobilenet_v2] [--steps 60] [--sweeps 3] [--json]
+    python -m transfer_core serve RUN_DIR [--port 8000] [--replicas 1] [--host 127.0.0.1] [--max-mb 10]
     python -m transfer_core project save --data DIR [--run RUN_DIR ...] --out FILE [--json]
     python -m transfer_core project open FILE --to DIR [--json]
 
@@ -178,17 +179,15 @@ def run_backbones(args: argparse.Namespace) -> int:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from transfer_core.inference.folders import answers, pictures_given
+    from transfer_core.inference.folders import answers, as_json, pictures_given
     from transfer_core.inference.predict import load_model
 
     model = load_model(args.run_dir)
     for path, ans, bad in answers(model, pictures_given(args.images), args.threshold, args.top_k):
-        if bad is not None:
-            print(json.dumps({"image": path, "skipped": bad}) if args.json else f"{path}: skipped ({bad})")
-        elif args.json:
-            print(json.dumps({"image": path, "answer": ans.label, "sure": ans.sure, "unfamiliar": ans.unfamiliar,
-                              "novelty": round(ans.novelty.score, 6) if ans.novelty else None,
-                              "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}))
+        if args.json:
+            print(json.dumps(as_json(path, ans, bad)))
+        elif bad is not None:
+            print(f"{path}: skipped ({bad})")
         elif ans.unfamiliar:
             print(f"{path}: does not look like the training pictures (more unusual than "
                   f"{ans.novelty.more_unusual_than:.0%} of the labelled pictures); best guesses: "
@@ -381,7 +380,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="end with one JSON line summarising the run")
     r.set_defaults(fn=run_resume)
     add_project_commands(sub)
+    add_serve_command(sub)
     return parser
+
+
+def add_serve_command(sub) -> None:
+    """`serve`: the run's predictions over HTTP on Ray Serve (service/serving.py)."""
+    s = sub.add_parser("serve", help="answer predictions over HTTP (POST /predict, GET /health, /docs) on Ray Serve")
+    s.add_argument("run_dir")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="127.0.0.1",
+                   help="127.0.0.1: this machine only; 0.0.0.0: every machine that can reach it (no password!)")
+    s.add_argument("--replicas", type=int, default=1, help="copies of the model answering at once")
+    s.add_argument("--max-mb", type=float, default=10, help="largest request accepted, in MB")
+    s.set_defaults(fn=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from transfer_core.service.picture_requests import Limits
+    from transfer_core.service.serving import serve_until_stopped
+
+    serve_until_stopped(args.run_dir, host=args.host, port=args.port, replicas=args.replicas,
+                        limits=Limits(max_bytes=int(args.max_mb * 1024 * 1024)))
+    return 0
 
 
 def add_project_commands(sub) -> None:

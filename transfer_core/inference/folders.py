@@ -35,3 +35,13 @@ def answers(model, paths: list[str], threshold: float, k: int) -> Iterator[tuple
                     yield p, answer(model, [p], threshold=threshold, k=k)[0], None
                 except (BadImage, OSError) as exc:
                     yield p, None, str(exc)
+
+
+def as_json(image: str | None, ans: Answer | None, skipped: str | None = None) -> dict:
+    """One picture's answer as `predict --json` prints it; the HTTP endpoint (service/serving.py) answers the
+    same, so a caller may switch between them."""
+    if ans is None:
+        return {"image": image, "skipped": skipped}
+    return {"image": image, "answer": ans.label, "sure": ans.sure, "unfamiliar": ans.unfamiliar,
+            "novelty": round(ans.novelty.score, 6) if ans.novelty else None,
+            "top": [{"class": c, "probability": round(p, 6)} for c, p in ans.top]}
