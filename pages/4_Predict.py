@@ -4,16 +4,14 @@ from __future__ import annotations
 import streamlit as st
 
 from transfer_core.core.i18n import N_, _, retranslate
-from transfer_core.data.datasets import BadImage
-from transfer_core.inference.gradcam import explain
-from transfer_core.inference.predict import answer, load_model, to_rgb
 from transfer_core.runstore import runfiles
 from transfer_core.runstore.runs import RunFolder
 from ui import charts
 from ui.calibration_view import calibration_when_ready
 from ui.camera import camera_check
-from ui.common import friendly_errors, models_to_pick, page, pick_run
+from ui.common import models_to_pick, page, pick_run
 from ui.corrections import correction_controls, corrections_panel
+from ui.predict_view import answers_when_ready
 from ui.retrain import switch_picker
 
 page(N_("Predict"), "🔮")
@@ -24,11 +22,6 @@ if run is None:
 if run.status == "running":
     st.info(_("This run is still training: you are trying its best model so far. When training finds a clearly "
             "better one, it replaces this one here by itself."))
-
-
-@st.cache_resource(max_entries=4, show_spinner=False)
-def cached_model(run_dir: str, mtime: float):
-    return load_model(run_dir)
 
 
 def familiarity_words(model, running: bool = False) -> str:
@@ -77,34 +70,31 @@ if not images:
     st.info(_("Add one or more pictures above to see what the model thinks they are."))
     st.stop()
 
-with friendly_errors(N_("Loading the model")), st.spinner(_("Loading the model...")):
-    model = cached_model(str(run.path), (run.path / runfiles.BEST).stat().st_mtime)
-    st.caption(familiarity_words(model, run.status == "running"))
-    for i, (name, data) in enumerate(images):
-        left, right = st.columns([1, 2])
-        try:
-            picture = to_rgb(data)  # upright RGB, whatever the file's format: what the model sees
-        except BadImage as exc:
-            left.warning(_("{name} was skipped: {why}.").format(name=name, why=retranslate(str(exc))))
-            continue
-        result = answer(model, [picture], threshold=threshold, k=top_k)[0]
-        top = result.top
-        if explain_it:
-            left.image(explain(model, picture).overlay(), caption=_("{name}: where it looked").format(name=name),
-                       width="stretch")
-        else:
-            left.image(picture, caption=name, width="stretch")
-        if result.unfamiliar:
-            right.markdown(_("**This does not look like your training pictures** ({why}), so the "
-                             "model's answer would only be a guess.").format(why=unusual(result)))
-            right.caption(_("Best guess: {name} ({sure} sure). The model always picks one of its "
-                            "classes, even for a picture of something else.").format(
-                                name=top[0][0], sure=f"{top[0][1]:.0%}"))
-        elif result.sure:
-            right.markdown(_("**{name}** ({sure} sure)").format(name=top[0][0], sure=f"{top[0][1]:.0%}"))
-        else:
-            right.markdown(_("**Not sure** (best guess {name}, only {sure} sure)").format(
-                name=top[0][0], sure=f"{top[0][1]:.0%}"))
-        right.plotly_chart(charts.probabilities(top), width="stretch", key=f"probs_{i}")
-        with right:
-            correction_controls(run, classes, i, name, data)
+found = answers_when_ready(run.path, images, threshold, top_k, explain_it)  # a task: never on this thread
+if found is None:
+    st.stop()  # waiting or running: its progress and Stop are shown above
+st.caption(familiarity_words(found.model, run.status == "running"))
+for i, (shown, (name, data)) in enumerate(zip(found.shown, images)):
+    left, right = st.columns([1, 2])
+    if shown.result is None:
+        left.warning(_("{name} was skipped: {why}.").format(name=name, why=retranslate(shown.skipped)))
+        continue
+    result, top = shown.result, shown.result.top
+    if shown.heat_map is not None:
+        left.image(shown.heat_map, caption=_("{name}: where it looked").format(name=name), width="stretch")
+    else:
+        left.image(shown.picture, caption=name, width="stretch")
+    if result.unfamiliar:
+        right.markdown(_("**This does not look like your training pictures** ({why}), so the "
+                         "model's answer would only be a guess.").format(why=unusual(result)))
+        right.caption(_("Best guess: {name} ({sure} sure). The model always picks one of its "
+                        "classes, even for a picture of something else.").format(
+                            name=top[0][0], sure=f"{top[0][1]:.0%}"))
+    elif result.sure:
+        right.markdown(_("**{name}** ({sure} sure)").format(name=top[0][0], sure=f"{top[0][1]:.0%}"))
+    else:
+        right.markdown(_("**Not sure** (best guess {name}, only {sure} sure)").format(
+            name=top[0][0], sure=f"{top[0][1]:.0%}"))
+    right.plotly_chart(charts.probabilities(top), width="stretch", key=f"probs_{i}")
+    with right:
+        correction_controls(run, classes, i, name, data)

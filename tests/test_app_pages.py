@@ -156,11 +156,16 @@ def test_train_page_starts_a_job_shows_curves_and_finishes(app_dirs, tmp_path):
     Image.open(picture).convert("CMYK").save(buf, "JPEG")  # an unusual format still works
     at.file_uploader(key="predict_files").set_value([("cmyk.jpg", buf.getvalue(), "image/jpeg"),
                                                     ("bad.jpg", b"nope", "image/jpeg")]).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     no_exception(at)
     assert "sure)" in texts(at)
+    asked = at.session_state["predict_task"]
+    assert default_queue().task(asked).kind == "Classifying the pictures"
+    assert "sure)" in texts(no_exception(at.run())) and at.session_state["predict_task"] == asked  # not again
     assert "bad.jpg was skipped" in texts(at)
     at.slider(key="threshold").set_value(1.0).run()  # nothing is ever 100% sure: every answer is "not sure"
     at.toggle(key="gradcam").set_value(True).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     wait_for_task(at, f"calibration_task_{job.id}")  # what the threshold does, measured in the queue
     no_exception(at)
     assert "**Not sure** (best guess" in texts(at) and "On the validation pictures: At 100%" in texts(at)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import copy_textile, textile_root
-from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts  # noqa: F401 - fixture
+from tests.test_app_pages import app_dirs, choose_folder, no_exception, page, texts, wait_for_task  # noqa: F401
 from transfer_core.models.backbones import get_backbone, list_backbones
 from transfer_core.service.jobs import default_queue
 
@@ -52,5 +52,6 @@ def test_every_offline_backbone_trains_a_tiny_run_and_predicts(app_dirs, tmp_pat
     assert at.selectbox(key="predict_run").value == job.id
     picture = sorted((textile_root() / "global").glob("*.jpg"))[0]
     at.file_uploader(key="predict_files").set_value([("cloth.jpg", picture.read_bytes(), "image/jpeg")]).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     no_exception(at)
     assert "sure)" in texts(at)

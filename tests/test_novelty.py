@@ -16,7 +16,7 @@ import torch
 from conftest import copy_textile
 from PIL import Image
 
-from tests.test_app_pages import app_dirs, no_exception, page, texts  # noqa: F401 - app_dirs is a fixture
+from tests.test_app_pages import app_dirs, no_exception, page, texts, wait_for_task  # noqa: F401 - a fixture
 from transfer_core.cli import main
 from transfer_core.core.config import TrainConfig
 from transfer_core.inference import novelty
@@ -196,6 +196,7 @@ def test_predict_page_says_a_noise_picture_does_not_look_like_the_training_pictu
     shutil.copytree(run_dir, app_dirs / "runs" / run_dir.name)
     at = no_exception(page("pages/4_Predict.py").run())
     at.file_uploader(key="predict_files").set_value([("noise.png", noise[0].read_bytes(), "image/png")]).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     no_exception(at)
     words = texts(at)
     assert ("This does not look like your training pictures** (it is more unusual than every one of your "
@@ -210,6 +211,7 @@ def test_predict_page_says_an_older_model_has_no_check(run, app_dirs):
     (old / novelty.NOVELTY_WEIGHTS).unlink()
     at = no_exception(page("pages/4_Predict.py").run())
     at.file_uploader(key="predict_files").set_value([("noise.png", noise[0].read_bytes(), "image/png")]).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     no_exception(at)
     assert "trained before Transfer Studio had that check" in texts(at)
     assert "does not look like your training pictures" not in texts(at) and "sure)" in texts(at)

@@ -140,6 +140,7 @@ def test_correcting_a_demo_run_copies_into_the_workspace_then_retrains(app_dirs,
     assert at.selectbox(key="predict_run").value == run_id
     wrong = pictures("nominal", 1, offset=500)[0]
     at.file_uploader(key="predict_files").set_value([("mine.jpg", wrong[1], "image/jpeg")]).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     correct(at, 0, "local")
     task = default_queue().task(at.session_state["correction_task"])
     assert task.kind == "Copying the pictures into your workspace", "the copy is a task, off the page's thread"
@@ -192,12 +193,14 @@ def test_a_correction_of_my_own_data_goes_straight_in_and_someone_elses_is_refus
     at = page("pages/4_Predict.py", me).run()
     at.segmented_control(key="predict_run_whose").set_value("all").run()
     at.file_uploader(key="predict_files").set_value(pictures("global", 1)).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     assert not [s for s in at.selectbox if s.key == "correct_class_0"], "not even offered"
     assert "someone else's pictures" in texts(at) and len(list((theirs / "local").iterdir())) == 6
 
     at = page("pages/4_Predict.py", other).run()
     assert at.selectbox(key="predict_run").value == run_id
     at.file_uploader(key="predict_files").set_value(pictures("global", 1)).run()
+    wait_for_task(at, "predict_task")  # answered in the queue, not on the page's thread
     correct(at, 0, "local")
     assert "correction_task" not in at.session_state, "no copy: the owner's own pictures take it directly"
     assert len(list_classes(theirs)["local"]) == 7
