@@ -368,8 +368,8 @@ def test_the_l2_path_stops_once_the_validation_loss_keeps_rising(monkeypatch):
     from transfer_core.training import instant
 
     fitted = []
-    real_lbfgs = instant._lbfgs
-    monkeypatch.setattr(instant, "_lbfgs", lambda head, *a: (fitted.append(a[-1]), real_lbfgs(head, *a)))
+    real_fit = instant.fit_penalised
+    monkeypatch.setattr(instant, "fit_penalised", lambda head, *a: (fitted.append(a[-1]), real_fit(head, *a)))
     gen = torch.Generator().manual_seed(0)
     x = torch.cat([torch.randn(20, 8, generator=gen) + 2, torch.randn(20, 8, generator=gen) - 2])
     y = torch.cat([torch.zeros(20, dtype=torch.long), torch.ones(20, dtype=torch.long)])

@@ -12,6 +12,7 @@ import torch
 
 from transfer_core.core.i18n import N_
 from transfer_core.quality.findings import ProgressFn
+from transfer_core.training.instant import fit_penalised
 
 # Flag at most this share of the images as likely mislabelled: a review list people will actually read.
 MAX_SUSPECT_SHARE = 0.15
@@ -20,23 +21,15 @@ FOLDS = 5
 
 def fit_linear(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, l2: float = 1e-2,
                steps: int = 100) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Multinomial logistic regression (L-BFGS, standardised features): returns x -> probabilities."""
+    """Multinomial logistic regression on standardised features, penalised by l2 x the squared weights per
+    picture (the first model's L-BFGS fit: instant.fit_penalised): returns x -> probabilities."""
     mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
-    xs = (x - mean) / std
-    w = torch.zeros(x.shape[1], num_classes, requires_grad=True)
-    b = torch.zeros(num_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1, max_iter=steps, history_size=20, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(xs @ w + b, y) + l2 * (w * w).sum() / len(y)
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    w, b = w.detach(), b.detach()
-    return lambda new: (((new - mean) / std) @ w + b).softmax(1)
+    head = torch.nn.Linear(x.shape[1], num_classes)
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)
+    fit_penalised(head, (x - mean) / std, y, None, 2 * l2 / len(y), max_iter=steps)
+    head.requires_grad_(False)
+    return lambda new: head((new - mean) / std).softmax(1)
 
 
 def fold_ids(labels: torch.Tensor, folds: int, seed: int = 0) -> torch.Tensor:

@@ -56,7 +56,7 @@ def fit_head(head: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Ten
     fits = []
     for strength in strengths:
         check_stop()
-        _lbfgs(head, x, y, weights, strength)
+        fit_penalised(head, x, y, weights, strength)
         loss, acc = _validate(head, val_x, val_y)
         fits.append((HeadFit(strength, loss, acc), {k: v.clone() for k, v in head.state_dict().items()}))
         if _rising(fits):
@@ -66,11 +66,15 @@ def fit_head(head: nn.Module, x: torch.Tensor, y: torch.Tensor, val_x: torch.Ten
     return chosen
 
 
-def _lbfgs(head: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor, strength: float) -> None:
+def fit_penalised(head: nn.Module, x: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None, strength: float,
+                  max_iter: int = _MAX_ITER) -> None:
+    """The project's one L-BFGS fit of a classifier on features: weighted cross-entropy plus
+    0.5 x strength x the squared weights (not the biases), from `head`'s current weights. Used by the first
+    model here and by the data check's out-of-fold classifiers (quality/suspect_labels.py)."""
     head.eval()  # no dropout: the penalty is the regulariser, and L-BFGS needs the same function each call
     params = [p for p in head.parameters() if p.requires_grad]
     penalised = [p for p in params if p.dim() > 1]  # weights, not biases
-    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=_MAX_ITER, history_size=20, line_search_fn="strong_wolfe",
+    opt = torch.optim.LBFGS(params, lr=1.0, max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe",
                             tolerance_grad=1e-6, tolerance_change=1e-9)
 
     def closure():
