@@ -506,6 +506,28 @@ def render_small_data(d: dict) -> str:
             + table(*small_data_rows(d)))
 
 
+# ----------------------------------------------------------------------------- bench/serve_load.py
+SERVE_WAYS = {"predict": "`predict` in-process, one picture per call", "serve-1": "`serve`, 1 replica",
+              "serve-2": "`serve`, 2 replicas"}
+
+
+def render_serve_load(d: dict) -> str:
+    ways = d["ways"]
+    served = [w for name, w in ways.items() if name != "predict"]
+    extra = (f" ({d['backbone']}, {d['pictures']} real demo pictures sent as JPEG bytes, {d['cpu_cores']} cores, "
+             f"load average {d['load_average_1min']} at the end; the server's {served[0]['clients']} client threads "
+             f"on the same machine; served answers the same as in-process on "
+             + ", ".join(f"{w['same_answers']} of {w['compared']}" for w in served) + " pictures)")
+    rows = []
+    for name, w in ways.items():
+        ratio = "1" if name == "predict" else f"{w['requests_per_s_vs_predict']:.2f}"
+        rows.append([SERVE_WAYS.get(name, name), str(w["requests_done"]), f"{w['requests_per_s']:.1f}", ratio,
+                     f"{w['p50_ms']:.0f}", f"{w['p95_ms']:.0f}",
+                     f"{w['start_seconds']:.0f} s" if "start_seconds" in w else "-"])
+    return stamp(d, extra) + table(["answered by", "requests", "requests/s", "x predict", "p50 ms", "p95 ms",
+                                    "start-up"], rows)
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
@@ -519,6 +541,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
     ("time-left", lambda d: d.get("kind") == "time-left", render_time_left),
     ("small-data", lambda d: d.get("kind") == "small-data", render_small_data),
+    ("serve-load", lambda d: d.get("kind") == "serve-load", render_serve_load),
 ]
 
 
