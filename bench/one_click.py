@@ -42,6 +42,7 @@ from tasks import DEFAULT_CACHE, TASKS, Task, build_task  # noqa: E402
 
 from transfer_core.core.config import TrainConfig  # noqa: E402
 from transfer_core.core.device import describe_device  # noqa: E402
+from transfer_core.core.metrics import wilson_interval as wilson  # noqa: E402  (the engine's one interval)
 from transfer_core.core.events import (
     ModelReady,  # noqa: E402
     RunFinished,  # noqa: E402
@@ -71,18 +72,6 @@ SETTINGS: dict[str, dict] = {
 }
 QUICK = {"image_size": 64, "epochs": 2}  # the smoke run: every setting shrinks to this
 QUICK_DEFAULTS = {"tasks": ["lfw-faces"], "sizes": [10], "settings": ["default", "fixed (old default)"]}
-Z95 = 1.959964
-
-
-def wilson(correct: int, n: int, z: float = Z95) -> list[float]:
-    """95% Wilson score interval of a proportion: unlike the normal approximation it stays inside [0, 1]
-    and keeps a width at 0 or n correct, where small test sets often are."""
-    if n == 0:
-        return [0.0, 1.0]
-    p = correct / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
-    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def majority_baseline(tests: list[tuple[Path, str]]) -> dict:
