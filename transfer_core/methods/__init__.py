@@ -9,6 +9,9 @@ call it, so the app, the command line and the tests all get the same behaviour f
 
     registry.py      MethodSpec, Option, Control, Figure; register, list_methods, callbacks_for
     l2sp.py          pull the transferred weights toward their pretrained values (L2-SP)
+    ewc.py           the same pull, weighted by how much each weight matters (EWC, diagonal Fisher)
+    freeze_bn.py     fine-tune with the pretrained BatchNorm layers kept frozen (hooks after_train_mode,
+                     before_optimizer_step)
     distillation.py  learn from a finished run's softened outputs (knowledge distillation)
     adaptation.py    unlabelled target images: DANN, Deep CORAL, AdaBN; target accuracy
 """
@@ -19,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from transfer_core.core.i18n import N_
 
 # The registration line: importing a method's module registers it (its last statement is register(...)).
-from transfer_core.methods import adaptation, distillation, l2sp  # noqa: F401
+from transfer_core.methods import adaptation, distillation, ewc, freeze_bn, l2sp  # noqa: F401
 from transfer_core.methods.registry import (
     Control,
     Figure,
