@@ -34,6 +34,7 @@ from transfer_core.inference.evaluation import evaluate_run, has_test_share
 from transfer_core.inference.predict import load_model, predict_probs
 from transfer_core.models import resize_rule
 from transfer_core.models.backbones import get_backbone
+from transfer_core.results.export_devices import device_exports, device_markdown
 from transfer_core.results.export_web import NOT_SURE_BELOW, write_web
 from transfer_core.results.exported_model import INPUT_NAME, OUTPUT_NAMES, ExportedModel
 from transfer_core.runstore import runfiles
@@ -64,8 +65,9 @@ class ExportResult:
 
 
 def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn | None = None,
-               max_parity_images: int | None = None) -> ExportResult:
-    """Write the bundle folder `out_dir` (must be new or empty) and `out_dir`.zip beside it."""
+               max_parity_images: int | None = None, devices: bool = True) -> ExportResult:
+    """Write the bundle folder `out_dir` (must be new or empty) and `out_dir`.zip beside it. devices=False:
+    without the LiteRT and Core ML files (they add about a minute or more)."""
     run, out = RunFolder(run_dir), Path(out_dir)
     if not run.has_model():
         raise ExportError(_("Run {id} has no trained model yet, so there is nothing to export.").format(id=run.id))
@@ -87,9 +89,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     card["parity"] = check_parity(model, out, images, progress)
     card["answer"] = {"not_sure_below": NOT_SURE_BELOW}  # the web page's starting threshold (a slider there)
     card["web"] = write_web(out, model, images, PARITY_NOVELTY, PARITY_PROB)
+    if devices:  # LiteRT float + int8 and Core ML (export_devices.py): a failed converter is a card line
+        card.update(device_exports(wrapped, model, run, out, images, compare))
     write_json(out / "model_card.json", card)
     shutil.copy(out / "model_card.json", out / "web" / "model_card.json")
-    (out / "MODEL_CARD.md").write_text(card_markdown(card), encoding="utf-8")
+    (out / "MODEL_CARD.md").write_text(card_markdown(card) + device_markdown(card), encoding="utf-8")
     shutil.rmtree(out / "__pycache__", ignore_errors=True)  # never ship compiled files (they name server paths)
     zip_path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
     return ExportResult(out, zip_path, card)
@@ -289,6 +293,8 @@ def card_markdown(card: dict) -> str:
              _("- Preprocessing: RGB, shorter side to {resize} px ({interpolation}), centre crop {crop} px, /255, "
                "mean {mean}, std {std}.").format(resize=p["resize"], interpolation=p["interpolation"],
                                                  crop=p["crop"], mean=list(p["mean"]), std=list(p["std"])),
+             _("- Input of the model files: the picture's pixels after that resize (uint8, RGB, N x {crop} x {crop} x "
+               "3); dividing by 255, the mean, the std and the temperature are inside them.").format(crop=p["crop"]),
              _("- Data fingerprint: `{fingerprint}` ({train} training, {val} validation images).").format(
                  fingerprint=data["fingerprint"], train=data["num_train"], val=data["num_val"])]
     if m and m.get("test"):
@@ -315,8 +321,12 @@ def card_markdown(card: dict) -> str:
                        "pictures (its features are far from theirs); {share} of the validation pictures are "
                        "flagged too.").format(share=f"{card['novelty']['validation_rate']:.0%}"))
     lines.append(_("- Parity check: {words}").format(words=_parity_words(parity)))
-    lines += ["", _("Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + pillow): "
+    lines += ["", _("Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + numpy + pillow): "
                     "one line per image, the most likely class first."), ""]
+    if card.get("web"):
+        lines += [_("In a browser, with no server: serve the web folder with any static file server (for example "
+                    "`python -m http.server -d web`) and open index.html; index.html?selftest=1 checks it on "
+                    "pictures kept in web/selftest."), ""]
     return "\n".join(lines)
 
 
