@@ -11,6 +11,7 @@ from transfer_core.core.i18n import N_, _, get_language, retranslate, use_langua
 from transfer_core.results.bundle import model_bundle
 from transfer_core.results.compare import compare_runs
 from transfer_core.results.export import export_run
+from transfer_core.service.serve_examples import curl_example, python_example, start_command
 from transfer_core.service.workspaces import (
     NotAllowed,
     delete_run,
@@ -183,6 +184,13 @@ with friendly_errors(N_("Preparing the download")):
                                                    "`python -m transfer_core predict` needs, with no internet."))
         if owned_by_id[run.id].pictures:  # the export checks itself on the run's own pictures
             export_section(run)
+        with st.expander(_("Call it from your own code (over HTTP)")):
+            st.caption(_("On the computer that runs this app, start a prediction endpoint for this run; then any "
+                         "program can send it pictures (answers as JSON; the API's page is on /docs):"))
+            here = visible.relative_to(Path.cwd()) if visible.is_relative_to(Path.cwd()) else visible
+            for text, language in ((start_command(here), "bash"), (curl_example(), "bash"),
+                                   (python_example(), "python")):
+                st.code(text, language=language)
 if run.id in mine:
     c1, c2, c3 = st.columns(3)
     new_name = c1.text_input(_("Name"), names[run.id], key=f"name_{run.id}",

@@ -18,6 +18,7 @@ from conftest import copy_textile
 from tests.test_e2e_browser import free_port
 from transfer_core.core.config import TrainConfig
 from transfer_core.service.picture_requests import FIELD
+from transfer_core.service.serve_examples import python_example
 from transfer_core.workflows.train import train
 
 REQUESTS = 100
@@ -146,6 +147,11 @@ def test_serve_answers_as_predict_and_refuses_bad_requests(run_and_pictures):
         status, body = post(f"{url}/predict?threshold=0.9&top_k=1", pictures[0].read_bytes(), "image/png")
         assert status == 200 and len(body[0]["top"]) == 1
         same_answer(body[0], strict[label(pictures[0])])
+
+        # The Python example the Runs page shows works as printed.
+        example = subprocess.run([sys.executable, "-c", python_example(port, str(pictures[0]))], capture_output=True,
+                                 text=True, timeout=120)
+        assert example.stdout.startswith(expected[label(pictures[0])]["answer"] + " [{"), example.stderr
 
         # Bad requests: a 4xx whose message says what is wrong, never a server error.
         readme = (Path(__file__).parents[1] / "README.md").read_bytes()[:5000]
