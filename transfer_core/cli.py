@@ -76,8 +76,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = {*SETTINGS, *added_settings()}
-    return TrainConfig.from_settings({k: v for k, v in vars(args).items() if k in names and v is not None})
+    # A method's setting left at its default stays out of method_settings (as in the app): a config names
+    # only the methods it uses, whatever others are registered.
+    added = added_settings()
+    return TrainConfig.from_settings({k: v for k, v in vars(args).items() if v is not None and (
+        k in SETTINGS or (k in added and v != added[k].default))})
 
 
 class ProgressPrinter(Callback):
