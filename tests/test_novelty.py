@@ -177,7 +177,7 @@ def _run_bundle(bundle: Path, images, runtime: str) -> list[dict]:
 @pytest.mark.slow
 def test_exported_bundle_gives_the_engines_verdict_in_a_fresh_process(run, tmp_path):
     run_dir, unseen, noise = run
-    result = export_run(run_dir, tmp_path / "bundle")
+    result = export_run(run_dir, tmp_path / "bundle", devices=False)
     parity = result.card["parity"]
     assert parity["passed"] and parity["novelty"]["passed"] and parity["novelty"]["noise_images"] == 2
     assert result.card["novelty"]["threshold"] == load_model(run_dir).novelty.threshold

@@ -39,7 +39,7 @@ def served(tmp_path_factory):
     data = copy_textile(tmp / "data", 20)
     result = train(TrainConfig(schedule="fixed", data=str(data), freeze=3, image_size=96, batch_size=8, epochs=1,
                                seed=0), runs_dir=tmp / "runs")
-    bundle = export_run(result.run_dir, tmp / "bundle").bundle
+    bundle = export_run(result.run_dir, tmp / "bundle", devices=False).bundle
     extra = tmp / "bundle" / "web" / "_test"
     extra.mkdir()
     pictures = [*sorted(copy_textile(tmp / "unseen", 2, offset=300).glob("*/*.jpg")), *_photos(extra)]
