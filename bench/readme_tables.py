@@ -528,6 +528,21 @@ def render_serve_load(d: dict) -> str:
                                     "start-up"], rows)
 
 
+
+# ----------------------------------------------------------------------------- bench/redraw.py
+def render_redraw(d: dict) -> str:
+    extra = (f" ({d['cpu_cores']} cores; each run a copy of one real run of {d['events_per_run']} events; "
+             "before: the reads as they were, called side by side in the same process; median of the redraws)")
+    rows = [[f"{r['n']:,} runs (Runs, Evaluate, Predict pages)", f"{r['before']['ms']:.1f}",
+             f"{r['after']['ms']:.1f}", f"{r['ratio']:.1f} ({r['summaries_only']['ratio']:.0f} for the summaries)",
+             f"{r['before']['parses_per_redraw']:.0f} -> {r['after']['parses_per_redraw']:.0f}", "-"]
+            for r in d["runs"]]
+    rows += [[f"{r['files']:,} pictures in 4 classes (Data and Train pages)", f"{r['before']['ms']:.1f}",
+              f"{r['after']['ms']:.2f}", f"{r['ratio']:.0f}", "-",
+              f"{r['before']['walks_per_redraw']:.0f} -> {r['after']['walks_per_redraw']:.0f}"] for r in d["data"]]
+    return stamp(d, extra) + table(["one redraw reads", "before ms", "after ms", "x faster",
+                                    "event logs parsed", "folders walked"], rows)
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
@@ -541,6 +556,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("class-load", lambda d: d.get("kind") == "class-load", render_class_load),
     ("time-left", lambda d: d.get("kind") == "time-left", render_time_left),
     ("small-data", lambda d: d.get("kind") == "small-data", render_small_data),
+    ("redraw", lambda d: d.get("kind") == "redraw", render_redraw),
     ("serve-load", lambda d: d.get("kind") == "serve-load", render_serve_load),
 ]
 
