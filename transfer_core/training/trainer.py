@@ -63,6 +63,8 @@ class RunResult:
 
 
 def _forwarded(name: str) -> property:
+    """trainer.<name> reads and writes state.<name>: callbacks keep the one surface they know (TrainingState),
+    while the data lives in one typed place, made whole at the start."""
     return property(lambda self: getattr(self.state, name), lambda self, value: setattr(self.state, name, value),
                     doc=f"RunState.{name}")
 
@@ -83,10 +85,6 @@ class Trainer:
                               stop=stop or threading.Event(), run_id=run_id, resumed=resume,
                               started_at=time.time(), callbacks=list(callbacks))
         self.progress = ProgressReporter(self.emit, self.event)
-
-    @property
-    def resume(self) -> bool:
-        return self.state.resumed
 
     # ------------------------------------------------------------------ events
     def emit(self, event: Event) -> None:
