@@ -129,6 +129,8 @@ def start(run_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8000, rep
 
     if not ray.is_initialized():
         rayjobs.connect("local")
+        # Again: Ray's core worker put its own SIGTERM handler in place, which aborts and leaves processes behind.
+        _stop_on_signals()
     serve.start(http_options={"host": host, "port": port})
     threads = max(1, (os.cpu_count() or 1) // replicas)  # the machine's cores shared by the replicas
     app = Predictor.options(num_replicas=replicas).bind(str(Path(run_dir).resolve()), limits, threads)
@@ -151,9 +153,7 @@ def stop() -> None:
 
 def serve_until_stopped(run_dir: str | Path, **options) -> None:
     """start(), say where, wait for Ctrl-C (or SIGTERM), stop()."""
-    # `kill` stops it as cleanly as Ctrl-C; and Ctrl-C works even when started where SIGINT was ignored.
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.default_int_handler)
+    _stop_on_signals()
     try:
         url = start(run_dir, **options)
         print(_("Serving {run} on {url}: POST pictures to {url}/predict, API docs on {url}/docs. Ctrl-C stops it.")
@@ -163,3 +163,9 @@ def serve_until_stopped(run_dir: str | Path, **options) -> None:
         pass
     finally:
         stop()
+
+
+def _stop_on_signals() -> None:
+    """`kill` stops it as cleanly as Ctrl-C; and Ctrl-C works even when started where SIGINT was ignored."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
