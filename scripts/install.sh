@@ -53,6 +53,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$digest" ]; then
   if [ "$REQS" = requirements-dev.txt ]; then
     "$PY" -m pip install --disable-pip-version-check -q --no-deps -r requirements-dev-nodeps.txt
   fi
+  # The exported web page's runtime (npm package onnxruntime-web) into the cache, so exports work offline later.
+  "$PY" -c "from transfer_core.results.export_web import ort_web; ort_web()" ||
+    echo "onnxruntime-web was not fetched now: the first export will try again" >&2
   echo "$digest" > "$stamp"
 fi
 echo "$PY"

@@ -92,7 +92,8 @@ def export_run(run_dir: str | Path, out_dir: str | Path, *, progress: ProgressFn
     if devices:  # LiteRT float + int8 and Core ML (export_devices.py): a failed converter is a card line
         card.update(device_exports(wrapped, model, run, out, images, compare))
     write_json(out / "model_card.json", card)
-    shutil.copy(out / "model_card.json", out / "web" / "model_card.json")
+    if card["web"].get("folder"):
+        shutil.copy(out / "model_card.json", out / "web" / "model_card.json")
     (out / "MODEL_CARD.md").write_text(card_markdown(card) + device_markdown(card), encoding="utf-8")
     shutil.rmtree(out / "__pycache__", ignore_errors=True)  # never ship compiled files (they name server paths)
     zip_path = Path(shutil.make_archive(str(out), "zip", root_dir=out.parent, base_dir=out.name))
@@ -323,7 +324,7 @@ def card_markdown(card: dict) -> str:
     lines.append(_("- Parity check: {words}").format(words=_parity_words(parity)))
     lines += ["", _("Run `python predict.py IMAGE...` here (onnxruntime + numpy + pillow, or torch + numpy + pillow): "
                     "one line per image, the most likely class first."), ""]
-    if card.get("web"):
+    if (card.get("web") or {}).get("folder"):
         lines += [_("In a browser, with no server: serve the web folder with any static file server (for example "
                     "`python -m http.server -d web`) and open index.html; index.html?selftest=1 checks it on "
                     "pictures kept in web/selftest."), ""]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import os
 import shutil
 import tarfile
 import urllib.request
@@ -57,14 +58,16 @@ def ort_web(cache: Path | None = None) -> Path:
         raise WebRuntimeError(f"could not fetch onnxruntime-web {ORT_WEB_VERSION} from the npm registry: {exc}")
     if base64.b64encode(hashlib.sha512(data).digest()).decode() != ORT_WEB_SHA512:
         raise WebRuntimeError(f"onnxruntime-web {ORT_WEB_VERSION} from the npm registry is not the expected file")
-    part = folder.with_name(folder.name + ".part")
+    part = folder.with_name(f"{folder.name}.part{os.getpid()}")  # one per process: two exports may fetch at once
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
         for member, name in ORT_FILES.items():
             (part / name).write_bytes(tar.extractfile(f"package/{member}").read())
-    shutil.rmtree(folder, ignore_errors=True)
-    part.rename(folder)  # whole or absent: a second process never sees half a folder
+    try:
+        part.rename(folder)  # whole or absent: a second process never sees half a folder
+    except OSError:  # another process put the same files there first
+        shutil.rmtree(part, ignore_errors=True)
     return folder
 
 
@@ -72,8 +75,12 @@ def write_web(bundle: Path, model, images: Sequence[str], threshold_tolerance: f
               max_probability_difference: float) -> dict:
     """web/ inside `bundle` (model.onnx and model_card.json must be there already); what the card says of it."""
     web = bundle / "web"
+    try:
+        runtime = ort_web()
+    except WebRuntimeError as exc:  # offline before the first export: the rest of the bundle still works
+        return {"folder": None, "note": str(exc)}
     shutil.copytree(PAGE, web, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copytree(ort_web(), web / "ort")
+    shutil.copytree(runtime, web / "ort")
     shutil.copy(bundle / "model.onnx", web / "model.onnx")
     _selftest(web / "selftest", model, images[:SELFTEST_PICTURES], threshold_tolerance, max_probability_difference)
     size = sum(p.stat().st_size for p in web.rglob("*") if p.is_file())
