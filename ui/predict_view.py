@@ -16,7 +16,7 @@ from pathlib import Path
 import streamlit as st
 from PIL import Image
 
-from transfer_core.core.i18n import N_
+from transfer_core.core.i18n import N_, _
 from transfer_core.data.datasets import BadImage
 from transfer_core.data.imagecache import Stopped
 from transfer_core.inference.gradcam import explain
@@ -24,7 +24,7 @@ from transfer_core.inference.predict import Answer, LoadedModel, answer, load_mo
 from transfer_core.runstore import runfiles
 from transfer_core.service.jobs import default_queue
 
-from . import tasks
+from . import session, tasks
 
 KEY = "predict_task"  # the task's id
 KEY_FOR = "predict_task_for"  # what it was asked for: a new question submits a new task
@@ -56,12 +56,29 @@ def answers_when_ready(run_dir: Path, images: list[tuple[str, bytes]], threshold
     digest = hashlib.sha256(b"".join(hashlib.sha256(data).digest() for _name, data in images)).hexdigest()
     key = (str(run_dir), stamp, tuple(name for name, _data in images), digest, threshold, k, heat_maps)
     if st.session_state.get(KEY_FOR) != key or default_queue().task(st.session_state.get(KEY, "")) is None:
+        _let_go(st.session_state.get(KEY, ""))
         st.session_state[KEY_FOR] = key
         task = tasks.submit(KEY, KIND, partial(_answer_all, run_dir, stamp, images, threshold, k, heat_maps),
                             files_only=True)
         default_queue().wait(task.id, timeout=WAIT_S)
     task = tasks.follow(KEY)
+    if task is not None and task.result is None and st.button(
+            _("Classify them again"), key="predict_again", help=_("Runs the model on the same pictures once more.")):
+        st.session_state.pop(KEY_FOR, None)  # stopped or failed (said above): a new task on the next draw
+        st.rerun()
     return task.result if task is not None else None
+
+
+def _let_go(task_id: str) -> None:
+    """The previous question's task: stopped if it still waits or runs (it is not wanted any more), else its
+    pictures and heat maps let go now rather than when the queue forgets the task, hours later."""
+    old = default_queue().task(task_id)
+    if old is None:
+        return
+    if old.state in ("queued", "running"):
+        default_queue().stop(old.id, owner=session.workspace().token)
+    else:
+        old.result = None
 
 
 def _answer_all(run_dir: Path, stamp: int, images: list[tuple[str, bytes]], threshold: float, k: int,
