@@ -543,6 +543,37 @@ def render_redraw(d: dict) -> str:
     return stamp(d, extra) + table(["one redraw reads", "before ms", "after ms", "x faster",
                                     "event logs parsed", "folders walked"], rows)
 
+# ----------------------------------------------------------------------------- bench/export_formats.py
+def _agreement(part: dict | None) -> str:
+    if not part:
+        return "-"
+    return (f"{part['top1_agreement']:.1%} of {part['images']} (largest probability gap "
+            f"{part['max_probability_difference']:.1e})")
+
+
+def render_export_formats(d: dict) -> str:
+    extra = (f" ({d['device']}; one run per task with the one-click settings at {d['image_size']} px; each file run "
+             "by ai-edge-litert from the bundle and compared with the app's own predictions: the same top class, "
+             "on the run's validation pictures (the card's check) and on the task's test pictures (never trained "
+             f"or chosen on); int8 passes at {d['int8_top1_at_least']:.0%} top-class agreement)")
+    rows = []
+    for t in d["tasks"]:
+        for kind in ("float", "int8"):
+            e = t[kind]
+            size = f"{e['bytes'] / 1e6:.1f} MB" if e.get("bytes") else "-"
+            made = (f"{e['seconds']:.0f} s, " + ("passed" if e["passed"] else "**not passed**")
+                    if e.get("bytes") else str(e.get("note")))
+            rows.append([f"{t['task']}, {t['per_class']} per class (whole export {t['export_seconds']} s)",
+                         f"LiteRT {kind}", size,
+                         _agreement(e.get("validation")), _agreement(e.get("test")), made])
+        rows.append([f"{t['task']}, {t['per_class']} per class (whole export {t['export_seconds']} s)",
+                     "Core ML (not run: macOS only)",
+                     f"{t['coreml']['bytes'] / 1e6:.1f} MB" if t["coreml"].get("bytes") else "-", "-", "-",
+                     f"{t['coreml']['seconds']:.0f} s" if t["coreml"].get("seconds") else str(t["coreml"].get("note"))])
+    return stamp(d, extra) + table(["task", "file", "size", "same top class as the app: validation",
+                                    "same top class as the app: test", "conversion"], rows)
+
+
 RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("scale", lambda d: d.get("kind") == "scale", render_scale),
     ("benchmark", lambda d: "throughput" in d, render_benchmark),
@@ -558,6 +589,7 @@ RENDERERS: list[tuple[str, Callable[[dict], bool], Callable[[dict], str]]] = [
     ("small-data", lambda d: d.get("kind") == "small-data", render_small_data),
     ("redraw", lambda d: d.get("kind") == "redraw", render_redraw),
     ("serve-load", lambda d: d.get("kind") == "serve-load", render_serve_load),
+    ("export-formats", lambda d: d.get("kind") == "export-formats", render_export_formats),
 ]
 
 
