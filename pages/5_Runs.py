@@ -178,7 +178,8 @@ with friendly_errors(N_("Preparing the download")):
         # Asked of the engine again here, where the files are read for this person (not only by the list).
         visible = require_visible(run.path, token, session.runs_dir())
         # The zip is built when the button is pressed, not on every redraw of the page.
-        st.download_button(_("Download the trained model (.zip)"), partial(model_bundle, visible),
+        st.download_button(_("Download the trained model (.zip)"),
+                           partial(model_bundle, visible, with_pictures=owned_by_id[run.id].pictures),
                            download_name(names[run.id]),
                            "application/zip", help=_("Weights, class names, preprocessing and settings: everything "
                                                    "`python -m transfer_core predict` needs, with no internet."))

@@ -107,3 +107,27 @@ def test_a_workspace_name_follows_onto_the_runs_it_shares_only(tmp_path, textile
     assert A not in json.dumps([json.loads((p / "owner.json").read_text()) for p in (shared, workspace.path)])
     with pytest.raises(NotAllowed, match="cannot be empty"):
         workspace.set_display_name(" \n ", runs)
+
+
+def test_a_run_shared_without_its_pictures_downloads_without_their_names(tmp_path, textile_small):
+    """Fails if the download of a run shared without its pictures lists them (validation.json names each one)."""
+    import io
+    import zipfile
+
+    from transfer_core.inference.predict import load_model, predict
+    from transfer_core.results.bundle import model_bundle
+    from transfer_core.workflows.train import train
+
+    result = train(TrainConfig(schedule="fixed", data=str(textile_small), freeze="all", image_size=64, epochs=1,
+                               batch_size=8, seed=0), runs_dir=tmp_path / "runs", callbacks=[OwnerTag(A)])
+    share_run(result.run_dir, A, tmp_path / "runs", run=True)
+    seen = _seen(B, tmp_path / "runs")[result.run_dir.name]
+    assert not seen.pictures
+    pictures = [p.name for p in textile_small.rglob("*.jpg")]
+    for with_pictures, named in ((True, True), (seen.pictures, False)):
+        zf = zipfile.ZipFile(io.BytesIO(model_bundle(result.run_dir, with_pictures=with_pictures)))
+        text = " ".join(zf.read(n).decode("utf-8", "replace") for n in zf.namelist() if n.endswith(".json"))
+        assert any(name in text for name in pictures) is named
+    zf.extractall(tmp_path / "download")  # what B unpacks still predicts
+    model = load_model(tmp_path / "download" / result.run_dir.name)
+    assert len(predict(model, sorted(textile_small.rglob("*.jpg"))[:2])) == 2

@@ -25,8 +25,13 @@ _LABELLED = {runfiles.CONFIG: lambda run: shown_config(run.config),
 _REQUIRED = (runfiles.BEST, runfiles.CLASSES, runfiles.PREPROCESSING, runfiles.MODEL, runfiles.CONFIG)
 
 
-def model_bundle(run_dir: str | Path) -> bytes:
-    """The zip's bytes (for a download button); FileNotFoundError when the run has no model yet."""
+_NAMING_PICTURES = (runfiles.VALIDATION, runfiles.TEST)  # each held-out picture's file name and answers
+
+
+def model_bundle(run_dir: str | Path, with_pictures: bool = True) -> bytes:
+    """The zip's bytes (for a download button); FileNotFoundError when the run has no model yet.
+    `with_pictures` False (someone the owner shares the run with, not its pictures): nothing that names a
+    picture goes in; `predict` needs none of it."""
     run = RunFolder(run_dir)
     missing = [name for name in _REQUIRED if not (run.path / name).is_file()]
     if missing:
@@ -35,6 +40,8 @@ def model_bundle(run_dir: str | Path) -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
         for name in BUNDLE_FILES:
+            if not with_pictures and name in _NAMING_PICTURES:
+                continue
             if name in _LABELLED and (run.path / name).is_file():
                 zf.writestr(f"{run.id}/{name}", json.dumps(_LABELLED[name](run), indent=2, ensure_ascii=False))
             elif (run.path / name).is_file():
