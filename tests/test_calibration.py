@@ -194,6 +194,7 @@ def test_a_small_real_run_keeps_its_own_confidence_and_its_card_says_why(tmp_pat
     assert isinstance(result.final, RunFinished), result.final
     saved = json.loads((result.run_dir / CALIBRATION_FILE).read_text())
     assert saved["kept"] is False and saved["temperature"] == 1.0 and saved["why"].startswith("Too few")
-    assert load_model(result.run_dir).temperature == 1.0
-    card = model_card(RunFolder(result.run_dir), ["global", "local", "nominal"], {"crop": 96})
+    model = load_model(result.run_dir)
+    assert model.temperature == 1.0
+    card = model_card(RunFolder(result.run_dir), ["global", "local", "nominal"], model.prep.to_dict())
     assert card["calibration"]["used"] is False and card["calibration"]["why"].startswith("Too few")
