@@ -47,6 +47,10 @@ def shot(page, name: str) -> None:
 
 def page_words(page) -> str:
     text = page.evaluate("() => document.querySelector('[data-testid=stApp]').innerText")
+    # Code (a command, a folder) is shown as it is typed, in every language: as english_left drops `...`
+    code = page.evaluate("() => [...document.querySelectorAll('[data-testid=stApp] code')].map(e => e.innerText)")
+    for typed in sorted(code, key=len, reverse=True):
+        text = text.replace(typed, " ")
     for words in WIDGET_WORDS:
         text = text.replace(words, " ")
     return text

@@ -148,13 +148,12 @@ def test_the_fisher_diagonal_is_larger_where_the_answer_depends_more_on_the_weig
 @pytest.mark.slow
 def test_ewc_pulls_the_weights_toward_the_start_more_than_plain_fine_tuning(textile20, tmp_path):
     config = TrainConfig(data=str(textile20), freeze=3, epochs=2, lr=3e-3, **FAST)
-    start = {n: p.detach().clone() for n, p in transferred_parameters(_pretrained())}
     plain, pull = _trained(config, tmp_path), EWC(1.0)
     pulled = _trained(config, tmp_path, [pull])
-    # What EWC keeps small, sum F~ (theta - theta*)^2, on this run's Fisher: measured 6.7 against 38.7; and
-    # the plain distance too, less (6.5 against 7.2: the weights that matter little are left free).
+    # What EWC keeps small, sum F~ (theta - theta*)^2, on this run's Fisher: measured 6.7 against 38.7.
     assert pull.weighted_distance(pulled.net) < 0.5 * pull.weighted_distance(plain.net)
-    assert distance_to_start(pulled.net, start) < distance_to_start(plain.net, start)
+    # Not asserted: the plain (unweighted) distance. EWC holds the weights that matter; the others may move
+    # as far as without it (7.6 against 7.2 once in CI, 6.5 against 7.2 here).
     assert pulled.final_extra["ewc_distance"] == round(distance_to_start(pulled.net, pull.start), 6)
 
 
